@@ -1,0 +1,5 @@
+"""aerodrome.api."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

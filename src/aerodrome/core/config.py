@@ -1,0 +1,263 @@
+"""Machine configuration: validation of Fly's `MachineConfig` and the typed view the runtime and edge act on.
+
+The stored config is the client's JSON with defaults filled in (Fly echoes it back); `MachineSpec` is
+what aerodrome reads from it. Both come from `normalize_config`, so they never disagree.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from aerodrome.core.durations import parse_duration, parse_signal
+from aerodrome.core.errors import InvalidArgumentError
+
+JSON = dict[str, Any]
+
+DEFAULT_GUEST: JSON = {"cpu_kind": "shared", "cpus": 1, "memory_mb": 256}
+MAX_CPUS = {"shared": 16, "performance": 16}
+RESTART_POLICIES = ("no", "always", "on-failure", "spot-price")
+AUTOSTOP_VALUES = ("off", "stop", "suspend")
+
+
+@dataclass(frozen=True, slots=True)
+class GuestFile:
+    guest_path: str
+    data: bytes
+    mode: int = 0o644
+
+
+@dataclass(frozen=True, slots=True)
+class MountSpec:
+    volume: str
+    path: str
+    extend_threshold_percent: int = 0
+    add_size_gb: int = 0
+    size_gb_limit: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PortSpec:
+    port: int
+    handlers: tuple[str, ...] = ()
+    force_https: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    protocol: str
+    internal_port: int
+    ports: tuple[PortSpec, ...]
+    autostop: str = "off"  # off | stop | suspend
+    autostart: bool = True
+    min_machines_running: int = 0
+    concurrency_type: str = "connections"
+    soft_limit: int = 20
+    hard_limit: int = 0  # 0: no limit
+
+
+@dataclass(frozen=True, slots=True)
+class MachineSpec:
+    image: str
+    init_exec: tuple[str, ...] = ()
+    init_entrypoint: tuple[str, ...] = ()
+    init_cmd: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    files: tuple[GuestFile, ...] = ()
+    cpu_kind: str = "shared"
+    cpus: int = 1
+    memory_mb: int = 256
+    mounts: tuple[MountSpec, ...] = ()
+    services: tuple[ServiceSpec, ...] = ()
+    restart_policy: str = "on-failure"
+    restart_max_retries: int = 10
+    stop_signal: int = 2  # SIGINT, Fly's default
+    stop_timeout: float = 10.0
+    auto_destroy: bool = False
+
+
+def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
+    """Validate a client's MachineConfig; return the config to store and echo, and its typed view."""
+    if not isinstance(raw, dict):
+        raise InvalidArgumentError("config is required")
+    config: JSON = copy.deepcopy(raw)
+    image = config.get("image")
+    if not isinstance(image, str) or not image.strip():
+        raise InvalidArgumentError("invalid config: image is required")
+    guest = _guest(config)
+    services = tuple(_service(s, i) for i, s in enumerate(_list(config, "services")))
+    config["services"] = [
+        _echo_service(s, raw_s) for s, raw_s in zip(services, config.get("services") or [], strict=True)
+    ]
+    if not config["services"]:
+        del config["services"]
+    restart = _dict(config, "restart")
+    policy = restart.get("policy", "on-failure") or "on-failure"
+    if policy not in RESTART_POLICIES:
+        raise InvalidArgumentError(f"invalid restart policy {policy!r}: must be one of {', '.join(RESTART_POLICIES)}")
+    stop = _dict(config, "stop_config")
+    spec = MachineSpec(
+        image=image.strip(),
+        init_exec=_argv(config, "exec"),
+        init_entrypoint=_argv(config, "entrypoint"),
+        init_cmd=_argv(config, "cmd"),
+        env=_env(config),
+        files=tuple(_file(f) for f in _list(config, "files")),
+        cpu_kind=guest["cpu_kind"],
+        cpus=guest["cpus"],
+        memory_mb=guest["memory_mb"],
+        mounts=tuple(_mount(m) for m in _list(config, "mounts")),
+        services=services,
+        restart_policy=policy,
+        restart_max_retries=_int(restart.get("max_retries", 10), "restart.max_retries", 0, 10_000),
+        stop_signal=parse_signal(stop.get("signal", "SIGINT")),
+        stop_timeout=parse_duration(stop.get("timeout", "10s"), field="stop_config.timeout"),
+        auto_destroy=bool(config.get("auto_destroy", False)),
+    )
+    if len(spec.mounts) > 1:
+        raise InvalidArgumentError("invalid config: a machine can mount at most one volume")
+    return config, spec
+
+
+def _guest(config: JSON) -> JSON:
+    guest = {**DEFAULT_GUEST, **_dict(config, "guest")}
+    if guest["cpu_kind"] not in MAX_CPUS:
+        raise InvalidArgumentError(f"invalid guest.cpu_kind {guest['cpu_kind']!r}: must be shared or performance")
+    guest["cpus"] = _int(guest["cpus"], "guest.cpus", 1, MAX_CPUS[guest["cpu_kind"]])
+    guest["memory_mb"] = _int(guest["memory_mb"], "guest.memory_mb", 256, 256 * 1024)
+    if guest["memory_mb"] % 256:
+        raise InvalidArgumentError(f"invalid guest.memory_mb {guest['memory_mb']}: must be a multiple of 256")
+    config["guest"] = guest
+    return guest
+
+
+def _service(raw: object, index: int) -> ServiceSpec:
+    if not isinstance(raw, dict):
+        raise InvalidArgumentError(f"invalid services[{index}]: must be an object")
+    protocol = raw.get("protocol", "tcp")
+    if protocol not in ("tcp", "udp"):
+        raise InvalidArgumentError(f"invalid services[{index}].protocol {protocol!r}: must be tcp or udp")
+    internal_port = _int(raw.get("internal_port"), f"services[{index}].internal_port", 1, 65535)
+    autostart = raw.get("autostart", True)
+    if not isinstance(autostart, bool):
+        raise InvalidArgumentError(f"invalid services[{index}].autostart: must be a boolean")
+    concurrency = raw.get("concurrency") or {}
+    if not isinstance(concurrency, dict):
+        raise InvalidArgumentError(f"invalid services[{index}].concurrency: must be an object")
+    ctype = concurrency.get("type", "connections")
+    if ctype not in ("connections", "requests"):
+        raise InvalidArgumentError(f"invalid services[{index}].concurrency.type {ctype!r}")
+    return ServiceSpec(
+        protocol=protocol,
+        internal_port=internal_port,
+        ports=tuple(_port(p, index) for p in raw.get("ports") or []),
+        autostop=_autostop(raw.get("autostop", "off"), index),
+        autostart=autostart,
+        min_machines_running=_int(raw.get("min_machines_running", 0), "min_machines_running", 0, 1000),
+        concurrency_type=ctype,
+        soft_limit=_int(concurrency.get("soft_limit", 20), "concurrency.soft_limit", 0, 1_000_000),
+        hard_limit=_int(concurrency.get("hard_limit", 0), "concurrency.hard_limit", 0, 1_000_000),
+    )
+
+
+def _echo_service(spec: ServiceSpec, raw: JSON) -> JSON:
+    # Fly serialises autostop as false | true | "suspend" (fly-go MachineAutostop).
+    echoed = dict(raw)
+    echoed["autostop"] = {"off": False, "stop": True, "suspend": "suspend"}[spec.autostop]
+    echoed.setdefault("protocol", spec.protocol)
+    return echoed
+
+
+def _autostop(value: object, index: int) -> str:
+    if value is None or value is False:
+        return "off"
+    if value is True:
+        return "stop"
+    if isinstance(value, str) and value in AUTOSTOP_VALUES:
+        return value
+    raise InvalidArgumentError(f"invalid services[{index}].autostop {value!r}: must be off, stop or suspend")
+
+
+def _port(raw: object, index: int) -> PortSpec:
+    if not isinstance(raw, dict):
+        raise InvalidArgumentError(f"invalid services[{index}].ports: each port must be an object")
+    port = raw.get("port", raw.get("start_port"))
+    handlers = raw.get("handlers") or []
+    if not isinstance(handlers, list) or not all(isinstance(h, str) for h in handlers):
+        raise InvalidArgumentError(f"invalid services[{index}].ports.handlers: must be a list of strings")
+    return PortSpec(
+        port=_int(port, f"services[{index}].ports.port", 1, 65535),
+        handlers=tuple(handlers),
+        force_https=bool(raw.get("force_https", False)),
+    )
+
+
+def _mount(raw: object) -> MountSpec:
+    if not isinstance(raw, dict):
+        raise InvalidArgumentError("invalid mounts: each mount must be an object")
+    volume, path = raw.get("volume") or raw.get("name"), raw.get("path")
+    if not isinstance(volume, str) or not volume:
+        raise InvalidArgumentError("invalid mounts: volume is required")
+    if not isinstance(path, str) or not path.startswith("/") or path == "/":
+        raise InvalidArgumentError(f"invalid mounts: path {path!r} must be an absolute path other than /")
+    threshold, add, limit = (raw.get(k) or 0 for k in ("extend_threshold_percent", "add_size_gb", "size_gb_limit"))
+    if threshold or add or limit:
+        _int(threshold, "mounts.extend_threshold_percent", 50, 99)
+        _int(add, "mounts.add_size_gb", 1, 100)
+        _int(limit, "mounts.size_gb_limit", 1, 500)
+    return MountSpec(volume, path, int(threshold), int(add), int(limit))
+
+
+def _file(raw: object) -> GuestFile:
+    if not isinstance(raw, dict):
+        raise InvalidArgumentError("invalid files: each file must be an object")
+    path = raw.get("guest_path")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise InvalidArgumentError(f"invalid files: guest_path {path!r} must be absolute")
+    if ".." in path.split("/"):
+        raise InvalidArgumentError(f"invalid files: guest_path {path!r} escapes the root filesystem")
+    try:
+        data = base64.b64decode(raw.get("raw_value") or "", validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidArgumentError(f"invalid files: raw_value of {path} is not base64") from None
+    return GuestFile(path, data, _int(raw.get("mode", 0o644), "files.mode", 0, 0o7777))
+
+
+def _argv(config: JSON, key: str) -> tuple[str, ...]:
+    init = _dict(config, "init")
+    value = init.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise InvalidArgumentError(f"invalid init.{key}: must be a list of strings")
+    return tuple(value)
+
+
+def _env(config: JSON) -> dict[str, str]:
+    env = _dict(config, "env")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise InvalidArgumentError("invalid env: keys and values must be strings")
+    return dict(env)
+
+
+def _dict(config: JSON, key: str) -> JSON:
+    value = config.get(key) or {}
+    if not isinstance(value, dict):
+        raise InvalidArgumentError(f"invalid {key}: must be an object")
+    return value
+
+
+def _list(config: JSON, key: str) -> list[Any]:
+    value = config.get(key) or []
+    if not isinstance(value, list):
+        raise InvalidArgumentError(f"invalid {key}: must be a list")
+    return value
+
+
+def _int(value: object, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(f"invalid {name}: {value!r} is not an integer")
+    if not low <= value <= high:
+        raise InvalidArgumentError(f"invalid {name}: {value} must be between {low} and {high}")
+    return value

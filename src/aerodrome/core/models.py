@@ -1,0 +1,147 @@
+"""The domain records, as frozen dataclasses. Their JSON shapes are the API layer's business."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aerodrome.core.states import MachineState
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Organization:
+    slug: str
+    name: str
+    id: str
+    internal_numeric_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    id: str
+    org_slug: str
+    name: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    id: str
+    name: str
+    org_slug: str
+    network: str
+    internal_numeric_id: int
+    created_at: str
+    status: str = "deployed"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    nonce: str
+    owner: str
+    description: str
+    expires_at: int  # unix seconds
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    id: str
+    app_name: str
+    name: str
+    region: str
+    state: MachineState
+    instance_id: str  # the version ULID; changes on every update
+    config: JSON
+    private_ip: str
+    image_ref: JSON
+    created_at: str
+    updated_at: str
+    host: str = "local"
+    cordoned: bool = False
+    lease: Lease | None = None
+    restart_count: int = 0
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MachineEvent:
+    id: str
+    machine_id: str
+    type: str  # launch, start, exit, update, stop, suspend, restart, destroy
+    status: str  # the state the event left the machine in
+    source: str  # "user" or "flyd"
+    timestamp: int  # milliseconds since the epoch
+    request: JSON = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    id: str
+    app_name: str
+    name: str
+    region: str
+    size_gb: int
+    fstype: str
+    state: str
+    created_at: str
+    attached_machine_id: str | None = None
+    encrypted: bool = False
+    snapshot_retention: int = 5
+    auto_backup_enabled: bool = True
+    host: str = "local"
+
+
+@dataclass(frozen=True, slots=True)
+class ExitInfo:
+    """How a machine's main process ended, as the runtime saw it."""
+
+    exit_code: int
+    signal: int = -1
+    oom_killed: bool = False
+    requested_stop: bool = False
+    exited_at: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MachineVersion:
+    version: str
+    config: JSON
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeSnapshot:
+    id: str
+    volume_id: str
+    size: int
+    volume_size: int  # bytes of the volume when taken
+    digest: str
+    status: str  # created
+    created_at: str
+    retention_days: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    app_name: str
+    name: str
+    ciphertext: bytes
+    digest: str
+    version: int
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class IPAddress:
+    id: str
+    app_name: str
+    address: str
+    type: str  # shared_v4 | v4 | v6 | private_v6
+    region: str
+    network: str
+    service_name: str
+    created_at: str

@@ -1,0 +1,125 @@
+"""The `Store` seam: what the control plane asks of persistence. SQLite and PostgreSQL both implement it.
+
+Lookups return None when absent (the caller words the 404); writes that must be atomic are one method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from aerodrome.core.models import (
+    App,
+    IPAddress,
+    Lease,
+    Machine,
+    MachineEvent,
+    MachineVersion,
+    Organization,
+    Secret,
+    Token,
+    Volume,
+    VolumeSnapshot,
+)
+from aerodrome.core.states import MachineState
+
+
+class Store(Protocol):
+    # organisations and tokens
+    async def ensure_org(self, slug: str, name: str) -> Organization: ...
+    async def get_org(self, slug: str) -> Organization | None: ...
+    async def list_orgs(self) -> list[Organization]: ...
+    async def add_token(self, token: Token, secret_hash: str) -> None: ...
+    async def find_token(self, secret_hash: str) -> Token | None: ...
+
+    # apps
+    async def add_app(self, app: App) -> None:
+        """Raise AlreadyExistsError when the name is taken (names are global, as on Fly)."""
+        ...
+
+    async def get_app(self, name: str) -> App | None: ...
+    async def list_apps(self, org_slug: str) -> list[App]: ...
+    async def app_counts(self, name: str) -> tuple[int, int]:
+        """(machines not destroyed, volumes not destroyed)."""
+        ...
+
+    async def delete_app(self, name: str) -> None:
+        """Remove the app and every row that belongs to it."""
+        ...
+
+    # machines
+    async def add_machine(self, machine: Machine, event: MachineEvent) -> None:
+        """Insert the machine, its first version and its launch event in one transaction."""
+        ...
+
+    async def get_machine(self, machine_id: str, app_name: str | None = None) -> Machine | None: ...
+    async def list_machines(
+        self,
+        app_name: str,
+        *,
+        include_deleted: bool = False,
+        region: str | None = None,
+        states: Sequence[MachineState] = (),
+    ) -> list[Machine]: ...
+
+    async def list_org_machines(
+        self,
+        org_slug: str,
+        *,
+        include_deleted: bool = False,
+        region: str | None = None,
+        states: Sequence[MachineState] = (),
+        updated_after: str | None = None,
+        after_id: str | None = None,
+        limit: int = 1000,
+    ) -> list[Machine]:
+        """Ordered by machine id; `after_id` is the cursor."""
+        ...
+
+    async def live_machines(self) -> list[Machine]:
+        """Every machine not destroyed, of every app: what recovery reconciles."""
+        ...
+
+    async def save_machine(
+        self, machine: Machine, *, event: MachineEvent | None = None, new_version: bool = False
+    ) -> None:
+        """Write the machine row (state, config, instance_id, lease…), and in the same transaction append the
+        event and, when `new_version`, a version row for `machine.instance_id`."""
+        ...
+
+    async def list_events(self, machine_id: str, limit: int = 20) -> list[MachineEvent]:
+        """Newest first."""
+        ...
+
+    async def list_versions(self, machine_id: str) -> list[MachineVersion]:
+        """Newest first."""
+        ...
+
+    async def set_lease(self, machine_id: str, lease: Lease | None) -> None: ...
+
+    # volumes
+    async def add_volume(self, volume: Volume) -> None: ...
+    async def get_volume(self, volume_id: str) -> Volume | None: ...
+    async def list_volumes(self, app_name: str, *, include_destroyed: bool = False) -> list[Volume]: ...
+    async def save_volume(self, volume: Volume) -> None: ...
+    async def add_snapshot(self, snapshot: VolumeSnapshot) -> None: ...
+    async def get_snapshot(self, snapshot_id: str) -> VolumeSnapshot | None: ...
+    async def list_snapshots(self, volume_id: str) -> list[VolumeSnapshot]: ...
+
+    # secrets
+    async def put_secrets(self, app_name: str, secrets: Sequence[Secret], deleted: Sequence[str]) -> int:
+        """Upsert and delete in one transaction; return the app's new secrets version."""
+        ...
+
+    async def list_secrets(self, app_name: str) -> list[Secret]: ...
+    async def secrets_version(self, app_name: str) -> int: ...
+
+    # IP addresses
+    async def add_ip(self, ip: IPAddress) -> None:
+        """Raise AlreadyExistsError when the address is allocated already."""
+        ...
+
+    async def list_ips(self, app_name: str | None = None) -> list[IPAddress]: ...
+    async def delete_ip(self, ip_id: str) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,5 @@
+"""aerodrome.mcp."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

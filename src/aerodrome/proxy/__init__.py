@@ -1,0 +1,5 @@
+"""aerodrome.proxy."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
