@@ -49,6 +49,7 @@ from aerodrome.core.ports import (
     VolumeUsage,
 )
 from aerodrome.core.ratelimit import Limit, RateLimiter
+from aerodrome.core.restarts import restart_backoff, should_restart
 from aerodrome.core.states import WAITABLE_STATES, Action, MachineState, check_action
 from aerodrome.core.store_port import Store
 
@@ -110,7 +111,9 @@ __all__ = [
     "normalize_config",
     "parse_duration",
     "parse_signal",
+    "restart_backoff",
     "rfc3339",
+    "should_restart",
     "signal_name",
     "snapshot_id",
     "ulid",

@@ -1,0 +1,21 @@
+"""The control plane (Fly's flaps): apps, machines, volumes, secrets and tokens over a Store and a Runtime."""
+
+from __future__ import annotations
+
+from aerodrome.control.auth import candidate_tokens, hash_token
+from aerodrome.control.machines import Machines, resolve_argv
+from aerodrome.control.plane import ControlPlane, Settings
+from aerodrome.control.secrets import Secrets
+from aerodrome.control.volumes import GIB, Volumes
+
+__all__ = [
+    "GIB",
+    "ControlPlane",
+    "Machines",
+    "Secrets",
+    "Settings",
+    "Volumes",
+    "candidate_tokens",
+    "hash_token",
+    "resolve_argv",
+]

@@ -1,0 +1,65 @@
+"""Apps: Fly's naming rules, organisation scoping (another organisation's app is simply absent)."""
+
+from __future__ import annotations
+
+import re
+
+from aerodrome.core import (
+    App,
+    Clock,
+    InvalidArgumentError,
+    NotFoundError,
+    Store,
+    Token,
+    UnprocessableError,
+    rfc3339,
+    ulid,
+)
+
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def check_app_name(name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidArgumentError("app_name is required")
+    if not _NAME.match(name) or "--" in name:
+        raise UnprocessableError(
+            f"invalid app name {name!r}: use 1-63 lowercase letters, digits and dashes, starting and ending with a "
+            "letter or digit"
+        )
+    return name
+
+
+class Apps:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def create(self, caller: Token, name: object, org_slug: str, network: str = "") -> App:
+        app_name = check_app_name(name)
+        if org_slug != caller.org_slug:
+            raise NotFoundError(f"organization {org_slug!r} not found")
+        org = await self._store.get_org(org_slug)
+        if org is None:
+            raise NotFoundError(f"organization {org_slug!r} not found")
+        app = App(
+            id=app_name,
+            name=app_name,
+            org_slug=org_slug,
+            network=network or "default",
+            internal_numeric_id=int.from_bytes(ulid().encode()[-6:], "big") % 10_000_000,
+            created_at=rfc3339(self._clock.now()),
+        )
+        await self._store.add_app(app)
+        return app
+
+    async def get(self, caller: Token, name: str) -> App:
+        app = await self._store.get_app(name)
+        if app is None or app.org_slug != caller.org_slug:
+            raise NotFoundError(f"Could not find App {name!r}")
+        return app
+
+    async def list(self, caller: Token, org_slug: str) -> list[App]:
+        if org_slug != caller.org_slug:
+            raise NotFoundError(f"organization {org_slug!r} not found")
+        return await self._store.list_apps(org_slug)

@@ -1,0 +1,51 @@
+"""Organisation tokens: issued once in plain text, stored hashed, accepted in every header form Fly's clients send."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+
+from aerodrome.core import Clock, NotFoundError, Store, Token, UnauthenticatedError, rfc3339, ulid
+
+TOKEN_PREFIX = "fm2_"
+_SCHEMES = re.compile(r"^\s*(?:bearer|flyv1)\s+", re.IGNORECASE)
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def candidate_tokens(authorization: str) -> list[str]:
+    """The tokens in an Authorization header: `Bearer T`, `FlyV1 T`, `Bearer FlyV1 T`, comma-joined lists."""
+    value = authorization
+    while True:  # schemes may be stacked ("Bearer FlyV1 …")
+        stripped = _SCHEMES.sub("", value, count=1)
+        if stripped == value:
+            break
+        value = stripped
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class Tokens:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def create(self, org_slug: str, name: str = "") -> str:
+        """Issue a token for `org_slug`; the plain text is returned once and never stored."""
+        if await self._store.get_org(org_slug) is None:
+            raise NotFoundError(f"organization {org_slug!r} not found")
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = Token(id=ulid(), org_slug=org_slug, name=name, created_at=rfc3339(self._clock.now()))
+        await self._store.add_token(token, hash_token(secret))
+        return secret
+
+    async def authenticate(self, authorization: str | None) -> Token:
+        if not authorization:
+            raise UnauthenticatedError("missing authorization header")
+        for candidate in candidate_tokens(authorization):
+            token = await self._store.find_token(hash_token(candidate))
+            if token is not None:
+                return token
+        raise UnauthenticatedError("invalid token")

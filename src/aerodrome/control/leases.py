@@ -1,0 +1,88 @@
+"""Leases (`fly-machine-lease-nonce`) and metadata: small, lock-protected edits of one machine."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from aerodrome.control.machine_base import MachineBase
+from aerodrome.core import (
+    App,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    Lease,
+    LeaseConflictError,
+    Machine,
+    NotFoundError,
+    nonce,
+)
+
+
+class Leases(MachineBase):
+    def active_lease(self, machine: Machine) -> Lease | None:
+        lease = machine.lease
+        return lease if lease is not None and lease.expires_at > self.clock.now() else None
+
+    async def acquire_lease(
+        self, app: App, mid: str, *, ttl: int, description: str, owner: str, nonce_: str | None
+    ) -> Lease:
+        """Take the lease, or refresh it when `nonce_` is the holder's. Another holder → LeaseConflictError."""
+        if ttl <= 0 or ttl > 3600 * 24:
+            raise InvalidArgumentError("invalid ttl: must be between 1 and 86400 seconds")
+        async with self.locked(mid):
+            machine = await self.find(app, mid)
+            held = self.active_lease(machine)
+            if held is not None and held.nonce != nonce_:
+                raise LeaseConflictError(f"lease currently held by {held.owner or 'another client'}")
+            lease = Lease(
+                nonce=held.nonce if held else nonce(),
+                owner=owner,
+                description=description if description or held is None else held.description,
+                expires_at=int(self.clock.now()) + ttl,
+                version=machine.instance_id,
+            )
+            await self.store.set_lease(mid, lease)
+            return lease
+
+    async def get_lease(self, app: App, mid: str) -> Lease:
+        lease = self.active_lease(await self.find(app, mid))
+        if lease is None:
+            raise NotFoundError("lease not found")
+        return lease
+
+    async def release_lease(self, app: App, mid: str, nonce_: str | None) -> None:
+        async with self.locked(mid):
+            machine = await self.find(app, mid)
+            held = self.active_lease(machine)
+            if held is None:
+                raise NotFoundError("lease not found")
+            if held.nonce != nonce_:
+                raise LeaseConflictError(f"lease currently held by {held.owner or 'another client'}")
+            await self.store.set_lease(mid, None)
+
+
+class Metadata(MachineBase):
+    async def metadata(self, app: App, mid: str) -> dict[str, str]:
+        return dict((await self.find(app, mid)).config.get("metadata") or {})
+
+    async def edit_metadata(
+        self, app: App, mid: str, changes: dict[str, Any], *, replace: bool = False, machine_version: str | None = None
+    ) -> None:
+        """Set keys (str), remove keys (None or ""); `replace` drops keys not named. A stale version → 412."""
+        for key, value in changes.items():
+            if not isinstance(key, str) or not key or not (value is None or isinstance(value, str)):
+                raise InvalidArgumentError("invalid metadata: keys and values must be strings")
+        async with self.locked(mid):
+            machine = await self.find(app, mid)
+            if machine_version and machine_version != machine.instance_id:
+                raise FailedPreconditionError(
+                    f"machine_version {machine_version} is stale: the machine is at {machine.instance_id}"
+                )
+            current: dict[str, str] = {} if replace else dict(machine.config.get("metadata") or {})
+            for key, value in changes.items():
+                if value:
+                    current[key] = value
+                else:
+                    current.pop(key, None)
+            config = {**machine.config, "metadata": current}
+            await self.store.save_machine(dataclasses.replace(machine, config=config))

@@ -1,0 +1,229 @@
+"""Running machines: start, stop, suspend, restart, signals, exits and restart policies, and `wait`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Collection
+
+from aerodrome.control.machine_base import MachineBase
+from aerodrome.core import (
+    Action,
+    App,
+    ExitInfo,
+    InvalidArgumentError,
+    Machine,
+    MachineSpec,
+    MachineState,
+    WaitTimeoutError,
+    check_action,
+    normalize_config,
+    restart_backoff,
+    should_restart,
+    signal_name,
+)
+
+S = MachineState
+
+
+class Lifecycle(MachineBase):
+    _restarts: set[asyncio.Task[None]]
+
+    def spec_of(self, machine: Machine) -> MachineSpec:
+        return normalize_config(machine.config)[1]
+
+    async def start(self, app: App, mid: str, nonce: str | None, *, source: str = "user") -> MachineState:
+        """Start a created or stopped machine, or resume a suspended one. Returns the state it was in."""
+        async with self.locked(mid):
+            machine = await self.find(app, mid)
+            self.check_lease(machine, nonce)
+            check_action(Action.START, machine.state)
+            previous = machine.state
+            machine = await self.transition(machine, S.STARTING)
+            try:
+                if previous is S.SUSPENDED:
+                    await self.runtime.resume(mid)
+                else:
+                    await self.runtime.start(mid)
+            except Exception:
+                await self.transition(
+                    machine, S.FAILED if previous is S.CREATED else S.STOPPED, event=("start", source)
+                )
+                raise
+            await self.transition(machine, S.STARTED, event=("start", source))
+            return previous
+
+    async def stop(
+        self, app: App, mid: str, nonce: str | None, *, signal: int | None = None, timeout: float | None = None
+    ) -> None:
+        async with self.locked(mid):
+            machine = await self.find(app, mid)
+            self.check_lease(machine, nonce)
+            check_action(Action.STOP, machine.state)
+            if machine.state in (S.STOPPED, S.CREATED):
+                return  # already at rest: stop is idempotent, as flyctl expects
+            await self._stop_locked(machine, signal, timeout, source="user")
+
+    async def _stop_locked(
+        self, machine: Machine, signal: int | None, timeout: float | None, *, source: str
+    ) -> Machine:
+        spec = self.spec_of(machine)
+        machine = await self.transition(machine, S.STOPPING)
+        if machine.state is S.SUSPENDED:
+            await self.runtime.resume(machine.id)  # a frozen process cannot handle its signal
+        exit = await self.runtime.stop(
+            machine.id, signal or spec.stop_signal, spec.stop_timeout if timeout is None else timeout
+        )
+        return await self.transition(machine, S.STOPPED, event=("stop", source), request=_exit_request(exit, machine))
+
+    async def suspend(self, app: App, mid: str, nonce: str | None, *, source: str = "user") -> None:
+        async with self.locked(mid):
+            machine = await self.find(app, mid)
+            self.check_lease(machine, nonce)
+            check_action(Action.SUSPEND, machine.state)
+            machine = await self.transition(machine, S.SUSPENDING)
+            await self.runtime.suspend(mid)
+            await self.transition(machine, S.SUSPENDED, event=("suspend", source))
+
+    async def restart(
+        self, app: App, mid: str, nonce: str | None, *, signal: int | None = None, timeout: float | None = None
+    ) -> None:
+        async with self.locked(mid):
+            machine = await self.find(app, mid)
+            self.check_lease(machine, nonce)
+            check_action(Action.RESTART, machine.state)
+            if machine.state is S.STARTED:
+                spec = self.spec_of(machine)
+                machine = await self.transition(machine, S.RESTARTING)
+                await self.runtime.stop(
+                    mid, signal or spec.stop_signal, spec.stop_timeout if timeout is None else timeout
+                )
+            await self.runtime.start(mid)
+            await self.transition(machine, S.STARTED, event=("restart", "user"))
+
+    async def signal(self, app: App, mid: str, signal: int) -> None:
+        machine = await self.find(app, mid)
+        check_action(Action.SIGNAL, machine.state)
+        await self.runtime.signal(mid, signal)
+
+    async def set_cordoned(self, app: App, mid: str, cordoned: bool, nonce: str | None) -> None:
+        async with self.locked(mid):
+            machine = await self.find(app, mid)
+            self.check_lease(machine, nonce)
+            await self.transition(machine, machine.state, cordoned=cordoned)
+
+    async def wait(
+        self,
+        app: App,
+        mid: str,
+        states: Collection[str],
+        *,
+        version: str | None,
+        from_event_id: str | None,
+        timeout: float,
+    ) -> tuple[Machine, str | None]:
+        """Block until the machine is in one of `states` (or an event after `from_event_id` reached one)."""
+        unknown = set(states) - {s.value for s in S} - {"settled"}
+        if unknown:
+            raise InvalidArgumentError(f"invalid state(s) to wait for: {', '.join(sorted(unknown))}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            machine = await self.find(app, mid, include_deleted=True)
+            matched = await self._wait_matches(machine, states, version, from_event_id)
+            if matched is not None:
+                return machine, matched or None
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise WaitTimeoutError(
+                    f"timeout waiting for machine {mid} to be {' or '.join(states)} (it is {machine.state.value})"
+                )
+            await self.feed.next_change(mid, remaining)
+
+    async def _wait_matches(
+        self, machine: Machine, states: Collection[str], version: str | None, from_event_id: str | None
+    ) -> str | None:
+        """The matching event id ("" when matched by the current state), or None when not yet matched."""
+
+        def wanted(state: str) -> bool:
+            return state in states or ("settled" in states and S(state).is_settled)
+
+        if from_event_id:
+            events = await self.store.list_events(machine.id, limit=50)
+            for event in reversed(events):
+                if event.id > from_event_id and wanted(event.status):
+                    return event.id
+            return None
+        if version and machine.instance_id != version and machine.state is not S.DESTROYED:
+            return None
+        return "" if wanted(machine.state.value) else None
+
+    # exits of main processes, reported by the runtime
+
+    async def handle_exit(self, mid: str, exit: ExitInfo) -> None:
+        if exit.requested_stop:
+            return  # the stop, restart or update that asked for it records the outcome
+        async with self.locked(mid):
+            machine = await self.store.get_machine(mid)
+            if machine is None or machine.deleted or machine.state is not S.STARTED:
+                return
+            spec = self.spec_of(machine)
+            restarting = should_restart(spec.restart_policy, spec.restart_max_retries, exit, machine.restart_count)
+            request = _exit_request(exit, machine, restarting=restarting)
+            state = S.STARTING if restarting else S.STOPPED
+            machine = await self.transition(machine, state, event=("exit", "flyd"), request=request)
+        if restarting:
+            self._schedule_restart(machine, restart_backoff(machine.restart_count))
+        elif spec.auto_destroy:
+            await self._auto_destroy(machine)
+
+    def _schedule_restart(self, machine: Machine, delay: float) -> None:
+        if not hasattr(self, "_restarts"):
+            self._restarts = set()
+        task = asyncio.create_task(self._restart_after(machine.id, delay))
+        self._restarts.add(task)
+        task.add_done_callback(self._restarts.discard)
+
+    async def _restart_after(self, mid: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        async with self.locked(mid):
+            machine = await self.store.get_machine(mid)
+            if machine is None or machine.state is not S.STARTING:
+                return
+            try:
+                await self.runtime.start(mid)
+            except Exception:
+                await self.transition(machine, S.FAILED, event=("start", "flyd"))
+                return
+            await self.transition(machine, S.STARTED, event=("start", "flyd"), restart_count=machine.restart_count + 1)
+
+    async def _auto_destroy(self, machine: Machine) -> None:
+        async with self.locked(machine.id):
+            current = await self.store.get_machine(machine.id)
+            if current is None or current.state is not S.STOPPED:
+                return
+            await self.runtime.destroy(machine.id)
+            await self.transition(current, S.DESTROYED, event=("destroy", "flyd"), deleted=True)
+
+    async def close(self) -> None:
+        for task in list(getattr(self, "_restarts", ())):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _exit_request(exit: ExitInfo, machine: Machine, *, restarting: bool = False) -> dict[str, object]:
+    return {
+        "exit_event": {
+            "exit_code": exit.exit_code,
+            "guest_exit_code": exit.exit_code,
+            "guest_signal": exit.signal,
+            "oom_killed": exit.oom_killed,
+            "requested_stop": exit.requested_stop,
+            "restarting": restarting,
+            "signal": exit.signal,
+            "signal_name": signal_name(exit.signal) if exit.signal > 0 else "",
+            "exited_at": exit.exited_at,
+        },
+        "restart_count": machine.restart_count,
+    }

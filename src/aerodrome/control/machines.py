@@ -1,0 +1,249 @@
+"""Machines: create, update, destroy, and the sandbox spec each version runs with."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from aerodrome.control.events import ChangeFeed
+from aerodrome.control.leases import Leases, Metadata
+from aerodrome.control.lifecycle import Lifecycle
+from aerodrome.control.secrets import Secrets
+from aerodrome.control.volumes import Volumes
+from aerodrome.core import (
+    Action,
+    App,
+    Clock,
+    FailedPreconditionError,
+    ImageInfo,
+    InvalidArgumentError,
+    Lease,
+    Machine,
+    MachineSpec,
+    MachineState,
+    Runtime,
+    SandboxSpec,
+    Store,
+    VolumeMount,
+    check_action,
+    machine_id,
+    machine_name,
+    nonce,
+    normalize_config,
+    rfc3339,
+    ulid,
+)
+
+
+class Machines(Lifecycle, Leases, Metadata):
+    def __init__(
+        self,
+        store: Store,
+        runtime: Runtime,
+        clock: Clock,
+        feed: ChangeFeed,
+        volumes: Volumes,
+        secrets: Secrets,
+        *,
+        default_region: str,
+        regions: frozenset[str] | None,
+    ) -> None:
+        super().__init__(store, runtime, clock, feed)
+        self.volumes = volumes
+        self.secrets = secrets
+        self.default_region = default_region
+        self.regions = regions
+
+    def region_for(self, requested: object) -> str:
+        region = requested or self.default_region
+        if not isinstance(region, str) or len(region) != 3 or not region.isalpha():
+            raise InvalidArgumentError(f"invalid region {region!r}: use a three-letter region code")
+        if self.regions is not None and region not in self.regions:
+            raise InvalidArgumentError(
+                f"region {region!r} is not served here; available regions: {', '.join(sorted(self.regions))}"
+            )
+        return region.lower()
+
+    async def create(self, app: App, org_network_id: int, body: dict[str, Any]) -> Machine:
+        config, spec = normalize_config(body.get("config"))
+        region = self.region_for(body.get("region"))
+        name = body.get("name") or machine_name()
+        if not isinstance(name, str):
+            raise InvalidArgumentError("invalid name: must be a string")
+        image = await self.runtime.pull_image(spec.image)
+        mid, version, now = machine_id(), ulid(), rfc3339(self.clock.now())
+        mounts = await self._attach_volumes(app, spec, region, mid)
+        sandbox = await self.runtime.create(
+            await self._sandbox_spec(app, org_network_id, mid, version, region, spec, image, mounts)
+        )
+        machine = Machine(
+            id=mid,
+            app_name=app.name,
+            name=name,
+            region=region,
+            state=MachineState.CREATED,
+            instance_id=version,
+            config=config,
+            private_ip=sandbox.private_ip,
+            image_ref=image.image_ref,
+            created_at=now,
+            updated_at=now,
+            cordoned=bool(body.get("skip_service_registration", False)),
+        )
+        await self.store.add_machine(machine, self.new_event(machine, "launch", "created", "user"))
+        lease_ttl = body.get("lease_ttl")
+        if lease_ttl:
+            machine = await self._lease_on_create(machine, lease_ttl)
+        if not body.get("skip_launch"):
+            await self.start(app, mid, machine.lease.nonce if machine.lease else None)
+            machine = dataclasses.replace(await self.find(app, mid), lease=machine.lease)
+        return machine
+
+    async def _lease_on_create(self, machine: Machine, ttl: object) -> Machine:
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
+            raise InvalidArgumentError("invalid lease_ttl: must be a positive number of seconds")
+        lease = Lease(nonce(), "", "", int(self.clock.now()) + ttl, machine.instance_id)
+        await self.store.set_lease(machine.id, lease)
+        return dataclasses.replace(machine, lease=lease)
+
+    async def update(
+        self, app: App, org_network_id: int, mid: str, body: dict[str, Any], nonce_: str | None
+    ) -> Machine:
+        config, spec = normalize_config(body.get("config"))
+        async with self.locked(mid):
+            machine = await self.find(app, mid)
+            self.check_lease(machine, nonce_)
+            check_action(Action.UPDATE, machine.state)
+            expected = body.get("current_version")
+            if expected and expected != machine.instance_id:
+                raise FailedPreconditionError(
+                    f"machine version {machine.instance_id} does not match current_version {expected}"
+                )
+            if body.get("region") and self.region_for(body["region"]) != machine.region:
+                raise InvalidArgumentError("a machine's region cannot be changed")
+            mounted = [m.get("volume") or m.get("name") for m in machine.config.get("mounts") or []]
+            if mounted and mounted != [m.volume for m in spec.mounts]:
+                raise InvalidArgumentError("a machine's mounted volume cannot be changed by an update")
+            image = await self.runtime.pull_image(spec.image)
+            previous = machine.state
+            machine = await self.transition(machine, MachineState.REPLACING)
+            if previous in (MachineState.STARTED, MachineState.SUSPENDED):
+                current = self.spec_of(machine)
+                await self.runtime.stop(machine.id, current.stop_signal, current.stop_timeout)
+            version = ulid()
+            mounts = await self._attach_volumes(app, spec, machine.region, machine.id)
+            sandbox = await self.runtime.create(
+                await self._sandbox_spec(app, org_network_id, machine.id, version, machine.region, spec, image, mounts)
+            )
+            resting = MachineState.CREATED if previous is MachineState.CREATED else MachineState.STOPPED
+            machine = await self.transition(
+                machine,
+                resting,
+                event=("update", "user"),
+                new_version=True,
+                instance_id=version,
+                config=config,
+                image_ref=image.image_ref,
+                private_ip=sandbox.private_ip,
+                name=body.get("name") or machine.name,
+            )
+        if not body.get("skip_launch"):
+            await self.start(app, mid, nonce_)
+            machine = await self.find(app, mid)
+        return machine
+
+    async def destroy(self, app: App, mid: str, *, force: bool, nonce_: str | None) -> None:
+        async with self.locked(mid):
+            machine = await self.find(app, mid)
+            self.check_lease(machine, nonce_)
+            check_action(Action.DESTROY, machine.state, force=force)
+            machine = await self.transition(machine, MachineState.DESTROYING)
+            await self.runtime.destroy(machine.id)
+            for volume in await self.store.list_volumes(app.name):
+                if volume.attached_machine_id == machine.id:
+                    await self.volumes.release(volume.id)
+            await self.transition(machine, MachineState.DESTROYED, event=("destroy", "user"), deleted=True, lease=None)
+
+    async def list(
+        self, app: App, *, include_deleted: bool, region: str | None, states: Sequence[MachineState]
+    ) -> list[Machine]:
+        return await self.store.list_machines(app.name, include_deleted=include_deleted, region=region, states=states)
+
+    async def recreate_sandbox(self, machine: Machine) -> None:
+        """Prepare the sandbox of the machine's current version again (after a host reboot, or a cut-short update)."""
+        app = await self.store.get_app(machine.app_name)
+        org = await self.store.get_org(app.org_slug) if app else None
+        if app is None or org is None:
+            return
+        spec = self.spec_of(machine)
+        image = await self.runtime.pull_image(spec.image)
+        mounts = await self._attach_volumes(app, spec, machine.region, machine.id)
+        await self.runtime.create(
+            await self._sandbox_spec(
+                app, org.internal_numeric_id, machine.id, machine.instance_id, machine.region, spec, image, mounts
+            )
+        )
+
+    async def _attach_volumes(self, app: App, spec: MachineSpec, region: str, mid: str) -> tuple[VolumeMount, ...]:
+        mounts = []
+        for mount in spec.mounts:
+            volume = await self.volumes.reserve(app, mount, region, mid)
+            mounts.append(await self.volumes.mount(volume, mount.path))
+        return tuple(mounts)
+
+    async def _sandbox_spec(
+        self,
+        app: App,
+        org_network_id: int,
+        mid: str,
+        version: str,
+        region: str,
+        spec: MachineSpec,
+        image: ImageInfo,
+        mounts: tuple[VolumeMount, ...],
+    ) -> SandboxSpec:
+        env = {
+            **image.env,
+            **await self.secrets.env(app.name),
+            **spec.env,
+            "FLY_APP_NAME": app.name,
+            "FLY_MACHINE_ID": mid,
+            "FLY_ALLOC_ID": mid,
+            "FLY_REGION": region,
+            "FLY_IMAGE_REF": spec.image,
+            "FLY_MACHINE_VERSION": version,
+            "PRIMARY_REGION": region,
+        }
+        return SandboxSpec(
+            machine_id=mid,
+            instance_id=version,
+            app_name=app.name,
+            org_network_id=org_network_id,
+            image_digest=image.digest,
+            argv=resolve_argv(spec, image),
+            env=env,
+            working_dir=image.working_dir or "/",
+            user=image.user,
+            files=spec.files,
+            cpus=spec.cpus,
+            cpu_kind=spec.cpu_kind,
+            memory_mb=spec.memory_mb,
+            mounts=mounts,
+            hostname=mid,
+        )
+
+
+def resolve_argv(spec: MachineSpec, image: ImageInfo) -> tuple[str, ...]:
+    """init.exec replaces everything; otherwise entrypoint + cmd, each from init or else from the image.
+
+    As with OCI images, setting an entrypoint drops the image's default cmd.
+    """
+    if spec.init_exec:
+        return spec.init_exec
+    entrypoint = spec.init_entrypoint or image.entrypoint
+    cmd = spec.init_cmd or (() if spec.init_entrypoint else image.cmd)
+    argv = tuple(entrypoint) + tuple(cmd)
+    if not argv:
+        raise InvalidArgumentError(f"image {spec.image} has no entrypoint or cmd; set init.cmd or init.exec")
+    return argv

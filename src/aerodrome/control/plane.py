@@ -1,0 +1,63 @@
+"""The control plane, assembled: one object the API, the edge and the CLI's server share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aerodrome.control.apps import Apps
+from aerodrome.control.auth import Tokens
+from aerodrome.control.events import ChangeFeed
+from aerodrome.control.machines import Machines
+from aerodrome.control.recovery import recover
+from aerodrome.control.secrets import Secrets
+from aerodrome.control.volumes import GIB, Volumes
+from aerodrome.core import Clock, RateLimiter, Runtime, Store, SystemClock, VolumeBackend
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    default_region: str = "iad"
+    regions: frozenset[str] | None = None  # None: every region code a client names
+    rate_limits: bool = True
+    volume_unit_bytes: int = GIB
+
+
+class ControlPlane:
+    def __init__(
+        self,
+        store: Store,
+        runtime: Runtime,
+        volume_backend: VolumeBackend,
+        secrets_key: bytes,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.store = store
+        self.runtime = runtime
+        self.clock = clock or SystemClock()
+        self.feed = ChangeFeed()
+        self.tokens = Tokens(store, self.clock)
+        self.apps = Apps(store, self.clock)
+        self.secrets = Secrets(store, self.clock, secrets_key)
+        self.volumes = Volumes(store, volume_backend, self.clock, unit_bytes=self.settings.volume_unit_bytes)
+        self.machines = Machines(
+            store,
+            runtime,
+            self.clock,
+            self.feed,
+            self.volumes,
+            self.secrets,
+            default_region=self.settings.default_region,
+            regions=self.settings.regions,
+        )
+        self.limiter = RateLimiter(self.clock, enabled=self.settings.rate_limits)
+
+    async def start(self) -> None:
+        """Adopt what a previous run left: watch exits, then reconcile every machine with the host."""
+        await self.store.ensure_org("personal", "Personal")
+        self.runtime.on_exit(self.machines.handle_exit)
+        await recover(self.machines, self.store)
+
+    async def close(self) -> None:
+        await self.machines.close()
