@@ -1,0 +1,310 @@
+"""Images on this host: pulled by skopeo into one shared OCI layout, unpacked by umoci once per manifest digest.
+
+Layout under `root`:
+
+    layout/                 the OCI layout; one tag per image, `sha256-<hex>` (no colons: overlayfs's
+                            lowerdir option separates paths with them)
+    rootfs/sha256-<hex>/    umoci's bundle; its `rootfs/` is the read-only root shared by the image's machines
+    images/sha256-<hex>.json  what `get` returns; written last, so its presence means the rootfs is complete
+    refs/<reference>.json   the digest a reference last resolved to: used when no registry can answer
+    tmp/                    unpacks in progress, renamed into rootfs/ when complete
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from aerodrome.core import AerodromeError, ImageInfo, InvalidArgumentError, NotFoundError, UnavailableError
+from aerodrome.runtime.process import ToolError, map_runtime_errors, run
+from aerodrome.runtime.references import ImageReference, candidate_sources, is_loopback_host, parse_reference
+
+Progress = Callable[[str], None]
+
+RESOLVE_TIMEOUT = 30.0
+TRANSFER_TIMEOUT = 900.0
+_NOT_FOUND = ("manifest unknown", "name unknown", "not found", "no such file")
+_UNREACHABLE = ("connection refused", "no such host", "timeout", "unauthorized", "denied", "authentication", "tls")
+
+
+class ImageStore:
+    """Pulls, unpacks and remembers images; every method is safe to call after a daemon restart."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        registries: Sequence[str] = ("127.0.0.1:5000",),
+        mirrors: Mapping[str, str] | None = None,
+        insecure: Sequence[str] = (),
+        resolve_timeout: float = RESOLVE_TIMEOUT,
+        transfer_timeout: float = TRANSFER_TIMEOUT,
+    ) -> None:
+        self.root = Path(root)
+        self.registries = tuple(registries)
+        self.mirrors = dict(mirrors or {})
+        self.insecure = frozenset(insecure)
+        self.resolve_timeout = resolve_timeout
+        self.transfer_timeout = transfer_timeout
+        self._layout = self.root / "layout"
+        self._ref_locks: dict[str, asyncio.Lock] = {}
+        self._digest_locks: dict[str, asyncio.Lock] = {}
+        # skopeo and umoci both rewrite the layout's index.json without locking it: one writer or reader at a time.
+        self._layout_lock = asyncio.Lock()
+
+    async def pull(self, reference: str, progress: Progress | None = None) -> ImageInfo:
+        """Resolve `reference`, fetch and unpack its image unless present; NotFoundError/UnavailableError name it."""
+        report = progress or _ignore
+        ref = parse_reference(reference)
+        lock = self._ref_locks.setdefault(str(ref), asyncio.Lock())
+        async with lock:
+            if ref.digest and (cached := self.get(ref.digest)) is not None:
+                report(f"using {ref.digest} already on this host")
+                return self._remember(reference, ref, cached)
+            report(f"resolving {reference}")
+            try:
+                source = await self._resolve(reference, ref)
+            except (NotFoundError, UnavailableError) as exc:
+                fallback = self._known_digest(ref)
+                if fallback is None or (cached := self.get(fallback)) is None:
+                    raise
+                report(f"{exc.message}; using {fallback} already on this host")
+                return self._remember(reference, ref, cached)
+            info = await self._ensure(
+                source.digest, f"docker://{source.locator}", self._tls_flags(source, "src"), report
+            )
+            return self._remember(reference, source, info)
+
+    async def import_archive(self, source: str, reference: str, progress: Progress | None = None) -> ImageInfo:
+        """Import an `oci-archive:/path` or `docker-archive:/path` image and record it under `reference`."""
+        report = progress or _ignore
+        if not source.startswith(("oci-archive:", "docker-archive:")):
+            raise InvalidArgumentError(f"unsupported image source {source!r}: use oci-archive: or docker-archive:")
+        ref = parse_reference(reference)
+        staging = f"import-{os.urandom(8).hex()}"
+        report(f"importing {source}")
+        async with self._layout_lock:
+            self._prepare_dirs()
+            await self._skopeo_copy(source, staging, (), reference)
+            digest = self._layout_digest(staging)
+            await run(["umoci", "tag", "--image", f"{self._layout}:{staging}", _tag(digest)])
+            await run(["umoci", "rm", "--image", f"{self._layout}:{staging}"])
+        info = await self._ensure(digest, None, (), report)
+        return self._remember(reference, ref.pinned(digest), info)
+
+    def get(self, digest: str) -> ImageInfo | None:
+        """The image with this manifest digest, if unpacked on this host (no network)."""
+        try:
+            data = json.loads(self._metadata_path(digest).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return _info_from_json(data)
+
+    def list(self) -> list[ImageInfo]:
+        """Every image unpacked on this host."""
+        found = (self.get(_digest_of(path.stem)) for path in sorted((self.root / "images").glob("*.json")))
+        return [info for info in found if info is not None]
+
+    async def remove_unused(self, in_use: set[str]) -> builtins.list[str]:
+        """Remove the rootfs and layout tag of every image whose digest is not in `in_use`; return those digests."""
+        removed: builtins.list[str] = []
+        for info in self.list():
+            if info.digest in in_use:
+                continue
+            async with self._digest_locks.setdefault(info.digest, asyncio.Lock()):
+                # The metadata goes first: an image without it is incomplete and never handed out.
+                self._metadata_path(info.digest).unlink(missing_ok=True)
+                await asyncio.to_thread(shutil.rmtree, self._bundle(info.digest), True)
+                async with self._layout_lock:
+                    await run(["umoci", "rm", "--image", f"{self._layout}:{_tag(info.digest)}"], check=False)
+            removed.append(info.digest)
+        if removed:
+            async with self._layout_lock:
+                await run(["umoci", "gc", "--layout", str(self._layout)], timeout=self.transfer_timeout)
+        return removed
+
+    async def _resolve(self, reference: str, ref: ImageReference) -> ImageReference:
+        """The first candidate source that knows the reference, pinned to its manifest digest."""
+        not_found: list[str] = []
+        unreachable: list[str] = []
+        for candidate in candidate_sources(ref, self.registries, self.mirrors):
+            try:
+                return candidate if candidate.digest else candidate.pinned(await self._inspect_digest(candidate))
+            except NotFoundError:
+                not_found.append(str(candidate))
+            except UnavailableError as exc:
+                unreachable.append(exc.message)
+        # A registry that answered is authoritative about its content; the unreachable ones are named too.
+        if not_found:
+            extra = f" (unreachable: {'; '.join(unreachable)})" if unreachable else ""
+            raise NotFoundError(f"image {reference} not found (tried {', '.join(not_found)}){extra}")
+        raise UnavailableError(f"image {reference}: no registry could serve it: {'; '.join(unreachable)}")
+
+    async def _inspect_digest(self, source: ImageReference) -> str:
+        argv = ["skopeo", "inspect", "--raw", *self._tls_flags(source, ""), f"docker://{source.locator}"]
+        manifest = await self._skopeo(argv, str(source), self.resolve_timeout)
+        return "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+    async def _ensure(self, digest: str, transport: str | None, tls: Sequence[str], report: Progress) -> ImageInfo:
+        """Fetch (from `transport`, unless the layout has it) and unpack one digest, once."""
+        async with self._digest_locks.setdefault(digest, asyncio.Lock()):
+            if (cached := self.get(digest)) is not None:
+                report(f"using {digest} already on this host")
+                return cached
+            async with self._layout_lock:
+                self._prepare_dirs()
+                if transport is not None:
+                    report(f"pulling {digest}")
+                    await self._skopeo_copy(transport, _tag(digest), tls, transport)
+                report(f"unpacking {digest}")
+                started = time.monotonic()
+                info = await self._unpack(digest)
+            report(f"done: {digest} unpacked in {(time.monotonic() - started) * 1000:.0f} ms")
+            return info
+
+    async def _unpack(self, digest: str) -> ImageInfo:
+        bundle, staging = self._bundle(digest), self.root / "tmp" / _tag(digest)
+        with map_runtime_errors(f"unpacking {digest}"):
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+            await asyncio.to_thread(shutil.rmtree, bundle, True)  # a leftover without metadata is incomplete
+            await run(
+                ["umoci", "unpack", "--image", f"{self._layout}:{_tag(digest)}", str(staging)],
+                timeout=self.transfer_timeout,
+            )
+            staging.rename(bundle)
+            info = self._read_image_config(digest)
+            _write_atomically(self._metadata_path(digest), json.dumps(dataclasses.asdict(info)).encode())
+        return info
+
+    def _read_image_config(self, digest: str) -> ImageInfo:
+        manifest = self._layout_blob(self._layout_digest(_tag(digest)))
+        config = self._layout_blob(manifest["config"]["digest"]).get("config") or {}
+        labels = dict(config.get("Labels") or {})
+        return ImageInfo(
+            reference="",
+            digest=digest,
+            image_ref={"registry": "", "repository": "", "tag": "", "digest": digest, "labels": labels},
+            rootfs=str(self._bundle(digest) / "rootfs"),
+            entrypoint=tuple(config.get("Entrypoint") or ()),
+            cmd=tuple(config.get("Cmd") or ()),
+            env=dict(item.split("=", 1) if "=" in item else (item, "") for item in config.get("Env") or ()),
+            working_dir=config.get("WorkingDir") or "",
+            user=config.get("User") or "",
+            exposed_ports=tuple(sorted(config.get("ExposedPorts") or {})),
+            labels=labels,
+        )
+
+    def _remember(self, reference: str, source: ImageReference, info: ImageInfo) -> ImageInfo:
+        """Stamp the image with the reference it was asked for, and record where that reference points."""
+        image_ref = {
+            "registry": source.registry,
+            "repository": source.repository,
+            "tag": source.tag,
+            "digest": info.digest,
+            "labels": dict(info.labels),
+        }
+        stamped = dataclasses.replace(info, reference=reference, image_ref=image_ref)
+        metadata = self._metadata_path(info.digest)
+        with map_runtime_errors(f"recording image {reference}"):
+            if metadata.exists():  # never resurrect an image that remove_unused has just taken away
+                _write_atomically(metadata, json.dumps(dataclasses.asdict(stamped)).encode())
+            if not parse_reference(reference).digest:
+                ref_file = self.root / "refs" / (urllib.parse.quote(str(parse_reference(reference)), safe="") + ".json")
+                _write_atomically(ref_file, json.dumps({"digest": info.digest}).encode())
+        return stamped
+
+    def _known_digest(self, ref: ImageReference) -> str | None:
+        ref_file = self.root / "refs" / (urllib.parse.quote(str(ref), safe="") + ".json")
+        try:
+            digest = json.loads(ref_file.read_text())["digest"]
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
+        return digest if isinstance(digest, str) else None
+
+    async def _skopeo_copy(self, source: str, tag: str, tls: Sequence[str], what: str) -> None:
+        argv = ["skopeo", "copy", "--quiet", *tls, source, f"oci:{self._layout}:{tag}"]
+        await self._skopeo(argv, what, self.transfer_timeout)
+
+    async def _skopeo(self, argv: Sequence[str], what: str, timeout: float) -> bytes:
+        try:
+            return (await run(argv, timeout=timeout)).stdout
+        except TimeoutError:
+            raise UnavailableError(f"image {what}: the registry did not answer within {timeout:g}s") from None
+        except ToolError as exc:
+            kind = _classify(exc, what)
+            if kind is None:
+                raise
+            raise kind from exc
+
+    def _tls_flags(self, source: ImageReference, prefix: str) -> tuple[str, ...]:
+        flag = f"--{prefix}-tls-verify=false" if prefix else "--tls-verify=false"
+        return (flag,) if source.registry in self.insecure or is_loopback_host(source.registry) else ()
+
+    def _layout_digest(self, tag: str) -> str:
+        index = json.loads((self._layout / "index.json").read_text())
+        for entry in index.get("manifests", []):
+            if (entry.get("annotations") or {}).get("org.opencontainers.image.ref.name") == tag:
+                return str(entry["digest"])
+        raise NotFoundError(f"image {tag} is not in the local layout")
+
+    def _layout_blob(self, digest: str) -> dict[str, Any]:
+        algorithm, hexdigest = digest.split(":", 1)
+        data: dict[str, Any] = json.loads((self._layout / "blobs" / algorithm / hexdigest).read_bytes())
+        return data
+
+    def _prepare_dirs(self) -> None:
+        # skopeo refuses a destination whose parent directory does not exist.
+        for sub in ("images", "rootfs", "refs", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def _bundle(self, digest: str) -> Path:
+        return self.root / "rootfs" / _tag(digest)
+
+    def _metadata_path(self, digest: str) -> Path:
+        return self.root / "images" / f"{_tag(digest)}.json"
+
+
+def _classify(exc: ToolError, what: str) -> AerodromeError | None:
+    detail = exc.stderr.rsplit("msg=", 1)[-1].strip().strip('"')[-500:]
+    lowered = detail.lower()
+    if any(marker in lowered for marker in _NOT_FOUND):
+        return NotFoundError(f"image {what} not found: {detail}")
+    if any(marker in lowered for marker in _UNREACHABLE):
+        return UnavailableError(f"image {what}: registry unavailable: {detail}")
+    return None
+
+
+def _tag(digest: str) -> str:
+    """The digest as a layout tag and file name: `sha256-<hex>`."""
+    return digest.replace(":", "-", 1)
+
+
+def _digest_of(tag: str) -> str:
+    return tag.replace("-", ":", 1)
+
+
+def _info_from_json(data: dict[str, Any]) -> ImageInfo:
+    for key in ("entrypoint", "cmd", "exposed_ports"):
+        data[key] = tuple(data.get(key) or ())
+    return ImageInfo(**data)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+def _ignore(_message: str) -> None:
+    pass

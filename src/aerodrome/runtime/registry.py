@@ -1,0 +1,180 @@
+"""The embedded image registry: the CNCF distribution registry (`docker-registry`) on loopback, like registry.fly.io.
+
+The child is a `subprocess.Popen` polled from asyncio rather than an asyncio subprocess: an asyncio child is
+bound to the event loop that started it, and the registry often outlives that loop (a test session starts it
+in one loop and stops it in another). Its output goes to a log file, never a pipe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+from aerodrome.core import UnavailableError
+
+REGISTRY_BINARY = "docker-registry"
+START_TIMEOUT = 15.0
+POLL_INTERVAL = 0.02
+
+_CONFIG = """\
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {storage}
+  delete:
+    enabled: true
+http:
+  addr: {listen}
+"""
+
+
+class EmbeddedRegistry:
+    """One `docker-registry serve` process storing its blobs under `data_dir`, answering plain http on `listen`."""
+
+    def __init__(self, data_dir: Path, listen: str = "127.0.0.1:5000", *, binary: str = REGISTRY_BINARY) -> None:
+        self.data_dir = Path(data_dir)
+        self.listen = listen
+        self.binary = binary
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The registry's host:port, as used in image references (`127.0.0.1:5000/app:v1`)."""
+        return self.listen
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "registry.log"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    async def start(self, timeout: float = START_TIMEOUT) -> None:
+        """Start the registry and return once `GET /v2/` answers; UnavailableError says why it cannot."""
+        if self.running:
+            return
+        executable = shutil.which(self.binary)
+        if executable is None:
+            raise UnavailableError(f"{self.binary} is not installed (run scripts/install-deps.sh)")
+        host, port = _split_listen(self.listen)
+        _check_port_free(host, port, self.listen)
+        config = self._write_config()
+        self._proc = self._spawn(executable, config)
+        try:
+            await self._wait_ready(host, port, timeout)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Terminate the registry, kill it if it outlives `timeout`, and reap it."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            if not await _wait_exit(proc, timeout):
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await _wait_exit(proc, timeout)
+        proc.wait()
+
+    async def __aenter__(self) -> EmbeddedRegistry:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def _spawn(self, executable: str, config: Path) -> subprocess.Popen[bytes]:
+        with open(self.log_path, "ab") as log:
+            return subprocess.Popen(
+                [executable, "serve", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C meant for the daemon must not kill the registry first
+            )
+
+    def _write_config(self) -> Path:
+        storage = self.data_dir / "storage"
+        storage.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir / "config.yml"
+        config.write_text(_CONFIG.format(storage=storage, listen=self.listen))
+        return config
+
+    async def _wait_ready(self, host: str, port: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc is None or self._proc.poll() is not None:
+                raise UnavailableError(f"registry on {self.listen} exited at start: {self._log_tail()}")
+            if await _answers_v2(host, port):
+                return
+            await asyncio.sleep(POLL_INTERVAL)
+        raise UnavailableError(f"registry on {self.listen} did not answer within {timeout:g}s: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace").strip()[-1000:] or "(no output)"
+        except OSError:
+            return "(no log)"
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise UnavailableError(f"registry listen address {listen!r} must be host:port")
+    return host.strip("[]"), int(port)
+
+
+def _check_port_free(host: str, port: int, listen: str) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = "the port is taken" if exc.errno == errno.EADDRINUSE else str(exc)
+            raise UnavailableError(f"registry cannot listen on {listen}: {reason}") from exc
+
+
+async def _answers_v2(host: str, port: int) -> bool:
+    """True once `GET /v2/` gets an HTTP answer (200, or 401 when auth is configured)."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        writer.write(f"GET /v2/ HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+        status = await asyncio.wait_for(reader.readline(), 1.0)
+        return status.split(b" ")[1:2] in ([b"200"], [b"401"])
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(POLL_INTERVAL)
+    return True
