@@ -1,5 +1,18 @@
-"""aerodrome.store."""
+"""Persistence: the core's `Store` over SQLAlchemy Core, with Alembic migrations. SQLite (WAL) by default."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from aerodrome.store.database import create_store_engine, migrate, sqlite_url
+from aerodrome.store.operations import Operation, OperationStatus
+from aerodrome.store.schema import metadata
+from aerodrome.store.sql_store import SqlStore
+
+__all__ = [
+    "Operation",
+    "OperationStatus",
+    "SqlStore",
+    "create_store_engine",
+    "metadata",
+    "migrate",
+    "sqlite_url",
+]

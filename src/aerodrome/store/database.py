@@ -1,0 +1,67 @@
+"""Engines and migrations. The SQLite-specific settings live here, in one marked section, and nowhere else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+BUSY_TIMEOUT_MS = 5000
+
+
+def sqlite_url(path: str | Path) -> str:
+    return f"sqlite+pysqlite:///{Path(path)}"
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def alembic_config(url: str) -> Config:
+    """Alembic's configuration, built in code so the installed package needs no ini file on disk."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # Passed as an attribute, not an option: ini interpolation would mangle a '%' in a password.
+    config.attributes["url"] = url
+    return config
+
+
+def migrate(url: str) -> None:
+    """Bring the database at `url` to the newest schema (`alembic upgrade head`)."""
+    command.upgrade(alembic_config(url), "head")
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine for the store; SQLite gets the settings that make every acknowledged write durable."""
+    if not is_sqlite(url):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    event.listen(engine, "connect", _configure_sqlite)
+    return engine
+
+
+# --- SQLite only ------------------------------------------------------------------------------------------------
+# WAL lets readers proceed while one writer commits; synchronous=FULL fsyncs the WAL at every commit, so a
+# mutation the API has acknowledged survives a power cut or SIGKILL. The driver's own transaction handling is
+# turned off (isolation_level=None) so the store issues BEGIN itself: `BEGIN IMMEDIATE` for writes takes the
+# write lock up front and avoids the deadlock of two readers upgrading to writers at once.
+
+SQLITE_BEGIN_READ = "BEGIN"
+SQLITE_BEGIN_WRITE = "BEGIN IMMEDIATE"
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()

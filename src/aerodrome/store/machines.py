@@ -1,0 +1,122 @@
+"""Queries for machines, their versions, their events and their leases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Select, insert, select, update
+
+from aerodrome.core import Lease, Machine, MachineEvent, MachineState, MachineVersion, NotFoundError
+from aerodrome.store import mapping
+from aerodrome.store.schema import apps, machine_events, machine_versions, machines
+
+_DESTROYED = MachineState.DESTROYED.value
+
+
+def _not_gone() -> ColumnElement[bool]:
+    """A machine is gone once it is flagged deleted or has reached `destroyed`, whichever the caller wrote."""
+    return (machines.c.deleted.is_(False)) & (machines.c.state != _DESTROYED)
+
+
+def _filtered(
+    query: Select[Any], *, include_deleted: bool, region: str | None, states: Sequence[MachineState]
+) -> Select[Any]:
+    conditions: list[ColumnElement[bool]] = []
+    if not include_deleted:
+        conditions.append(_not_gone())
+    if region is not None:
+        conditions.append(machines.c.region == region)
+    if states:
+        conditions.append(machines.c.state.in_([state.value for state in states]))
+    return query.where(*conditions)
+
+
+def add_machine(conn: Connection, machine: Machine, event: MachineEvent) -> None:
+    conn.execute(insert(machines).values(**mapping.machine_to_row(machine)))
+    conn.execute(insert(machine_versions).values(**mapping.version_to_row(machine)))
+    conn.execute(insert(machine_events).values(**mapping.event_to_row(event)))
+
+
+def get_machine(conn: Connection, machine_id: str, app_name: str | None) -> Machine | None:
+    query = select(machines).where(machines.c.id == machine_id)
+    if app_name is not None:
+        query = query.where(machines.c.app_name == app_name)
+    row = conn.execute(query).first()
+    return None if row is None else mapping.machine_from_row(row)
+
+
+def list_machines(
+    conn: Connection,
+    app_name: str,
+    *,
+    include_deleted: bool,
+    region: str | None,
+    states: Sequence[MachineState],
+) -> list[Machine]:
+    query = select(machines).where(machines.c.app_name == app_name).order_by(machines.c.created_at, machines.c.id)
+    query = _filtered(query, include_deleted=include_deleted, region=region, states=states)
+    return [mapping.machine_from_row(row) for row in conn.execute(query)]
+
+
+def list_org_machines(
+    conn: Connection,
+    org_slug: str,
+    *,
+    include_deleted: bool,
+    region: str | None,
+    states: Sequence[MachineState],
+    updated_after: str | None,
+    after_id: str | None,
+    limit: int,
+) -> list[Machine]:
+    query = select(machines).join(apps, apps.c.name == machines.c.app_name).where(apps.c.org_slug == org_slug)
+    query = _filtered(query, include_deleted=include_deleted, region=region, states=states)
+    if updated_after is not None:
+        query = query.where(machines.c.updated_at > updated_after)
+    if after_id is not None:
+        query = query.where(machines.c.id > after_id)
+    query = query.order_by(machines.c.id).limit(limit)
+    return [mapping.machine_from_row(row) for row in conn.execute(query)]
+
+
+def live_machines(conn: Connection) -> list[Machine]:
+    query = select(machines).where(_not_gone()).order_by(machines.c.id)
+    return [mapping.machine_from_row(row) for row in conn.execute(query)]
+
+
+def save_machine(conn: Connection, machine: Machine, event: MachineEvent | None, new_version: bool) -> None:
+    row = mapping.machine_to_row(machine)
+    del row["id"]
+    result = conn.execute(update(machines).where(machines.c.id == machine.id).values(**row))
+    if result.rowcount == 0:
+        raise NotFoundError(f"machine {machine.id} not found")
+    if new_version:
+        conn.execute(insert(machine_versions).values(**mapping.version_to_row(machine)))
+    if event is not None:
+        conn.execute(insert(machine_events).values(**mapping.event_to_row(event)))
+
+
+def list_events(conn: Connection, machine_id: str, limit: int) -> list[MachineEvent]:
+    query = (
+        select(machine_events)
+        .where(machine_events.c.machine_id == machine_id)
+        .order_by(machine_events.c.timestamp.desc(), machine_events.c.id.desc())
+        .limit(limit)
+    )
+    return [mapping.event_from_row(row) for row in conn.execute(query)]
+
+
+def list_versions(conn: Connection, machine_id: str) -> list[MachineVersion]:
+    query = (
+        select(machine_versions)
+        .where(machine_versions.c.machine_id == machine_id)
+        .order_by(machine_versions.c.created_at.desc(), machine_versions.c.version.desc())
+    )
+    return [mapping.version_from_row(row) for row in conn.execute(query)]
+
+
+def set_lease(conn: Connection, machine_id: str, lease: Lease | None) -> None:
+    statement = update(machines).where(machines.c.id == machine_id).values(**mapping.lease_to_row(lease))
+    if conn.execute(statement).rowcount == 0:
+        raise NotFoundError(f"machine {machine_id} not found")

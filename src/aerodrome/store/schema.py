@@ -1,0 +1,207 @@
+"""The one schema, as SQLAlchemy Core tables. Alembic's migrations must match it (a test compares them).
+
+Timestamps the API shows are RFC 3339 strings, stored as given so they round-trip exactly; times the store
+compares or sorts by number (event time, lease expiry, run-log times) are integers. Every row a host owns
+names that host, so several hosts can share one PostgreSQL database later.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+# Stable constraint names: Alembic needs them to alter or drop constraints on any engine.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("internal_numeric_id", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("slug", String(128), nullable=False, unique=True),
+    Column("name", String(256), nullable=False),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("org_slug", String(128), ForeignKey("organizations.slug"), nullable=False, index=True),
+    Column("name", String(256), nullable=False),
+    Column("secret_hash", String(128), nullable=False, unique=True),
+    Column("created_at", String(40), nullable=False),
+)
+
+apps = Table(
+    "apps",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("org_slug", String(128), ForeignKey("organizations.slug"), nullable=False, index=True),
+    Column("network", String(128), nullable=False),
+    Column("internal_numeric_id", BigInteger, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("status", String(32), nullable=False),
+    # Bumped by every put_secrets: the version machines compare against to know their secrets are stale.
+    Column("secrets_version", Integer, nullable=False),
+)
+
+machines = Table(
+    "machines",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("app_name", String(128), ForeignKey("apps.name"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("region", String(16), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("instance_id", String(32), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("private_ip", String(64), nullable=False),
+    Column("image_ref", JSON, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+    Column("host", String(128), nullable=False),
+    Column("cordoned", Boolean, nullable=False),
+    Column("restart_count", Integer, nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("lease_nonce", String(64)),
+    Column("lease_owner", String(256)),
+    Column("lease_description", Text),
+    Column("lease_expires_at", BigInteger),
+    Column("lease_version", String(32)),
+    Index("ix_machines_app_name_deleted", "app_name", "deleted"),
+    Index("ix_machines_state", "state"),
+    Index("ix_machines_region", "region"),
+    Index("ix_machines_updated_at", "updated_at"),
+    Index("ix_machines_host", "host"),
+)
+
+machine_versions = Table(
+    "machine_versions",
+    metadata,
+    Column("machine_id", String(32), ForeignKey("machines.id"), primary_key=True),
+    Column("version", String(32), primary_key=True),
+    Column("config", JSON, nullable=False),
+    Column("created_at", String(40), nullable=False),
+)
+
+machine_events = Table(
+    "machine_events",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("machine_id", String(32), ForeignKey("machines.id"), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("timestamp", BigInteger, nullable=False),  # milliseconds since the epoch
+    Column("request", JSON, nullable=False),
+    Index("ix_machine_events_machine_id_timestamp", "machine_id", "timestamp"),
+)
+
+volumes = Table(
+    "volumes",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("app_name", String(128), ForeignKey("apps.name"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("region", String(16), nullable=False),
+    Column("size_gb", Integer, nullable=False),
+    Column("fstype", String(16), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("attached_machine_id", String(32)),
+    Column("encrypted", Boolean, nullable=False),
+    Column("snapshot_retention", Integer, nullable=False),
+    Column("auto_backup_enabled", Boolean, nullable=False),
+    Column("host", String(128), nullable=False),
+    Index("ix_volumes_app_name_state", "app_name", "state"),
+    Index("ix_volumes_host", "host"),
+)
+
+volume_snapshots = Table(
+    "volume_snapshots",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("volume_id", String(32), ForeignKey("volumes.id"), nullable=False, index=True),
+    Column("size", BigInteger, nullable=False),
+    Column("volume_size", BigInteger, nullable=False),
+    Column("digest", String(128), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("retention_days", Integer, nullable=False),
+)
+
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("app_name", String(128), ForeignKey("apps.name"), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("digest", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+    UniqueConstraint("app_name", "name"),
+)
+
+ip_addresses = Table(
+    "ip_addresses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("app_name", String(128), ForeignKey("apps.name"), nullable=False, index=True),
+    Column("address", String(64), nullable=False, unique=True),
+    Column("type", String(16), nullable=False),
+    Column("region", String(16), nullable=False),
+    Column("network", String(128), nullable=False),
+    Column("service_name", String(128), nullable=False),
+    Column("created_at", String(40), nullable=False),
+)
+
+# The durable run log of operations (flyd's FSM runs): a row is written before an operation's first side effect
+# and updated after each step, so a restarted host agent resumes unfinished runs instead of guessing.
+operations = Table(
+    "operations",
+    metadata,
+    Column("id", String(32), primary_key=True),  # ULID: sorts by start time
+    Column("machine_id", String(32), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("step", String(64), nullable=False),  # the last completed step; "" before the first
+    Column("status", String(16), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("error", Text),
+    Column("host", String(128), nullable=False),
+    Column("started_at", BigInteger, nullable=False),  # milliseconds since the epoch
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_operations_status_host", "status", "host"),
+    # One running operation per (machine, action), enforced by the engine itself rather than by a read-then-write.
+    Index(
+        "uq_operations_running_machine_action",
+        "machine_id",
+        "action",
+        unique=True,
+        sqlite_where=text("status = 'running'"),
+        postgresql_where=text("status = 'running'"),
+    ),
+)

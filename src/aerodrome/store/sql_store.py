@@ -1,0 +1,246 @@
+"""`SqlStore`: the core's `Store` over SQLAlchemy Core, for SQLite today and PostgreSQL later.
+
+Each method hands one query function to the runner, which runs it in one transaction: whatever a method
+writes is committed together, or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from aerodrome.core import (
+    App,
+    Clock,
+    IPAddress,
+    Lease,
+    Machine,
+    MachineEvent,
+    MachineState,
+    MachineVersion,
+    Organization,
+    Secret,
+    SystemClock,
+    Token,
+    Volume,
+    VolumeSnapshot,
+    ulid,
+)
+from aerodrome.store import app_resources, machines, operations, orgs, volumes
+from aerodrome.store.database import (
+    SQLITE_BEGIN_READ,
+    SQLITE_BEGIN_WRITE,
+    create_store_engine,
+    is_sqlite,
+    migrate,
+    sqlite_url,
+)
+from aerodrome.store.operations import Operation, OperationStatus
+from aerodrome.store.runner import SyncRunner
+
+
+class SqlStore:
+    def __init__(self, engine: Engine, *, clock: Clock | None = None) -> None:
+        """Wrap an engine whose database is migrated already; `open` and `open_sqlite` do both steps."""
+        sqlite = engine.dialect.name == "sqlite"
+        self._runner = SyncRunner(
+            engine,
+            begin_read=SQLITE_BEGIN_READ if sqlite else None,
+            begin_write=SQLITE_BEGIN_WRITE if sqlite else None,
+        )
+        self._clock = clock or SystemClock()
+
+    @classmethod
+    async def open(cls, url: str, *, clock: Clock | None = None) -> SqlStore:
+        """Migrate the database at `url` to the newest schema and open it."""
+        return cls._open(url, clock)
+
+    @classmethod
+    def open_sqlite(cls, path: str | Path, *, clock: Clock | None = None) -> SqlStore:
+        """Migrate and open the SQLite file at `path`, creating it when absent."""
+        return cls._open(sqlite_url(path), clock)
+
+    @classmethod
+    def _open(cls, url: str, clock: Clock | None) -> SqlStore:
+        if is_sqlite(url):
+            # Switch to WAL before Alembic's first write, so even the migration is journaled the same way.
+            create_store_engine(url).dispose()
+        migrate(url)
+        return cls(create_store_engine(url), clock=clock)
+
+    async def close(self) -> None:
+        self._runner.close()
+
+    # organisations and tokens
+    async def ensure_org(self, slug: str, name: str) -> Organization:
+        return await self._runner.write(orgs.ensure_org, slug, name)
+
+    async def get_org(self, slug: str) -> Organization | None:
+        return await self._runner.read(orgs.get_org, slug)
+
+    async def list_orgs(self) -> list[Organization]:
+        return await self._runner.read(orgs.list_orgs)
+
+    async def add_token(self, token: Token, secret_hash: str) -> None:
+        await self._runner.write(orgs.add_token, token, secret_hash)
+
+    async def find_token(self, secret_hash: str) -> Token | None:
+        return await self._runner.read(orgs.find_token, secret_hash)
+
+    # apps
+    async def add_app(self, app: App) -> None:
+        await self._runner.write(orgs.add_app, app)
+
+    async def get_app(self, name: str) -> App | None:
+        return await self._runner.read(orgs.get_app, name)
+
+    async def list_apps(self, org_slug: str) -> list[App]:
+        return await self._runner.read(orgs.list_apps, org_slug)
+
+    async def app_counts(self, name: str) -> tuple[int, int]:
+        return await self._runner.read(orgs.app_counts, name)
+
+    async def delete_app(self, name: str) -> None:
+        await self._runner.write(orgs.delete_app, name)
+
+    # machines
+    async def add_machine(self, machine: Machine, event: MachineEvent) -> None:
+        await self._runner.write(machines.add_machine, machine, event)
+
+    async def get_machine(self, machine_id: str, app_name: str | None = None) -> Machine | None:
+        return await self._runner.read(machines.get_machine, machine_id, app_name)
+
+    async def list_machines(
+        self,
+        app_name: str,
+        *,
+        include_deleted: bool = False,
+        region: str | None = None,
+        states: Sequence[MachineState] = (),
+    ) -> list[Machine]:
+        return await self._runner.read(
+            machines.list_machines, app_name, include_deleted=include_deleted, region=region, states=states
+        )
+
+    async def list_org_machines(
+        self,
+        org_slug: str,
+        *,
+        include_deleted: bool = False,
+        region: str | None = None,
+        states: Sequence[MachineState] = (),
+        updated_after: str | None = None,
+        after_id: str | None = None,
+        limit: int = 1000,
+    ) -> list[Machine]:
+        return await self._runner.read(
+            machines.list_org_machines,
+            org_slug,
+            include_deleted=include_deleted,
+            region=region,
+            states=states,
+            updated_after=updated_after,
+            after_id=after_id,
+            limit=limit,
+        )
+
+    async def live_machines(self) -> list[Machine]:
+        return await self._runner.read(machines.live_machines)
+
+    async def save_machine(
+        self, machine: Machine, *, event: MachineEvent | None = None, new_version: bool = False
+    ) -> None:
+        await self._runner.write(machines.save_machine, machine, event, new_version)
+
+    async def list_events(self, machine_id: str, limit: int = 20) -> list[MachineEvent]:
+        return await self._runner.read(machines.list_events, machine_id, limit)
+
+    async def list_versions(self, machine_id: str) -> list[MachineVersion]:
+        return await self._runner.read(machines.list_versions, machine_id)
+
+    async def set_lease(self, machine_id: str, lease: Lease | None) -> None:
+        await self._runner.write(machines.set_lease, machine_id, lease)
+
+    # volumes
+    async def add_volume(self, volume: Volume) -> None:
+        await self._runner.write(volumes.add_volume, volume)
+
+    async def get_volume(self, volume_id: str) -> Volume | None:
+        return await self._runner.read(volumes.get_volume, volume_id)
+
+    async def list_volumes(self, app_name: str, *, include_destroyed: bool = False) -> list[Volume]:
+        return await self._runner.read(volumes.list_volumes, app_name, include_destroyed=include_destroyed)
+
+    async def save_volume(self, volume: Volume) -> None:
+        await self._runner.write(volumes.save_volume, volume)
+
+    async def add_snapshot(self, snapshot: VolumeSnapshot) -> None:
+        await self._runner.write(volumes.add_snapshot, snapshot)
+
+    async def get_snapshot(self, snapshot_id: str) -> VolumeSnapshot | None:
+        return await self._runner.read(volumes.get_snapshot, snapshot_id)
+
+    async def list_snapshots(self, volume_id: str) -> list[VolumeSnapshot]:
+        return await self._runner.read(volumes.list_snapshots, volume_id)
+
+    # secrets
+    async def put_secrets(self, app_name: str, secrets: Sequence[Secret], deleted: Sequence[str]) -> int:
+        return await self._runner.write(app_resources.put_secrets, app_name, secrets, deleted)
+
+    async def list_secrets(self, app_name: str) -> list[Secret]:
+        return await self._runner.read(app_resources.list_secrets, app_name)
+
+    async def secrets_version(self, app_name: str) -> int:
+        return await self._runner.read(app_resources.secrets_version, app_name)
+
+    # IP addresses
+    async def add_ip(self, ip: IPAddress) -> None:
+        await self._runner.write(app_resources.add_ip, ip)
+
+    async def list_ips(self, app_name: str | None = None) -> list[IPAddress]:
+        return await self._runner.read(app_resources.list_ips, app_name)
+
+    async def delete_ip(self, ip_id: str) -> None:
+        await self._runner.write(app_resources.delete_ip, ip_id)
+
+    # the operations run log (beyond the core's Store: the host agent's crash-safe operations)
+    async def begin_operation(
+        self, machine_id: str, action: str, payload: dict[str, Any] | None = None, *, host: str = "local"
+    ) -> Operation:
+        """Record a run before its first side effect; FailedPreconditionError if one is running already."""
+        now = self._now_ms()
+        run = Operation(
+            id=ulid(now),
+            machine_id=machine_id,
+            action=action,
+            step="",
+            status=OperationStatus.RUNNING,
+            started_at=now,
+            updated_at=now,
+            payload=dict(payload or {}),
+            host=host,
+        )
+        await self._runner.write(operations.begin_operation, run)
+        return run
+
+    async def complete_step(self, operation_id: str, step: str, payload: dict[str, Any] | None = None) -> None:
+        """Record that `step` is done (and replace the run's payload, when given)."""
+        await self._runner.write(operations.complete_step, operation_id, step, payload, self._now_ms())
+
+    async def finish_operation(
+        self, operation_id: str, status: OperationStatus = OperationStatus.SUCCEEDED, error: str | None = None
+    ) -> None:
+        await self._runner.write(operations.finish_operation, operation_id, status, error, self._now_ms())
+
+    async def get_operation(self, operation_id: str) -> Operation | None:
+        return await self._runner.read(operations.get_operation, operation_id)
+
+    async def unfinished_operations(self, host: str | None = None) -> list[Operation]:
+        """Running operations, oldest first: what a restarted host agent resumes."""
+        return await self._runner.read(operations.unfinished_operations, host)
+
+    def _now_ms(self) -> int:
+        return int(self._clock.now() * 1000)
