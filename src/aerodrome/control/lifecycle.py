@@ -10,11 +10,13 @@ from aerodrome.control.machine_base import MachineBase
 from aerodrome.core import (
     Action,
     App,
+    ExecResult,
     ExitInfo,
     InvalidArgumentError,
     Machine,
     MachineSpec,
     MachineState,
+    ProcessInfo,
     WaitTimeoutError,
     check_action,
     normalize_config,
@@ -105,6 +107,16 @@ class Lifecycle(MachineBase):
         machine = await self.find(app, mid)
         check_action(Action.SIGNAL, machine.state)
         await self.runtime.signal(mid, signal)
+
+    async def exec(self, app: App, mid: str, command: list[str], stdin: bytes | None, timeout: float) -> ExecResult:
+        machine = await self.find(app, mid)
+        check_action(Action.EXEC, machine.state)
+        return await self.runtime.exec(mid, command, stdin, timeout)
+
+    async def ps(self, app: App, mid: str) -> list[ProcessInfo]:
+        machine = await self.find(app, mid)
+        check_action(Action.EXEC, machine.state)
+        return await self.runtime.ps(mid)
 
     async def set_cordoned(self, app: App, mid: str, cordoned: bool, nonce: str | None) -> None:
         async with self.locked(mid):

@@ -153,10 +153,11 @@ class Machines(Lifecycle, Leases, Metadata):
             machine = await self.find(app, mid)
         return machine
 
-    async def destroy(self, app: App, mid: str, *, force: bool, nonce_: str | None) -> None:
+    async def destroy(self, app: App, mid: str, *, force: bool, nonce_: str | None, ignore_lease: bool = False) -> None:
         async with self.locked(mid):
             machine = await self.find(app, mid)
-            self.check_lease(machine, nonce_)
+            if not ignore_lease:
+                self.check_lease(machine, nonce_)
             check_action(Action.DESTROY, machine.state, force=force)
             machine = await self.transition(machine, MachineState.DESTROYING)
             await self.runtime.destroy(machine.id)

@@ -11,7 +11,7 @@ from aerodrome.control.machines import Machines
 from aerodrome.control.recovery import recover
 from aerodrome.control.secrets import Secrets
 from aerodrome.control.volumes import GIB, Volumes
-from aerodrome.core import Clock, RateLimiter, Runtime, Store, SystemClock, VolumeBackend
+from aerodrome.core import App, Clock, RateLimiter, Runtime, Store, SystemClock, VolumeBackend
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,14 @@ class ControlPlane:
         await self.store.ensure_org("personal", "Personal")
         self.runtime.on_exit(self.machines.handle_exit)
         await recover(self.machines, self.store)
+
+    async def delete_app(self, app: App) -> None:
+        """Destroy the app's machines (forcefully) and volumes, then the app itself."""
+        for machine in await self.store.list_machines(app.name):
+            await self.machines.destroy(app, machine.id, force=True, nonce_=None, ignore_lease=True)
+        for volume in await self.store.list_volumes(app.name):
+            await self.volumes.delete(app, volume.id)
+        await self.store.delete_app(app.name)
 
     async def close(self) -> None:
         await self.machines.close()

@@ -1,0 +1,46 @@
+"""The ASGI application: Fly's Machines API v1 over a ControlPlane."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from aerodrome.api import errors
+from aerodrome.api.routes import actions, apps, leases, machines, platform, secrets, volumes
+from aerodrome.control import ControlPlane
+from aerodrome.core import AerodromeError
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+def build_routes(extra: list[BaseRoute] | None = None) -> list[BaseRoute]:
+    return [
+        Route("/health", health, methods=["GET"]),
+        *apps.routes,
+        *machines.routes,
+        *actions.routes,
+        *leases.routes,
+        *volumes.routes,
+        *secrets.routes,
+        *platform.routes,
+        *(extra or []),
+    ]
+
+
+def build_app(plane: ControlPlane, extra_routes: list[BaseRoute] | None = None) -> Starlette:
+    """The API application; the server owns the plane's start and close."""
+    app = Starlette(
+        routes=build_routes(extra_routes),
+        exception_handlers={
+            AerodromeError: errors.aerodrome_error,
+            HTTPException: errors.http_error,
+            Exception: errors.unexpected_error,
+        },
+    )
+    app.state.plane = plane
+    return app

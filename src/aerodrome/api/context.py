@@ -1,0 +1,79 @@
+"""What each handler needs first: the control plane, the authenticated caller, the app, the parsed body."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+
+from aerodrome.control import ControlPlane
+from aerodrome.core import App, InvalidArgumentError, Organization, Token
+
+NONCE_HEADER = "fly-machine-lease-nonce"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    plane: ControlPlane
+    caller: Token
+    request: Request
+
+    @classmethod
+    async def of(cls, request: Request) -> Call:
+        plane: ControlPlane = request.app.state.plane
+        caller = await plane.tokens.authenticate(request.headers.get("authorization"))
+        return cls(plane, caller, request)
+
+    async def app(self) -> App:
+        return await self.plane.apps.get(self.caller, self.request.path_params["app_name"])
+
+    async def org(self) -> Organization:
+        org = await self.plane.store.get_org(self.caller.org_slug)
+        assert org is not None  # a token exists only for an existing organisation
+        return org
+
+    @property
+    def machine_id(self) -> str:
+        return str(self.request.path_params["machine_id"])
+
+    @property
+    def nonce(self) -> str | None:
+        return self.request.headers.get(NONCE_HEADER)
+
+    def limit(self, action: str, identifier: str) -> None:
+        self.plane.limiter.check(action, identifier)
+
+    async def body(self, *, required: bool = True) -> dict[str, Any]:
+        raw = await self.request.body()
+        if not raw.strip():
+            if required:
+                raise InvalidArgumentError("request body is required")
+            return {}
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidArgumentError(f"invalid JSON body: {exc}") from None
+        if not isinstance(value, dict):
+            raise InvalidArgumentError("request body must be a JSON object")
+        return value
+
+    def query_bool(self, name: str) -> bool:
+        return self.request.query_params.get(name, "").lower() in ("1", "true", "yes")
+
+    def query_list(self, name: str) -> list[str]:
+        """Repeated keys and comma-joined values alike (`state=a&state=b`, `state=a,b`)."""
+        values: list[str] = []
+        for raw in self.request.query_params.getlist(name):
+            values.extend(v.strip() for v in raw.split(",") if v.strip())
+        return values
+
+    def query_int(self, name: str, default: int) -> int:
+        raw = self.request.query_params.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise InvalidArgumentError(f"invalid {name}: {raw!r} is not an integer") from None

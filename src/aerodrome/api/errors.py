@@ -1,0 +1,73 @@
+"""The one table from aerodrome's error kinds to HTTP statuses, and Fly's error body `{"error": "..."}`."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from aerodrome.core import (
+    AerodromeError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    LeaseConflictError,
+    NotFoundError,
+    RateLimitedError,
+    RuntimeFailureError,
+    UnauthenticatedError,
+    UnavailableError,
+    UnprocessableError,
+    WaitTimeoutError,
+)
+
+log = logging.getLogger("aerodrome.api")
+
+STATUS_BY_KIND: tuple[tuple[type[AerodromeError], int], ...] = (
+    (InvalidArgumentError, 400),
+    (UnauthenticatedError, 401),
+    (NotFoundError, 404),
+    (WaitTimeoutError, 408),
+    (LeaseConflictError, 409),
+    (FailedPreconditionError, 412),
+    (UnprocessableError, 422),
+    (RateLimitedError, 429),
+    (UnavailableError, 503),
+    (RuntimeFailureError, 500),
+)
+
+
+def status_of(error: AerodromeError) -> int:
+    for kind, status in STATUS_BY_KIND:
+        if isinstance(error, kind):
+            return status
+    return 500
+
+
+def error_response(
+    status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    body: dict[str, object] = {"error": message}
+    if code:
+        body["status"] = code
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def aerodrome_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AerodromeError)
+    status = status_of(exc)
+    if status >= 500:
+        log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
+    headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, RateLimitedError) else None
+    return error_response(status, exc.message, exc.status, headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, str(exc.detail).lower() if exc.status_code == 404 else str(exc.detail))
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("%s %s: unexpected error", request.method, request.url.path)
+    return error_response(500, f"internal error: {type(exc).__name__}")

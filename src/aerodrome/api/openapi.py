@@ -1,0 +1,58 @@
+"""aerodrome's OpenAPI document: the operations it serves, with Fly's paths and schemas.
+
+`fly-shapes.json` holds the structure of Fly's Machines API (paths, parameters, schemas; no prose).
+The document served is that structure narrowed to the routes this server has.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from importlib import resources
+from typing import Any
+
+from starlette.routing import BaseRoute, Route
+
+from aerodrome import __version__
+
+_PARAM = re.compile(r"\{[^}]+\}")
+
+
+@functools.cache
+def _shapes() -> dict[str, Any]:
+    text = resources.files("aerodrome.api").joinpath("fly-shapes.json").read_text()
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def _key(path: str) -> str:
+    return _PARAM.sub("{}", path)
+
+
+def implemented_spec(routes: list[BaseRoute]) -> dict[str, Any]:
+    shapes = _shapes()
+    fly_paths = {_key(path): (path, ops) for path, ops in shapes["paths"].items()}
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        if not isinstance(route, Route) or not route.path.startswith("/v1/") or not route.methods:
+            continue
+        fly_path, ops = fly_paths.get(_key(route.path.removeprefix("/v1")), ("", {}))
+        for method in sorted(m.lower() for m in route.methods if m != "HEAD"):
+            operation = ops.get(method) or {"responses": {"200": {"description": "OK"}}}
+            paths.setdefault(fly_path or route.path.removeprefix("/v1"), {})[method] = {
+                **operation,
+                "responses": _described(operation.get("responses") or {"200": {}}),
+            }
+    return {
+        "openapi": "3.0.1",
+        "info": {"title": "aerodrome Machines API", "version": __version__},
+        "servers": [{"url": "/v1"}],
+        "paths": paths,
+        "components": shapes["components"],
+    }
+
+
+def _described(responses: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI requires a description on every response; the structural copy has none."""
+    return {code: {"description": code, **body} for code, body in responses.items()}

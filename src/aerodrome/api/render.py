@@ -1,0 +1,148 @@
+"""Fly's JSON shapes for aerodrome's records: field names and types as `machines-openapi.json` gives them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aerodrome.core import (
+    App,
+    Lease,
+    Machine,
+    MachineEvent,
+    MachineVersion,
+    Organization,
+    Volume,
+    VolumeSnapshot,
+)
+
+JSON = dict[str, Any]
+
+
+def app(record: App, org: Organization | None, machine_count: int = 0, volume_count: int = 0) -> JSON:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "internal_numeric_id": record.internal_numeric_id,
+        "machine_count": machine_count,
+        "volume_count": volume_count,
+        "network": record.network,
+        "status": record.status,
+        "organization": {
+            "name": org.name if org else record.org_slug,
+            "slug": record.org_slug,
+            "internal_numeric_id": org.internal_numeric_id if org else 0,
+        },
+    }
+
+
+def event(record: MachineEvent) -> JSON:
+    return {
+        "id": record.id,
+        "type": record.type,
+        "status": record.status,
+        "source": record.source,
+        "timestamp": record.timestamp,
+        "request": record.request,
+    }
+
+
+def machine(record: Machine, events: list[MachineEvent] | None = None, *, nonce: str | None = None) -> JSON:
+    body: JSON = {
+        "id": record.id,
+        "name": record.name,
+        "state": record.state.value,
+        "region": record.region,
+        "instance_id": record.instance_id,
+        "version": record.instance_id,
+        "private_ip": record.private_ip,
+        "config": record.config,
+        "incomplete_config": None,
+        "image_ref": record.image_ref,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "events": [event(e) for e in events or []],
+        "checks": [],
+        "host_status": "ok",
+        "cordoned": record.cordoned,
+    }
+    if nonce:
+        body["nonce"] = nonce
+    return body
+
+
+def machine_summary(record: Machine) -> JSON:
+    """`?summary=true`: no config, as Fly trims it for large lists."""
+    body = machine(record)
+    del body["config"], body["events"]
+    return body
+
+
+def org_machine(record: Machine) -> JSON:
+    config = record.config
+    return {
+        "id": record.id,
+        "name": record.name,
+        "state": record.state.value,
+        "region": record.region,
+        "app_name": record.app_name,
+        "private_ip": record.private_ip,
+        "version": record.instance_id,
+        "instance_id": record.instance_id,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "config": {"image": config.get("image"), "guest": config.get("guest"), "metadata": config.get("metadata")},
+    }
+
+
+def lease(record: Lease) -> JSON:
+    return {
+        "status": "success",
+        "data": {
+            "nonce": record.nonce,
+            "expires_at": record.expires_at,
+            "owner": record.owner,
+            "description": record.description,
+            "version": record.version,
+        },
+    }
+
+
+def version(record: MachineVersion) -> JSON:
+    return {"version": record.version, "user_config": record.config, "created_at": record.created_at}
+
+
+def volume(record: Volume, usage: dict[str, int] | None = None) -> JSON:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "state": record.state,
+        "size_gb": record.size_gb,
+        "region": record.region,
+        "zone": "local",
+        "encrypted": record.encrypted,
+        "fstype": record.fstype,
+        "type": "local",
+        "attached_machine_id": record.attached_machine_id,
+        "attached_alloc_id": record.attached_machine_id,
+        "created_at": record.created_at,
+        "host_status": "ok",
+        "snapshot_retention": record.snapshot_retention,
+        "auto_backup_enabled": record.auto_backup_enabled,
+        "host_dedication_id": "",
+        **(
+            usage
+            or {"block_size": 0, "blocks": 0, "blocks_free": 0, "blocks_avail": 0, "bytes_total": 0, "bytes_used": 0}
+        ),
+    }
+
+
+def snapshot(record: VolumeSnapshot) -> JSON:
+    return {
+        "id": record.id,
+        "size": record.size,
+        "volume_size": record.volume_size,
+        "digest": record.digest,
+        "created_at": record.created_at,
+        "status": record.status,
+        "retention_days": record.retention_days,
+    }

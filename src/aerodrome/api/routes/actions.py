@@ -1,0 +1,174 @@
+"""Machine actions: start, stop, suspend, restart, signal, cordon, wait, events, versions, exec, ps, memory."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from aerodrome.api import render
+from aerodrome.api.context import Call
+from aerodrome.core import InvalidArgumentError, parse_duration, parse_signal
+
+
+async def start(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    call.limit("start", call.machine_id)
+    previous = await call.plane.machines.start(app, call.machine_id, call.nonce)
+    return JSONResponse({"previous_state": previous.value, "migrated": False, "new_host": ""})
+
+
+async def stop(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    call.limit("stop", call.machine_id)
+    body = await call.body(required=False)
+    signal = parse_signal(body["signal"]) if body.get("signal") else None
+    timeout = parse_duration(body["timeout"]) if body.get("timeout") not in (None, "", 0) else None
+    await call.plane.machines.stop(app, call.machine_id, call.nonce, signal=signal, timeout=timeout)
+    return JSONResponse({"ok": True})
+
+
+async def suspend(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    call.limit("suspend", call.machine_id)
+    await call.plane.machines.suspend(app, call.machine_id, call.nonce)
+    return JSONResponse({"ok": True})
+
+
+async def restart(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    call.limit("restart", call.machine_id)
+    query = request.query_params
+    signal = parse_signal(query["signal"]) if query.get("signal") else None
+    timeout = parse_duration(query["timeout"]) if query.get("timeout") else None
+    await call.plane.machines.restart(app, call.machine_id, call.nonce, signal=signal, timeout=timeout)
+    return JSONResponse({"ok": True})
+
+
+async def signal(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    call.limit("signal", call.machine_id)
+    body = await call.body()
+    await call.plane.machines.signal(app, call.machine_id, parse_signal(body.get("signal")))
+    return JSONResponse({"ok": True})
+
+
+async def cordon(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    await call.plane.machines.set_cordoned(app, call.machine_id, request.url.path.endswith("/cordon"), call.nonce)
+    return JSONResponse({"ok": True})
+
+
+async def wait(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    query = request.query_params
+    timeout = call.query_int("timeout", 60)
+    if not 1 <= timeout <= 60:
+        raise InvalidArgumentError("invalid timeout: must be between 1 and 60 seconds")
+    machine, event_id = await call.plane.machines.wait(
+        app,
+        call.machine_id,
+        call.query_list("state") or ["started"],
+        version=query.get("version") or query.get("instance_id") or None,
+        from_event_id=query.get("from_event_id") or None,
+        timeout=float(timeout),
+    )
+    return JSONResponse(
+        {"ok": True, "state": machine.state.value, "version": machine.instance_id, "event_id": event_id or ""}
+    )
+
+
+async def events(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    machine = await call.plane.machines.find(app, call.machine_id, include_deleted=True)
+    limit = min(max(call.query_int("limit", 20), 1), 50)
+    return JSONResponse([render.event(e) for e in await call.plane.store.list_events(machine.id, limit=limit)])
+
+
+async def versions(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    machine = await call.plane.machines.find(app, call.machine_id, include_deleted=True)
+    return JSONResponse([render.version(v) for v in await call.plane.store.list_versions(machine.id)])
+
+
+async def exec_(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    call.limit("exec", call.machine_id)
+    body = await call.body()
+    command = body.get("command") or body.get("cmd")
+    if isinstance(command, str):
+        command = ["sh", "-c", command]  # the deprecated `cmd` string form
+    if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
+        raise InvalidArgumentError("invalid command: must be a non-empty list of strings")
+    stdin = body.get("stdin")
+    timeout = body.get("timeout") or 30
+    if not isinstance(timeout, int) or timeout <= 0:
+        raise InvalidArgumentError("invalid timeout: must be a positive number of seconds")
+    result = await call.plane.machines.exec(
+        app, call.machine_id, command, stdin.encode() if isinstance(stdin, str) else None, float(timeout)
+    )
+    return JSONResponse(
+        {
+            "exit_code": result.exit_code,
+            "exit_signal": result.exit_signal,
+            "stdout": result.stdout.decode(errors="replace"),
+            "stderr": result.stderr.decode(errors="replace"),
+        }
+    )
+
+
+async def ps(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    processes = await call.plane.machines.ps(app, call.machine_id)
+    return JSONResponse(
+        [
+            {
+                "pid": p.pid,
+                "command": p.command,
+                "cpu": p.cpu,
+                "rss": p.rss,
+                "rtime": p.rtime,
+                "stime": p.stime,
+                "directory": p.directory,
+                "listen_sockets": [{"address": a, "proto": proto} for a, proto in p.listen_sockets],
+            }
+            for p in processes
+        ]
+    )
+
+
+async def memory(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    machine = await call.plane.machines.find(app, call.machine_id)
+    limit_mb = call.plane.machines.spec_of(machine).memory_mb
+    return JSONResponse({"limit_mb": limit_mb, "available_mb": limit_mb})
+
+
+_M = "/v1/apps/{app_name}/machines/{machine_id}"
+routes = [
+    Route(f"{_M}/start", start, methods=["POST"]),
+    Route(f"{_M}/stop", stop, methods=["POST"]),
+    Route(f"{_M}/suspend", suspend, methods=["POST"]),
+    Route(f"{_M}/restart", restart, methods=["POST"]),
+    Route(f"{_M}/signal", signal, methods=["POST"]),
+    Route(f"{_M}/cordon", cordon, methods=["POST"]),
+    Route(f"{_M}/uncordon", cordon, methods=["POST"]),
+    Route(f"{_M}/wait", wait, methods=["GET"]),
+    Route(f"{_M}/events", events, methods=["GET"]),
+    Route(f"{_M}/versions", versions, methods=["GET"]),
+    Route(f"{_M}/exec", exec_, methods=["POST"]),
+    Route(f"{_M}/ps", ps, methods=["GET"]),
+    Route(f"{_M}/memory", memory, methods=["GET"]),
+]

@@ -1,0 +1,59 @@
+"""`/v1/apps`: create, list, get, delete."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from aerodrome.api import render
+from aerodrome.api.context import Call
+from aerodrome.core import InvalidArgumentError
+
+
+async def create_app(request: Request) -> Response:
+    call = await Call.of(request)
+    body = await call.body()
+    org_slug = body.get("org_slug") or call.caller.org_slug
+    if not isinstance(org_slug, str):
+        raise InvalidArgumentError("invalid org_slug")
+    app = await call.plane.apps.create(
+        call.caller, body.get("app_name") or body.get("name"), org_slug, body.get("network") or ""
+    )
+    return JSONResponse(render.app(app, await call.org()), status_code=201)
+
+
+async def list_apps(request: Request) -> Response:
+    call = await Call.of(request)
+    org_slug = request.query_params.get("org_slug")
+    if not org_slug:
+        raise InvalidArgumentError("org_slug is required")
+    org = await call.org()
+    apps = []
+    for app in await call.plane.apps.list(call.caller, org_slug):
+        machines, volumes = await call.plane.store.app_counts(app.name)
+        apps.append(render.app(app, org, machines, volumes))
+    return JSONResponse({"total_apps": len(apps), "apps": apps})
+
+
+async def get_app(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    machines, volumes = await call.plane.store.app_counts(app.name)
+    return JSONResponse(render.app(app, await call.org(), machines, volumes))
+
+
+async def delete_app(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    call.limit("delete_app", call.caller.org_slug)
+    await call.plane.delete_app(app)
+    return Response(status_code=202)
+
+
+routes = [
+    Route("/v1/apps", create_app, methods=["POST"]),
+    Route("/v1/apps", list_apps, methods=["GET"]),
+    Route("/v1/apps/{app_name}", get_app, methods=["GET"]),
+    Route("/v1/apps/{app_name}", delete_app, methods=["DELETE"]),
+]

@@ -1,0 +1,113 @@
+"""`/v1/apps/{app}/machines`: create, list, get, update, destroy, and the org-wide list."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from aerodrome.api import render
+from aerodrome.api.context import Call
+from aerodrome.core import InvalidArgumentError, MachineState
+
+_LISTABLE = {"created", "started", "stopped", "suspended", "failed", "destroyed"}
+
+
+def _states(call: Call) -> list[MachineState]:
+    states = call.query_list("state")
+    unknown = set(states) - _LISTABLE
+    if unknown:
+        raise InvalidArgumentError(f"invalid state filter: {', '.join(sorted(unknown))}")
+    return [MachineState(s) for s in states]
+
+
+async def create_machine(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    call.limit("create", app.name)
+    org = await call.org()
+    machine = await call.plane.machines.create(app, org.internal_numeric_id, await call.body())
+    events = await call.plane.store.list_events(machine.id, limit=10)
+    return JSONResponse(render.machine(machine, events, nonce=machine.lease.nonce if machine.lease else None))
+
+
+async def list_machines(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    machines = await call.plane.machines.list(
+        app,
+        include_deleted=call.query_bool("include_deleted"),
+        region=request.query_params.get("region") or None,
+        states=_states(call),
+    )
+    wanted = {k[len("metadata.") :]: v for k, v in request.query_params.items() if k.startswith("metadata.")}
+    if wanted:
+        machines = [m for m in machines if all((m.config.get("metadata") or {}).get(k) == v for k, v in wanted.items())]
+    shape = render.machine_summary if call.query_bool("summary") else render.machine
+    return JSONResponse([shape(m) for m in machines])
+
+
+async def get_machine(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    call.limit("get", call.machine_id)
+    machine = await call.plane.machines.find(app, call.machine_id, include_deleted=True)
+    return JSONResponse(render.machine(machine, await call.plane.store.list_events(machine.id, limit=10)))
+
+
+async def update_machine(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    call.limit("update", call.machine_id)
+    org = await call.org()
+    machine = await call.plane.machines.update(
+        app, org.internal_numeric_id, call.machine_id, await call.body(), call.nonce
+    )
+    return JSONResponse(render.machine(machine, await call.plane.store.list_events(machine.id, limit=10)))
+
+
+async def delete_machine(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    call.limit("destroy", call.machine_id)
+    force = call.query_bool("force") or call.query_bool("kill")
+    await call.plane.machines.destroy(app, call.machine_id, force=force, nonce_=call.nonce)
+    return JSONResponse({"ok": True})
+
+
+async def list_org_machines(request: Request) -> Response:
+    call = await Call.of(request)
+    org_slug = request.path_params["org_slug"]
+    if org_slug != call.caller.org_slug:
+        raise InvalidArgumentError(f"organization {org_slug!r} not found")
+    limit = min(max(call.query_int("limit", 1000), 1), 1000)
+    machines = await call.plane.store.list_org_machines(
+        org_slug,
+        include_deleted=call.query_bool("include_deleted"),
+        region=request.query_params.get("region") or None,
+        states=_states(call),
+        updated_after=request.query_params.get("updated_after") or None,
+        after_id=request.query_params.get("cursor") or None,
+        limit=limit + 1,
+    )
+    page, more = machines[:limit], len(machines) > limit
+    last = page[-1] if page else None
+    return JSONResponse(
+        {
+            "machines": [render.org_machine(m) for m in page],
+            "next_cursor": last.id if more and last else "",
+            "last_machine_id": last.id if last else "",
+            "last_updated_at": last.updated_at if last else "",
+            "error_regions": [],
+        }
+    )
+
+
+routes = [
+    Route("/v1/apps/{app_name}/machines", create_machine, methods=["POST"]),
+    Route("/v1/apps/{app_name}/machines", list_machines, methods=["GET"]),
+    Route("/v1/apps/{app_name}/machines/{machine_id}", get_machine, methods=["GET"]),
+    Route("/v1/apps/{app_name}/machines/{machine_id}", update_machine, methods=["POST"]),
+    Route("/v1/apps/{app_name}/machines/{machine_id}", delete_machine, methods=["DELETE"]),
+    Route("/v1/orgs/{org_slug}/machines", list_org_machines, methods=["GET"]),
+]

@@ -1,0 +1,89 @@
+"""`/v1/apps/{app}/volumes`: create, list, get, update, delete, extend, snapshots."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from aerodrome.api import render
+from aerodrome.api.context import Call
+from aerodrome.core import Volume
+
+
+async def _render(call: Call, volume: Volume) -> dict[str, object]:
+    usage = await call.plane.volumes.usage(volume) if volume.state != "destroyed" else None
+    return render.volume(volume, usage)
+
+
+async def create_volume(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    body = await call.body()
+    region = call.plane.machines.region_for(body.get("region"))
+    volume = await call.plane.volumes.create(app, body, region)
+    return JSONResponse(await _render(call, volume))
+
+
+async def list_volumes(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    volumes = await call.plane.volumes.list(app)
+    if call.query_bool("summary"):
+        return JSONResponse([render.volume(v) for v in volumes])
+    return JSONResponse([await _render(call, v) for v in volumes])
+
+
+async def get_volume(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    return JSONResponse(await _render(call, await call.plane.volumes.get(app, request.path_params["volume_id"])))
+
+
+async def update_volume(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    volume = await call.plane.volumes.update(app, request.path_params["volume_id"], await call.body())
+    return JSONResponse(await _render(call, volume))
+
+
+async def delete_volume(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    volume = await call.plane.volumes.delete(app, request.path_params["volume_id"])
+    return JSONResponse(render.volume(volume))
+
+
+async def extend_volume(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    body = await call.body()
+    volume, needs_restart = await call.plane.volumes.extend(app, request.path_params["volume_id"], body.get("size_gb"))
+    return JSONResponse({"volume": await _render(call, volume), "needs_restart": needs_restart})
+
+
+async def create_snapshot(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    snapshot = await call.plane.volumes.snapshot(app, request.path_params["volume_id"])
+    return JSONResponse(render.snapshot(snapshot))
+
+
+async def list_snapshots(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    snapshots = await call.plane.volumes.snapshots(app, request.path_params["volume_id"])
+    return JSONResponse([render.snapshot(s) for s in snapshots])
+
+
+_V = "/v1/apps/{app_name}/volumes"
+routes = [
+    Route(_V, create_volume, methods=["POST"]),
+    Route(_V, list_volumes, methods=["GET"]),
+    Route(f"{_V}/{{volume_id}}", get_volume, methods=["GET"]),
+    Route(f"{_V}/{{volume_id}}", update_volume, methods=["PUT"]),
+    Route(f"{_V}/{{volume_id}}", delete_volume, methods=["DELETE"]),
+    Route(f"{_V}/{{volume_id}}/extend", extend_volume, methods=["PUT"]),
+    Route(f"{_V}/{{volume_id}}/snapshots", create_snapshot, methods=["POST"]),
+    Route(f"{_V}/{{volume_id}}/snapshots", list_snapshots, methods=["GET"]),
+]
