@@ -2,8 +2,8 @@
 
 A reference without a registry host is tried against each configured registry in order (the embedded one
 first). A mirror map rewrites names before that: a key matches a whole repository (`flyio/mcp`) or a leading
-part of the name (`registry.fly.io`, `docker.io/library`), the longest key wins, and the matched part is
-replaced by the value (`127.0.0.1:5000/flyio/mcp`).
+part of the name (`registry.fly.io`, `docker.io/library`); the key that leaves least of the name unmatched
+wins, and the matched part is replaced by the value (`127.0.0.1:5000/flyio/mcp`).
 """
 
 from __future__ import annotations
@@ -90,14 +90,19 @@ def _split_registry(name: str) -> tuple[str, str]:
 
 
 def apply_mirror(ref: ImageReference, mirrors: Mapping[str, str]) -> ImageReference | None:
-    """The reference rewritten by the longest matching mirror key, or None when no key matches."""
-    names = [ref.name] if ref.registry else [ref.name, f"docker.io/{ref.name}", f"docker.io/library/{ref.name}"]
-    best: tuple[int, str, str] | None = None
-    for key, value in mirrors.items():
-        key = key.rstrip("/")
-        for name in names:
-            if (name == key or name.startswith(key + "/")) and (best is None or len(key) > best[0]):
-                best = (len(key), value.rstrip("/") + name[len(key) :], name)
+    """The reference rewritten by the mirror key covering most of its name, or None when no key matches."""
+    names = [ref.name]
+    if not ref.registry:  # Docker's implied forms of a short name
+        names.append(f"docker.io/{ref.name}")
+        if "/" not in ref.name:
+            names.append(f"docker.io/library/{ref.name}")
+    best: tuple[int, str] | None = None
+    for name in names:
+        for key, value in mirrors.items():
+            key = key.rstrip("/")
+            uncovered = len(name) - len(key)
+            if (name == key or name.startswith(key + "/")) and (best is None or uncovered < best[0]):
+                best = (uncovered, value.rstrip("/") + name[len(key) :])
     if best is None:
         return None
     registry, repository = _split_registry(best[1])
