@@ -1,5 +1,26 @@
-"""aerodrome.proxy."""
+"""aerodrome.proxy: the edge (Fly's fly-proxy) — Host/SNI/address routing, autostart, autostop, limits, TLS."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from aerodrome.proxy.autostop import Autostopper
+from aerodrome.proxy.balancer import Balancer, NoMachineError
+from aerodrome.proxy.context import EdgeSettings
+from aerodrome.proxy.directory import STARTABLE_STATES, AppRoute, Backend, Directory
+from aerodrome.proxy.edge import Edge
+from aerodrome.proxy.fleet import Fleet
+from aerodrome.proxy.tls import CertificateAuthority, CertificateStore
+
+__all__ = [
+    "STARTABLE_STATES",
+    "AppRoute",
+    "Autostopper",
+    "Backend",
+    "Balancer",
+    "CertificateAuthority",
+    "CertificateStore",
+    "Directory",
+    "Edge",
+    "EdgeSettings",
+    "Fleet",
+    "NoMachineError",
+]

@@ -1,0 +1,363 @@
+"""The client side of the HTTP data path: parse requests, pick a machine, relay the exchange, keep alive.
+
+One `HttpConnection` per client connection, driven by a `ConnState`. The common case (a cached route, a
+machine under its soft limit, an idle pooled connection) is handled synchronously in the parser callback;
+anything that must wait — the directory, a start, a new connection — runs as one task per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+
+import httptools
+
+from aerodrome.proxy import messages
+from aerodrome.proxy.balancer import NoMachineError
+from aerodrome.proxy.context import EdgeContext
+from aerodrome.proxy.directory import AppRoute, Backend
+from aerodrome.proxy.exchange import PendingRequest
+from aerodrome.proxy.upstream import UpstreamConnection
+
+_BUFFER_LIMIT = 256 * 1024  # request body held while no machine is ready, before reading pauses
+# Reasons client reading is paused; it resumes when none is left.
+_PAUSE_UPSTREAM, _PAUSE_QUEUE, _PAUSE_BUFFER = 1, 2, 4
+
+
+class ConnState(enum.Enum):
+    IDLE = "idle"  # waiting for a request head
+    ROUTING = "routing"  # head parsed, choosing or starting a machine
+    PROXYING = "proxying"  # request forwarded; the response is awaited or streaming
+    TUNNEL = "tunnel"  # after a 101: bytes pass through both ways
+    CLOSED = "closed"
+
+
+class HttpConnection(asyncio.Protocol):
+    """A client's HTTP/1.1 connection to the edge."""
+
+    def __init__(self, edge: EdgeContext, edge_port: int, scheme: str) -> None:
+        self.edge = edge
+        self.edge_port = edge_port
+        self.scheme = scheme
+        self.state = ConnState.IDLE
+        self.transport: asyncio.Transport | None = None
+        self.local_addr = ""
+        self.client_ip = ""
+        self.last_activity = time.monotonic()
+        self._parser = httptools.HttpRequestParser(self)
+        self._forwarded = b""
+        self._incoming: PendingRequest | None = None  # the request the parser is filling
+        self._active: PendingRequest | None = None  # the request being served
+        self._queue: list[PendingRequest] = []  # pipelined requests behind it
+        self._backend: Backend | None = None  # holds one unit of the machine's load while set
+        self._upstream: UpstreamConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._paused = 0
+        self._sent_at = 0.0
+        self._response_started = False
+        self._response_chunked = False
+        self._close_after = False
+        self._retried = False
+        self._tunnel_backlog: list[bytes] | None = None  # client bytes after an Upgrade request, before the 101
+        self._https_port = 443
+
+    # --- client transport -----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer, local = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+        self.client_ip, self.local_addr = peer[0], local[0]
+        # Reached on the shared HTTP listener, https lives on the shared HTTPS one; on a dedicated address, on 443.
+        self._https_port = self.edge.https_port if local[1] == self.edge.http_port else 443
+        self._forwarded = (
+            f"fly-client-ip: {self.client_ip}\r\nx-forwarded-proto: {self.scheme}\r\n"
+            f"x-forwarded-port: {self.edge_port}\r\n"
+        ).encode()
+        self.edge.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = time.monotonic()
+        if self.state is ConnState.TUNNEL:
+            assert self._upstream is not None
+            self._upstream.send(data)
+            return
+        if self._tunnel_backlog is not None:
+            self._tunnel_backlog.append(data)
+            self._pause(_PAUSE_BUFFER)
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._tunnel_backlog = [data[exc.args[0] :]]
+        except httptools.HttpParserError:
+            if self._active is None and self.transport is not None:
+                self.transport.write(messages.error_response(400, "malformed HTTP request", close=True))
+            self._close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state = ConnState.CLOSED
+        self.edge.connections.discard(self)
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        if self._upstream is not None:
+            self._upstream.abandon()
+            self._upstream = None
+        self._release()
+
+    def pause_writing(self) -> None:
+        if self._upstream is not None:
+            self._upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._upstream is not None:
+            self._upstream.resume_reading()
+
+    def _pause(self, reason: int) -> None:
+        if not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+        self._paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        if self._paused & reason:
+            self._paused &= ~reason
+            if not self._paused and self.transport is not None and self.state is not ConnState.CLOSED:
+                self.transport.resume_reading()
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    # --- httptools callbacks ----------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._incoming = PendingRequest()
+
+    def on_url(self, url: bytes) -> None:
+        assert self._incoming is not None
+        self._incoming.target += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        assert self._incoming is not None
+        self._incoming.add_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        request, parser = self._incoming, self._parser
+        assert request is not None
+        request.method = parser.get_method()
+        request.keep_alive = parser.should_keep_alive()
+        if not parser.should_upgrade():
+            request.upgrade = None
+        if self._active is None:
+            self._active = request
+            self._dispatch()
+        else:
+            self._queue.append(request)
+            self._pause(_PAUSE_QUEUE)
+
+    def on_body(self, body: bytes) -> None:
+        request = self._incoming
+        assert request is not None
+        data = messages.chunk(body) if request.chunked else body
+        if request is self._active and self._upstream is not None:
+            self._upstream.send(data)
+        elif request.buffer(data) > _BUFFER_LIMIT:
+            self._pause(_PAUSE_BUFFER)
+
+    def on_message_complete(self) -> None:
+        request = self._incoming
+        assert request is not None
+        request.complete = True
+        if request.chunked:
+            if request is self._active and self._upstream is not None:
+                self._upstream.send(messages.LAST_CHUNK)
+            else:
+                request.buffer(messages.LAST_CHUNK)
+
+    # --- choosing a machine -------------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        request = self._active
+        assert request is not None
+        self.state = ConnState.ROUTING
+        fleet = self.edge.fleet
+        route = fleet.cached_route(request.host, self.local_addr, self.edge_port)
+        if isinstance(route, AppRoute) and request.force_instance is None and not self._redirects(route):
+            backend = self.edge.balancer.pick_now(route)
+            if backend is not None:
+                self._backend = backend
+                connection = self.edge.pool.take((backend.address, backend.port))
+                if connection is not None:
+                    self._attach(connection)
+                    return
+        self._task = self.edge.spawn(self._dispatch_slowly(request))
+
+    def _redirects(self, route: AppRoute) -> bool:
+        port = route.port_spec()
+        return port is not None and port.force_https and self.scheme == "http"
+
+    async def _dispatch_slowly(self, request: PendingRequest) -> None:
+        try:
+            if self._backend is None:
+                route = await self.edge.fleet.route(request.host, self.local_addr, self.edge_port)
+                if route is None:
+                    self._reply(404, f"no app is served at {request.host_name or self.local_addr}")
+                    return
+                if self._redirects(route):
+                    self._redirect_to_https(request)
+                    return
+                self._backend = await self.edge.balancer.pick(route, request.force_instance)
+            key = (self._backend.address, self._backend.port)
+            connection = self.edge.pool.take(key) or await self.edge.pool.connect(key)
+        except NoMachineError as exc:
+            self._reply(503, exc.message)
+            return
+        except (OSError, TimeoutError) as exc:
+            machine = self._backend.machine_id if self._backend else "?"
+            self._reply(502, f"could not connect to machine {machine}: {exc or 'timed out'}")
+            return
+        finally:
+            self._task = None
+        self._attach(connection)
+
+    def _redirect_to_https(self, request: PendingRequest) -> None:
+        suffix = "" if self._https_port == 443 else f":{self._https_port}"
+        location = f"https://{request.host_name}{suffix}{request.target.decode('latin-1')}"
+        self._reply(301, f"redirecting to {location}", location=location)
+
+    # --- relaying ------------------------------------------------------------------------------------------
+
+    def _attach(self, connection: UpstreamConnection) -> None:
+        request = self._active
+        if self.state is ConnState.CLOSED or request is None or self._backend is None:
+            connection.abandon()
+            return
+        self.state = ConnState.PROXYING
+        self._upstream = connection
+        connection.begin(self, head_only=request.method == b"HEAD")
+        self._sent_at = time.monotonic()
+        head = messages.request_head(
+            request.method,
+            request.target,
+            request.headers,
+            self._forwarded + b"fly-request-id: " + request.request_id(self.edge.settings.region) + b"\r\n",
+            request.forwarded_for(self.client_ip),
+            request.chunked,
+            request.upgrade,
+        )
+        connection.send(head + request.take_buffer())
+        self._resume(_PAUSE_BUFFER)
+
+    def on_response_head(
+        self, status: int, reason: bytes, headers: messages.Headers, chunked: bool, until_close: bool
+    ) -> None:
+        request = self._active
+        assert request is not None and self.transport is not None
+        self._response_started = True
+        self._response_chunked = chunked
+        self._close_after = until_close or not request.keep_alive or request.upgrade is not None
+        extra = b"fly-request-id: " + request.request_id(self.edge.settings.region) + b"\r\n"
+        self.transport.write(messages.response_head(status, reason, headers, chunked, self._close_after, extra))
+
+    def on_interim(self, status: int, reason: bytes, headers: messages.Headers) -> None:
+        assert self.transport is not None
+        self.transport.write(messages.upgrade_head(status, reason, headers))
+
+    def on_upgrade(self, status: int, reason: bytes, headers: messages.Headers, rest: bytes) -> None:
+        assert self.transport is not None and self._upstream is not None
+        self.state = ConnState.TUNNEL
+        self._response_started = True
+        self._response_chunked = False
+        self.transport.write(messages.upgrade_head(status, reason, headers) + rest)
+        backlog, self._tunnel_backlog = self._tunnel_backlog or [], None
+        if backlog:
+            self._upstream.send(b"".join(backlog))
+        self._resume(_PAUSE_BUFFER)
+
+    def on_response_body(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.last_activity = time.monotonic()
+        self.transport.write(messages.chunk(data) if self._response_chunked else data)
+
+    def on_response_end(self, connection: UpstreamConnection, reusable: bool) -> None:
+        request = self._active
+        assert request is not None and self.transport is not None
+        if self._response_chunked:
+            self.transport.write(messages.LAST_CHUNK)
+        self._upstream = None
+        if reusable and request.complete:
+            self.edge.pool.put(connection)
+        else:
+            connection.abandon()
+        self._finish(close=self._close_after or not request.complete)
+
+    def on_upstream_lost(self, connection: UpstreamConnection) -> None:
+        self._upstream = None
+        request = self._active
+        if self.state is ConnState.TUNNEL or request is None or self._response_started:
+            self._close()  # the client sees a truncated response or a closed tunnel, never a hang
+            return
+        if connection.reused and not connection.got_response and request.replayable and not self._retried:
+            self._retried = True  # a pooled connection the machine had just closed: try a fresh one once
+            self._task = self.edge.spawn(self._dispatch_slowly(request))
+            return
+        machine = self._backend.machine_id if self._backend else "?"
+        self._reply(502, f"machine {machine} closed the connection before responding", close=True)
+
+    def pause_client_reading(self) -> None:
+        self._pause(_PAUSE_UPSTREAM)
+
+    def resume_client_reading(self) -> None:
+        self._resume(_PAUSE_UPSTREAM)
+
+    # --- ending a request -------------------------------------------------------------------------------
+
+    def _reply(self, status: int, message: str, *, close: bool = False, location: str | None = None) -> None:
+        request = self._active
+        close = close or request is None or not request.complete or not request.keep_alive
+        if self.transport is not None and self.state is not ConnState.CLOSED:
+            self.transport.write(messages.error_response(status, message, close=close, location=location))
+        self._finish(close=close)
+
+    def _release(self) -> None:
+        if self._backend is not None:
+            self.edge.fleet.release(self._backend.machine_id)
+            self._backend = None
+
+    def _finish(self, *, close: bool) -> None:
+        self._release()
+        self._active = None
+        self._response_started = self._retried = False
+        self._resume(_PAUSE_UPSTREAM)
+        if close or self._tunnel_backlog is not None:
+            self._close()
+            return
+        self.state = ConnState.IDLE
+        self.last_activity = time.monotonic()
+        if self._queue:
+            self._active = self._queue.pop(0)
+            self._dispatch()
+        if not self._queue:
+            self._resume(_PAUSE_QUEUE)
+
+    # --- timeouts -------------------------------------------------------------------------------------------
+
+    def sweep(self, now: float) -> None:
+        """Close what has waited too long: idle keep-alive, a silent machine, a silent stream."""
+        settings = self.edge.settings
+        if self.state is ConnState.IDLE and now - self.last_activity > settings.keepalive_timeout:
+            self._close()
+        elif self.state is ConnState.PROXYING and not self._response_started:
+            if now - self._sent_at > settings.read_timeout:
+                if self._upstream is not None:
+                    self._upstream.abandon()
+                    self._upstream = None
+                self._reply(504, "the machine did not answer in time", close=True)
+        elif self.state in (ConnState.PROXYING, ConnState.TUNNEL) and now - self.last_activity > settings.idle_timeout:
+            self._close()
+
+    def shutdown(self) -> None:
+        """Close at once: the edge is closing."""
+        self._close()

@@ -1,0 +1,147 @@
+"""The edge: listeners on the shared HTTP and HTTPS ports and on dedicated addresses, plus its background loops."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from aerodrome.proxy.acceptor import Acceptor
+from aerodrome.proxy.autostop import Autostopper
+from aerodrome.proxy.balancer import Balancer
+from aerodrome.proxy.context import EdgeContext, EdgeSettings
+from aerodrome.proxy.directory import Directory
+from aerodrome.proxy.downstream import HttpConnection
+from aerodrome.proxy.fleet import Fleet
+from aerodrome.proxy.tls import CertificateStore
+from aerodrome.proxy.upstream import UpstreamPool
+
+_BACKLOG = 1024
+
+
+class Edge:
+    """Fly's fly-proxy for one host: routes by Host, SNI or dedicated address; autostarts and autostops machines."""
+
+    def __init__(self, directory: Directory, settings: EdgeSettings) -> None:
+        self.settings = settings
+        self.fleet = Fleet(directory, route_ttl=settings.route_ttl, start_timeout=settings.start_timeout)
+        self.balancer = Balancer(self.fleet, region=settings.region, queue_timeout=settings.queue_timeout)
+        self.pool = UpstreamPool(connect_timeout=settings.connect_timeout, idle_timeout=settings.upstream_idle_timeout)
+        self.context = EdgeContext(settings, self.fleet, self.balancer, self.pool)
+        self.certificates = CertificateStore(settings.data_dir / "tls")
+        self.autostopper = Autostopper(
+            self.fleet, idle_period=settings.autostop_idle, interval=settings.autostop_interval
+        )
+        self._shared: list[asyncio.Server] = []
+        self._dedicated: dict[str, list[asyncio.Server]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def http_port(self) -> int:
+        """The port the shared HTTP listener is bound to (useful when the settings asked for 0)."""
+        return self.context.http_port
+
+    @property
+    def https_port(self) -> int:
+        return self.context.https_port
+
+    @property
+    def ca_path(self) -> Path:
+        """The CA certificate (PEM) clients must trust for the edge's TLS."""
+        return self.certificates.ca_path
+
+    def ca_pem(self) -> bytes:
+        return self.certificates.ca_pem()
+
+    def add_certificate(self, hostname: str, cert_pem: bytes, key_pem: bytes) -> None:
+        """Serve `hostname` with the user's own certificate instead of one from the aerodrome CA."""
+        self.certificates.add_certificate(hostname, cert_pem, key_pem)
+
+    async def start(self) -> None:
+        """Bind the shared listeners and start the timeout sweeper and the autostop loop."""
+        loop = asyncio.get_running_loop()
+        context = self.context
+        http = await loop.create_server(
+            lambda: HttpConnection(context, 80, "http"),
+            self.settings.http_host,
+            self.settings.http_port,
+            reuse_address=True,
+            backlog=_BACKLOG,
+        )
+        https = await loop.create_server(
+            lambda: Acceptor(context, self.certificates, 443, tls_done=True),
+            self.settings.https_host,
+            self.settings.https_port,
+            reuse_address=True,
+            backlog=_BACKLOG,
+            ssl=self.certificates.server_context(),
+            ssl_handshake_timeout=self.settings.connect_timeout,
+        )
+        self._shared = [http, https]
+        context.http_port = http.sockets[0].getsockname()[1]
+        context.https_port = https.sockets[0].getsockname()[1]
+        self._sweeper = loop.create_task(self._sweep_forever())
+        self.autostopper.start()
+
+    async def bind_address(self, address: str, ports: Mapping[int, int] | Iterable[int] = (80, 443)) -> None:
+        """Listen on a dedicated address: every connection to it routes to its app, with or without a Host.
+
+        `ports` are the app's service ports; a mapping sends service port → the local port to bind (tests and
+        unprivileged runs bind 80 elsewhere). What a connection speaks follows its service port's handlers.
+        """
+        mapping = dict(ports) if isinstance(ports, Mapping) else {port: port for port in ports}
+        await self.release_address(address)
+        loop = asyncio.get_running_loop()
+        servers: list[asyncio.Server] = []
+        self._dedicated[address] = servers
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        for service_port, listen_port in mapping.items():
+            servers.append(
+                await loop.create_server(
+                    lambda p=service_port: Acceptor(self.context, self.certificates, p, tls_done=False),
+                    address,
+                    listen_port,
+                    family=family,
+                    reuse_address=True,
+                    backlog=_BACKLOG,
+                )
+            )
+
+    async def release_address(self, address: str) -> None:
+        """Stop listening on a dedicated address; its open connections stay until they end."""
+        for server in self._dedicated.pop(address, []):
+            server.close()
+            await server.wait_closed()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for connection in list(self.context.connections):
+                connection.sweep(now)
+            self.pool.sweep(now)
+
+    async def close(self) -> None:
+        """Stop listening, end every connection and loop; starts and stops in flight are waited for."""
+        await self.autostopper.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        for address in list(self._dedicated):
+            await self.release_address(address)
+        for server in self._shared:
+            server.close()
+        for connection in list(self.context.connections):
+            connection.shutdown()
+        self.pool.close()
+        tasks = list(self.context.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for server in self._shared:
+            await server.wait_closed()
+        self._shared = []
+        await self.fleet.close()
+        await asyncio.sleep(0)  # let transports closed above run connection_lost

@@ -1,0 +1,192 @@
+"""What the edge knows about machines beyond the directory: load, activity, and the starts and stops it drives.
+
+The directory is backed by a database, so its answers are cached for a short while; a start or stop made
+through the edge overrides the cached state at once (and clears the cache), so a request arriving right after
+a start sees the machine as started even if the control plane is slow to say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aerodrome.core import MachineState, UnavailableError
+from aerodrome.proxy.directory import AppRoute, Backend, Directory
+
+_RouteKey = tuple[str | None, str, int]
+
+
+@dataclass(slots=True)
+class _Override:
+    state: MachineState
+    until: float
+
+
+class Fleet:
+    """Per-machine in-flight counts and last activity, a route cache, and single-flight start and stop."""
+
+    def __init__(
+        self,
+        directory: Directory,
+        *,
+        route_ttl: float = 1.0,
+        start_timeout: float = 60.0,
+        port_poll_interval: float = 0.01,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.directory = directory
+        self.route_ttl = route_ttl
+        self.start_timeout = start_timeout
+        self.port_poll_interval = port_poll_interval
+        self.clock = clock
+        self._routes: dict[_RouteKey, tuple[AppRoute | None, float]] = {}
+        self._overrides: dict[str, _Override] = {}
+        self._load: dict[str, int] = {}
+        self._last_activity: dict[str, float] = {}
+        self._starts: dict[str, asyncio.Task[None]] = {}
+        self._stops: dict[str, asyncio.Task[None]] = {}
+        self._capacity = asyncio.Event()
+        self.starts_total = 0  # machines started by the edge, for tests and metrics
+
+    # --- routes -------------------------------------------------------------------------------------------
+
+    def cached_route(self, host: str | None, local_addr: str, edge_port: int) -> AppRoute | bool | None:
+        """The cached route, or False when the cache has no fresh answer (a sync fast path)."""
+        entry = self._routes.get((host, local_addr, edge_port))
+        if entry is None or entry[1] < self.clock():
+            return False
+        return entry[0]
+
+    async def route(self, host: str | None, local_addr: str, edge_port: int) -> AppRoute | None:
+        """The directory's route for a connection, through the cache."""
+        cached = self.cached_route(host, local_addr, edge_port)
+        if cached is not False:
+            return cached  # type: ignore[return-value]
+        found = await self.directory.route(host, local_addr, edge_port)
+        self._routes[(host, local_addr, edge_port)] = (found, self.clock() + self.route_ttl)
+        return found
+
+    def state(self, backend: Backend) -> MachineState:
+        """The machine's state, preferring what the edge itself did to it recently."""
+        override = self._overrides.get(backend.machine_id)
+        if override is not None and override.until >= self.clock():
+            return override.state
+        return backend.state
+
+    def is_starting(self, machine_id: str) -> bool:
+        return machine_id in self._starts
+
+    def is_stopping(self, machine_id: str) -> bool:
+        return machine_id in self._stops
+
+    def _settle(self, machine_id: str, state: MachineState) -> None:
+        # Long enough for the control plane to catch up; the route cache is cleared so it is asked again.
+        self._overrides[machine_id] = _Override(state, self.clock() + max(5.0, 5 * self.route_ttl))
+        self._routes.clear()
+
+    # --- load and activity ----------------------------------------------------------------------------------
+
+    def load(self, machine_id: str) -> int:
+        """In-flight requests (or open connections, for TCP services) on the machine."""
+        return self._load.get(machine_id, 0)
+
+    def acquire(self, machine_id: str) -> None:
+        self._load[machine_id] = self._load.get(machine_id, 0) + 1
+        self._last_activity[machine_id] = self.clock()
+
+    def release(self, machine_id: str) -> None:
+        remaining = self._load.get(machine_id, 1) - 1
+        if remaining:
+            self._load[machine_id] = remaining
+        else:
+            self._load.pop(machine_id, None)
+        self._last_activity[machine_id] = self.clock()
+        self._signal_capacity()
+
+    def idle_for(self, machine_id: str) -> float:
+        """Seconds since the machine last had traffic; 0 while it has some. First sight counts as traffic."""
+        if self._load.get(machine_id):
+            return 0.0
+        now = self.clock()
+        return now - self._last_activity.setdefault(machine_id, now)
+
+    def _signal_capacity(self) -> None:
+        event, self._capacity = self._capacity, asyncio.Event()
+        event.set()
+
+    async def wait_for_capacity(self, timeout: float) -> None:
+        """Return when some load was released or a machine came up, or after `timeout`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._capacity.wait(), timeout)
+
+    # --- start and stop -------------------------------------------------------------------------------------
+
+    async def ensure_started(self, app: str, backend: Backend) -> None:
+        """Start the machine unless it runs; one start per machine however many requests wait for it."""
+        if self.state(backend) == MachineState.STARTED and not self.is_stopping(backend.machine_id):
+            return
+        task = self._starts.get(backend.machine_id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._start(app, backend))
+            self._starts[backend.machine_id] = task
+            task.add_done_callback(functools.partial(self._start_done, backend.machine_id))
+        await asyncio.shield(task)
+
+    def _start_done(self, machine_id: str, task: asyncio.Task[None]) -> None:
+        self._starts.pop(machine_id, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here so an unwaited failure is not reported as lost
+        self._signal_capacity()
+
+    async def _start(self, app: str, backend: Backend) -> None:
+        stopping = self._stops.get(backend.machine_id)
+        if stopping is not None:
+            await asyncio.wait([stopping])
+        try:
+            async with asyncio.timeout(self.start_timeout):
+                await self.directory.start_machine(app, backend.machine_id)
+                await self._wait_for_port(backend.address, backend.port)
+        except TimeoutError:
+            raise UnavailableError(f"machine {backend.machine_id} did not start in {self.start_timeout:g}s") from None
+        self.starts_total += 1
+        self._settle(backend.machine_id, MachineState.STARTED)
+
+    async def _wait_for_port(self, address: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                transport, _ = await loop.create_connection(asyncio.Protocol, address, port)
+            except OSError:
+                await asyncio.sleep(self.port_poll_interval)
+                continue
+            transport.close()
+            return
+
+    async def stop(self, app: str, backend: Backend, suspend: bool) -> None:
+        """Stop or suspend the machine through the directory; new requests skip it meanwhile."""
+        if backend.machine_id in self._stops or backend.machine_id in self._starts:
+            return
+        task = asyncio.get_running_loop().create_task(self._stop(app, backend, suspend))
+        self._stops[backend.machine_id] = task
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._stops.pop(backend.machine_id, None)
+
+    async def _stop(self, app: str, backend: Backend, suspend: bool) -> None:
+        try:
+            await self.directory.stop_machine(app, backend.machine_id, suspend)
+        finally:
+            self._stops.pop(backend.machine_id, None)
+        self._settle(backend.machine_id, MachineState.SUSPENDED if suspend else MachineState.STOPPED)
+
+    async def close(self) -> None:
+        """Wait for starts and stops in flight; they belong to the control plane and must not be torn."""
+        pending = [*self._starts.values(), *self._stops.values()]
+        if pending:
+            await asyncio.wait(pending)

@@ -1,0 +1,267 @@
+"""The machine side of the HTTP data path: one protocol per backend connection, and a keep-alive pool per backend.
+
+An `UpstreamConnection` serves one request at a time for a `ResponseSink` (the client's connection): it parses
+the response with httptools and hands the sink each piece as it arrives, so bodies are never buffered. After a
+101 it stops parsing and passes bytes straight through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+import httptools
+
+from aerodrome.proxy.messages import Headers
+
+BackendKey = tuple[str, int]  # (address, port)
+
+
+class ResponseSink(Protocol):
+    """What an upstream connection reports to the client connection it is serving."""
+
+    def on_response_head(self, status: int, reason: bytes, headers: Headers, chunked: bool, until_close: bool) -> None:
+        """A final response head arrived; `until_close`: the body runs until the machine closes."""
+
+    def on_interim(self, status: int, reason: bytes, headers: Headers) -> None:
+        """A 1xx response other than 101 (100 Continue, 103 Early Hints)."""
+
+    def on_upgrade(self, status: int, reason: bytes, headers: Headers, rest: bytes) -> None:
+        """A 101: from now on bytes pass through both ways; `rest` already followed the head."""
+
+    def on_response_body(self, data: bytes) -> None:
+        """Body bytes (chunked framing already removed), or raw bytes after an upgrade."""
+
+    def on_response_end(self, connection: UpstreamConnection, reusable: bool) -> None:
+        """The response ended; `reusable`: the machine keeps the connection open for another request."""
+
+    def on_upstream_lost(self, connection: UpstreamConnection) -> None:
+        """The connection closed before the response ended (or, after an upgrade, at all)."""
+
+    def pause_client_reading(self) -> None:
+        """The machine reads the request body slower than the client sends it."""
+
+    def resume_client_reading(self) -> None:
+        """The machine caught up."""
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection to a machine; carries one exchange at a time."""
+
+    def __init__(self, key: BackendKey, pool: UpstreamPool) -> None:
+        self.key = key
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.sink: ResponseSink | None = None
+        self.closed = False
+        self.reused = False
+        self.got_response = False  # any byte of the current response arrived
+        self.idle_since = 0.0
+        self.reading_paused = False
+        self._parser: httptools.HttpResponseParser | None = None
+        self._tunnel = False
+        self._head_only = False
+        self._status = 0
+        self._reason = b""
+        self._headers: Headers = []
+        self._chunked = False
+        self._until_close = False
+        self._head_seen = False
+
+    # --- used by the client connection ----------------------------------------------------------------
+
+    def begin(self, sink: ResponseSink, head_only: bool) -> None:
+        """Take a new exchange; `head_only` for HEAD requests, whose responses have no body."""
+        self.sink = sink
+        self._parser = httptools.HttpResponseParser(self)
+        self._head_only = head_only
+        self._headers = []
+        self._reason = b""
+        self._status = 0
+        self.got_response = self._chunked = self._until_close = self._head_seen = False
+
+    def send(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def abandon(self) -> None:
+        """Close without reporting back: the client side already gave up on the exchange."""
+        self.sink = None
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # --- asyncio.Protocol -------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        sink = self.sink
+        if sink is None:
+            self.close()  # bytes on an idle connection: nothing can be framed from here on
+            return
+        self.got_response = True
+        if self._tunnel:
+            sink.on_response_body(data)
+            return
+        assert self._parser is not None
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._upgrade(data[exc.args[0] :])
+        except httptools.HttpParserError:
+            self.close()
+
+    def eof_received(self) -> bool | None:
+        return None  # close: a response without framing ends here, and an idle connection is dead
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        sink, self.sink = self.sink, None
+        if sink is None:
+            return
+        if self._until_close and self._head_seen and not self._tunnel:
+            sink.on_response_end(self, False)
+        else:
+            sink.on_upstream_lost(self)
+
+    def pause_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.pause_client_reading()
+
+    def resume_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.resume_client_reading()
+
+    # --- httptools callbacks ----------------------------------------------------------------------------
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        if len(name) == 17 and name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
+            self._chunked = True
+
+    def on_headers_complete(self) -> None:
+        assert self._parser is not None and self.sink is not None
+        status = self._status = self._parser.get_status_code()
+        if status == 101:
+            return  # reported with the bytes that follow, from data_received
+        if status < 200:
+            self.sink.on_interim(status, self._reason, self._headers)
+            self._headers, self._reason = [], b""
+            return
+        has_length = any(len(n) == 14 and n.lower() == b"content-length" for n, _ in self._headers)
+        no_body = self._head_only or status in (204, 304)
+        self._until_close = not (self._chunked or has_length or no_body)
+        self._head_seen = True
+        self.sink.on_response_head(
+            status, self._reason, self._headers, self._chunked and not no_body, self._until_close
+        )
+        if self._head_only:
+            self._end()
+
+    def on_body(self, body: bytes) -> None:
+        if self.sink is not None:
+            self.sink.on_response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._status >= 200 and self.sink is not None:
+            self._end()
+
+    def _end(self) -> None:
+        sink, self.sink = self.sink, None
+        assert sink is not None and self._parser is not None
+        sink.on_response_end(self, self._parser.should_keep_alive() and not self._until_close)
+
+    def _upgrade(self, rest: bytes) -> None:
+        if self._status != 101 or self.sink is None:
+            self.close()
+            return
+        self._tunnel = True
+        self.sink.on_upgrade(self._status, self._reason, self._headers, rest)
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per backend, closed after `idle_timeout` seconds unused."""
+
+    def __init__(self, *, connect_timeout: float, idle_timeout: float = 4.0, max_idle: int = 64) -> None:
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.max_idle = max_idle
+        self._idle: dict[BackendKey, list[UpstreamConnection]] = {}
+
+    def take(self, key: BackendKey) -> UpstreamConnection | None:
+        """An idle connection to the backend, most recently used first (it is the least likely to be stale)."""
+        idle = self._idle.get(key)
+        while idle:
+            connection = idle.pop()
+            if not connection.closed:
+                connection.reused = True
+                return connection
+        return None
+
+    def put(self, connection: UpstreamConnection) -> None:
+        connection.sink = None
+        connection.resume_reading()
+        connection.idle_since = time.monotonic()
+        idle = self._idle.setdefault(connection.key, [])
+        idle.append(connection)
+        if len(idle) > self.max_idle:
+            idle.pop(0).close()
+
+    async def connect(self, key: BackendKey) -> UpstreamConnection:
+        """A new connection to the backend; raises OSError or TimeoutError."""
+        opening = asyncio.get_running_loop().create_task(self._open(key))
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # The caller gave up; a connection that still opens must not be left behind.
+            opening.add_done_callback(_close_opened)
+            raise
+
+    async def _open(self, key: BackendKey) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.connect_timeout):
+            _, protocol = await loop.create_connection(lambda: UpstreamConnection(key, self), key[0], key[1])
+        return protocol
+
+    def forget(self, connection: UpstreamConnection) -> None:
+        idle = self._idle.get(connection.key)
+        if idle and connection in idle:
+            idle.remove(connection)
+
+    def sweep(self, now: float) -> None:
+        """Close connections idle for longer than `idle_timeout`."""
+        for idle in self._idle.values():
+            while idle and now - idle[0].idle_since > self.idle_timeout:
+                idle.pop(0).close()
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for connection in idle:
+                connection.close()
+        self._idle.clear()
+
+
+def _close_opened(opening: asyncio.Task[UpstreamConnection]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
