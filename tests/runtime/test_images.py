@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,30 @@ async def test_unreachable_registry_is_unavailable(tmp_path: Path) -> None:
         await ImageStore(tmp_path, registries=(dead,)).pull("app:v1")
 
 
+async def test_a_registry_that_never_answers_is_unavailable(tmp_path: Path) -> None:
+    with socket.socket() as black_hole:  # accepts connections (the kernel's backlog), never replies
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen()
+        silent = f"127.0.0.1:{black_hole.getsockname()[1]}"
+        store = ImageStore(tmp_path, registries=(silent,), resolve_timeout=0.5)
+        with pytest.raises(UnavailableError, match="app:v1"):
+            await store.pull("app:v1")
+
+
+async def test_an_unpack_cut_short_is_redone(tmp_path: Path, registry: EmbeddedRegistry, busybox_image: str) -> None:
+    store = _store(tmp_path, registry)
+    info = await store.pull(busybox_image)
+    # A crash after the rename but before the metadata: the rootfs is there, the image is not.
+    (tmp_path / "images" / (info.digest.replace(":", "-") + ".json")).unlink()
+    rootfs = Path(info.rootfs)
+    (rootfs / "bin" / "busybox").unlink()
+    assert store.get(info.digest) is None
+    steps: list[str] = []
+    again = await store.pull(busybox_image, steps.append)
+    assert _unpacks(steps) == 1 and again.digest == info.digest
+    assert (rootfs / "bin" / "busybox").is_file()
+
+
 async def test_invalid_reference_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError):
         await ImageStore(tmp_path).pull("UPPER/case")
@@ -150,6 +175,17 @@ async def test_import_from_an_oci_archive(tmp_path: Path, registry: EmbeddedRegi
     assert (await store.pull(f"local/app@{info.digest}")).rootfs == info.rootfs
     with pytest.raises(InvalidArgumentError):
         await store.import_archive("/plain/path.tar", "x:y")
+
+
+async def test_import_from_a_docker_archive(tmp_path: Path, registry: EmbeddedRegistry) -> None:
+    oci_archive = await build_busybox_archive(tmp_path / "image.tar", cmd=["sleep", "2000"])
+    docker_archive = tmp_path / "docker.tar"
+    await run(["skopeo", "copy", "--quiet", oci_archive, f"docker-archive:{docker_archive}:app:v2"])
+    store = _store(tmp_path / "store", registry)
+    info = await store.import_archive(f"docker-archive:{docker_archive}", "app:v2")
+    assert info.cmd == ("sleep", "2000") and store.get(info.digest) == info
+    with pytest.raises(NotFoundError):
+        await store.import_archive(f"oci-archive:{tmp_path / 'missing.tar'}", "x:y")
 
 
 async def test_remove_unused(tmp_path: Path, registry: EmbeddedRegistry) -> None:
