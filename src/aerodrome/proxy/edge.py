@@ -85,11 +85,12 @@ class Edge:
         self._sweeper = loop.create_task(self._sweep_forever())
         self.autostopper.start()
 
-    async def bind_address(self, address: str, ports: Mapping[int, int] | Iterable[int] = (80, 443)) -> None:
+    async def bind_address(self, address: str, ports: Mapping[int, int] | Iterable[int] = (80, 443)) -> dict[int, int]:
         """Listen on a dedicated address: every connection to it routes to its app, with or without a Host.
 
         `ports` are the app's service ports; a mapping sends service port → the local port to bind (tests and
-        unprivileged runs bind 80 elsewhere). What a connection speaks follows its service port's handlers.
+        unprivileged runs bind 80 elsewhere; 0 picks a free port). What a connection speaks follows its
+        service port's handlers. Returns service port → bound port.
         """
         mapping = dict(ports) if isinstance(ports, Mapping) else {port: port for port in ports}
         await self.release_address(address)
@@ -108,6 +109,7 @@ class Edge:
                     backlog=_BACKLOG,
                 )
             )
+        return {port: server.sockets[0].getsockname()[1] for port, server in zip(mapping, servers, strict=True)}
 
     async def release_address(self, address: str) -> None:
         """Stop listening on a dedicated address; its open connections stay until they end."""

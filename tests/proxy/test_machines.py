@@ -1,0 +1,128 @@
+"""Autostart, autostop and concurrency limits against real upstreams that start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+
+from aerodrome.core import MachineState
+from aerodrome.proxy import Edge
+from tests.proxy.conftest import settings
+from tests.proxy.support import TestDirectory
+
+
+async def test_burst_on_a_stopped_machine_starts_it_once(directory: TestDirectory, client: httpx.AsyncClient) -> None:
+    directory.start_delay = 0.2
+    machine = await directory.add_machine("alpha", "m-1", running=False, state=MachineState.STOPPED)
+    responses = await asyncio.gather(*(client.get("/", headers={"host": "alpha.localhost"}) for _ in range(200)))
+    assert [r.status_code for r in responses] == [200] * 200
+    assert {r.text for r in responses} == {"hello from m-1"}
+    assert machine.starts == 1
+
+
+async def test_suspended_machine_is_preferred(directory: TestDirectory, client: httpx.AsyncClient) -> None:
+    stopped = await directory.add_machine("alpha", "m-stopped", running=False, state=MachineState.STOPPED)
+    suspended = await directory.add_machine("alpha", "m-suspended", running=False, state=MachineState.SUSPENDED)
+    response = await client.get("/", headers={"host": "alpha.localhost"})
+    assert response.text == "hello from m-suspended"
+    assert (stopped.starts, suspended.starts) == (0, 1)
+
+
+async def test_autostart_off_with_nothing_running_is_503(directory: TestDirectory, client: httpx.AsyncClient) -> None:
+    await directory.add_machine("alpha", "m-1", {"autostart": False}, running=False)
+    response = await client.get("/", headers={"host": "alpha.localhost"})
+    assert response.status_code == 503
+    assert "autostart is off" in response.text
+
+
+async def test_failed_start_is_503(directory: TestDirectory, client: httpx.AsyncClient) -> None:
+    directory.fail_starts = True
+    await directory.add_machine("alpha", "m-1", running=False)
+    response = await client.get("/", headers={"host": "alpha.localhost"})
+    assert response.status_code == 503
+    assert "failed to start" in response.text
+
+
+async def test_autostop_suspends_and_stops_idle_machines(directory: TestDirectory, tmp_path: Path) -> None:
+    stopper = await directory.add_machine("alpha", "m-stop", {"autostop": "stop"})
+    suspender = await directory.add_machine("beta", "m-suspend", {"autostop": "suspend"})
+    kept = await directory.add_machine("gamma", "m-kept")  # autostop off
+    edge = Edge(directory, settings(tmp_path, autostop_idle=0.2, autostop_interval=0.05))
+    await edge.start()
+    try:
+        async with asyncio.timeout(10):
+            while stopper.state is MachineState.STARTED or suspender.state is MachineState.STARTED:
+                await asyncio.sleep(0.05)
+    finally:
+        await edge.close()
+    assert (stopper.state, stopper.stops) == (MachineState.STOPPED, ["stop"])
+    assert (suspender.state, suspender.stops) == (MachineState.SUSPENDED, ["suspend"])
+    assert kept.state is MachineState.STARTED
+
+
+async def test_autostop_keeps_min_machines_running_and_busy_ones(directory: TestDirectory, tmp_path: Path) -> None:
+    service = {"autostop": "stop", "min_machines_running": 1}
+    machines = [await directory.add_machine("alpha", f"m-{i}", service) for i in range(3)]
+    edge = Edge(directory, settings(tmp_path, autostop_idle=0.0))
+    await edge.start()
+    try:
+        edge.fleet.acquire("m-0")  # a request in flight on m-0
+        stopped = await edge.autostopper.sweep()
+        assert sorted(stopped) == ["m-1", "m-2"]  # load on m-0 keeps it (and one is kept anyway)
+        edge.fleet.release("m-0")
+        assert await edge.autostopper.sweep() == []  # min_machines_running = 1
+    finally:
+        await edge.close()
+    assert [m.state for m in machines] == [MachineState.STARTED, MachineState.STOPPED, MachineState.STOPPED]
+
+
+async def test_autostop_keeps_headroom_while_loaded(directory: TestDirectory, tmp_path: Path) -> None:
+    service = {"autostop": "suspend", "soft_limit": 1}
+    for i in range(4):
+        await directory.add_machine("alpha", f"m-{i}", service)
+    edge = Edge(directory, settings(tmp_path, autostop_idle=0.0))
+    await edge.start()
+    try:
+        edge.fleet.acquire("m-0")  # m-0 is at its soft limit: keep it and one spare
+        assert len(await edge.autostopper.sweep()) == 2
+        edge.fleet.release("m-0")
+    finally:
+        await edge.close()
+
+
+async def test_limits_spread_load_and_hard_limit_queues_then_503(
+    directory: TestDirectory, client: httpx.AsyncClient
+) -> None:
+    limits = {"soft_limit": 1, "hard_limit": 2, "concurrency_type": "requests"}
+    one = await directory.add_machine("alpha", "m-1", limits)
+    two = await directory.add_machine("alpha", "m-2", limits)
+    assert one.server is not None and two.server is not None
+    held = [asyncio.ensure_future(client.get("/hold", headers={"host": "alpha.localhost"})) for _ in range(4)]
+    async with asyncio.timeout(10):
+        while one.server.inflight + two.server.inflight < 4:
+            await asyncio.sleep(0.01)
+    assert (one.server.inflight, two.server.inflight) == (2, 2)
+    refused = await client.get("/", headers={"host": "alpha.localhost"})
+    assert refused.status_code == 503
+    assert "hard limit" in refused.text
+    one.server.hold.set()
+    two.server.hold.set()
+    assert sorted(r.text for r in await asyncio.gather(*held)) == ["m-1", "m-1", "m-2", "m-2"]
+
+
+async def test_soft_limit_wakes_a_stopped_machine(directory: TestDirectory, client: httpx.AsyncClient) -> None:
+    limits = {"soft_limit": 1}
+    running = await directory.add_machine("alpha", "m-1", limits)
+    spare = await directory.add_machine("alpha", "m-2", limits, running=False)
+    assert running.server is not None
+    first = asyncio.ensure_future(client.get("/hold", headers={"host": "alpha.localhost"}))
+    async with asyncio.timeout(10):
+        while running.server.inflight < 1:
+            await asyncio.sleep(0.01)
+    second = await client.get("/", headers={"host": "alpha.localhost"})
+    assert second.text == "hello from m-2"
+    assert spare.starts == 1
+    running.server.hold.set()
+    assert (await first).text == "m-1"
