@@ -1,0 +1,7 @@
+"""The runc sandbox driver: machines as runc containers over overlay rootfs, each in its own network namespace."""
+
+from __future__ import annotations
+
+from aerodrome.runtime.runc.driver import ImageSource, RuncRuntime
+
+__all__ = ["ImageSource", "RuncRuntime"]

@@ -1,0 +1,417 @@
+"""RuncRuntime: the host's machines as runc containers over overlay rootfs, each in its own netns."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal as signals
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from aerodrome.core import (
+    ExecResult,
+    ExitCallback,
+    ExitInfo,
+    FailedPreconditionError,
+    GuestFile,
+    ImageInfo,
+    NotFoundError,
+    ProcessInfo,
+    SandboxInfo,
+    SandboxSpec,
+    SandboxStatus,
+)
+from aerodrome.runtime.process import map_runtime_errors
+from aerodrome.runtime.runc import bundle, exits, firewall, guestfs, procfs
+from aerodrome.runtime.runc.cgroups import MachineCgroup, cgroups_path
+from aerodrome.runtime.runc.layout import Layout, MachinePaths, read_json, spec_from_json, spec_to_json, write_json
+from aerodrome.runtime.runc.network import (
+    AddressPool,
+    Allocation,
+    create_network,
+    delete_network,
+    network_exists,
+    org_prefix6,
+)
+from aerodrome.runtime.runc.runc import Runc
+from aerodrome.runtime.runc.supervisor import Supervisor, process_start_time
+
+log = logging.getLogger(__name__)
+
+STOP_KILL_GRACE = 10.0  # how long to wait for a SIGKILLed machine to be gone
+
+
+class ImageSource(Protocol):
+    """Where images come from: `aerodrome.runtime.images.ImageStore` satisfies it."""
+
+    async def pull(self, reference: str) -> ImageInfo:
+        """Pull (if not cached) and unpack an image."""
+        ...
+
+    def get(self, digest: str) -> ImageInfo | None:
+        """An image already on this host, by manifest digest."""
+        ...
+
+
+@dataclass
+class _Running:
+    pid: int
+    exited: asyncio.Future[ExitInfo]
+    killed: bool = False
+
+
+@dataclass
+class _Machine:
+    spec: SandboxSpec
+    lower: str  # the image rootfs
+    network: Allocation
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class RuncRuntime:
+    """The `aerodrome.core.Runtime` of one Linux host, with runc. Construct it inside the running event loop."""
+
+    def __init__(self, root: Path, images: ImageSource, *, ipv4_pool: str = "172.30.0.0/16") -> None:
+        self.layout = Layout(root)
+        self.images = images
+        self.ipv4_pool = ipv4_pool
+        self.runc = Runc(self.layout.runc_root)
+        self.pool = AddressPool(self.layout.orgs, ipv4_pool)
+        self._machines: dict[str, _Machine] = {}
+        self._running: dict[str, _Running] = {}
+        self._callbacks: list[ExitCallback] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._host_ready = False
+        self.supervisor = Supervisor(self._process_exited)
+        self._load_records()
+
+    # -- lifecycle of the runtime itself ------------------------------------------------------------------
+
+    def _load_records(self) -> None:
+        for machine_id in self.layout.machine_ids():
+            paths = self.layout.machine(machine_id)
+            network = read_json(paths.dir / "network.json")
+            if network is not None:
+                self.pool.adopt(Allocation.from_json(network))
+            record = read_json(paths.record)
+            if record is not None:
+                allocation = Allocation.from_json(network)
+                self._machines[machine_id] = _Machine(spec_from_json(record["spec"]), record["lower"], allocation)
+
+    async def _ensure_host(self) -> None:
+        if self._host_ready:
+            return
+        subnets = [self.pool.subnet_of(slot) for slot in self.pool.slots.values()]
+        orgs6 = [str(org_prefix6(org)) for org in self.pool.slots]
+        with map_runtime_errors("configure host networking"):
+            await firewall.install(self.ipv4_pool, subnets, orgs6)
+        self._host_ready = True
+
+    def on_exit(self, callback: ExitCallback) -> None:
+        """Register the coroutine called once for every exit of a machine's main process."""
+        self._callbacks.append(callback)
+
+    async def close(self) -> None:
+        """Stop watching; machines keep running and are re-adopted by `recover` in the next daemon."""
+        await self.supervisor.close()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._running.clear()
+
+    # -- images and sandboxes -----------------------------------------------------------------------------
+
+    async def pull_image(self, reference: str) -> ImageInfo:
+        """Pull (if not cached) and unpack an image."""
+        return await self.images.pull(reference)
+
+    async def create(self, spec: SandboxSpec) -> SandboxInfo:
+        """Prepare the bundle and network of a machine; re-creating a stopped machine replaces its config."""
+        for guest_file in spec.files:
+            guestfs.check_guest_path(guest_file.guest_path)
+        image = self.images.get(spec.image_digest)
+        if image is None:
+            raise NotFoundError(f"image {spec.image_digest} is not on this host")
+        await self._ensure_host()
+        paths = self.layout.machine(spec.machine_id)
+        existing = self._machines.get(spec.machine_id)
+        async with existing.lock if existing else contextlib.nullcontext():
+            if spec.machine_id in self._running:
+                raise FailedPreconditionError(f"machine {spec.machine_id} is running; stop it before re-creating it")
+            with map_runtime_errors(f"create machine {spec.machine_id}"):
+                allocation = await self._prepare_network(spec, paths, existing)
+                uid, gid = guestfs.resolve_user(Path(image.rootfs), spec.user)
+                config = bundle.build_config(
+                    spec,
+                    uid=uid,
+                    gid=gid,
+                    netns_path=allocation.netns_path,
+                    state_dir=str(paths.state),
+                    cgroups_path=cgroups_path(spec.machine_id),
+                )
+                paths.state.mkdir(exist_ok=True)
+                write_json(paths.config, config)
+                write_json(paths.record, {"spec": spec_to_json(spec), "lower": image.rootfs})
+            machine = _Machine(spec, image.rootfs, allocation)
+            if existing is not None:
+                machine.lock = existing.lock
+            self._machines[spec.machine_id] = machine
+        return SandboxInfo(private_ip=allocation.ipv6, private_ipv4=allocation.ipv4)
+
+    async def _prepare_network(self, spec: SandboxSpec, paths: MachinePaths, existing: _Machine | None) -> Allocation:
+        if existing is not None and existing.network.org == spec.org_network_id:
+            if not network_exists(existing.network):
+                await create_network(existing.network)
+            return existing.network
+        if existing is not None:
+            await delete_network(existing.network)
+            self.pool.release(existing.network)
+        paths.dir.mkdir(exist_ok=True)
+        new_org = spec.org_network_id not in self.pool.slots
+        allocation = self.pool.allocate(spec.org_network_id)
+        # Written before the netns exists, so a crash half-way leaves a record to clean up by.
+        write_json(paths.dir / "network.json", allocation.to_json())
+        if new_org:
+            await firewall.allow_org(allocation.subnet4, allocation.subnet6)
+        await create_network(allocation)
+        return allocation
+
+    def _machine(self, machine_id: str) -> _Machine:
+        machine = self._machines.get(machine_id)
+        if machine is None:
+            raise NotFoundError(f"machine {machine_id} not found on this host")
+        return machine
+
+    def _live(self, machine_id: str) -> _Running:
+        running = self._running.get(machine_id)
+        if running is None:
+            raise FailedPreconditionError(f"machine {machine_id} is not running")
+        return running
+
+    # -- start and stop -----------------------------------------------------------------------------------
+
+    async def start(self, machine_id: str) -> None:
+        """Mount a fresh rootfs, write the files, and launch the machine under catatonit."""
+        machine = self._machine(machine_id)
+        paths = self.layout.machine(machine_id)
+        async with machine.lock:
+            if machine_id in self._running:
+                raise FailedPreconditionError(f"machine {machine_id} is already running")
+            await self._ensure_host()
+            with map_runtime_errors(f"start machine {machine_id}"):
+                if not network_exists(machine.network):
+                    await create_network(machine.network)
+                await self._reset_rootfs(paths, machine.lower)
+                guestfs.write_files(paths.rootfs, (*self._system_files(machine), *machine.spec.files))
+                for stale in (paths.exit_status, paths.stop_requested, paths.pid_file):
+                    stale.unlink(missing_ok=True)
+                try:
+                    pid = await self.runc.run_detached(machine_id, paths)
+                except BaseException:
+                    await self.runc.delete(machine_id)
+                    guestfs.unmount(paths.rootfs)
+                    raise
+                start_time = process_start_time(pid)
+                write_json(paths.started, {"pid": pid, "start_time": start_time, "started_at": time.time()})
+            self._running[machine_id] = _Running(pid, asyncio.get_running_loop().create_future())
+            self.supervisor.watch(machine_id, pid, start_time, paths.log)
+
+    async def _reset_rootfs(self, paths: MachinePaths, lower: str) -> None:
+        guestfs.unmount(paths.rootfs)
+        if paths.upper.exists():
+            await asyncio.to_thread(guestfs.discard_upper, paths)
+        guestfs.mount_overlay(paths, lower)
+
+    @staticmethod
+    def _system_files(machine: _Machine) -> tuple[GuestFile, ...]:
+        hostname = machine.spec.hostname or machine.spec.machine_id
+        hosts = (
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+            f"{machine.network.ipv6}\t{hostname} fly-local-6pn\n{machine.network.ipv4}\t{hostname}\n"
+        )
+        return (GuestFile("/etc/hostname", f"{hostname}\n".encode()), GuestFile("/etc/hosts", hosts.encode()))
+
+    async def stop(self, machine_id: str, signal: int, timeout: float) -> ExitInfo:
+        """Send `signal` (catatonit forwards it to the program), SIGKILL after `timeout`; wait until it is gone."""
+        machine = self._machine(machine_id)
+        running = self._running.get(machine_id)
+        if running is None:
+            recorded = exits.last_exit(self.layout.machine(machine_id))
+            if recorded is None:
+                raise FailedPreconditionError(f"machine {machine_id} has not been started")
+            return recorded[0]
+        async with machine.lock:
+            self.layout.machine(machine_id).stop_requested.touch()
+            cgroup = MachineCgroup(machine_id)
+            if cgroup.freezer_state() != "THAWED":
+                await cgroup.thaw()  # a frozen process cannot act on a signal
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(running.pid, signal)
+            try:
+                return await asyncio.wait_for(asyncio.shield(running.exited), timeout)
+            except TimeoutError:
+                return await self._kill(machine_id, running)
+
+    async def _kill(self, machine_id: str, running: _Running) -> ExitInfo:
+        running.killed = True
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(running.pid, signals.SIGKILL)  # init dies, and the kernel kills its whole PID namespace
+        return await asyncio.wait_for(asyncio.shield(running.exited), STOP_KILL_GRACE)
+
+    def _process_exited(self, machine_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._finish_exit(machine_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _finish_exit(self, machine_id: str) -> None:
+        """Record how the machine ended, tear its run down, then report the exit."""
+        paths = self.layout.machine(machine_id)
+        running = self._running.get(machine_id)
+        info = exits.read_exit(
+            paths,
+            oom_kills=MachineCgroup(machine_id).oom_kills(),
+            killed=running is not None and running.killed,
+            now=time.time(),
+        )
+        exits.record_exit(paths, info, reported=False)
+        try:
+            await self._teardown_run(machine_id, paths)
+        finally:
+            self._running.pop(machine_id, None)
+            if running is not None and not running.exited.done():
+                running.exited.set_result(info)
+        await self._report(machine_id, paths, info)
+
+    async def _teardown_run(self, machine_id: str, paths: MachinePaths) -> None:
+        await self.runc.delete(machine_id)
+        guestfs.unmount(paths.rootfs)
+        await asyncio.to_thread(guestfs.discard_upper, paths)
+        for stale in (paths.started, paths.stop_requested, paths.pid_file):
+            stale.unlink(missing_ok=True)
+
+    async def _report(self, machine_id: str, paths: MachinePaths, info: ExitInfo) -> None:
+        for callback in self._callbacks:
+            try:
+                await callback(machine_id, info)
+            except Exception:
+                log.exception("exit callback failed for machine %s", machine_id)
+        exits.record_exit(paths, info, reported=True)
+
+    # -- the running machine ------------------------------------------------------------------------------
+
+    async def suspend(self, machine_id: str) -> None:
+        """Freeze every process of the machine through the cgroup freezer; memory stays resident."""
+        self._live(machine_id)
+        with map_runtime_errors(f"suspend machine {machine_id}"):
+            await MachineCgroup(machine_id).freeze()
+
+    async def resume(self, machine_id: str) -> None:
+        """Thaw a suspended machine."""
+        self._live(machine_id)
+        with map_runtime_errors(f"resume machine {machine_id}"):
+            await MachineCgroup(machine_id).thaw()
+
+    async def signal(self, machine_id: str, signal: int) -> None:
+        """Send `signal` to the machine's init, which forwards it to the program's process group."""
+        running = self._live(machine_id)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(running.pid, signal)
+
+    async def exec(self, machine_id: str, command: list[str], stdin: bytes | None, timeout: float) -> ExecResult:
+        """Run `command` inside the machine, with the machine's env, user and working directory."""
+        self._live(machine_id)
+        with map_runtime_errors(f"exec in machine {machine_id}"):
+            return await self.runc.exec(machine_id, self.layout.machine(machine_id), command, stdin, timeout)
+
+    async def ps(self, machine_id: str) -> list[ProcessInfo]:
+        """The machine's processes with their CPU, memory, working directory and listening sockets."""
+        self._machine(machine_id)
+        if machine_id not in self._running:
+            return []
+        found = await asyncio.to_thread(procfs.processes, MachineCgroup(machine_id).pids())
+        # catatonit and the status-recording shell are the runtime's, not the machine's
+        return [p for p in found if not p.command.startswith(bundle.GUEST_DIR)]
+
+    async def status(self, machine_id: str) -> SandboxStatus:
+        """Where the machine is in its life, as this host sees it."""
+        if machine_id not in self._machines:
+            return SandboxStatus.ABSENT
+        if machine_id in self._running:
+            frozen = MachineCgroup(machine_id).freezer_state() == "FROZEN"
+            return SandboxStatus.PAUSED if frozen else SandboxStatus.RUNNING
+        if exits.last_exit(self.layout.machine(machine_id)) is not None:
+            return SandboxStatus.STOPPED
+        return SandboxStatus.CREATED
+
+    async def destroy(self, machine_id: str) -> None:
+        """Kill the machine if it runs and remove every trace of it from the host."""
+        paths = self.layout.machine(machine_id)
+        machine = self._machines.get(machine_id)
+        running = self._running.get(machine_id)
+        if running is not None:
+            self.supervisor.unwatch(machine_id)
+            await MachineCgroup(machine_id).thaw()  # a frozen process does not die until thawed
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(running.pid, signals.SIGKILL)
+            self._running.pop(machine_id, None)
+        async with machine.lock if machine else contextlib.nullcontext():
+            with map_runtime_errors(f"destroy machine {machine_id}"):
+                await self._remove(machine_id, paths)
+            self._machines.pop(machine_id, None)
+
+    async def _remove(self, machine_id: str, paths: MachinePaths) -> None:
+        await self.runc.delete(machine_id)
+        guestfs.unmount(paths.rootfs)
+        network = read_json(paths.dir / "network.json")
+        if network is not None:
+            allocation = Allocation.from_json(network)
+            await delete_network(allocation)
+            self.pool.release(allocation)
+        MachineCgroup(machine_id).remove_leftovers()
+        await asyncio.to_thread(shutil.rmtree, paths.dir, True)
+
+    # -- recovery -----------------------------------------------------------------------------------------
+
+    async def recover(self) -> dict[str, SandboxStatus]:
+        """Re-adopt running and paused machines, report exits that happened meanwhile, clean half-done work."""
+        await self._ensure_host()
+        statuses: dict[str, SandboxStatus] = {}
+        for machine_id in self.layout.machine_ids():
+            with map_runtime_errors(f"recover machine {machine_id}"):
+                status = await self._recover_one(machine_id)
+            if status is not None:
+                statuses[machine_id] = status
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        return statuses
+
+    async def _recover_one(self, machine_id: str) -> SandboxStatus | None:
+        paths = self.layout.machine(machine_id)
+        if machine_id not in self._machines:  # create never finished
+            await self._remove(machine_id, paths)
+            return None
+        if machine_id in self._running:
+            return await self.status(machine_id)
+        state = await self.runc.state(machine_id)
+        started = read_json(paths.started)
+        if state is not None and state["status"] in ("running", "paused"):
+            pid = int(state["pid"])
+            start_time = started["start_time"] if started and started["pid"] == pid else process_start_time(pid)
+            write_json(paths.started, {"pid": pid, "start_time": start_time, "started_at": time.time()})
+            self._running[machine_id] = _Running(pid, asyncio.get_running_loop().create_future())
+            self.supervisor.watch(machine_id, pid, start_time, paths.log)
+            return await self.status(machine_id)
+        if started is not None:  # it ran, and ended while no one watched
+            await self._finish_exit(machine_id)
+            return SandboxStatus.STOPPED
+        if state is not None or guestfs.is_mounted(paths.rootfs):  # a start that never completed
+            await self.runc.delete(machine_id)
+            guestfs.unmount(paths.rootfs)
+        recorded = exits.last_exit(paths)
+        if recorded is not None and not recorded[1]:
+            await self._report(machine_id, paths, recorded[0])
+        return await self.status(machine_id)

@@ -1,0 +1,69 @@
+"""How a machine's main process ended, read from what it left behind.
+
+The wrapper shell writes the program's status to `state/exit` (a shell status: 128+N for a death by
+signal N, which a program's own `exit(128+N)` cannot be told from). When the file is missing, the wrapper
+itself was killed: by our SIGKILL after a stop timed out (137), or by something else while the daemon
+looked away (unknown: -1).
+"""
+
+from __future__ import annotations
+
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aerodrome.core import ExitInfo
+from aerodrome.runtime.runc.layout import MachinePaths, read_json, write_json
+
+UNKNOWN_EXIT = -1
+
+
+def _rfc3339(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def read_exit(paths: MachinePaths, *, oom_kills: int, killed: bool, now: float) -> ExitInfo:
+    """The ExitInfo of the run that just ended; `killed` when the runtime sent SIGKILL itself."""
+    requested = paths.stop_requested.exists()
+    code, exited_at = _status_file(paths.exit_status)
+    if code is None:
+        code = 128 + signal.SIGKILL if killed or oom_kills else UNKNOWN_EXIT
+        exited_at = now
+    return ExitInfo(
+        exit_code=code,
+        signal=code - 128 if code > 128 else -1,
+        oom_killed=oom_kills > 0,
+        requested_stop=requested,
+        exited_at=_rfc3339(exited_at or now),
+    )
+
+
+def _status_file(path: Path) -> tuple[int | None, float | None]:
+    try:
+        text = path.read_text().strip()
+        return int(text), path.stat().st_mtime
+    except (OSError, ValueError):
+        return None, None
+
+
+def record_exit(paths: MachinePaths, info: ExitInfo, *, reported: bool) -> None:
+    write_json(
+        paths.last_exit,
+        {
+            "exit_code": info.exit_code,
+            "signal": info.signal,
+            "oom_killed": info.oom_killed,
+            "requested_stop": info.requested_stop,
+            "exited_at": info.exited_at,
+            "reported": reported,
+        },
+    )
+
+
+def last_exit(paths: MachinePaths) -> tuple[ExitInfo, bool] | None:
+    """The last recorded exit and whether it was reported, or None."""
+    data = read_json(paths.last_exit)
+    if data is None:
+        return None
+    reported = bool(data.pop("reported", False))
+    return ExitInfo(**data), reported

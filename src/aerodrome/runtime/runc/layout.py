@@ -1,0 +1,146 @@
+"""Where a machine's pieces live on the host, and the small records persisted beside them.
+
+<root>/runc/                      runc's own state (`runc --root`), apart from any other runc user
+<root>/orgs.json                  organisation → IPv4 subnet slot
+<root>/machines/<id>/
+    machine.json                  the SandboxSpec, image rootfs and network allocation (written last by create)
+    config.json                   the OCI bundle config
+    rootfs/                       overlay mount point (lower: image rootfs; upper, work: beside it)
+    upper/ work/                  the writable layer, discarded on every stop
+    state/                        bind-mounted at /.aerodrome/state: the wrapper writes `exit` there
+    started.json                  the running instance: host pid of its init, start time
+    exit.json                     the last exit, and whether it was reported
+    stop-requested                present while a stop is in progress
+    machine.log, machine.log.1    stdout and stderr of the machine, capped
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from aerodrome.core import GuestFile, InvalidArgumentError, SandboxSpec, VolumeMount
+
+
+@dataclass(frozen=True, slots=True)
+class MachinePaths:
+    """The files of one machine."""
+
+    dir: Path
+
+    @property
+    def record(self) -> Path:
+        return self.dir / "machine.json"
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "config.json"
+
+    @property
+    def rootfs(self) -> Path:
+        return self.dir / "rootfs"
+
+    @property
+    def upper(self) -> Path:
+        return self.dir / "upper"
+
+    @property
+    def work(self) -> Path:
+        return self.dir / "work"
+
+    @property
+    def state(self) -> Path:
+        return self.dir / "state"
+
+    @property
+    def exit_status(self) -> Path:
+        return self.state / "exit"
+
+    @property
+    def started(self) -> Path:
+        return self.dir / "started.json"
+
+    @property
+    def last_exit(self) -> Path:
+        return self.dir / "exit.json"
+
+    @property
+    def stop_requested(self) -> Path:
+        return self.dir / "stop-requested"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "init.pid"
+
+    @property
+    def runc_log(self) -> Path:
+        return self.dir / "runc.log"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "machine.log"
+
+
+class Layout:
+    """The runtime's directory tree under one root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.machines = root / "machines"
+        self.runc_root = root / "runc"
+        self.orgs = root / "orgs.json"
+        for path in (self.machines, self.runc_root):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def machine(self, machine_id: str) -> MachinePaths:
+        if not machine_id or not machine_id.replace("-", "").replace("_", "").isalnum():
+            raise InvalidArgumentError(f"invalid machine id {machine_id!r}")
+        return MachinePaths(self.machines / machine_id)
+
+    def machine_ids(self) -> list[str]:
+        return sorted(p.name for p in self.machines.iterdir() if p.is_dir())
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write atomically: a daemon crash leaves the old file or the new one, never half of one.
+
+    No fsync: the records guard against the daemon dying, and a host crash loses the machines anyway.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    """The file's JSON, or None when it does not exist."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def spec_to_json(spec: SandboxSpec) -> dict[str, Any]:
+    data = asdict(spec)
+    data["files"] = [
+        {"guest_path": f.guest_path, "data": base64.b64encode(f.data).decode(), "mode": f.mode} for f in spec.files
+    ]
+    return data
+
+
+def spec_from_json(data: dict[str, Any]) -> SandboxSpec:
+    return SandboxSpec(
+        **{
+            **data,
+            "argv": tuple(data["argv"]),
+            "files": tuple(
+                GuestFile(f["guest_path"], base64.b64decode(f["data"]), f["mode"]) for f in data.get("files", ())
+            ),
+            "mounts": tuple(VolumeMount(**m) for m in data.get("mounts", ())),
+        }
+    )

@@ -1,0 +1,171 @@
+"""Machine networks: one netns and veth pair per machine, a private subnet per organisation.
+
+Addresses: each organisation present on the host gets a /24 slot of the IPv4 pool (gateway .1, machines
+.2-.254) and the IPv6 /64 `fdaa:0:<org>::/64` derived from its network id (Fly's 6PN shape). The host side of
+every veth carries the organisation's gateway addresses, so the host reaches each machine directly and
+machines of one organisation reach each other through the host's forwarding.
+
+Isolation (iptables and ip6tables, chain AERODROME): forwarding between machines is accepted only within
+one organisation's subnet; machines cannot reach beyond the host (no egress yet); reverse-path filtering
+drops spoofed sources; machines cannot open connections to the host itself. Unreachable routes for the
+whole pools keep a stray packet from leaving the host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from aerodrome.core import RuntimeFailureError
+from aerodrome.runtime.process import run
+from aerodrome.runtime.runc.layout import read_json, write_json
+
+CHAIN = "AERODROME"
+IFACE_PREFIX = "ad-"
+IPV6_PREFIX = ipaddress.IPv6Network("fdaa::/16")
+NETNS_DIR = "/run/netns"
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """A machine's place in its organisation's network."""
+
+    org: int
+    slot: int  # the organisation's /24 in the IPv4 pool
+    index: int  # the machine's host number in it, 2..254
+    ipv4: str
+    ipv6: str
+    gateway4: str
+    gateway6: str
+    subnet4: str
+    subnet6: str
+
+    @property
+    def host_iface(self) -> str:
+        return f"{IFACE_PREFIX}{self.slot}-{self.index}"
+
+    @property
+    def netns(self) -> str:
+        return f"aerodrome-{self.slot}-{self.index}"
+
+    @property
+    def netns_path(self) -> str:
+        return f"{NETNS_DIR}/{self.netns}"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Allocation:
+        return cls(**data)
+
+
+def org_prefix6(org: int) -> ipaddress.IPv6Network:
+    """The organisation's /64: its network id (32 bits) in the third and fourth groups."""
+    org32 = org & 0xFFFF_FFFF
+    base = int(IPV6_PREFIX.network_address) | (org32 << 64)
+    return ipaddress.IPv6Network((base, 64))
+
+
+class AddressPool:
+    """Allocates organisation slots (persisted in orgs.json) and machine addresses (persisted by the caller)."""
+
+    def __init__(self, orgs_file: Path, pool4: str) -> None:
+        self.orgs_file = orgs_file
+        self.pool4 = ipaddress.IPv4Network(pool4)
+        if self.pool4.prefixlen > 24:
+            raise ValueError("the IPv4 pool must be a /24 or larger")
+        self.slots: dict[int, int] = {int(k): v for k, v in (read_json(orgs_file) or {}).items()}
+        self.used: dict[int, set[int]] = {}
+
+    def adopt(self, allocation: Allocation) -> None:
+        """Mark an allocation found on disk as taken."""
+        self.slots.setdefault(allocation.org, allocation.slot)
+        self.used.setdefault(allocation.slot, set()).add(allocation.index)
+
+    def allocate(self, org: int) -> Allocation:
+        slot = self._slot(org)
+        taken = self.used.setdefault(slot, set())
+        index = next((i for i in range(2, 255) if i not in taken), None)
+        if index is None:
+            raise RuntimeFailureError(f"organisation {org} has no free private address on this host")
+        taken.add(index)
+        subnet4 = ipaddress.IPv4Network(self.subnet_of(slot))
+        subnet6 = org_prefix6(org)
+        return Allocation(
+            org=org,
+            slot=slot,
+            index=index,
+            ipv4=str(subnet4.network_address + index),
+            ipv6=str(subnet6.network_address + index),
+            gateway4=str(subnet4.network_address + 1),
+            gateway6=str(subnet6.network_address + 1),
+            subnet4=str(subnet4),
+            subnet6=str(subnet6),
+        )
+
+    def subnet_of(self, slot: int) -> str:
+        """The /24 of an organisation slot."""
+        return str(ipaddress.IPv4Network((int(self.pool4.network_address) + slot * 256, 24)))
+
+    def release(self, allocation: Allocation) -> None:
+        self.used.get(allocation.slot, set()).discard(allocation.index)
+
+    def _slot(self, org: int) -> int:
+        if org in self.slots:
+            return self.slots[org]
+        free = set(range(2 ** (24 - self.pool4.prefixlen))) - set(self.slots.values())
+        if not free:
+            raise RuntimeFailureError("no free organisation subnet in the IPv4 pool on this host")
+        self.slots[org] = min(free)
+        write_json(self.orgs_file, {str(k): v for k, v in self.slots.items()})
+        return self.slots[org]
+
+
+async def _ip_batch(commands: list[str], *, netns: str | None = None, force: bool = False) -> None:
+    argv = ["ip", *(["-force"] if force else []), "-batch", "-"]
+    if netns is not None:
+        # nsenter, not `ip netns exec`: the latter remounts /sys and costs more.
+        argv = ["nsenter", f"--net={netns}", *argv]
+    await run(argv, stdin="\n".join(commands).encode() + b"\n", timeout=10, check=not force)
+
+
+async def create_network(allocation: Allocation) -> None:
+    """Create the netns and veth pair; the machine side is configured before the host side comes up."""
+    a = allocation
+    await delete_network(a)
+    await _ip_batch([f"netns add {a.netns}", f"link add {a.host_iface} type veth peer name eth0 netns {a.netns}"])
+    await _ip_batch(
+        [
+            "link set lo up",
+            f"addr add {a.ipv4}/32 dev eth0",
+            f"addr add {a.ipv6}/128 dev eth0 nodad",
+            "link set eth0 up",
+            f"route add {a.gateway4} dev eth0",
+            f"route add default via {a.gateway4} dev eth0",
+            f"route add {a.gateway6} dev eth0",
+            f"route add default via {a.gateway6} dev eth0",
+        ],
+        netns=a.netns_path,
+    )
+    await _ip_batch(
+        [
+            f"addr add {a.gateway4}/32 dev {a.host_iface}",
+            f"addr add {a.gateway6}/128 dev {a.host_iface} nodad",
+            f"link set {a.host_iface} up",
+            f"route add {a.ipv4}/32 dev {a.host_iface}",
+            f"route add {a.ipv6}/128 dev {a.host_iface}",
+        ]
+    )
+
+
+async def delete_network(allocation: Allocation) -> None:
+    """Remove the veth pair (both ends go together) and the netns; a no-op for what is already gone."""
+    await _ip_batch([f"link del {allocation.host_iface}", f"netns del {allocation.netns}"], force=True)
+
+
+def network_exists(allocation: Allocation) -> bool:
+    return os.path.exists(allocation.netns_path) and os.path.exists(f"/sys/class/net/{allocation.host_iface}")

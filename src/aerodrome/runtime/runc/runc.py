@@ -1,0 +1,122 @@
+"""The runc command line, as the driver uses it: run detached, delete, state, exec."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from aerodrome.core import ExecResult, RuntimeFailureError
+from aerodrome.runtime.process import run
+from aerodrome.runtime.runc.layout import MachinePaths
+
+RUNC = "runc"
+
+
+class Runc:
+    """runc with its state under one root of our own, apart from any other runc user on the host."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = str(root)
+
+    def _argv(self, *args: str) -> list[str]:
+        return [RUNC, "--root", self.root, *args]
+
+    async def run_detached(self, machine_id: str, paths: MachinePaths, timeout: float = 30.0) -> int:
+        """`runc run -d`; the container's stdio is the machine's log file. Returns the host pid of its init."""
+        paths.runc_log.unlink(missing_ok=True)
+        argv = self._argv("--log", str(paths.runc_log), "--log-format", "json", "run", "-d")
+        argv += ["--pid-file", str(paths.pid_file), "--bundle", str(paths.dir), machine_id]
+        # runc hands its own stdout/stderr to the container: give it the log file, never a pipe.
+        log_fd = os.open(paths.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log_fd, stderr=log_fd
+            )
+        finally:
+            os.close(log_fd)
+        try:
+            returncode = await asyncio.wait_for(proc.wait(), timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise
+        if returncode != 0:
+            raise RuntimeFailureError(f"machine {machine_id} failed to start: {last_error(paths.runc_log)}")
+        return int(paths.pid_file.read_text())
+
+    async def delete(self, machine_id: str) -> None:
+        """Kill whatever is left and remove the container (and its cgroups); a no-op when absent."""
+        await run(self._argv("delete", "--force", machine_id), timeout=30, check=False)
+
+    async def state(self, machine_id: str) -> dict[str, Any] | None:
+        """runc's view of the container (`status`: created, running, paused, stopped), or None if unknown."""
+        result = await run(self._argv("state", machine_id), timeout=10, check=False)
+        if result.returncode != 0:
+            return None
+        state: dict[str, Any] = json.loads(result.stdout)
+        return state
+
+    async def list_ids(self) -> list[str]:
+        result = await run(self._argv("list", "--format", "json"), timeout=10)
+        return [c["id"] for c in json.loads(result.stdout or b"null") or []]
+
+    async def exec(
+        self, machine_id: str, paths: MachinePaths, command: list[str], stdin: bytes | None, timeout: float
+    ) -> ExecResult:
+        """Run `command` in the machine; after `timeout` seconds it is killed and its output so far returned."""
+        pid_file = paths.dir / f"exec-{os.urandom(4).hex()}.pid"
+        proc = await asyncio.create_subprocess_exec(
+            *self._argv("exec", "--pid-file", str(pid_file), machine_id, *command),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        reads = asyncio.gather(proc.stdout.read(), proc.stderr.read())
+        try:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                proc.stdin.write(stdin or b"")
+                await proc.stdin.drain()
+            proc.stdin.close()
+            returncode = await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            _kill_from_pid_file(pid_file)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            returncode = 128 + signal.SIGKILL
+        finally:
+            if proc.returncode is None:
+                _kill_from_pid_file(pid_file)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+            out, err = await reads
+            pid_file.unlink(missing_ok=True)
+        exit_signal = returncode - 128 if returncode > 128 else 0
+        return ExecResult(exit_code=returncode, stdout=out, stderr=err, exit_signal=exit_signal)
+
+
+def _kill_from_pid_file(pid_file: Path) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def last_error(runc_log: Path) -> str:
+    """The last message runc logged (its --log is JSON lines: {"level", "msg", "time"})."""
+    try:
+        lines = runc_log.read_text().splitlines()
+    except OSError:
+        return "no runc log"
+    for line in reversed(lines):
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if entry.get("level") in ("error", "fatal"):
+                return str(entry.get("msg", line))
+    return lines[-1] if lines else "runc failed without a message"

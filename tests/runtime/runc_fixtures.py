@@ -1,0 +1,101 @@
+"""Fixtures that run the conformance suite against RuncRuntime, and check that nothing is left on the host."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from aerodrome.core import ImageInfo, Runtime
+from aerodrome.runtime.images import ImageStore
+from aerodrome.runtime.process import run
+from aerodrome.runtime.registry import EmbeddedRegistry
+from aerodrome.runtime.runc import RuncRuntime
+from aerodrome.runtime.runc.cgroups import MachineCgroup
+from aerodrome.runtime.runc.firewall import uninstall
+from aerodrome.runtime.runc.network import IFACE_PREFIX
+from tests.runtime.conformance import Harness
+
+# A pool apart from the daemon's default (172.30.0.0/16) and from everything in `ip route` on these hosts.
+TEST_POOL = "172.29.0.0/16"
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("runc") is None or shutil.which("catatonit") is None,
+    reason="needs root, runc and catatonit to run machines",
+)
+
+
+@pytest.fixture(scope="session")
+def image_store_root(registry: EmbeddedRegistry, busybox_image: str) -> Iterator[tuple[Path, ImageInfo]]:
+    """The busybox image pulled and unpacked once for the session."""
+    root = Path(tempfile.mkdtemp(prefix="aerodrome-runc-images-"))
+    try:
+        info = asyncio.run(ImageStore(root, registries=(registry.url,)).pull(busybox_image))
+        yield root, info
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        asyncio.run(uninstall(TEST_POOL))
+
+
+async def host_leftovers(root: Path, machine_id: str) -> list[str]:
+    """Everything of `machine_id` (or, with "", of any machine under `root`) still on the host."""
+    found: list[str] = []
+    listing = await run(["runc", "--root", str(root / "runc"), "list", "-q"], check=False)
+    found += [f"runc container {c}" for c in listing.text.split() if machine_id in c]
+    found += [f"mount {target}" for target in _mounts_under(root)]
+    found += [f"cgroup {p}" for p in MachineCgroup(machine_id).leftovers()] if machine_id else []
+    if (root / "machines" / machine_id).exists() and machine_id:
+        found.append(f"directory {root / 'machines' / machine_id}")
+    return found
+
+
+def _mounts_under(root: Path) -> list[str]:
+    with open("/proc/mounts") as f:
+        return [line.split()[1] for line in f if line.split()[1].startswith(str(root))]
+
+
+async def network_leftovers() -> list[str]:
+    links = (await run(["ip", "-o", "link", "show"])).text
+    netns = (await run(["ip", "netns", "list"])).text
+    found = [f"veth {line.split()[1]}" for line in links.splitlines() if line.split()[1].startswith(IFACE_PREFIX)]
+    found += [f"netns {line.split()[0]}" for line in netns.splitlines() if line.startswith("aerodrome-")]
+    return found
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, image_store_root: tuple[Path, ImageInfo]) -> AsyncIterator[Harness]:
+    """A RuncRuntime under `tmp_path`; afterwards every machine is destroyed and the host checked clean."""
+    store_root, image = image_store_root
+    root = tmp_path / "runtime"
+    runtimes: list[RuncRuntime] = []
+
+    async def open_runtime() -> Runtime:
+        runtime = RuncRuntime(root, ImageStore(store_root), ipv4_pool=TEST_POOL)
+        runtimes.append(runtime)
+        return runtime
+
+    async def cpu_quota(machine_id: str) -> float:
+        quota, period = MachineCgroup(machine_id).cpu_quota()
+        return quota / period
+
+    async def leftovers(machine_id: str) -> list[str]:
+        return await host_leftovers(root, machine_id) + await network_leftovers()
+
+    first = await open_runtime()
+    try:
+        yield Harness(runtime=first, image=image, reopen=open_runtime, leftovers=leftovers, cpu_quota=cpu_quota)
+    finally:
+        for runtime in runtimes:
+            await runtime.close()
+        cleaner = RuncRuntime(root, ImageStore(store_root), ipv4_pool=TEST_POOL)
+        machine_ids = cleaner.layout.machine_ids()
+        for machine_id in machine_ids:
+            await cleaner.destroy(machine_id)
+        await cleaner.close()
+        remaining = [item for m in ["", *machine_ids] for item in await host_leftovers(root, m)]
+        assert remaining + await network_leftovers() == []

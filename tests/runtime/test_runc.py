@@ -1,0 +1,55 @@
+"""The runtime conformance suite and runc-specific checks, against real runc, netns, cgroups and overlayfs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aerodrome.core import GuestFile, InvalidArgumentError
+from aerodrome.runtime.runc.guestfs import write_files
+from aerodrome.runtime.runc.supervisor import cap_log
+from tests.runtime.conformance import Harness, RuntimeConformance
+from tests.runtime.runc_fixtures import harness, image_store_root, needs_root
+
+__all__ = ["harness", "image_store_root"]
+
+pytestmark = [pytest.mark.root, needs_root]
+
+
+class TestRuncConformance(RuntimeConformance):
+    pass
+
+
+def test_files_never_follow_symlinks_out_of_the_guest(tmp_path: Path) -> None:
+    guest, outside = tmp_path / "guest", tmp_path / "outside"
+    guest.mkdir()
+    outside.mkdir()
+    (guest / "etc").symlink_to(outside)
+    with pytest.raises(InvalidArgumentError):
+        write_files(guest, (GuestFile("/etc/passwd", b"x"),))
+    (guest / "link").symlink_to(outside / "file")
+    with pytest.raises(InvalidArgumentError):
+        write_files(guest, (GuestFile("/link", b"x"),))
+    assert list(outside.iterdir()) == []
+    write_files(guest, (GuestFile("/a/b/c.txt", b"ok", 0o640),))
+    assert (guest / "a/b/c.txt").read_bytes() == b"ok"
+
+
+def test_logs_are_capped_with_one_rotation(tmp_path: Path) -> None:
+    log = tmp_path / "machine.log"
+    log.write_bytes(b"x" * 1000 + b"tail")
+    cap_log(log, 100)
+    assert log.stat().st_size == 0
+    assert (tmp_path / "machine.log.1").read_bytes().endswith(b"tail")
+    assert len((tmp_path / "machine.log.1").read_bytes()) == 50
+
+
+async def test_recover_cleans_a_create_that_never_finished(harness: Harness, tmp_path: Path) -> None:
+    spec = harness.spec()
+    await harness.runtime.create(spec)
+    record = tmp_path / "runtime" / "machines" / spec.machine_id / "machine.json"
+    record.unlink()  # as if the daemon died before create wrote its last record
+    restarted = await harness.reopen()
+    assert spec.machine_id not in await restarted.recover()
+    assert await harness.leftovers(spec.machine_id) == []
