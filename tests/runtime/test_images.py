@@ -175,6 +175,10 @@ async def test_import_from_an_oci_archive(tmp_path: Path, registry: EmbeddedRegi
     assert (await store.pull(f"local/app@{info.digest}")).rootfs == info.rootfs
     with pytest.raises(InvalidArgumentError):
         await store.import_archive("/plain/path.tar", "x:y")
+    # Imported images can be pushed to the embedded registry and pulled from there.
+    pushed = await store.push(info.digest, "local/app:pushed")
+    assert pushed == f"{registry.url}/local/app:pushed"
+    assert (await _store(tmp_path / "other", registry).pull("local/app:pushed")).cmd == ("sleep", "1000")
 
 
 async def test_import_from_a_docker_archive(tmp_path: Path, registry: EmbeddedRegistry) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import sys
+from asyncio.subprocess import DEVNULL
 from pathlib import Path
 
 import pytest
@@ -50,6 +53,66 @@ async def test_images_survive_a_restart(tmp_path: Path) -> None:
         moved = reference.replace(reference.split("/")[0], registry.url)
         done = await run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{moved}"])
         assert b"layers" in done.stdout
+
+
+_CHILD = """
+import asyncio, sys, time
+from asyncio.subprocess import DEVNULL
+from pathlib import Path
+from aerodrome.runtime.registry import EmbeddedRegistry
+
+registry = EmbeddedRegistry(Path(sys.argv[1]), listen=sys.argv[2])
+asyncio.run(registry.start())
+print(registry.pid_path.read_text(), flush=True)
+time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+async def _gone(pid: int) -> bool:
+    for _ in range(500):  # a bounded wait for the kernel to deliver the signal
+        if not _running(pid):
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_registry_dies_with_its_parent(tmp_path: Path) -> None:
+    listen = f"127.0.0.1:{free_loopback_port()}"
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _CHILD, str(tmp_path), listen, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        registry_pid = int(await asyncio.wait_for(parent.stdout.readline(), 15) if parent.stdout else b"0")
+    finally:
+        parent.kill()
+        await parent.communicate()
+    assert registry_pid > 0 and await _gone(registry_pid)
+
+
+async def test_start_stops_a_registry_left_on_its_data_dir(tmp_path: Path) -> None:
+    registry = EmbeddedRegistry(tmp_path, listen=f"127.0.0.1:{free_loopback_port()}")
+    async with registry:
+        pass
+    # A registry whose parent vanished without stopping it, still serving the same directory and port.
+    leftover = await asyncio.create_subprocess_exec(
+        "docker-registry", "serve", str(tmp_path / "config.yml"), stdout=DEVNULL, stderr=DEVNULL
+    )
+    try:
+        registry.pid_path.write_text(str(leftover.pid))
+        async with registry:
+            assert await _answers(registry.url)
+            assert not _running(leftover.pid)
+    finally:
+        if leftover.returncode is None and _running(leftover.pid):
+            leftover.kill()
+        await leftover.wait()
 
 
 def test_session_fixture_serves_the_busybox_image(registry: EmbeddedRegistry, busybox_image: str) -> None:

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import urllib.parse
@@ -33,6 +34,7 @@ Progress = Callable[[str], None]
 
 RESOLVE_TIMEOUT = 30.0
 TRANSFER_TIMEOUT = 900.0
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _NOT_FOUND = ("manifest unknown", "name unknown", "not found", "no such file")
 _UNREACHABLE = ("connection refused", "no such host", "timeout", "unauthorized", "denied", "authentication", "tls")
 
@@ -102,8 +104,29 @@ class ImageStore:
         info = await self._ensure(digest, None, (), report)
         return self._remember(reference, ref.pinned(digest), info)
 
+    async def push(self, digest: str, destination: str) -> str:
+        """Copy an image of this host to `destination` (`registry/repository:tag`); return the pushed reference.
+
+        The local copy is in OCI format, so a registry may report a digest other than `digest` for it.
+        """
+        if self.get(digest) is None:
+            raise NotFoundError(f"image {digest} is not on this host")
+        target = parse_reference(destination)
+        if not target.registry:
+            target = dataclasses.replace(target, registry=self.registries[0] if self.registries else "")
+        argv = ["skopeo", "copy", "--quiet", *self._tls_flags(target, "dest")]
+        async with self._layout_lock:
+            await self._skopeo(
+                [*argv, f"oci:{self._layout}:{_tag(digest)}", f"docker://{target.locator}"],
+                str(target),
+                self.transfer_timeout,
+            )
+        return str(target)
+
     def get(self, digest: str) -> ImageInfo | None:
         """The image with this manifest digest, if unpacked on this host (no network)."""
+        if not _DIGEST.fullmatch(digest):
+            return None
         try:
             data = json.loads(self._metadata_path(digest).read_text())
         except (FileNotFoundError, ValueError):

@@ -2,15 +2,20 @@
 
 The child is a `subprocess.Popen` polled from asyncio rather than an asyncio subprocess: an asyncio child is
 bound to the event loop that started it, and the registry often outlives that loop (a test session starts it
-in one loop and stops it in another). Its output goes to a log file, never a pipe.
+in one loop and stops it in another). Its output goes to a log file, never a pipe. It dies with its parent
+(PR_SET_PDEATHSIG), and a registry left by a parent that was killed before that was set up is stopped by the
+next start on the same data directory (found through its pid file).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -22,6 +27,9 @@ from aerodrome.core import UnavailableError
 REGISTRY_BINARY = "docker-registry"
 START_TIMEOUT = 15.0
 POLL_INTERVAL = 0.02
+_PR_SET_PDEATHSIG = 1
+# Loaded before any fork: the child may only call into it, not dlopen, between fork and exec.
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 _CONFIG = """\
 version: 0.1
@@ -58,6 +66,10 @@ class EmbeddedRegistry:
         return self.data_dir / "registry.log"
 
     @property
+    def pid_path(self) -> Path:
+        return self.data_dir / "registry.pid"
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
@@ -69,9 +81,11 @@ class EmbeddedRegistry:
         if executable is None:
             raise UnavailableError(f"{self.binary} is not installed (run scripts/install-deps.sh)")
         host, port = _split_listen(self.listen)
-        _check_port_free(host, port, self.listen)
         config = self._write_config()
+        await self._stop_leftover(config)
+        _check_port_free(host, port, self.listen)
         self._proc = self._spawn(executable, config)
+        self.pid_path.write_text(str(self._proc.pid))
         try:
             await self._wait_ready(host, port, timeout)
         except BaseException:
@@ -91,6 +105,7 @@ class EmbeddedRegistry:
                     proc.kill()
                 await _wait_exit(proc, timeout)
         proc.wait()
+        self.pid_path.unlink(missing_ok=True)
 
     async def __aenter__(self) -> EmbeddedRegistry:
         await self.start()
@@ -109,7 +124,21 @@ class EmbeddedRegistry:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C meant for the daemon must not kill the registry first
+                preexec_fn=_die_with_parent,
             )
+
+    async def _stop_leftover(self, config: Path) -> None:
+        """Stop a registry that an earlier, killed parent left serving this data directory."""
+        pid = _leftover_pid(self.pid_path, config)
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5.0
+        while _alive(pid):
+            if time.monotonic() >= deadline:
+                raise UnavailableError(f"an earlier registry (pid {pid}) on {self.data_dir} does not stop")
+            await asyncio.sleep(POLL_INTERVAL)
 
     def _write_config(self) -> Path:
         storage = self.data_dir / "storage"
@@ -169,6 +198,26 @@ async def _answers_v2(host: str, port: int) -> bool:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+def _leftover_pid(pid_path: Path, config: Path) -> int | None:
+    try:
+        pid = int(pid_path.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    return pid if str(config).encode() in cmdline else None  # else the pid was reused by another program
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _die_with_parent() -> None:
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 async def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
