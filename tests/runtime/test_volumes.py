@@ -142,6 +142,16 @@ async def test_image_is_sparse_and_sized(backend: LoopVolumeBackend) -> None:
 
 
 @loop_test
+async def test_preallocated_volume_reserves_its_size_and_snapshots_stay_sparse(backend: LoopVolumeBackend) -> None:
+    reserving = LoopVolumeBackend(backend.image_path("vol_a").parent.parent, preallocate=True)
+    await reserving.create("vol_a", SIZE, "ext4")
+    assert reserving.image_path("vol_a").stat().st_blocks * 512 >= SIZE
+    await reserving.extend("vol_a", 2 * SIZE)
+    assert reserving.image_path("vol_a").stat().st_blocks * 512 >= 2 * SIZE
+    assert (await reserving.snapshot("vol_a", "snap_1")).size < SIZE
+
+
+@loop_test
 async def test_create_discards_a_partial_image_left_by_a_crash(backend: LoopVolumeBackend) -> None:
     partial = backend.image_path("vol_a").with_name(".vol_a.img.partial")
     partial.parent.mkdir(parents=True)

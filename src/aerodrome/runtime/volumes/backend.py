@@ -62,15 +62,17 @@ class LoopVolumeBackend:
     """Volumes on this host as sparse ext4 images on loop devices (implements `aerodrome.core.VolumeBackend`).
 
     `direct_io` attaches loop devices with O_DIRECT on the image file, so that data is cached once (in the
-    volume's page cache) instead of twice.
+    volume's page cache) instead of twice. `preallocate` reserves each volume's full size on the host disk
+    (fallocate) instead of thin provisioning: no host-disk-full surprise, and first writes skip block allocation.
     """
 
-    def __init__(self, root: Path, *, direct_io: bool = True) -> None:
+    def __init__(self, root: Path, *, direct_io: bool = True, preallocate: bool = False) -> None:
         self._root = Path(root).resolve()
         self._volumes = self._root / "volumes"
         self._mounts = self._root / "mounts"
         self._snapshots = self._root / "snapshots"
         self._direct_io = direct_io
+        self._preallocate = preallocate
         self._locks: dict[str, asyncio.Lock] = {}
 
     # -- paths and locks ---------------------------------------------------------------------------------------
@@ -137,6 +139,8 @@ class LoopVolumeBackend:
             try:
                 with map_runtime_errors(f"create volume {volume_id}"):
                     await self._build(partial, size_bytes, fstype, from_snapshot, from_volume)
+                    if self._preallocate:
+                        images.preallocate(partial)
                     images.publish(partial, image)
             finally:
                 partial.unlink(missing_ok=True)
@@ -249,6 +253,8 @@ class LoopVolumeBackend:
                 raise InvalidArgumentError(f"volume {volume_id} cannot shrink from {current} to {size_bytes} bytes")
             with map_runtime_errors(f"extend volume {volume_id}"):
                 images.grow_file(image, _round_up(size_bytes))
+                if self._preallocate:
+                    images.preallocate(image)
                 images.sync_file(image)
                 entry = loopdev.find_mount(self.mount_path(volume_id))
                 if not ext4.has_ext4(image):

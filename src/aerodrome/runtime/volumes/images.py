@@ -41,6 +41,15 @@ def grow_file(path: Path, size_bytes: int) -> bool:
     return True
 
 
+def preallocate(path: Path) -> None:
+    """Reserve disk blocks for every hole of the file (read as zeros, no data written; fast on ext4 and xfs)."""
+    descriptor = os.open(path, os.O_WRONLY)
+    try:
+        os.posix_fallocate(descriptor, 0, os.fstat(descriptor).st_size)
+    finally:
+        os.close(descriptor)
+
+
 def publish(temporary: Path, final: Path) -> None:
     """Make a finished file durable, then give it its final name: readers never see a half-written image."""
     sync_file(temporary)
