@@ -7,7 +7,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -42,17 +42,18 @@ def create_store_engine(url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True)
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
     event.listen(engine, "connect", _configure_sqlite)
+    event.listen(engine, "begin", _begin_sqlite)
     return engine
 
 
 # --- SQLite only ------------------------------------------------------------------------------------------------
 # WAL lets readers proceed while one writer commits; synchronous=FULL fsyncs the WAL at every commit, so a
 # mutation the API has acknowledged survives a power cut or SIGKILL. The driver's own transaction handling is
-# turned off (isolation_level=None) so the store issues BEGIN itself: `BEGIN IMMEDIATE` for writes takes the
-# write lock up front and avoids the deadlock of two readers upgrading to writers at once.
+# turned off (isolation_level=None) and BEGIN is issued on SQLAlchemy's begin event instead: plain BEGIN for
+# reads, `BEGIN IMMEDIATE` on connections marked with SQLITE_WRITER, which takes the write lock up front and
+# avoids the deadlock of two readers upgrading to writers at once.
 
-SQLITE_BEGIN_READ = "BEGIN"
-SQLITE_BEGIN_WRITE = "BEGIN IMMEDIATE"
+SQLITE_WRITER = {"sqlite_begin_immediate": True}
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -65,3 +66,8 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     finally:
         cursor.close()
+
+
+def _begin_sqlite(connection: Connection) -> None:
+    immediate = connection.get_execution_options().get("sqlite_begin_immediate", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

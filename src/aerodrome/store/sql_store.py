@@ -31,8 +31,7 @@ from aerodrome.core import (
 )
 from aerodrome.store import app_resources, machines, operations, orgs, volumes
 from aerodrome.store.database import (
-    SQLITE_BEGIN_READ,
-    SQLITE_BEGIN_WRITE,
+    SQLITE_WRITER,
     create_store_engine,
     is_sqlite,
     migrate,
@@ -46,11 +45,7 @@ class SqlStore:
     def __init__(self, engine: Engine, *, clock: Clock | None = None) -> None:
         """Wrap an engine whose database is migrated already; `open` and `open_sqlite` do both steps."""
         sqlite = engine.dialect.name == "sqlite"
-        self._runner = SyncRunner(
-            engine,
-            begin_read=SQLITE_BEGIN_READ if sqlite else None,
-            begin_write=SQLITE_BEGIN_WRITE if sqlite else None,
-        )
+        self._runner = SyncRunner(engine, write_options=SQLITE_WRITER if sqlite else None)
         self._clock = clock or SystemClock()
 
     @classmethod
