@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from aerodrome.core import MachineState, PortSpec, ServiceSpec, UnavailableError
@@ -35,7 +35,7 @@ class Upstream:
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> Upstream:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port, reuse_address=True)
+        self._server = await asyncio.start_server(self._serve, self.host, self.port, reuse_address=True, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -240,3 +240,10 @@ class TestDirectory:
                 if machine.server is not None:
                     await machine.server.close()
                     machine.server = None
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until `predicate()` holds (state changed by other tasks), failing after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - the state lives in plain attributes, no event to wait on
+            await asyncio.sleep(0.01)

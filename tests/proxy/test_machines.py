@@ -10,7 +10,7 @@ import httpx
 from aerodrome.core import MachineState
 from aerodrome.proxy import Edge
 from tests.proxy.conftest import settings
-from tests.proxy.support import TestDirectory
+from tests.proxy.support import TestDirectory, eventually
 
 
 async def test_burst_on_a_stopped_machine_starts_it_once(directory: TestDirectory, client: httpx.AsyncClient) -> None:
@@ -52,9 +52,7 @@ async def test_autostop_suspends_and_stops_idle_machines(directory: TestDirector
     edge = Edge(directory, settings(tmp_path, autostop_idle=0.2, autostop_interval=0.05))
     await edge.start()
     try:
-        async with asyncio.timeout(10):
-            while stopper.state is MachineState.STARTED or suspender.state is MachineState.STARTED:
-                await asyncio.sleep(0.05)
+        await eventually(lambda: MachineState.STARTED not in (stopper.state, suspender.state))
     finally:
         await edge.close()
     assert (stopper.state, stopper.stops) == (MachineState.STOPPED, ["stop"])
@@ -100,9 +98,7 @@ async def test_limits_spread_load_and_hard_limit_queues_then_503(
     two = await directory.add_machine("alpha", "m-2", limits)
     assert one.server is not None and two.server is not None
     held = [asyncio.ensure_future(client.get("/hold", headers={"host": "alpha.localhost"})) for _ in range(4)]
-    async with asyncio.timeout(10):
-        while one.server.inflight + two.server.inflight < 4:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: one.server.inflight + two.server.inflight == 4)  # type: ignore[union-attr]
     assert (one.server.inflight, two.server.inflight) == (2, 2)
     refused = await client.get("/", headers={"host": "alpha.localhost"})
     assert refused.status_code == 503
@@ -118,9 +114,7 @@ async def test_soft_limit_wakes_a_stopped_machine(directory: TestDirectory, clie
     spare = await directory.add_machine("alpha", "m-2", limits, running=False)
     assert running.server is not None
     first = asyncio.ensure_future(client.get("/hold", headers={"host": "alpha.localhost"}))
-    async with asyncio.timeout(10):
-        while running.server.inflight < 1:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: running.server.inflight == 1)  # type: ignore[union-attr]
     second = await client.get("/", headers={"host": "alpha.localhost"})
     assert second.text == "hello from m-2"
     assert spare.starts == 1

@@ -216,7 +216,7 @@ class HttpConnection(asyncio.Protocol):
             return
         except (OSError, TimeoutError) as exc:
             machine = self._backend.machine_id if self._backend else "?"
-            self._reply(502, f"could not connect to machine {machine}: {exc or 'timed out'}")
+            self._reply(502, f"could not connect to machine {machine}: {str(exc) or type(exc).__name__}")
             return
         finally:
             self._task = None
