@@ -161,8 +161,9 @@ class ImageStore:
         not_found: list[str] = []
         unreachable: list[str] = []
         for candidate in candidate_sources(ref, self.registries, self.mirrors):
-            try:
-                return candidate if candidate.digest else candidate.pinned(await self._inspect_digest(candidate))
+            try:  # a digest is checked too, so a registry without it passes the turn to the next one
+                digest = await self._inspect_digest(candidate)
+                return candidate if candidate.digest else candidate.pinned(digest)
             except NotFoundError:
                 not_found.append(str(candidate))
             except UnavailableError as exc:
