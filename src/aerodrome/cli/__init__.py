@@ -1,5 +1,7 @@
-"""aerodrome.cli."""
+"""The `aerodrome` command line."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from aerodrome.cli.main import app, main
+
+__all__ = ["app", "main"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection
+from collections.abc import Collection, Coroutine
+from typing import Any
 
 from aerodrome.control.machine_base import MachineBase
 from aerodrome.core import (
@@ -29,7 +30,7 @@ S = MachineState
 
 
 class Lifecycle(MachineBase):
-    _restarts: set[asyncio.Task[None]]
+    _background: set[asyncio.Task[None]]
 
     def spec_of(self, machine: Machine) -> MachineSpec:
         return normalize_config(machine.config)[1]
@@ -189,12 +190,16 @@ class Lifecycle(MachineBase):
         elif spec.auto_destroy:
             await self._auto_destroy(machine)
 
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background, kept referenced until done and cancelled on close."""
+        if not hasattr(self, "_background"):
+            self._background = set()
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _schedule_restart(self, machine: Machine, delay: float) -> None:
-        if not hasattr(self, "_restarts"):
-            self._restarts = set()
-        task = asyncio.create_task(self._restart_after(machine.id, delay))
-        self._restarts.add(task)
-        task.add_done_callback(self._restarts.discard)
+        self.spawn(self._restart_after(machine.id, delay))
 
     async def _restart_after(self, mid: str, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -218,7 +223,7 @@ class Lifecycle(MachineBase):
             await self.transition(current, S.DESTROYED, event=("destroy", "flyd"), deleted=True)
 
     async def close(self) -> None:
-        for task in list(getattr(self, "_restarts", ())):
+        for task in list(getattr(self, "_background", ())):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ from aerodrome.control.secrets import Secrets
 from aerodrome.control.volumes import Volumes
 from aerodrome.core import (
     Action,
+    AerodromeError,
     App,
     Clock,
     FailedPreconditionError,
@@ -34,6 +36,8 @@ from aerodrome.core import (
     rfc3339,
     ulid,
 )
+
+log = logging.getLogger("aerodrome.machines")
 
 
 class Machines(Lifecycle, Leases, Metadata):
@@ -96,9 +100,15 @@ class Machines(Lifecycle, Leases, Metadata):
         if lease_ttl:
             machine = await self._lease_on_create(machine, lease_ttl)
         if not body.get("skip_launch"):
-            await self.start(app, mid, machine.lease.nonce if machine.lease else None)
-            machine = dataclasses.replace(await self.find(app, mid), lease=machine.lease)
+            # As on Fly, create answers with the machine `created` and it starts right after; clients `wait`.
+            self.spawn(self._launch(app, mid, machine.lease.nonce if machine.lease else None))
         return machine
+
+    async def _launch(self, app: App, mid: str, nonce_: str | None) -> None:
+        try:
+            await self.start(app, mid, nonce_)
+        except AerodromeError as exc:
+            log.warning("machine %s did not start after create: %s", mid, exc)
 
     async def _lease_on_create(self, machine: Machine, ttl: object) -> Machine:
         if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:

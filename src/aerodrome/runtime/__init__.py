@@ -1,5 +1,10 @@
-"""aerodrome.runtime."""
+"""The host runtime (Fly's flyd): images, the embedded registry, runc sandboxes and volumes on this host."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from aerodrome.runtime.images import ImageStore
+from aerodrome.runtime.registry import EmbeddedRegistry
+from aerodrome.runtime.runc import RuncRuntime
+from aerodrome.runtime.volumes import LoopVolumeBackend
+
+__all__ = ["EmbeddedRegistry", "ImageStore", "LoopVolumeBackend", "RuncRuntime"]

@@ -1,0 +1,67 @@
+"""Where a server keeps its state, and the checks made before it starts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DATA_DIR = "/var/lib/aerodrome"
+REQUIRED_TOOLS = ("runc", "catatonit", "skopeo", "umoci", "docker-registry", "losetup", "mkfs.ext4", "ip", "nsenter")
+
+
+def data_dir(explicit: str | None) -> Path:
+    return Path(explicit or os.environ.get("AERODROME_DATA_DIR") or DEFAULT_DATA_DIR)
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The data directory's parts; each subsystem owns one."""
+
+    root: Path
+
+    @property
+    def database(self) -> Path:
+        return self.root / "aerodrome.db"
+
+    @property
+    def secrets_key(self) -> Path:
+        return self.root / "secrets.key"
+
+    @property
+    def registry(self) -> Path:
+        return self.root / "registry"
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def machines(self) -> Path:
+        return self.root / "runtime"
+
+    @property
+    def volumes(self) -> Path:
+        return self.root / "volumes"
+
+    @property
+    def edge(self) -> Path:
+        return self.root / "edge"
+
+
+def missing_requirements() -> str | None:
+    """A one-line reason this host cannot run machines, or None."""
+    if os.geteuid() != 0:
+        return "aerodrome serve must run as root (it creates namespaces, cgroups and loop devices): use sudo"
+    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    if missing:
+        return f"missing host tools: {', '.join(missing)}; install them with scripts/install-deps.sh"
+    return None
+
+
+def split_hostport(value: str, default_port: int) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host:
+        return value, default_port
+    return host.strip("[]"), int(port)

@@ -1,0 +1,118 @@
+"""The `aerodrome` command: `serve` runs the platform; the rest are small clients of it, shaped like flyctl."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from aerodrome.cli.config import Layout, data_dir, missing_requirements
+
+app = typer.Typer(help="aerodrome: the Fly.io Machines API on your own Linux host.", no_args_is_help=True)
+tokens_app = typer.Typer(help="Organisation tokens.", no_args_is_help=True)
+orgs_app = typer.Typer(help="Organisations.", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(orgs_app, name="orgs")
+
+DataDir = Annotated[
+    str | None, typer.Option("--data-dir", help="State directory (default $AERODROME_DATA_DIR or /var/lib/aerodrome).")
+]
+
+
+def _run(coro: object) -> None:
+    import uvloop
+
+    uvloop.run(coro)  # type: ignore[arg-type]
+
+
+@app.command()
+def serve(
+    data_dir_: DataDir = None,
+    api: Annotated[str, typer.Option("--api", help="API listen address.")] = "127.0.0.1:4280",
+    registry: Annotated[str, typer.Option("--registry", help="Embedded registry listen address.")] = "127.0.0.1:5000",
+    region: Annotated[str, typer.Option("--region", help="Region recorded when a request names none.")] = "iad",
+    regions: Annotated[str, typer.Option("--regions", help="Comma-separated regions served (default: any).")] = "",
+    no_rate_limits: Annotated[bool, typer.Option("--no-rate-limits", help="Turn off Fly's API rate limits.")] = False,
+    volume_unit_mb: Annotated[
+        int, typer.Option("--volume-unit-mb", help="Size of one volume 'GB' in MiB (tests use 1).", hidden=True)
+    ] = 1024,
+) -> None:
+    """Run the API, the machines runtime and the embedded registry in the foreground."""
+    from aerodrome.cli.serve import ServeOptions
+    from aerodrome.cli.serve import serve as run_serve
+
+    problem = missing_requirements()
+    if problem:
+        typer.echo(f"aerodrome: {problem}", err=True)
+        raise typer.Exit(2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    options = ServeOptions(
+        data_dir=data_dir(data_dir_),
+        api=api,
+        registry=registry,
+        default_region=region,
+        regions=frozenset(r.strip() for r in regions.split(",") if r.strip()) or None,
+        rate_limits=not no_rate_limits,
+        volume_unit_bytes=volume_unit_mb * 1024 * 1024,
+    )
+    _run(run_serve(options))
+
+
+@tokens_app.command("create")
+def tokens_create(
+    data_dir_: DataDir = None,
+    org: Annotated[str, typer.Option("--org", help="Organisation the token acts for.")] = "personal",
+    name: Annotated[str, typer.Option("--name", help="A label for the token.")] = "",
+) -> None:
+    """Create an organisation token and print it (only the token) on stdout."""
+
+    async def create() -> str:
+        from aerodrome.cli.serve import open_store
+        from aerodrome.control.auth import Tokens
+        from aerodrome.core import SystemClock
+
+        store = await open_store(Layout(data_dir(data_dir_)))
+        try:
+            return await Tokens(store, SystemClock()).create(org, name)
+        finally:
+            await store.close()
+
+    typer.echo(asyncio.run(create()))
+
+
+@orgs_app.command("create")
+def orgs_create(slug: str, data_dir_: DataDir = None, name: str = "") -> None:
+    """Create an organisation (machines of different organisations cannot reach each other)."""
+
+    async def create() -> None:
+        from aerodrome.cli.serve import open_store
+
+        store = await open_store(Layout(data_dir(data_dir_)))
+        try:
+            await store.ensure_org(slug, name or slug)
+        finally:
+            await store.close()
+
+    asyncio.run(create())
+    typer.echo(slug)
+
+
+def _mount_optional_commands() -> None:
+    try:
+        from aerodrome.cli.mcp import app as mcp_app
+    except ImportError:  # pragma: no cover - the MCP commands ship with the package
+        return
+    app.add_typer(mcp_app, name="mcp")
+
+
+_mount_optional_commands()
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

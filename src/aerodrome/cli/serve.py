@@ -1,0 +1,85 @@
+"""`aerodrome serve`: the one place where store, runtime, registry, control plane, API and edge are wired together."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from aerodrome.api import build_app
+from aerodrome.cli.config import Layout, split_hostport
+from aerodrome.control import ControlPlane, Secrets, Settings
+from aerodrome.runtime import EmbeddedRegistry, ImageStore, LoopVolumeBackend, RuncRuntime
+from aerodrome.store import SqlStore, sqlite_url
+
+log = logging.getLogger("aerodrome")
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    data_dir: Path
+    api: str = "127.0.0.1:4280"
+    registry: str = "127.0.0.1:5000"
+    default_region: str = "iad"
+    regions: frozenset[str] | None = None
+    rate_limits: bool = True
+    volume_unit_bytes: int = 1024**3
+    mirrors: dict[str, str] = field(default_factory=dict)
+
+
+def load_secrets_key(path: Path) -> bytes:
+    """The key that encrypts app secrets at rest; made on first start, readable by root only."""
+    if path.exists():
+        return path.read_bytes().strip()
+    key = Secrets.new_key()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(key)
+    return key
+
+
+async def open_store(layout: Layout) -> SqlStore:
+    layout.root.mkdir(parents=True, exist_ok=True)
+    store = await SqlStore.open(sqlite_url(layout.database))
+    await store.ensure_org("personal", "Personal")
+    return store
+
+
+async def serve(options: ServeOptions) -> None:
+    layout = Layout(options.data_dir)
+    store = await open_store(layout)
+    registry = EmbeddedRegistry(layout.registry, options.registry)
+    await registry.start()
+    images = ImageStore(layout.images, registries=(options.registry,), mirrors=options.mirrors)
+    runtime = RuncRuntime(layout.machines, images)
+    plane = ControlPlane(
+        store,
+        runtime,
+        LoopVolumeBackend(layout.volumes),
+        load_secrets_key(layout.secrets_key),
+        Settings(
+            default_region=options.default_region,
+            regions=options.regions,
+            rate_limits=options.rate_limits,
+            volume_unit_bytes=options.volume_unit_bytes,
+        ),
+    )
+    try:
+        await plane.start()
+        host, port = split_hostport(options.api, 4280)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                build_app(plane), host=host, port=port, http="httptools", lifespan="off", log_level="warning"
+            )
+        )
+        log.info("API on http://%s:%d, registry on %s, data in %s", host, port, options.registry, layout.root)
+        await server.serve()
+    finally:
+        await plane.close()
+        await runtime.close()
+        await registry.stop()
+        await store.close()
+        log.info("stopped; machines keep running and are adopted at the next start")

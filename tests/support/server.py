@@ -1,0 +1,131 @@
+"""A real `aerodrome serve` in a subprocess, on free loopback ports, with its own data directory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.support.images import build_busybox_image
+from tests.support.registry import free_loopback_port
+
+START_TIMEOUT = 30.0
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    api_port: int = field(default_factory=free_loopback_port)
+    registry_port: int = field(default_factory=free_loopback_port)
+    extra_args: tuple[str, ...] = ()
+    process: subprocess.Popen[bytes] | None = None
+    token: str = ""
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def registry(self) -> str:
+        return f"127.0.0.1:{self.registry_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / "serve.log"
+
+    def start(self) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "aerodrome",
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--api",
+            f"127.0.0.1:{self.api_port}",
+            "--registry",
+            self.registry,
+            "--no-rate-limits",
+            "--volume-unit-mb",
+            "16",
+            *self.extra_args,
+        ]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        self._wait_ready()
+        if not self.token:
+            self.token = self.cli("tokens", "create").strip()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"aerodrome serve exited early:\n{self.log_path.read_text()[-4000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.api_url}/health", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"aerodrome serve did not answer in time:\n{self.log_path.read_text()[-4000:]}")
+
+    def cli(self, *args: str) -> str:
+        argv = [sys.executable, "-m", "aerodrome", *args, "--data-dir", str(self.data_dir)]
+        return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60).stdout
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        auth = token if token is not None else self.token
+        return httpx.Client(base_url=self.api_url, headers={"Authorization": f"Bearer {auth}"}, timeout=90)
+
+    def push_image(self, name: str = "busybox", tag: str = "latest", **options: object) -> str:
+        return asyncio.run(build_busybox_image(self.registry, name, tag, **options))  # type: ignore[arg-type]
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: machines keep running, nothing is cleaned up."""
+        self.stop(signal.SIGKILL)
+
+    def destroy_everything(self) -> None:
+        """Delete every app (with its machines and volumes) through the API, so the host is left clean."""
+        with self.client() as client:
+            for app in client.get("/v1/apps", params={"org_slug": "personal"}).json().get("apps", []):
+                client.delete(f"/v1/apps/{app['name']}")
+
+
+@contextlib.contextmanager
+def running_server(*extra_args: str) -> Iterator[Server]:
+    if os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("aerodrome serve needs root")
+    workdir = Path(tempfile.mkdtemp(prefix="aerodrome-serve-"))
+    server = Server(workdir / "data", extra_args=extra_args)
+    try:
+        server.start()
+        yield server
+    finally:
+        try:
+            if server.process is not None and server.process.poll() is None:
+                server.destroy_everything()
+        finally:
+            server.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
