@@ -90,6 +90,7 @@ class Machines(Lifecycle, Leases, Metadata):
             instance_id=version,
             config=config,
             private_ip=sandbox.private_ip,
+            private_ipv4=sandbox.private_ipv4,
             image_ref=image.image_ref,
             created_at=now,
             updated_at=now,
@@ -156,6 +157,7 @@ class Machines(Lifecycle, Leases, Metadata):
                 config=config,
                 image_ref=image.image_ref,
                 private_ip=sandbox.private_ip,
+                private_ipv4=sandbox.private_ipv4,
                 name=body.get("name") or machine.name,
             )
         if not body.get("skip_launch"):

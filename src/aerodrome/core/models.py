@@ -55,7 +55,7 @@ class Machine:
     state: MachineState
     instance_id: str  # the version ULID; changes on every update
     config: JSON
-    private_ip: str
+    private_ip: str  # IPv6 in the organisation's private network (Fly's 6PN)
     image_ref: JSON
     created_at: str
     updated_at: str
@@ -64,6 +64,7 @@ class Machine:
     lease: Lease | None = None
     restart_count: int = 0
     deleted: bool = False
+    private_ipv4: str = ""  # where the edge on this host connects
 
 
 @dataclass(frozen=True, slots=True)

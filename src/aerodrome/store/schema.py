@@ -78,6 +78,7 @@ machines = Table(
     Column("instance_id", String(32), nullable=False),
     Column("config", JSON, nullable=False),
     Column("private_ip", String(64), nullable=False),
+    Column("private_ipv4", String(64), nullable=False, server_default=""),
     Column("image_ref", JSON, nullable=False),
     Column("created_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
