@@ -14,7 +14,9 @@ S = MachineState
 
 async def test_machine_round_trip_with_lease(app_store: SqlStore) -> None:
     lease = Lease(nonce="abc123", owner="me@example.com", description="deploy", expires_at=1_714_557_600, version="v1")
-    machine = make_machine("m1", lease=lease, cordoned=True, restart_count=3, host="host-b", state=S.STARTED)
+    machine = make_machine(
+        "m1", lease=lease, cordoned=True, restart_count=3, host="host-b", state=S.STARTED, private_ipv4="172.19.0.2"
+    )
     await app_store.add_machine(machine, make_event("m1"))
     assert await app_store.get_machine("m1") == machine
     assert await app_store.get_machine("m1", "app1") == machine
