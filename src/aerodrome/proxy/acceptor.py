@@ -9,6 +9,7 @@ the app.
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 from aerodrome.core import AerodromeError
 from aerodrome.proxy.context import EdgeContext
@@ -30,9 +31,8 @@ class Acceptor(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.pause_reading()
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
+        self.transport.pause_reading()
         self._task = self.edge.spawn(self._hand_over())
 
     def data_received(self, data: bytes) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
+from typing import cast
 
 import httptools
 
@@ -65,8 +66,7 @@ class HttpConnection(asyncio.Protocol):
     # --- client transport -----------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
         peer, local = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
         self.client_ip, self.local_addr = peer[0], local[0]
         # Reached on the shared HTTP listener, https lives on the shared HTTPS one; on a dedicated address, on 443.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import cast
 
 from aerodrome.core import AerodromeError
 from aerodrome.proxy.context import EdgeContext
@@ -36,8 +37,7 @@ class TcpConnection(asyncio.Protocol):
         self.machine_eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
         self.edge.connections.add(self)
         self._task = self.edge.spawn(self._connect())
 
@@ -117,8 +117,7 @@ class _MachineSide(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
         self.client.machine_connected(self)
 
     def data_received(self, data: bytes) -> None:

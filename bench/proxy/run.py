@@ -1,0 +1,192 @@
+"""Edge benchmark: warm throughput and latency through the edge vs direct vs nginx, and cold start to first byte.
+
+Load generator: wrk (Debian package), one thread, the same command line for each target, run one after the other.
+The upstream is an nginx answering a fixed 200 (one worker); the reference proxy is a second nginx (one worker,
+keep-alive upstream pool) in front of the same upstream; the edge runs in its own process on uvloop. Both cases
+are measured: keep-alive, and a new connection per request (`Connection: close`). The cold case runs in-process:
+a stopped machine whose start brings up a real listener, timed from request sent to first response byte.
+
+    .venv/bin/python bench/proxy/run.py [--seconds 5] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from aerodrome.core import MachineState, PortSpec, ServiceSpec
+from aerodrome.proxy import AppRoute, Backend, Edge, EdgeSettings
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  upstream app {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+  server {{ listen 127.0.0.1:{upstream}; location / {{ return 200 "hello from the machine\\n"; }} }}
+  server {{
+    listen 127.0.0.1:{proxy};
+    location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+  }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class StaticDirectory:
+    """Every host routes to one started machine at `port`; `start_machine` runs `on_start`."""
+
+    def __init__(self, port: int, state: MachineState = MachineState.STARTED) -> None:
+        service = ServiceSpec("tcp", port, (PortSpec(80, ("http",)),), soft_limit=100_000)
+        self.backend = Backend("m-bench", state, "127.0.0.1", service)
+        self.server: asyncio.Server | None = None
+
+    async def route(self, host: str | None, local_addr: str, edge_port: int) -> AppRoute | None:
+        return AppRoute("bench", edge_port, (self.backend,))
+
+    async def start_machine(self, app: str, machine_id: str) -> None:
+        self.server = await asyncio.start_server(_answer, "127.0.0.1", self.backend.port, reuse_address=True)
+
+    async def stop_machine(self, app: str, machine_id: str, suspend: bool) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+
+    async def autostop_routes(self) -> Sequence[AppRoute]:
+        return []
+
+
+async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while await reader.readuntil(b"\r\n\r\n"):
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nhello\n")
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+def serve_edge(edge_port: int, upstream: int) -> None:
+    """The edge as a separate process, as `aerodrome serve` runs it."""
+    import uvloop
+
+    async def main() -> None:
+        with tempfile.TemporaryDirectory() as data:
+            settings = EdgeSettings(Path(data), http_port=edge_port, https_port=0)
+            edge = Edge(StaticDirectory(upstream), settings)
+            await edge.start()
+            print("ready", flush=True)
+            await asyncio.Event().wait()
+
+    uvloop.run(main())
+
+
+def wrk(port: int, seconds: int, connections: int, close: bool) -> dict[str, float]:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", "Host: bench.localhost"]
+    if close:
+        command += ["-H", "Connection: close"]
+    out = subprocess.run([*command, f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return {"rps": rps, "p50": _ms(out, "50%"), "p99": _ms(out, "99%"), "errors": float("Non-2xx" in out)}
+
+
+def _ms(out: str, label: str) -> float:
+    value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+async def cold_start(rounds: int) -> list[float]:
+    """Request → first byte while the edge starts the machine (start = a listener coming up)."""
+    port = free_port()
+    directory = StaticDirectory(port, MachineState.STOPPED)
+    with tempfile.TemporaryDirectory() as data:
+        edge = Edge(directory, EdgeSettings(Path(data), http_port=0, https_port=0))  # type: ignore[arg-type]
+        await edge.start()
+        timings = []
+        for _ in range(rounds):
+            reader, writer = await asyncio.open_connection("127.0.0.1", edge.http_port)
+            began = time.perf_counter()
+            writer.write(b"GET / HTTP/1.1\r\nhost: bench.localhost\r\nconnection: close\r\n\r\n")
+            await reader.read(1)
+            timings.append((time.perf_counter() - began) * 1000)
+            await reader.read(-1)
+            writer.close()
+            await writer.wait_closed()
+            await edge.fleet.stop("bench", directory.backend, suspend=False)
+            edge.pool.close()
+        await edge.close()
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--serve-edge", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_edge:
+        serve_edge(*args.serve_edge)
+        return
+    upstream, nginx_port, edge_port = free_port(), free_port(), free_port()
+    with tempfile.TemporaryDirectory() as work:
+        conf = Path(work, "nginx.conf")
+        conf.write_text(NGINX_CONF.format(dir=work, upstream=upstream, proxy=nginx_port))
+        nginx = subprocess.Popen(["nginx", "-c", str(conf), "-p", work])
+        edge = subprocess.Popen(
+            [sys.executable, __file__, "--serve-edge", str(edge_port), str(upstream)], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert edge.stdout is not None and edge.stdout.readline().strip() == "ready"
+            time.sleep(0.3)
+            results = {}
+            for close in (False, True):
+                for name, port in (("direct", upstream), ("nginx", nginx_port), ("edge", edge_port)):
+                    wrk(port, 1, args.connections, close)  # warm-up
+                    results[(name, close)] = wrk(port, args.seconds, args.connections, close)
+        finally:
+            edge.terminate()
+            nginx.terminate()
+            edge.wait()
+            nginx.wait()
+    for close in (False, True):
+        print(f"\n{'new connection per request' if close else 'keep-alive'} (wrk -t1 -c{args.connections})")
+        print(f"{'target':8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+        for name in ("direct", "nginx", "edge"):
+            r = results[(name, close)]
+            print(f"{name:8} {r['rps']:10.0f} {r['p50']:8.3f} {r['p99']:8.3f}")
+        edge_r, nginx_r, direct_r = results[("edge", close)], results[("nginx", close)], results[("direct", close)]
+        print(
+            f"edge/nginx throughput {edge_r['rps'] / nginx_r['rps']:.2f}x; "
+            f"added p50 vs direct: edge {edge_r['p50'] - direct_r['p50']:.3f} ms, "
+            f"nginx {nginx_r['p50'] - direct_r['p50']:.3f} ms"
+        )
+    cold = asyncio.run(cold_start(20))
+    print(
+        f"\ncold start through the edge (request → first byte, 20 rounds): "
+        f"p50 {statistics.median(cold):.2f} ms, max {max(cold):.2f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The `Directory` of a running server: the control plane answers which machines serve a hostname or address,
+and starts or stops them for the edge."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+from aerodrome.control import Machines
+from aerodrome.core import (
+    App,
+    FailedPreconditionError,
+    Machine,
+    MachineState,
+    NotFoundError,
+    ServiceSpec,
+    Store,
+)
+from aerodrome.proxy.directory import AppRoute, Backend
+
+#: Machines the edge never routes to.
+_GONE = (MachineState.DESTROYED, MachineState.DESTROYING, MachineState.LAUNCH_FAILED)
+
+
+class ControlDirectory:
+    def __init__(
+        self,
+        store: Store,
+        machines: Machines,
+        *,
+        domain: str,
+        dedicated: Callable[[str], str | None] | None = None,
+    ) -> None:
+        self._store = store
+        self._machines = machines
+        self._suffix = "." + domain.strip(".")
+        self._dedicated = dedicated or (lambda _address: None)
+
+    def app_name_for(self, host: str | None, local_addr: str) -> str | None:
+        """`myapp.localhost:8080` → `myapp`; a dedicated address → its app whatever the host."""
+        by_address = self._dedicated(local_addr)
+        if by_address:
+            return by_address
+        if not host:
+            return None
+        name = host.rsplit(":", 1)[0] if not host.startswith("[") else host
+        name = name.lower().rstrip(".")
+        if not name.endswith(self._suffix):
+            return None
+        label = name[: -len(self._suffix)]
+        return label if label and "." not in label else None
+
+    async def route(self, host: str | None, local_addr: str, edge_port: int) -> AppRoute | None:
+        name = self.app_name_for(host, local_addr)
+        if name is None:
+            return None
+        app = await self._store.get_app(name)
+        if app is None:
+            return None
+        machines = await self._store.list_machines(app.name)
+        return self._route_of(app.name, edge_port, machines)
+
+    def _route_of(self, app_name: str, edge_port: int, machines: Sequence[Machine]) -> AppRoute | None:
+        backends = []
+        for machine in machines:
+            if machine.state in _GONE or machine.cordoned:
+                continue
+            service = _service_for(self._machines.spec_of(machine).services, edge_port)
+            if service is not None:
+                backends.append(
+                    Backend(
+                        machine_id=machine.id,
+                        state=machine.state,
+                        address=machine.private_ipv4 or machine.private_ip,
+                        service=service,
+                        region=machine.region,
+                    )
+                )
+        if not backends:
+            return None
+        return AppRoute(app=app_name, edge_port=edge_port, backends=tuple(backends))
+
+    async def start_machine(self, app: str, machine_id: str) -> None:
+        record = await self._app(app)
+        try:
+            await self._machines.start(record, machine_id, None, source="flyd")
+        except FailedPreconditionError:
+            machine = await self._machines.find(record, machine_id)
+            if machine.state is not MachineState.STARTED:
+                raise
+
+    async def stop_machine(self, app: str, machine_id: str, suspend: bool) -> None:
+        record = await self._app(app)
+        if suspend:
+            await self._machines.suspend(record, machine_id, None, source="flyd")
+        else:
+            await self._machines.stop(record, machine_id, None, source="flyd")
+
+    async def autostop_routes(self) -> Sequence[AppRoute]:
+        by_app: defaultdict[str, list[Machine]] = defaultdict(list)
+        for machine in await self._store.live_machines():
+            by_app[machine.app_name].append(machine)
+        routes = []
+        for app_name, machines in by_app.items():
+            ports = {
+                port.port
+                for m in machines
+                for service in self._machines.spec_of(m).services
+                if service.autostop != "off"
+                for port in service.ports
+            }
+            for port in sorted(ports):
+                route = self._route_of(app_name, port, machines)
+                if route is not None:
+                    routes.append(route)
+        return routes
+
+    async def _app(self, name: str) -> App:
+        app = await self._store.get_app(name)
+        if app is None:
+            raise NotFoundError(f"app {name!r} not found")
+        return app
+
+
+def _service_for(services: Sequence[ServiceSpec], edge_port: int) -> ServiceSpec | None:
+    for service in services:
+        if service.protocol == "tcp" and any(port.port == edge_port for port in service.ports):
+            return service
+    return None
