@@ -28,6 +28,8 @@ class Server:
     data_dir: Path
     api_port: int = field(default_factory=free_loopback_port)
     registry_port: int = field(default_factory=free_loopback_port)
+    edge_http_port: int = field(default_factory=free_loopback_port)
+    edge_https_port: int = field(default_factory=free_loopback_port)
     extra_args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     token: str = ""
@@ -59,6 +61,10 @@ class Server:
             "--no-rate-limits",
             "--volume-unit-mb",
             "16",
+            "--edge-http",
+            f"127.0.0.1:{self.edge_http_port}",
+            "--edge-https",
+            f"127.0.0.1:{self.edge_https_port}",
             *self.extra_args,
         ]
         with open(self.log_path, "ab") as log:

@@ -36,6 +36,16 @@ def serve(
     region: Annotated[str, typer.Option("--region", help="Region recorded when a request names none.")] = "iad",
     regions: Annotated[str, typer.Option("--regions", help="Comma-separated regions served (default: any).")] = "",
     no_rate_limits: Annotated[bool, typer.Option("--no-rate-limits", help="Turn off Fly's API rate limits.")] = False,
+    edge_http: Annotated[
+        str, typer.Option("--edge-http", help="Edge listener for services' port 80.")
+    ] = "127.0.0.1:8080",
+    edge_https: Annotated[
+        str, typer.Option("--edge-https", help="Edge listener for services' port 443 (TLS).")
+    ] = "127.0.0.1:8443",
+    domain: Annotated[str, typer.Option("--domain", help="Apps answer at <app>.<domain>.")] = "localhost",
+    autostop_idle: Annotated[
+        float, typer.Option("--autostop-idle", help="Seconds without traffic before autostop acts.")
+    ] = 300.0,
     volume_unit_mb: Annotated[
         int, typer.Option("--volume-unit-mb", help="Size of one volume 'GB' in MiB (tests use 1).", hidden=True)
     ] = 1024,
@@ -57,6 +67,10 @@ def serve(
         regions=frozenset(r.strip() for r in regions.split(",") if r.strip()) or None,
         rate_limits=not no_rate_limits,
         volume_unit_bytes=volume_unit_mb * 1024 * 1024,
+        edge_http=edge_http,
+        edge_https=edge_https,
+        domain=domain,
+        autostop_idle=autostop_idle,
     )
     _run(run_serve(options))
 

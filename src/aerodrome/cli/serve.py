@@ -12,6 +12,8 @@ import uvicorn
 from aerodrome.api import build_app
 from aerodrome.cli.config import Layout, split_hostport
 from aerodrome.control import ControlPlane, Secrets, Settings
+from aerodrome.proxy import Edge, EdgeSettings
+from aerodrome.proxy.control_directory import ControlDirectory
 from aerodrome.runtime import EmbeddedRegistry, ImageStore, LoopVolumeBackend, RuncRuntime
 from aerodrome.store import SqlStore, sqlite_url
 
@@ -28,6 +30,11 @@ class ServeOptions:
     rate_limits: bool = True
     volume_unit_bytes: int = 1024**3
     mirrors: dict[str, str] = field(default_factory=dict)
+    edge_http: str = "127.0.0.1:8080"
+    edge_https: str = "127.0.0.1:8443"
+    domain: str = "localhost"
+    autostop_idle: float = 300.0
+    autostop_interval: float = 30.0
 
 
 def load_secrets_key(path: Path) -> bytes:
@@ -55,10 +62,12 @@ async def serve(options: ServeOptions) -> None:
     await registry.start()
     images = ImageStore(layout.images, registries=(options.registry,), mirrors=options.mirrors)
     runtime = RuncRuntime(layout.machines, images)
+    volumes = LoopVolumeBackend(layout.volumes)
+    await volumes.recover()
     plane = ControlPlane(
         store,
         runtime,
-        LoopVolumeBackend(layout.volumes),
+        volumes,
         load_secrets_key(layout.secrets_key),
         Settings(
             default_region=options.default_region,
@@ -67,8 +76,13 @@ async def serve(options: ServeOptions) -> None:
             volume_unit_bytes=options.volume_unit_bytes,
         ),
     )
+    edge = Edge(
+        ControlDirectory(store, plane.machines, domain=options.domain),
+        edge_settings(options, layout),
+    )
     try:
         await plane.start()
+        await edge.start()
         host, port = split_hostport(options.api, 4280)
         server = uvicorn.Server(
             uvicorn.Config(
@@ -76,10 +90,27 @@ async def serve(options: ServeOptions) -> None:
             )
         )
         log.info("API on http://%s:%d, registry on %s, data in %s", host, port, options.registry, layout.root)
+        log.info("edge on http://%s and https://%s (CA: %s)", options.edge_http, options.edge_https, edge.ca_path)
         await server.serve()
     finally:
+        await edge.close()
         await plane.close()
         await runtime.close()
         await registry.stop()
         await store.close()
         log.info("stopped; machines keep running and are adopted at the next start")
+
+
+def edge_settings(options: ServeOptions, layout: Layout) -> EdgeSettings:
+    http_host, http_port = split_hostport(options.edge_http, 8080)
+    https_host, https_port = split_hostport(options.edge_https, 8443)
+    return EdgeSettings(
+        data_dir=layout.edge,
+        http_host=http_host,
+        http_port=http_port,
+        https_host=https_host,
+        https_port=https_port,
+        region=options.default_region,
+        autostop_idle=options.autostop_idle,
+        autostop_interval=min(options.autostop_interval, max(options.autostop_idle / 2, 0.5)),
+    )

@@ -36,10 +36,14 @@ class Lifecycle(MachineBase):
         return normalize_config(machine.config)[1]
 
     async def start(self, app: App, mid: str, nonce: str | None, *, source: str = "user") -> MachineState:
-        """Start a created or stopped machine, or resume a suspended one. Returns the state it was in."""
+        """Start a created or stopped machine, or resume a suspended one. Returns the state it was in.
+
+        `source="flyd"` is the platform acting on its own (the edge's autostart): leases bind users only.
+        """
         async with self.locked(mid):
             machine = await self.find(app, mid)
-            self.check_lease(machine, nonce)
+            if source == "user":
+                self.check_lease(machine, nonce)
             check_action(Action.START, machine.state)
             previous = machine.state
             machine = await self.transition(machine, S.STARTING)
@@ -57,22 +61,31 @@ class Lifecycle(MachineBase):
             return previous
 
     async def stop(
-        self, app: App, mid: str, nonce: str | None, *, signal: int | None = None, timeout: float | None = None
+        self,
+        app: App,
+        mid: str,
+        nonce: str | None,
+        *,
+        signal: int | None = None,
+        timeout: float | None = None,
+        source: str = "user",
     ) -> None:
         async with self.locked(mid):
             machine = await self.find(app, mid)
-            self.check_lease(machine, nonce)
+            if source == "user":
+                self.check_lease(machine, nonce)
             check_action(Action.STOP, machine.state)
             if machine.state in (S.STOPPED, S.CREATED):
                 return  # already at rest: stop is idempotent, as flyctl expects
-            await self._stop_locked(machine, signal, timeout, source="user")
+            await self._stop_locked(machine, signal, timeout, source=source)
 
     async def _stop_locked(
         self, machine: Machine, signal: int | None, timeout: float | None, *, source: str
     ) -> Machine:
         spec = self.spec_of(machine)
+        was_suspended = machine.state is S.SUSPENDED
         machine = await self.transition(machine, S.STOPPING)
-        if machine.state is S.SUSPENDED:
+        if was_suspended:
             await self.runtime.resume(machine.id)  # a frozen process cannot handle its signal
         exit = await self.runtime.stop(
             machine.id, signal or spec.stop_signal, spec.stop_timeout if timeout is None else timeout
@@ -82,7 +95,8 @@ class Lifecycle(MachineBase):
     async def suspend(self, app: App, mid: str, nonce: str | None, *, source: str = "user") -> None:
         async with self.locked(mid):
             machine = await self.find(app, mid)
-            self.check_lease(machine, nonce)
+            if source == "user":
+                self.check_lease(machine, nonce)
             check_action(Action.SUSPEND, machine.state)
             machine = await self.transition(machine, S.SUSPENDING)
             await self.runtime.suspend(mid)

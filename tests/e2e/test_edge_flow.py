@@ -1,0 +1,85 @@
+"""The seed's flow through the edge: a machine with autostop/autostart services wakes on its first request,
+stops (or suspends) when idle, and wakes again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.api.helpers import create_machine, wait_for
+from tests.support.server import Server, running_server
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with running_server("--autostop-idle", "2") as started:
+        started.push_image("busybox")
+        yield started
+
+
+def service(autostop: str | bool) -> dict[str, object]:
+    return {
+        "protocol": "tcp",
+        "internal_port": 8080,
+        "autostop": autostop,
+        "autostart": True,
+        "ports": [{"port": 80, "handlers": ["http"]}, {"port": 443, "handlers": ["http", "tls"]}],
+    }
+
+
+def edge_get(server: Server, app: str, path: str = "/") -> httpx.Response:
+    url = f"http://127.0.0.1:{server.edge_http_port}{path}"
+    return httpx.get(url, headers={"Host": f"{app}.localhost:{server.edge_http_port}"}, timeout=60)
+
+
+@pytest.mark.parametrize("autostop", ["stop", "suspend"])
+def test_autostart_then_autostop_then_wake(server: Server, autostop: str) -> None:
+    app = f"edge-{autostop}"
+    with server.client() as api:
+        assert api.post("/v1/apps", json={"app_name": app, "org_slug": "personal"}).status_code == 201
+        config = {"image": f"{server.registry}/busybox:latest", "services": [service(autostop)]}
+        machine = create_machine(api, app, config, skip_launch=True)
+        assert machine["config"]["services"][0]["autostop"] == (True if autostop == "stop" else "suspend")
+
+        first = edge_get(server, app)  # the created machine starts on its first request
+        assert first.status_code == 200 and "hello from aerodrome" in first.text
+        assert first.headers.get("fly-request-id")
+        assert api.get(f"/v1/apps/{app}/machines/{machine['id']}").json()["state"] == "started"
+
+        rested = "stopped" if autostop == "stop" else "suspended"
+        wait_for(api, app, machine["id"], rested, timeout=30)  # idle for 2 s → autostop
+
+        again = edge_get(server, app)
+        assert again.status_code == 200 and "hello" in again.text
+        assert api.get(f"/v1/apps/{app}/machines/{machine['id']}").json()["state"] == "started"
+        api.delete(f"/v1/apps/{app}")
+
+
+def test_unknown_app_and_autostart_off(server: Server) -> None:
+    assert edge_get(server, "no-such-app").status_code in (404, 502, 503)
+    with server.client() as api:
+        api.post("/v1/apps", json={"app_name": "edge-noauto", "org_slug": "personal"})
+        svc = {**service("off"), "autostart": False}
+        create_machine(
+            api, "edge-noauto", {"image": f"{server.registry}/busybox:latest", "services": [svc]}, skip_launch=True
+        )
+        refused = edge_get(server, "edge-noauto")
+        assert refused.status_code == 503 and refused.text
+        api.delete("/v1/apps/edge-noauto")
+
+
+def test_burst_during_autostart_starts_once(server: Server) -> None:
+    import concurrent.futures
+
+    with server.client() as api:
+        api.post("/v1/apps", json={"app_name": "edge-burst", "org_slug": "personal"})
+        config = {"image": f"{server.registry}/busybox:latest", "services": [service("off")]}
+        machine = create_machine(api, "edge-burst", config, skip_launch=True)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+            statuses = list(pool.map(lambda _: edge_get(server, "edge-burst").status_code, range(40)))
+        assert statuses == [200] * 40
+        events = api.get(f"/v1/apps/edge-burst/machines/{machine['id']}/events").json()
+        assert [e["type"] for e in events].count("start") == 1
+        api.delete("/v1/apps/edge-burst")
