@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Select, bindparam, insert, select, update
 
 from aerodrome.core import Lease, Machine, MachineEvent, MachineState, MachineVersion, NotFoundError
 from aerodrome.store import mapping
@@ -38,11 +38,16 @@ def add_machine(conn: Connection, machine: Machine, event: MachineEvent) -> None
     conn.execute(insert(machine_events).values(**mapping.event_to_row(event)))
 
 
+# Point lookups are built once: constructing a statement costs more than SQLite takes to answer it.
+_MACHINE_BY_ID = select(machines).where(machines.c.id == bindparam("machine_id"))
+_MACHINE_BY_ID_IN_APP = _MACHINE_BY_ID.where(machines.c.app_name == bindparam("app_name"))
+
+
 def get_machine(conn: Connection, machine_id: str, app_name: str | None) -> Machine | None:
-    query = select(machines).where(machines.c.id == machine_id)
-    if app_name is not None:
-        query = query.where(machines.c.app_name == app_name)
-    row = conn.execute(query).first()
+    if app_name is None:
+        row = conn.execute(_MACHINE_BY_ID, {"machine_id": machine_id}).first()
+    else:
+        row = conn.execute(_MACHINE_BY_ID_IN_APP, {"machine_id": machine_id, "app_name": app_name}).first()
     return None if row is None else mapping.machine_from_row(row)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets as random_source
 
-from sqlalchemy import Connection, delete, exists, func, insert, select
+from sqlalchemy import Connection, bindparam, delete, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from aerodrome.core import AlreadyExistsError, App, MachineState, NotFoundError, Organization, Token
@@ -63,7 +63,7 @@ def add_token(conn: Connection, token: Token, secret_hash: str) -> None:
 
 
 def find_token(conn: Connection, secret_hash: str) -> Token | None:
-    row = conn.execute(select(tokens).where(tokens.c.secret_hash == secret_hash)).first()
+    row = conn.execute(_TOKEN_BY_HASH, {"secret_hash": secret_hash}).first()
     return None if row is None else mapping.token_from_row(row)
 
 
@@ -78,8 +78,12 @@ def add_app(conn: Connection, app: App) -> None:
         raise AlreadyExistsError(f"app name {app.name!r} is already taken") from exc
 
 
+_APP_BY_NAME = select(apps).where(apps.c.name == bindparam("name"))
+_TOKEN_BY_HASH = select(tokens).where(tokens.c.secret_hash == bindparam("secret_hash"))
+
+
 def get_app(conn: Connection, name: str) -> App | None:
-    row = conn.execute(select(apps).where(apps.c.name == name)).first()
+    row = conn.execute(_APP_BY_NAME, {"name": name}).first()
     return None if row is None else mapping.app_from_row(row)
 
 
