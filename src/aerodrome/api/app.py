@@ -8,8 +8,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from aerodrome.api import errors
-from aerodrome.api.routes import actions, apps, leases, machines, platform, secrets, volumes
+from aerodrome.api import errors, graphql
+from aerodrome.api.routes import actions, apps, ips, leases, machines, platform, secrets, volumes
 from aerodrome.control import ControlPlane
 from aerodrome.core import AerodromeError
 
@@ -28,6 +28,8 @@ def build_routes(extra: list[BaseRoute] | None = None) -> list[BaseRoute]:
         *volumes.routes,
         *secrets.routes,
         *platform.routes,
+        *ips.routes,
+        *graphql.routes,
         *(extra or []),
     ]
 

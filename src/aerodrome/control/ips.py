@@ -9,6 +9,7 @@ should. Dedicated addresses are the lowest free ones of their pool and are never
 from __future__ import annotations
 
 import asyncio
+import builtins
 import dataclasses
 import ipaddress
 import logging
@@ -60,7 +61,8 @@ def canonical(address: str) -> str:
 def lowest_free(version: int, base: int, start: int, end: int, taken: set[str]) -> str | None:
     """The lowest address `base + n` (start <= n < end) not in `taken`; looks at len(taken) + 1 candidates at most."""
     for offset in range(start, min(end, start + len(taken) + 1)):
-        candidate = str(ipaddress.ip_address(base + offset) if version == 4 else ipaddress.IPv6Address(base + offset))
+        value = base + offset
+        candidate = str(ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value))
         if candidate not in taken:
             return candidate
     return None
@@ -84,8 +86,8 @@ class IPs:
         self.pool_v4: Network = ipaddress.IPv4Network(pool_v4)
         self.pool_v6: Network = ipaddress.IPv6Network(pool_v6)
         self._lock = asyncio.Lock()
-        self._on_allocate: list[IPCallback] = []
-        self._on_release: list[IPCallback] = []
+        self._on_allocate: builtins.list[IPCallback] = []
+        self._on_release: builtins.list[IPCallback] = []
 
     def subscribe(self, *, allocated: IPCallback | None = None, released: IPCallback | None = None) -> None:
         """Call `allocated(ip)` after each allocation and `released(ip)` after each release (every type)."""
@@ -98,7 +100,7 @@ class IPs:
         """The app's addresses, oldest first, the shared one included."""
         return [self._shown(ip) for ip in await self._store.list_ips(app.name)]
 
-    async def dedicated(self, types: tuple[str, ...] = DEDICATED_TYPES) -> list[IPAddress]:
+    async def dedicated(self, types: tuple[str, ...] = DEDICATED_TYPES) -> builtins.list[IPAddress]:
         """Every app's addresses of `types` (each names its app): what the edge binds when it starts."""
         return [self._shown(ip) for ip in await self._store.list_ips() if ip.type in types]
 
@@ -130,17 +132,24 @@ class IPs:
         await self._notify(self._on_allocate, shown)
         return shown
 
+    async def find(self, app: App, *, address: str | None = None, ip_id: str | None = None) -> IPAddress | None:
+        """The app's address with this id or this address (any spelling), if it has one."""
+        wanted = canonical(address) if address else None
+        for ip in await self.list(app):
+            if (ip_id and ip.id == ip_id) or (wanted is not None and canonical(ip.address) == wanted):
+                return ip
+        return None
+
     async def release(self, app: App, *, address: str | None = None, ip_id: str | None = None) -> IPAddress:
         """Release one of the app's addresses, named by address or by id."""
         if not address and not ip_id:
             raise InvalidArgumentError("name the address to release (ip or ipAddressId)")
-        wanted = canonical(address) if address else None
-        for ip in await self.list(app):
-            if ip.id == ip_id or (wanted is not None and canonical(ip.address) == wanted):
-                await self._store.delete_ip(ip.id)
-                await self._notify(self._on_release, ip)
-                return ip
-        raise NotFoundError(f"IP address {address or ip_id} not found for app {app.name!r}")
+        ip = await self.find(app, address=address, ip_id=ip_id)
+        if ip is None:
+            raise NotFoundError(f"IP address {address or ip_id} not found for app {app.name!r}")
+        await self._store.delete_ip(ip.id)
+        await self._notify(self._on_release, ip)
+        return ip
 
     async def release_all(self, app: App) -> None:
         """Release every address of the app (before it is deleted), so subscribers unbind them."""
@@ -190,7 +199,7 @@ class IPs:
             return dataclasses.replace(ip, address=self.shared_v4)
         return ip
 
-    async def _notify(self, callbacks: list[IPCallback], ip: IPAddress) -> None:
+    async def _notify(self, callbacks: builtins.list[IPCallback], ip: IPAddress) -> None:
         # A subscriber's failure (say, an address the edge cannot bind) must not undo the allocation itself.
         for callback in callbacks:
             try:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aerodrome.control.apps import Apps
 from aerodrome.control.auth import Tokens
 from aerodrome.control.events import ChangeFeed
+from aerodrome.control.ips import IPs
 from aerodrome.control.machines import Machines
 from aerodrome.control.recovery import recover
 from aerodrome.control.secrets import Secrets
@@ -20,6 +21,10 @@ class Settings:
     regions: frozenset[str] | None = None  # None: every region code a client names
     rate_limits: bool = True
     volume_unit_bytes: int = GIB
+    shared_ipv4: str = "127.0.0.1"  # the edge's shared address; dedicated ones come from the pools below
+    ipv4_pool: str = "127.0.1.0/24"
+    ipv6_pool: str = "fdae:ad::/48"  # a ULA prefix apart from fd00::/64 (eth0) and fdaa::/16 (6PN)
+    app_domain: str = "localhost"  # apps answer as <name>.<app_domain> on the edge
 
 
 class ControlPlane:
@@ -39,6 +44,13 @@ class ControlPlane:
         self.feed = ChangeFeed()
         self.tokens = Tokens(store, self.clock)
         self.apps = Apps(store, self.clock)
+        self.ips = IPs(
+            store,
+            self.clock,
+            shared_v4=self.settings.shared_ipv4,
+            pool_v4=self.settings.ipv4_pool,
+            pool_v6=self.settings.ipv6_pool,
+        )
         self.secrets = Secrets(store, self.clock, secrets_key)
         self.volumes = Volumes(store, volume_backend, self.clock, unit_bytes=self.settings.volume_unit_bytes)
         self.machines = Machines(
@@ -65,6 +77,7 @@ class ControlPlane:
             await self.machines.destroy(app, machine.id, force=True, nonce_=None, ignore_lease=True)
         for volume in await self.store.list_volumes(app.name):
             await self.volumes.delete(app, volume.id)
+        await self.ips.release_all(app)
         await self.store.delete_app(app.name)
 
     async def close(self) -> None:

@@ -1,0 +1,77 @@
+"""The executable schema: Fly's SDL subset (`schema.graphql`) bound to aerodrome's resolvers, and its replies."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from importlib import resources
+from typing import Any
+
+from graphql import GraphQLError, GraphQLObjectType, GraphQLSchema, build_schema, graphql
+
+from aerodrome.api.errors import status_of
+from aerodrome.api.graphql.resolvers import FIELD_RESOLVERS, Context
+from aerodrome.core import AerodromeError
+
+log = logging.getLogger("aerodrome.api.graphql")
+
+JSON = dict[str, Any]
+
+#: HTTP status of an error kind → the `extensions.code` fly-go tests (`UNAUTHORIZED`, `NOT_FOUND`).
+CODE_BY_STATUS = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    404: "NOT_FOUND",
+    408: "TIMEOUT",
+    409: "CONFLICT",
+    412: "PRECONDITION_FAILED",
+    422: "UNPROCESSABLE",
+    429: "RATE_LIMITED",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+@functools.cache
+def schema() -> GraphQLSchema:
+    """Built once per process; field resolvers are bound on the built types."""
+    sdl = resources.files("aerodrome.api.graphql").joinpath("schema.graphql").read_text()
+    built = build_schema(sdl)
+    for (type_name, field_name), resolve in FIELD_RESOLVERS.items():
+        owner = built.get_type(type_name)
+        assert isinstance(owner, GraphQLObjectType), type_name
+        owner.fields[field_name].resolve = resolve
+    return built
+
+
+def error_body(message: str, code: str, path: list[str | int] | None = None) -> JSON:
+    body: JSON = {"message": message, "extensions": {"code": code}}
+    if path is not None:
+        body["path"] = path
+    return body
+
+
+def format_error(error: GraphQLError) -> JSON:
+    original = error.original_error
+    if original is None:  # a syntax or validation error of the document itself
+        body = error_body(error.message, "GRAPHQL_VALIDATION_FAILED", error.path)
+    elif isinstance(original, AerodromeError):
+        body = error_body(
+            original.message, CODE_BY_STATUS.get(status_of(original), "INTERNAL_SERVER_ERROR"), error.path
+        )
+    else:
+        log.error("GraphQL resolver failed at %s", error.path, exc_info=original)
+        body = error_body(f"internal error: {type(original).__name__}", "INTERNAL_SERVER_ERROR", error.path)
+    if error.locations:
+        body["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
+    return body
+
+
+async def execute(context: Context, query: str, variables: JSON | None, operation_name: str | None) -> JSON:
+    """Run one operation; the reply is `{"data": …}` plus `"errors"` when any field failed."""
+    result = await graphql(
+        schema(), query, context_value=context, variable_values=variables, operation_name=operation_name
+    )
+    reply: JSON = {"data": result.data}
+    if result.errors:
+        reply["errors"] = [format_error(error) for error in result.errors]
+    return reply
