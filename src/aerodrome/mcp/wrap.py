@@ -253,6 +253,8 @@ class Program:
                 break
             await deliver(line.rstrip(b"\r\n"))
         log.info("program output stream closed (pid %d)", self.process.pid)
+        if self.process.stdin is not None:
+            self.process.stdin.close()  # as flyctl does: later writes fail, so POSTs get 500 rather than 202
 
     def _signal_group(self, signum: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -397,14 +399,14 @@ class Session:
         """Send a POST's messages to the program and answer with its responses (SSE or JSON), or 202."""
         keys = [message_key(m["id"]) for m in messages if isinstance(m, dict) and "method" in m and "id" in m]
         if not keys:
-            await self.program.write(request.body)
+            await self.program.write(self.as_lines(request.body, messages))
             await respond(writer, 202, b"", "")
             return
         exchange = Exchange(set(keys), "text/event-stream" in request.header("accept"))
         self.exchanges.append(exchange)
         self.by_request.update(dict.fromkeys(keys, exchange))
         try:
-            await self.program.write(request.body)
+            await self.program.write(self.as_lines(request.body, messages))
             if exchange.sse:
                 await self._stream_replies(exchange, writer, request.version == "HTTP/1.1")
             else:
@@ -414,6 +416,13 @@ class Session:
             for key in keys:
                 self.by_request.pop(key, None)
             self.last_used = time.monotonic()
+
+    @staticmethod
+    def as_lines(body: bytes, messages: list[Any]) -> bytes:
+        """A batch goes to the program one message per line: stdio servers after 2025-03-26 reject batches."""
+        if not body.lstrip().startswith(b"["):
+            return body
+        return b"\n".join(json.dumps(message).encode() for message in messages)
 
     async def _stream_replies(self, exchange: Exchange, writer: asyncio.StreamWriter, chunked: bool) -> None:
         stream = ChunkedStream(writer, chunked)
