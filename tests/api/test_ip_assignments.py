@@ -1,9 +1,15 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import httpx
+import pytest
 
+from aerodrome.control import IPs
+from aerodrome.core import IPAddress, SystemClock, UnavailableError
+from aerodrome.store import SqlStore
+from tests.store.factories import make_app
 from tests.support.server import Server
 
 ASSIGNMENT_KEYS = {"ip", "region", "service_name", "shared", "created_at"}
@@ -66,3 +72,42 @@ def test_another_organisation_gets_not_found(server: Server, api: httpx.Client, 
     assert [a["ip"] for a in api.get(f"/v1/apps/{app_name}/ip_assignments").json()["ips"]] == [ip]
     unauthenticated = httpx.get(f"{server.api_url}/v1/apps/{app_name}/ip_assignments")
     assert unauthenticated.status_code == 401
+
+
+async def test_edge_hooks(tmp_path: Path) -> None:
+    """What the edge subscribes to and binds at start; in-process over a real SQLite store."""
+    store = SqlStore.open_sqlite(tmp_path / "aerodrome.db")
+    try:
+        org = await store.ensure_org("personal", "Personal")
+        apps = [make_app("one"), make_app("two")]
+        for app in apps:
+            await store.add_app(app)
+        ips = IPs(store, SystemClock(), shared_v4="127.0.0.1", pool_v4="127.0.1.0/30")
+        seen: list[tuple[str, str, str]] = []
+
+        async def allocated(ip: IPAddress) -> None:
+            seen.append(("allocated", ip.app_name, ip.address))
+
+        async def released(ip: IPAddress) -> None:
+            seen.append(("released", ip.app_name, ip.address))
+
+        ips.subscribe(allocated=allocated, released=released)
+        first = await ips.allocate(apps[0], org, "v4")
+        second = await ips.allocate(apps[1], org, "v4")
+        await ips.allocate(apps[1], org, "shared_v4")
+        assert (first.address, second.address) == ("127.0.1.1", "127.0.1.2")
+        with pytest.raises(UnavailableError):  # a /30 holds two hosts
+            await ips.allocate(apps[0], org, "v4")
+
+        dedicated = await ips.dedicated()
+        assert sorted((ip.app_name, ip.address) for ip in dedicated) == [("one", "127.0.1.1"), ("two", "127.0.1.2")]
+        await ips.release_all(apps[1])
+        assert seen[:3] == [
+            ("allocated", "one", "127.0.1.1"),
+            ("allocated", "two", "127.0.1.2"),
+            ("allocated", "two", "127.0.0.1"),
+        ]
+        assert sorted(seen[3:]) == [("released", "two", "127.0.0.1"), ("released", "two", "127.0.1.2")]
+        assert [ip.address for ip in await ips.dedicated()] == ["127.0.1.1"]
+    finally:
+        await store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aerodrome.control.auth import candidate_tokens, hash_token
+from aerodrome.control.ips import IPs
 from aerodrome.control.machines import Machines, resolve_argv
 from aerodrome.control.plane import ControlPlane, Settings
 from aerodrome.control.secrets import Secrets
@@ -11,6 +12,7 @@ from aerodrome.control.volumes import GIB, Volumes
 __all__ = [
     "GIB",
     "ControlPlane",
+    "IPs",
     "Machines",
     "Secrets",
     "Settings",
