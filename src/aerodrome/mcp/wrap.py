@@ -642,6 +642,11 @@ class WrapServer:
     async def handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve requests on one connection until the client closes it or a stream ends it."""
         self.connections.add(writer)
+        sock = writer.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # asyncio sets TCP_NODELAY only when the listening socket's proto is IPPROTO_TCP, which
+            # socket.create_server's is not; without it an event written after a reply head waits for a delayed ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             while (request := await read_request(reader, writer)) is not None:
                 if not await self.dispatch(request, reader, writer) or not request.keep_alive:
