@@ -52,7 +52,7 @@ def error_body(message: str, code: str, path: list[str | int] | None = None) -> 
 
 def format_error(error: GraphQLError) -> JSON:
     original = error.original_error
-    if original is None:  # a syntax or validation error of the document itself
+    if original is None or isinstance(original, GraphQLError):  # the document or its variables are invalid
         body = error_body(error.message, "GRAPHQL_VALIDATION_FAILED", error.path)
     elif isinstance(original, AerodromeError):
         body = error_body(
