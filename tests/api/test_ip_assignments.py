@@ -56,6 +56,7 @@ def test_bad_requests(api: httpx.Client, app_name: str) -> None:
     base = f"/v1/apps/{app_name}/ip_assignments"
     assert api.post(base, json={"type": "v5"}).status_code == 400
     assert api.post(base, json={"type": 4}).status_code == 400
+    assert api.post(base, json={"region": "iad"}).status_code == 400
     assert api.post(base, content=b"{not json").status_code == 400
     assert api.post(base, json={"type": "v4", "org_slug": "someone-else"}).status_code == 404
     assert api.get("/v1/apps/no-such-app-here/ip_assignments").status_code == 404

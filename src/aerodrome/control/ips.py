@@ -120,6 +120,8 @@ class IPs:
         service_name: str = "",
     ) -> IPAddress:
         """Allocate an address of `type_` to the app; a second shared_v4 returns the first."""
+        if not type_:
+            raise InvalidArgumentError("type is required")
         if type_ not in IP_TYPES:
             raise InvalidArgumentError(f"invalid IP address type {type_!r}: use one of {', '.join(IP_TYPES)}")
         async with self._lock:

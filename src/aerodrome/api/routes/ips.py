@@ -45,7 +45,7 @@ async def create_assignment(request: Request) -> Response:
     ip = await call.plane.ips.allocate(
         app,
         await call.org(),
-        _text(body, "type") or "v6",
+        _text(body, "type"),
         region=_text(body, "region"),
         network=_text(body, "network"),
         service_name=_text(body, "service_name"),
