@@ -69,4 +69,4 @@ def test_secrets_are_hidden_and_injected(api: httpx.Client, app_name: str, image
     assert api.get(f"{url}/OTHER").status_code == 404
     machine = create_machine(api, app_name, {"image": image})
     wait_for(api, app_name, machine["id"], "started")
-    assert machine_exec(api, app_name, machine["id"], "printenv", "API_KEY")["stdout"].strip() == "s3cret"
+    assert machine_exec(api, app_name, machine["id"], "sh", "-c", "echo $API_KEY")["stdout"].strip() == "s3cret"

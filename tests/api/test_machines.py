@@ -90,7 +90,7 @@ def test_update_makes_a_new_version(api: httpx.Client, app_name: str, image: str
     second = updated.json()["instance_id"]
     assert second != first
     wait_for(api, app_name, mid, "started")
-    assert machine_exec(api, app_name, mid, "printenv", "COLOR")["stdout"].strip() == "blue"
+    assert machine_exec(api, app_name, mid, "sh", "-c", "echo $COLOR")["stdout"].strip() == "blue"
     assert [v["version"] for v in api.get(f"{base}/versions").json()] == [second, first]
 
 
