@@ -83,3 +83,61 @@ def test_burst_during_autostart_starts_once(server: Server) -> None:
         events = api.get(f"/v1/apps/edge-burst/machines/{machine['id']}/events").json()
         assert [e["type"] for e in events].count("start") == 1
         api.delete("/v1/apps/edge-burst")
+
+
+ALLOCATE = (
+    "mutation($input: AllocateIPAddressInput!) { allocateIpAddress(input: $input) "
+    "{ ipAddress { id address type region createdAt } } }"
+)
+RELEASE = "mutation($input: ReleaseIPAddressInput!) { releaseIpAddress(input: $input) { clientMutationId } }"
+
+
+def test_dedicated_v4_routes_without_host_until_released(server: Server) -> None:
+    with server.client() as api:
+        api.post("/v1/apps", json={"app_name": "edge-dedicated", "org_slug": "personal"})
+        config = {"image": f"{server.registry}/busybox:latest", "services": [service("off")]}
+        create_machine(api, "edge-dedicated", config)
+        variables = {"input": {"appId": "edge-dedicated", "type": "v4", "region": ""}}
+        reply = api.post("/graphql", json={"query": ALLOCATE, "variables": variables}).json()
+        address = reply["data"]["allocateIpAddress"]["ipAddress"]["address"]
+        assert address.startswith("127.")
+
+        response = httpx.get(f"http://{address}/", timeout=60)  # no Host naming the app
+        assert response.status_code == 200 and "hello" in response.text
+
+        released = api.post(
+            "/graphql", json={"query": RELEASE, "variables": {"input": {"appId": "edge-dedicated", "ip": address}}}
+        )
+        assert "errors" not in released.json()
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://{address}/", timeout=5)
+        api.delete("/v1/apps/edge-dedicated")
+
+
+def test_tls_with_the_aerodrome_ca_and_force_https(server: Server) -> None:
+    import ssl
+
+    with server.client() as api:
+        api.post("/v1/apps", json={"app_name": "edge-tls", "org_slug": "personal"})
+        svc = service("off")
+        svc["ports"] = [
+            {"port": 80, "handlers": ["http"], "force_https": True},
+            {"port": 443, "handlers": ["http", "tls"]},
+        ]
+        create_machine(api, "edge-tls", {"image": f"{server.registry}/busybox:latest", "services": [svc]})
+
+        redirect = edge_get(server, "edge-tls")
+        assert redirect.status_code == 301 and redirect.headers["location"].startswith("https://edge-tls.localhost")
+
+        ca = server.data_dir / "edge" / "tls" / "ca" / "ca.pem"
+        context = ssl.create_default_context(cafile=str(ca))
+        host = f"edge-tls.localhost:{server.edge_https_port}"
+        with httpx.Client(verify=context, timeout=60) as client:
+            # not every resolver maps *.localhost to loopback: connect to it, and name the app by SNI and Host
+            response = client.get(
+                f"https://127.0.0.1:{server.edge_https_port}/",
+                headers={"Host": host},
+                extensions={"sni_hostname": "edge-tls.localhost"},
+            )
+        assert response.status_code == 200 and "hello" in response.text
+        api.delete("/v1/apps/edge-tls")

@@ -14,6 +14,7 @@ from aerodrome.cli.config import Layout, split_hostport
 from aerodrome.control import ControlPlane, Secrets, Settings
 from aerodrome.proxy import Edge, EdgeSettings
 from aerodrome.proxy.control_directory import ControlDirectory
+from aerodrome.proxy.dedicated import DedicatedAddresses
 from aerodrome.runtime import EmbeddedRegistry, ImageStore, LoopVolumeBackend, RuncRuntime
 from aerodrome.store import SqlStore, sqlite_url
 
@@ -76,13 +77,15 @@ async def serve(options: ServeOptions) -> None:
             volume_unit_bytes=options.volume_unit_bytes,
         ),
     )
-    edge = Edge(
-        ControlDirectory(store, plane.machines, domain=options.domain),
-        edge_settings(options, layout),
-    )
+    directory = ControlDirectory(store, plane.machines, domain=options.domain)
+    edge = Edge(directory, edge_settings(options, layout))
+    dedicated = DedicatedAddresses(edge, directory.service_ports, pool_v6=plane.settings.ipv6_pool)
+    directory.dedicated = dedicated.app_for
+    plane.ips.subscribe(allocated=dedicated.bind, released=dedicated.release)
     try:
         await plane.start()
         await edge.start()
+        await dedicated.start(await plane.ips.dedicated())
         host, port = split_hostport(options.api, 4280)
         server = uvicorn.Server(
             uvicorn.Config(
@@ -93,6 +96,7 @@ async def serve(options: ServeOptions) -> None:
         log.info("edge on http://%s and https://%s (CA: %s)", options.edge_http, options.edge_https, edge.ca_path)
         await server.serve()
     finally:
+        await dedicated.close()
         await edge.close()
         await plane.close()
         await runtime.close()

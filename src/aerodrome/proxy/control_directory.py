@@ -34,11 +34,11 @@ class ControlDirectory:
         self._store = store
         self._machines = machines
         self._suffix = "." + domain.strip(".")
-        self._dedicated = dedicated or (lambda _address: None)
+        self.dedicated = dedicated or (lambda _address: None)
 
     def app_name_for(self, host: str | None, local_addr: str) -> str | None:
         """`myapp.localhost:8080` → `myapp`; a dedicated address → its app whatever the host."""
-        by_address = self._dedicated(local_addr)
+        by_address = self.dedicated(local_addr)
         if by_address:
             return by_address
         if not host:
@@ -114,6 +114,15 @@ class ControlDirectory:
                 if route is not None:
                     routes.append(route)
         return routes
+
+    async def service_ports(self, app: str) -> set[int]:
+        """Every port the app's machines declare, for binding its dedicated addresses."""
+        return {
+            port.port
+            for machine in await self._store.list_machines(app)
+            for service in self._machines.spec_of(machine).services
+            for port in service.ports
+        }
 
     async def _app(self, name: str) -> App:
         app = await self._store.get_app(name)

@@ -1,0 +1,83 @@
+"""Dedicated addresses on this host: bound by the edge so that they route to their app with no Host header.
+
+IPv4 addresses come from 127.0.0.0/8, which Linux treats as local whole; IPv6 ones are added to `lo`, and their
+pool gets an `unreachable` route so that no packet for an unallocated address leaves the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable
+
+from aerodrome.core import IPAddress
+from aerodrome.proxy.edge import Edge
+
+log = logging.getLogger("aerodrome.edge")
+
+#: The ports every dedicated address serves, besides the app's own service ports.
+HTTP_PORTS = frozenset({80, 443})
+
+
+class DedicatedAddresses:
+    def __init__(self, edge: Edge, service_ports: Callable[[str], Awaitable[set[int]]], *, pool_v6: str) -> None:
+        self._edge = edge
+        self._service_ports = service_ports
+        self._pool_v6 = pool_v6
+        self._apps: dict[str, str] = {}  # address → app
+
+    def app_for(self, address: str) -> str | None:
+        """The app a local address belongs to (the Directory's dedicated lookup)."""
+        return self._apps.get(_canonical(address))
+
+    async def start(self, addresses: list[IPAddress]) -> None:
+        await _ip("-6", "route", "replace", "unreachable", self._pool_v6)
+        for address in addresses:
+            await self.bind(address)
+
+    async def bind(self, ip: IPAddress) -> None:
+        if ip.type not in ("v4", "v6"):
+            return  # shared and private (flycast) addresses are not bound on the host
+        address = _canonical(ip.address)
+        if ip.type == "v6":
+            await _ip("-6", "addr", "replace", f"{address}/128", "dev", "lo", "nodad")
+        ports = HTTP_PORTS | await self._service_ports(ip.app_name)
+        try:
+            await self._edge.bind_address(address, sorted(ports))
+        except OSError as exc:
+            log.warning("cannot listen on %s for app %s: %s", address, ip.app_name, exc)
+            return
+        self._apps[address] = ip.app_name
+
+    async def release(self, ip: IPAddress) -> None:
+        address = _canonical(ip.address)
+        if self._apps.pop(address, None) is None:
+            return
+        await self._edge.release_address(address)
+        if ip.type == "v6":
+            await _ip("-6", "addr", "del", f"{address}/128", "dev", "lo")
+
+    async def close(self) -> None:
+        """Stop listening; addresses stay allocated and are bound again at the next start."""
+        for address in list(self._apps):
+            self._apps.pop(address)
+            await self._edge.release_address(address)
+            if ":" in address:
+                await _ip("-6", "addr", "del", f"{address}/128", "dev", "lo")
+
+
+def _canonical(address: str) -> str:
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(address))
+    return address
+
+
+async def _ip(*args: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        "ip", *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 10)
+    if process.returncode != 0:
+        log.warning("ip %s: %s", " ".join(args), err.decode(errors="replace").strip())
