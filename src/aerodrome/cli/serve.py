@@ -82,6 +82,7 @@ async def serve(options: ServeOptions) -> None:
     dedicated = DedicatedAddresses(edge, directory.service_ports, pool_v6=plane.settings.ipv6_pool)
     directory.dedicated = dedicated.app_for
     plane.ips.subscribe(allocated=dedicated.bind, released=dedicated.release)
+    plane.feed.subscribe(edge.fleet.machine_changed)
     try:
         await plane.start()
         await edge.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 
 
 class ChangeFeed:
@@ -11,11 +12,18 @@ class ChangeFeed:
 
     def __init__(self) -> None:
         self._events: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._listeners: list[Callable[[str], None]] = []
+
+    def subscribe(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(machine_id)` after every change (the edge drops what it cached about the machine)."""
+        self._listeners.append(listener)
 
     def publish(self, machine_id: str) -> None:
         event = self._events.pop(machine_id, None)
         if event is not None:
             event.set()
+        for listener in self._listeners:
+            listener(machine_id)
 
     async def next_change(self, machine_id: str, timeout: float) -> bool:
         """Wait for the next change of `machine_id`; False if `timeout` seconds pass first."""

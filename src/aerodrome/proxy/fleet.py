@@ -83,6 +83,11 @@ class Fleet:
     def is_stopping(self, machine_id: str) -> bool:
         return machine_id in self._stops
 
+    def machine_changed(self, machine_id: str) -> None:
+        """The control plane changed the machine: forget cached routes and what the edge assumed about it."""
+        self._overrides.pop(machine_id, None)
+        self._routes.clear()
+
     def _settle(self, machine_id: str, state: MachineState) -> None:
         # Long enough for the control plane to catch up; the route cache is cleared so it is asked again.
         self._overrides[machine_id] = _Override(state, self.clock() + max(5.0, 5 * self.route_ttl))
