@@ -49,6 +49,9 @@ def serve(
     volume_unit_mb: Annotated[
         int, typer.Option("--volume-unit-mb", help="Size of one volume 'GB' in MiB (tests use 1).", hidden=True)
     ] = 1024,
+    volume_check_interval: Annotated[
+        float, typer.Option("--volume-check-interval", help="Seconds between volume auto-extend checks (0: off).")
+    ] = 30.0,
 ) -> None:
     """Run the API, the machines runtime and the embedded registry in the foreground."""
     from aerodrome.cli.serve import ServeOptions
@@ -71,6 +74,7 @@ def serve(
         edge_https=edge_https,
         domain=domain,
         autostop_idle=autostop_idle,
+        volume_check_interval=volume_check_interval,
     )
     _run(run_serve(options))
 

@@ -30,6 +30,7 @@ class ServeOptions:
     regions: frozenset[str] | None = None
     rate_limits: bool = True
     volume_unit_bytes: int = 1024**3
+    volume_check_interval: float = 30.0
     mirrors: dict[str, str] = field(default_factory=dict)
     edge_http: str = "127.0.0.1:8080"
     edge_https: str = "127.0.0.1:8443"
@@ -75,6 +76,7 @@ async def serve(options: ServeOptions) -> None:
             regions=options.regions,
             rate_limits=options.rate_limits,
             volume_unit_bytes=options.volume_unit_bytes,
+            volume_check_interval=options.volume_check_interval,
         ),
     )
     directory = ControlDirectory(store, plane.machines, domain=options.domain)

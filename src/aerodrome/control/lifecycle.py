@@ -8,6 +8,7 @@ from collections.abc import Collection, Coroutine
 from typing import Any
 
 from aerodrome.control.machine_base import MachineBase
+from aerodrome.control.volumes import Volumes
 from aerodrome.core import (
     Action,
     App,
@@ -31,6 +32,7 @@ S = MachineState
 
 class Lifecycle(MachineBase):
     _background: set[asyncio.Task[None]]
+    volumes: Volumes
 
     def spec_of(self, machine: Machine) -> MachineSpec:
         return normalize_config(machine.config)[1]
@@ -51,6 +53,7 @@ class Lifecycle(MachineBase):
                 if previous is S.SUSPENDED:
                     await self.runtime.resume(mid)
                 else:
+                    await self.volumes.grow_before_start(app.name, mid)  # while nothing holds the volume
                     await self.runtime.start(mid)
             except Exception:
                 await self.transition(
@@ -115,6 +118,7 @@ class Lifecycle(MachineBase):
                 await self.runtime.stop(
                     mid, signal or spec.stop_signal, spec.stop_timeout if timeout is None else timeout
                 )
+            await self.volumes.grow_before_start(app.name, mid)
             await self.runtime.start(mid)
             await self.transition(machine, S.STARTED, event=("restart", "user"))
 
@@ -222,6 +226,7 @@ class Lifecycle(MachineBase):
             if machine is None or machine.state is not S.STARTING:
                 return
             try:
+                await self.volumes.grow_before_start(machine.app_name, mid)
                 await self.runtime.start(mid)
             except Exception:
                 await self.transition(machine, S.FAILED, event=("start", "flyd"))

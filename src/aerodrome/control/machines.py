@@ -77,10 +77,14 @@ class Machines(Lifecycle, Leases, Metadata):
             raise InvalidArgumentError("invalid name: must be a string")
         image = await self.runtime.pull_image(spec.image)
         mid, version, now = machine_id(), ulid(), rfc3339(self.clock.now())
-        mounts = await self._attach_volumes(app, spec, region, mid)
-        sandbox = await self.runtime.create(
-            await self._sandbox_spec(app, org_network_id, mid, version, region, spec, image, mounts)
-        )
+        try:
+            mounts = await self._attach_volumes(app, spec, region, mid)
+            sandbox = await self.runtime.create(
+                await self._sandbox_spec(app, org_network_id, mid, version, region, spec, image, mounts)
+            )
+        except BaseException:
+            await self.volumes.release_all(app.name, mid)  # a machine that was never made holds no volume
+            raise
         machine = Machine(
             id=mid,
             app_name=app.name,
@@ -173,9 +177,7 @@ class Machines(Lifecycle, Leases, Metadata):
             check_action(Action.DESTROY, machine.state, force=force)
             machine = await self.transition(machine, MachineState.DESTROYING)
             await self.runtime.destroy(machine.id)
-            for volume in await self.store.list_volumes(app.name):
-                if volume.attached_machine_id == machine.id:
-                    await self.volumes.release(volume.id)
+            await self.volumes.release_all(app.name, machine.id)
             await self.transition(machine, MachineState.DESTROYED, event=("destroy", "user"), deleted=True, lease=None)
 
     async def list(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aerodrome.control.apps import Apps
 from aerodrome.control.auth import Tokens
+from aerodrome.control.autoextend import AutoExtend
 from aerodrome.control.events import ChangeFeed
 from aerodrome.control.ips import IPs
 from aerodrome.control.machines import Machines
@@ -21,6 +22,7 @@ class Settings:
     regions: frozenset[str] | None = None  # None: every region code a client names
     rate_limits: bool = True
     volume_unit_bytes: int = GIB
+    volume_check_interval: float = 30.0  # seconds between auto-extend passes; 0 turns them off
     shared_ipv4: str = "127.0.0.1"  # the edge's shared address; dedicated ones come from the pools below
     ipv4_pool: str = "127.0.1.0/24"
     ipv6_pool: str = "fdae:ad::/48"  # a ULA prefix apart from fd00::/64 (eth0) and fdaa::/16 (6PN)
@@ -63,6 +65,7 @@ class ControlPlane:
             default_region=self.settings.default_region,
             regions=self.settings.regions,
         )
+        self.autoextend = AutoExtend(store, self.machines, self.volumes, interval=self.settings.volume_check_interval)
         self.limiter = RateLimiter(self.clock, enabled=self.settings.rate_limits)
 
     async def start(self) -> None:
@@ -70,6 +73,11 @@ class ControlPlane:
         await self.store.ensure_org("personal", "Personal")
         self.runtime.on_exit(self.machines.handle_exit)
         await recover(self.machines, self.store)
+        attached = [
+            v for m in await self.store.live_machines() for v in await self.volumes.attached_to(m.app_name, m.id)
+        ]
+        await self.volumes.recover(attached)
+        self.autoextend.start()
 
     async def delete_app(self, app: App) -> None:
         """Destroy the app's machines (forcefully) and volumes, then the app itself."""
@@ -81,4 +89,5 @@ class ControlPlane:
         await self.store.delete_app(app.name)
 
     async def close(self) -> None:
+        await self.autoextend.close()
         await self.machines.close()

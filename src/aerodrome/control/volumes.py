@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import logging
 from typing import Any
 
 from aerodrome.core import (
+    AerodromeError,
     App,
     Clock,
     FailedPreconditionError,
@@ -18,13 +20,16 @@ from aerodrome.core import (
     VolumeBackend,
     VolumeMount,
     VolumeSnapshot,
+    VolumeUsage,
     rfc3339,
     snapshot_id,
     volume_id,
 )
 
 GIB = 1024**3
+MAX_SIZE_GB = 500  # Fly's largest volume
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
+log = logging.getLogger("aerodrome.volumes")
 
 
 class Volumes:
@@ -33,18 +38,23 @@ class Volumes:
         self._backend = backend
         self._clock = clock
         self.unit_bytes = unit_bytes  # one "GB" of size_gb; tests scale it down
+        # Volumes whose file grew while mounted and the kernel refused to grow the filesystem online: they are
+        # remounted (which grows them) before their machine next starts.
+        self._grow_pending: set[str] = set()
 
     async def create(self, app: App, body: dict[str, Any], region: str) -> Volume:
         name = body.get("name") or "data"
         if not isinstance(name, str) or not set(name) <= _NAME_CHARS or len(name) > 30:
             raise InvalidArgumentError("invalid volume name: use up to 30 lowercase letters, digits and underscores")
-        size_gb = body.get("size_gb", 1)
-        if isinstance(size_gb, bool) or not isinstance(size_gb, int) or not 1 <= size_gb <= 500:
-            raise InvalidArgumentError("invalid size_gb: must be an integer between 1 and 500")
         fstype = body.get("fstype") or "ext4"
         if fstype not in ("ext4", "raw"):
             raise InvalidArgumentError("invalid fstype: must be ext4 or raw")
-        source_snapshot, source_volume = await self._sources(app, body)
+        source_snapshot, source_volume, source_gb = await self._sources(app, body)
+        size_gb = body.get("size_gb") or source_gb or 1
+        if isinstance(size_gb, bool) or not isinstance(size_gb, int) or not 1 <= size_gb <= MAX_SIZE_GB:
+            raise InvalidArgumentError(f"invalid size_gb: must be an integer between 1 and {MAX_SIZE_GB}")
+        if size_gb < source_gb:
+            raise InvalidArgumentError(f"invalid size_gb: must be at least the source's size ({source_gb})")
         volume = Volume(
             id=volume_id(),
             app_name=app.name,
@@ -64,13 +74,21 @@ class Volumes:
         await self._store.add_volume(volume)
         return volume
 
-    async def _sources(self, app: App, body: dict[str, Any]) -> tuple[str | None, str | None]:
-        snapshot, source = body.get("snapshot_id"), body.get("source_volume_id")
-        if snapshot and await self._store.get_snapshot(str(snapshot)) is None:
-            raise NotFoundError(f"snapshot {snapshot!r} not found")
-        if source:
-            await self.get(app, str(source))
-        return (str(snapshot) if snapshot else None, str(source) if source else None)
+    async def _sources(self, app: App, body: dict[str, Any]) -> tuple[str | None, str | None, int]:
+        """The snapshot or volume a new volume copies, and the size (in units) it needs at least."""
+        snapshot_ref, volume_ref = body.get("snapshot_id"), body.get("source_volume_id")
+        if snapshot_ref and volume_ref:
+            raise InvalidArgumentError("give either snapshot_id or source_volume_id, not both")
+        if snapshot_ref:
+            snapshot = await self._store.get_snapshot(str(snapshot_ref))
+            origin = await self._store.get_volume(snapshot.volume_id) if snapshot else None
+            if snapshot is None or origin is None or origin.app_name != app.name:
+                raise NotFoundError(f"snapshot {snapshot_ref!r} not found")
+            return snapshot.id, None, -(-snapshot.volume_size // self.unit_bytes)
+        if volume_ref:
+            source = await self.get(app, str(volume_ref))
+            return None, source.id, source.size_gb
+        return None, None, 0
 
     async def get(self, app: App, vol_id: str) -> Volume:
         volume = await self._store.get_volume(vol_id)
@@ -95,24 +113,29 @@ class Volumes:
     async def delete(self, app: App, vol_id: str) -> Volume:
         volume = await self.get(app, vol_id)
         if volume.attached_machine_id:
+            # Fly's words, which clients match; the machine must be destroyed first.
             raise FailedPreconditionError(
-                f"volume {volume.id} is attached to machine {volume.attached_machine_id}; destroy the machine first"
+                f"failed_precondition: volume is currently bound to machine: {volume.attached_machine_id}"
             )
         await self._backend.delete(volume.id)
+        self._grow_pending.discard(volume.id)
         volume = dataclasses.replace(volume, state="destroyed")
         await self._store.save_volume(volume)
         return volume
 
     async def extend(self, app: App, vol_id: str, size_gb: object) -> tuple[Volume, bool]:
+        """Grow a volume to `size_gb`; True when its machine must restart to see the new size (`needs_restart`)."""
         volume = await self.get(app, vol_id)
-        if isinstance(size_gb, bool) or not isinstance(size_gb, int) or size_gb > 500:
-            raise InvalidArgumentError("invalid size_gb: must be an integer up to 500")
+        if isinstance(size_gb, bool) or not isinstance(size_gb, int) or size_gb > MAX_SIZE_GB:
+            raise InvalidArgumentError(f"invalid size_gb: must be an integer up to {MAX_SIZE_GB}")
         if size_gb <= volume.size_gb:
             raise InvalidArgumentError(f"size_gb must be larger than the current size ({volume.size_gb})")
         online = await self._backend.extend(volume.id, size_gb * self.unit_bytes)
         volume = dataclasses.replace(volume, size_gb=size_gb)
         await self._store.save_volume(volume)
         needs_restart = bool(volume.attached_machine_id) and not online
+        if needs_restart:
+            self._grow_pending.add(volume.id)
         return volume, needs_restart
 
     async def snapshot(self, app: App, vol_id: str) -> VolumeSnapshot:
@@ -136,8 +159,12 @@ class Volumes:
         volume = await self.get(app, vol_id)
         return await self._store.list_snapshots(volume.id)
 
-    async def usage(self, volume: Volume) -> dict[str, int]:
-        usage = await self._backend.usage(volume.id)
+    async def usage(self, volume: Volume) -> dict[str, int] | None:
+        """Fly's block and byte counts, read from the filesystem; None for a raw volume (it has none)."""
+        try:
+            usage = await self.usage_of(volume.id)
+        except FailedPreconditionError:
+            return None
         return {
             "block_size": usage.block_size,
             "blocks": usage.blocks,
@@ -146,6 +173,9 @@ class Volumes:
             "bytes_total": usage.bytes_total,
             "bytes_used": usage.bytes_used,
         }
+
+    async def usage_of(self, vol_id: str) -> VolumeUsage:
+        return await self._backend.usage(vol_id)
 
     # attaching, for machines
 
@@ -158,7 +188,8 @@ class Volumes:
             )
         if volume.attached_machine_id and volume.attached_machine_id != machine_id:
             raise FailedPreconditionError(
-                f"volume {volume.id} is already attached to machine {volume.attached_machine_id}"
+                f"volume {volume.id} is already attached to machine {volume.attached_machine_id}: "
+                "a volume serves one machine at a time"
             )
         volume = dataclasses.replace(volume, attached_machine_id=machine_id)
         await self._store.save_volume(volume)
@@ -193,3 +224,41 @@ class Volumes:
             return
         await self._backend.unmount(volume_id)
         await self._store.save_volume(dataclasses.replace(volume, attached_machine_id=None))
+
+    async def attached_to(self, app_name: str, machine_id: str) -> builtins.list[Volume]:
+        return [v for v in await self._store.list_volumes(app_name) if v.attached_machine_id == machine_id]
+
+    async def release_all(self, app_name: str, machine_id: str) -> None:
+        """Detach every volume of a machine (a destroy, or a create that failed half-way); the data stays."""
+        for volume in await self.attached_to(app_name, machine_id):
+            await self.release(volume.id)
+
+    # growing filesystems whose online resize was refused
+
+    async def grow_before_start(self, app_name: str, machine_id: str) -> None:
+        """Remount (and so grow) a stopped machine's volumes that were extended while it was using them."""
+        for volume in await self.attached_to(app_name, machine_id):
+            if volume.id not in self._grow_pending:
+                continue
+            try:
+                await self._backend.unmount(volume.id)
+                await self._backend.mount(volume.id)
+            except AerodromeError as exc:
+                # The start goes on with the old size; the next start tries again.
+                log.warning("volume %s did not grow before its machine started: %s", volume.id, exc)
+                await self._backend.mount(volume.id)
+                continue
+            self._grow_pending.discard(volume.id)
+
+    async def recover(self, attached: builtins.list[Volume]) -> None:
+        """After a restart of the daemon, find again the attached volumes still waiting to grow."""
+        for volume in attached:
+            try:
+                if await self._backend.grows_at_mount(volume.id):
+                    self._grow_pending.add(volume.id)
+            except AerodromeError as exc:
+                log.warning("could not read the size of volume %s: %s", volume.id, exc)
+
+    def grow_pending(self, vol_id: str) -> bool:
+        """True when the volume was extended but its filesystem grows only at its machine's next start."""
+        return vol_id in self._grow_pending

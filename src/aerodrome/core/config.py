@@ -207,7 +207,7 @@ def _mount(raw: object) -> MountSpec:
     if threshold or add or limit:
         _int(threshold, "mounts.extend_threshold_percent", 50, 99)
         _int(add, "mounts.add_size_gb", 1, 100)
-        _int(limit, "mounts.size_gb_limit", 1, 500)
+        _int(limit, "mounts.size_gb_limit", 0, 500)  # optional, as in flyctl: 0 or absent means no limit
     return MountSpec(volume, path, int(threshold), int(add), int(limit))
 
 

@@ -279,6 +279,18 @@ class LoopVolumeBackend:
                     raise FailedPreconditionError(f"volume {volume_id} is raw: it has no filesystem")
                 return (await ext4.read_superblock(image)).usage()
 
+    async def grows_at_mount(self, volume_id: str) -> bool:
+        """True when the volume is mounted and its file is larger than its filesystem: an extend that the kernel
+        refused online, which the next mount applies."""
+        async with self._locked(volume_id):
+            image = self._existing_image(volume_id)
+            entry = loopdev.find_mount(self.mount_path(volume_id))
+            if entry is None or not ext4.has_ext4(image):
+                return False
+            with map_runtime_errors(f"size of volume {volume_id}"):
+                superblock = await ext4.read_superblock(Path(entry.source))
+                return images.file_size(image) - superblock.size_bytes >= superblock.block_size
+
     # -- snapshots ---------------------------------------------------------------------------------------------
 
     async def snapshot(self, volume_id: str, snapshot_id: str) -> SnapshotInfo:
