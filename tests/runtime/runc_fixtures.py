@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import shutil
 import tempfile
@@ -17,12 +18,13 @@ from aerodrome.runtime.process import run
 from aerodrome.runtime.registry import EmbeddedRegistry
 from aerodrome.runtime.runc import RuncRuntime
 from aerodrome.runtime.runc.cgroups import MachineCgroup
-from aerodrome.runtime.runc.firewall import uninstall
-from aerodrome.runtime.runc.network import IFACE_PREFIX
+from aerodrome.runtime.runc.firewall import forget_orgs, uninstall
+from aerodrome.runtime.runc.network import Allocation, org_prefix6
 from tests.runtime.conformance import Harness
 
 # A pool apart from the daemon's default (172.30.0.0/16) and from everything in `ip route` on these hosts.
 TEST_POOL = "172.29.0.0/16"
+ORGS_USED = 2  # the conformance suite uses organisations 1 and 2
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("runc") is None or shutil.which("catatonit") is None,
@@ -39,7 +41,13 @@ def image_store_root(registry: EmbeddedRegistry, busybox_image: str) -> Iterator
         yield root, info
     finally:
         shutil.rmtree(root, ignore_errors=True)
-        asyncio.run(uninstall(TEST_POOL))
+        asyncio.run(_forget_test_orgs())
+
+
+async def _forget_test_orgs() -> None:
+    pool = ipaddress.IPv4Network(TEST_POOL)
+    await forget_orgs([str(s) for s in pool.subnets(new_prefix=24)][:ORGS_USED], [str(org_prefix6(o)) for o in (1, 2)])
+    await uninstall(TEST_POOL)
 
 
 async def host_leftovers(root: Path, machine_id: str) -> list[str]:
@@ -59,11 +67,13 @@ def _mounts_under(root: Path) -> list[str]:
         return [line.split()[1] for line in f if line.split()[1].startswith(str(root))]
 
 
-async def network_leftovers() -> list[str]:
+async def network_leftovers(machine_ids: list[str]) -> list[str]:
+    """The netns and veths of these machines still on the host (others' machines may run meanwhile)."""
+    names = {Allocation(m, 0, 0, 0, "", "", "", "", "", "").host_iface: m for m in machine_ids}
     links = (await run(["ip", "-o", "link", "show"])).text
     netns = (await run(["ip", "netns", "list"])).text
-    found = [f"veth {line.split()[1]}" for line in links.splitlines() if line.split()[1].startswith(IFACE_PREFIX)]
-    found += [f"netns {line.split()[0]}" for line in netns.splitlines() if line.startswith("aerodrome-")]
+    found = [f"veth {line.split()[1]}" for line in links.splitlines() if line.split()[1].split("@")[0] in names]
+    found += [f"netns {n}" for n in netns.split() if n.removeprefix("aerodrome-") in machine_ids]
     return found
 
 
@@ -84,7 +94,7 @@ async def harness(tmp_path: Path, image_store_root: tuple[Path, ImageInfo]) -> A
         return quota / period
 
     async def leftovers(machine_id: str) -> list[str]:
-        return await host_leftovers(root, machine_id) + await network_leftovers()
+        return await host_leftovers(root, machine_id) + await network_leftovers([machine_id])
 
     first = await open_runtime()
     try:
@@ -98,4 +108,4 @@ async def harness(tmp_path: Path, image_store_root: tuple[Path, ImageInfo]) -> A
             await cleaner.destroy(machine_id)
         await cleaner.close()
         remaining = [item for m in ["", *machine_ids] for item in await host_leftovers(root, m)]
-        assert remaining + await network_leftovers() == []
+        assert remaining + await network_leftovers(machine_ids) == []

@@ -73,12 +73,21 @@ class MachineCgroup:
     async def _set_freezer(self, wanted: str) -> None:
         state_file = self.path("freezer") / "freezer.state"
         deadline = time.monotonic() + FREEZE_TIMEOUT
+        attempt = 0
         while True:
+            attempt += 1
+            if wanted == "FROZEN" and attempt % 50 == 0:
+                # A task caught mid-execve can hold the cgroup in FREEZING for good: thawing and freezing
+                # again gets past it (runc's own freezer does the same).
+                state_file.write_text("THAWED")
+                await asyncio.sleep(0.01)
             # FREEZING is transient: tasks are frozen one by one; write again until the kernel reports the goal.
             state_file.write_text(wanted)
             if state_file.read_text().strip() == wanted:
                 return
             if time.monotonic() > deadline:
+                if wanted == "FROZEN":
+                    state_file.write_text("THAWED")  # never leave a machine half-frozen
                 raise RuntimeFailureError(f"machine {self.machine_id}: freezer did not reach {wanted}")
             await asyncio.sleep(0.001)
 

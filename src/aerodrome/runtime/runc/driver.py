@@ -172,7 +172,7 @@ class RuncRuntime:
             self.pool.release(existing.network)
         paths.dir.mkdir(exist_ok=True)
         new_org = spec.org_network_id not in self.pool.slots
-        allocation = self.pool.allocate(spec.org_network_id)
+        allocation = self.pool.allocate(spec.machine_id, spec.org_network_id)
         # Written before the netns exists, so a crash half-way leaves a record to clean up by.
         write_json(paths.dir / "network.json", allocation.to_json())
         if new_org:

@@ -1,8 +1,8 @@
 """The host-wide part of machine networking: forwarding, unreachable routes, and the isolation rules.
 
-Each family's rules are loaded in one `iptables-restore --noflush` (a process per rule would cost more
-than the whole machine start); the chains are rebuilt from the organisation table on every daemon start,
-so a crash between allocating an organisation's subnet and adding its rule heals itself.
+Each family's missing rules are loaded in one `iptables-restore --noflush` (a process per rule would cost
+more than a machine start); every daemon start re-adds the rules of the organisations it knows, so a crash
+between allocating an organisation's subnet and adding its rule heals itself.
 """
 
 from __future__ import annotations
@@ -61,27 +61,31 @@ def _enable_forwarding(family: Family) -> None:
 
 
 async def _load(family: Family, subnets: list[str]) -> None:
+    """Add what is missing, and only that: other runtimes on the host (tests, a second root) share the chains."""
     saved = (await run([family.save], timeout=10)).text
-    tables: dict[str, list[str]] = {"raw": [], "filter": []}
-    for table, rule in _jumps(family):
-        if rule not in saved:
-            tables[table].append(rule)
-    filter_rules = [
-        f":{CHAIN} - [0:0]",
-        f":{INPUT_CHAIN} - [0:0]",
-        f"-F {CHAIN}",
-        f"-F {INPUT_CHAIN}",
-        *(f"-A {CHAIN} {_org_rule(s)}" for s in subnets),
-        f"-A {CHAIN} -j DROP",
-        f"-A {INPUT_CHAIN} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
-        f"-A {INPUT_CHAIN} -p {family.icmp} -j ACCEPT",
-        f"-A {INPUT_CHAIN} -j DROP",
-    ]
-    # Chains first, then the jumps to them.
-    script = ["*filter", *filter_rules, *tables["filter"], "COMMIT"]
-    if tables["raw"]:
-        script += ["*raw", *tables["raw"], "COMMIT"]
-    await run([family.restore, "--noflush"], stdin="\n".join(script).encode() + b"\n", timeout=10)
+    rules = set(saved.splitlines())
+    filter_script: list[str] = []
+    for chain in (CHAIN, INPUT_CHAIN):
+        if f":{chain} " not in saved:
+            filter_script.append(f":{chain} - [0:0]")
+    if f"-A {CHAIN} -j DROP" not in rules:
+        filter_script.append(f"-A {CHAIN} -j DROP")
+    filter_script += [f"-I {CHAIN} 1 {_org_rule(s)}" for s in subnets if f"-A {CHAIN} {_org_rule(s)}" not in rules]
+    if f"-A {INPUT_CHAIN} -j DROP" not in rules:
+        filter_script += [
+            f"-F {INPUT_CHAIN}",
+            f"-A {INPUT_CHAIN} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+            f"-A {INPUT_CHAIN} -p {family.icmp} -j ACCEPT",
+            f"-A {INPUT_CHAIN} -j DROP",
+        ]
+    jumps = [(table, rule) for table, rule in _jumps(family) if rule not in rules]
+    filter_script += [rule for table, rule in jumps if table == "filter"]  # after the chains they jump to
+    raw_script = [rule for table, rule in jumps if table == "raw"]
+    script = (["*filter", *filter_script, "COMMIT"] if filter_script else []) + (
+        ["*raw", *raw_script, "COMMIT"] if raw_script else []
+    )
+    if script:
+        await run([family.restore, "--noflush"], stdin="\n".join(script).encode() + b"\n", timeout=10)
 
 
 async def allow_org(subnet4: str, subnet6: str) -> None:
@@ -90,13 +94,23 @@ async def allow_org(subnet4: str, subnet6: str) -> None:
     await run([IPV6.tool, "-I", CHAIN, "1", *_org_rule(subnet6).split()], timeout=10)
 
 
+async def forget_orgs(subnets4: list[str], subnets6: list[str]) -> None:
+    """Remove the rules of these organisation subnets."""
+    for family, subnets in ((IPV4, subnets4), (IPV6, subnets6)):
+        for subnet in subnets:
+            await run([family.tool, "-D", CHAIN, *_org_rule(subnet).split()], timeout=10, check=False)
+
+
 async def uninstall(pool4: str) -> None:
-    """Remove every rule and route `install` added (forwarding stays on: other users may rely on it)."""
+    """Remove the pool's unreachable route, and the chains too once no machine interface is left on the host."""
+    await run(["ip", "-4", "route", "del", "unreachable", pool4], timeout=10, check=False)
+    links = (await run(["ip", "-o", "link", "show"], timeout=10)).text
+    if any(line.split()[1].startswith(IFACE_PREFIX) for line in links.splitlines()):
+        return
     for family in (IPV4, IPV6):
         for table, rule in _jumps(family):
             await run([family.tool, "-t", table, "-D", *rule.split()[1:]], timeout=10, check=False)
         for chain in (CHAIN, INPUT_CHAIN):
             await run([family.tool, "-F", chain], timeout=10, check=False)
             await run([family.tool, "-X", chain], timeout=10, check=False)
-    await run(["ip", "-4", "route", "del", "unreachable", pool4], timeout=10, check=False)
     await run(["ip", "-6", "route", "del", "unreachable", str(IPV6_PREFIX)], timeout=10, check=False)

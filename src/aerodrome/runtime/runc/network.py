@@ -1,7 +1,8 @@
 """Machine networks: one netns and veth pair per machine, a private subnet per organisation.
 
 Addresses: each organisation present on the host gets a /24 slot of the IPv4 pool (gateway .1, machines
-.2-.254) and the IPv6 /64 `fdaa:0:<org>::/64` derived from its network id (Fly's 6PN shape). The host side of
+.2-.254) and the IPv6 /64 `fdaa:0:<org>::/64` derived from its network id (Fly's 6PN shape), in which a
+machine's host part is its IPv4 address. The host side of
 every veth carries the organisation's gateway addresses, so the host reaches each machine directly and
 machines of one organisation reach each other through the host's forwarding.
 
@@ -13,6 +14,7 @@ whole pools keep a stray packet from leaving the host.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 from dataclasses import asdict, dataclass
@@ -33,6 +35,7 @@ NETNS_DIR = "/run/netns"
 class Allocation:
     """A machine's place in its organisation's network."""
 
+    machine_id: str
     org: int
     slot: int  # the organisation's /24 in the IPv4 pool
     index: int  # the machine's host number in it, 2..254
@@ -45,11 +48,12 @@ class Allocation:
 
     @property
     def host_iface(self) -> str:
-        return f"{IFACE_PREFIX}{self.slot}-{self.index}"
+        # Interface names hold 15 bytes: a digest of the id keeps them unique across runtimes on one host.
+        return f"{IFACE_PREFIX}{hashlib.sha256(self.machine_id.encode()).hexdigest()[:12]}"
 
     @property
     def netns(self) -> str:
-        return f"aerodrome-{self.slot}-{self.index}"
+        return f"aerodrome-{self.machine_id}"
 
     @property
     def netns_path(self) -> str:
@@ -86,7 +90,7 @@ class AddressPool:
         self.slots.setdefault(allocation.org, allocation.slot)
         self.used.setdefault(allocation.slot, set()).add(allocation.index)
 
-    def allocate(self, org: int) -> Allocation:
+    def allocate(self, machine_id: str, org: int) -> Allocation:
         slot = self._slot(org)
         taken = self.used.setdefault(slot, set())
         index = next((i for i in range(2, 255) if i not in taken), None)
@@ -95,12 +99,15 @@ class AddressPool:
         taken.add(index)
         subnet4 = ipaddress.IPv4Network(self.subnet_of(slot))
         subnet6 = org_prefix6(org)
+        ipv4 = subnet4.network_address + index
         return Allocation(
+            machine_id=machine_id,
             org=org,
             slot=slot,
             index=index,
-            ipv4=str(subnet4.network_address + index),
-            ipv6=str(subnet6.network_address + index),
+            ipv4=str(ipv4),
+            # The IPv4 address as the host part keeps the IPv6 address unique on the host, whatever the pool.
+            ipv6=str(subnet6.network_address + int(ipv4)),
             gateway4=str(subnet4.network_address + 1),
             gateway6=str(subnet6.network_address + 1),
             subnet4=str(subnet4),
@@ -153,6 +160,10 @@ async def create_network(allocation: Allocation) -> None:
     )
     await _ip_batch(
         [
+            # A link-local address that skips DAD: until the host side has one, the kernel cannot send the
+            # neighbour solicitations that forwarding to this machine needs (a second-long stall otherwise).
+            f"link set {a.host_iface} addrgenmode none",
+            f"addr add fe80::1/64 dev {a.host_iface} nodad",
             f"addr add {a.gateway4}/32 dev {a.host_iface}",
             f"addr add {a.gateway6}/128 dev {a.host_iface} nodad",
             f"link set {a.host_iface} up",
