@@ -97,6 +97,12 @@ class Bare:
     async def close(self) -> None:
         await run(["runc", "--root", str(self.root), "delete", "--force", "bare"], check=False)
         await delete_network(self.allocation)
+        _remove_cgroup_parents()
+
+
+def _remove_cgroup_parents() -> None:
+    for parent in Path("/sys/fs/cgroup").glob("*/aerodrome-bench"):
+        parent.rmdir()
 
 
 def figures(samples: list[float]) -> tuple[float, float]:
