@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from aerodrome.runtime.runc.driver import ImageSource, RuncRuntime
+from aerodrome.runtime.runc.driver import RuncRuntime
+from aerodrome.runtime.runc.source import ImageSource
 
 __all__ = ["ImageSource", "RuncRuntime"]

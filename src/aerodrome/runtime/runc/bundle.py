@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from aerodrome.core import SandboxSpec
+from aerodrome.core import GuestFile, SandboxSpec
 
 GUEST_DIR = "/.aerodrome"
 INIT_PATH = f"{GUEST_DIR}/catatonit"
@@ -142,3 +142,13 @@ def _seccomp() -> dict[str, Any]:
         "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
         "syscalls": [{"names": DENIED_SYSCALLS, "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
     }
+
+
+def system_files(spec: SandboxSpec, ipv4: str, ipv6: str) -> tuple[GuestFile, ...]:
+    """/etc/hostname and /etc/hosts naming the machine by its private addresses (written before the user's files)."""
+    hostname = spec.hostname or spec.machine_id
+    hosts = (
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        f"{ipv6}\t{hostname} fly-local-6pn\n{ipv4}\t{hostname}\n"
+    )
+    return (GuestFile("/etc/hostname", f"{hostname}\n".encode()), GuestFile("/etc/hosts", hosts.encode()))

@@ -11,14 +11,12 @@ import signal as signals
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from aerodrome.core import (
     ExecResult,
     ExitCallback,
     ExitInfo,
     FailedPreconditionError,
-    GuestFile,
     ImageInfo,
     NotFoundError,
     ProcessInfo,
@@ -39,23 +37,12 @@ from aerodrome.runtime.runc.network import (
     org_prefix6,
 )
 from aerodrome.runtime.runc.runc import Runc
+from aerodrome.runtime.runc.source import ImageSource
 from aerodrome.runtime.runc.supervisor import Supervisor, process_start_time
 
 log = logging.getLogger(__name__)
 
 STOP_KILL_GRACE = 10.0  # how long to wait for a SIGKILLed machine to be gone
-
-
-class ImageSource(Protocol):
-    """Where images come from: `aerodrome.runtime.images.ImageStore` satisfies it."""
-
-    async def pull(self, reference: str) -> ImageInfo:
-        """Pull (if not cached) and unpack an image."""
-        ...
-
-    def get(self, digest: str) -> ImageInfo | None:
-        """An image already on this host, by manifest digest."""
-        ...
 
 
 @dataclass
@@ -139,6 +126,8 @@ class RuncRuntime:
         await self._ensure_host()
         paths = self.layout.machine(spec.machine_id)
         existing = self._machines.get(spec.machine_id)
+        if existing is None and paths.dir.exists():  # an earlier create failed half-way
+            await self._remove(spec.machine_id, paths)
         async with existing.lock if existing else contextlib.nullcontext():
             if spec.machine_id in self._running:
                 raise FailedPreconditionError(f"machine {spec.machine_id} is running; stop it before re-creating it")
@@ -206,7 +195,8 @@ class RuncRuntime:
                 if not network_exists(machine.network):
                     await create_network(machine.network)
                 await self._reset_rootfs(paths, machine.lower)
-                guestfs.write_files(paths.rootfs, (*self._system_files(machine), *machine.spec.files))
+                system = bundle.system_files(machine.spec, machine.network.ipv4, machine.network.ipv6)
+                guestfs.write_files(paths.rootfs, (*system, *machine.spec.files))
                 for stale in (paths.exit_status, paths.stop_requested, paths.pid_file):
                     stale.unlink(missing_ok=True)
                 try:
@@ -225,15 +215,6 @@ class RuncRuntime:
         if paths.upper.exists():
             await asyncio.to_thread(guestfs.discard_upper, paths)
         guestfs.mount_overlay(paths, lower)
-
-    @staticmethod
-    def _system_files(machine: _Machine) -> tuple[GuestFile, ...]:
-        hostname = machine.spec.hostname or machine.spec.machine_id
-        hosts = (
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-            f"{machine.network.ipv6}\t{hostname} fly-local-6pn\n{machine.network.ipv4}\t{hostname}\n"
-        )
-        return (GuestFile("/etc/hostname", f"{hostname}\n".encode()), GuestFile("/etc/hosts", hosts.encode()))
 
     async def stop(self, machine_id: str, signal: int, timeout: float) -> ExitInfo:
         """Send `signal` (catatonit forwards it to the program), SIGKILL after `timeout`; wait until it is gone."""
