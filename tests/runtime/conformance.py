@@ -132,6 +132,18 @@ class RuntimeConformance:
         assert (await shell(h, spec.machine_id, "stat -c %a /etc/app/settings.conf"))[1] == "600\n"
         assert (await shell(h, spec.machine_id, "hostname"))[1] == f"{spec.machine_id}\n"
 
+    async def test_user_and_signals_reach_the_program(self, harness: Harness) -> None:
+        h = harness
+        script = 'trap "id -u > /tmp/usr1" USR1; while true; do sleep 0.02; done'
+        spec = h.spec(("sh", "-c", script), user="nobody")
+        await h.runtime.create(spec)
+        await h.runtime.start(spec.machine_id)
+        assert (await shell(h, spec.machine_id, "id -u"))[1] == "65534\n"
+        await asyncio.sleep(0.1)  # let the shell install its trap
+        await h.runtime.signal(spec.machine_id, signal.SIGUSR1)
+        await eventually(lambda: _succeeds(h, spec.machine_id, "test -s /tmp/usr1"), "the USR1 handler")
+        assert (await shell(h, spec.machine_id, "cat /tmp/usr1"))[1] == "65534\n"
+
     async def test_exec_passes_stdin_and_times_out(self, harness: Harness) -> None:
         h = harness
         spec = h.spec(("sleep", "1000"))

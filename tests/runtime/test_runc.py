@@ -9,7 +9,7 @@ import pytest
 from aerodrome.core import GuestFile, InvalidArgumentError
 from aerodrome.runtime.runc.guestfs import write_files
 from aerodrome.runtime.runc.supervisor import cap_log
-from tests.runtime.conformance import Harness, RuntimeConformance
+from tests.runtime.conformance import Harness, RuntimeConformance, eventually
 from tests.runtime.runc_fixtures import harness, image_store_root, needs_root
 
 __all__ = ["harness", "image_store_root"]
@@ -53,3 +53,24 @@ async def test_recover_cleans_a_create_that_never_finished(harness: Harness, tmp
     restarted = await harness.reopen()
     assert spec.machine_id not in await restarted.recover()
     assert await harness.leftovers(spec.machine_id) == []
+
+
+async def test_machines_run_confined_and_log_to_a_file(harness: Harness, tmp_path: Path) -> None:
+    spec = harness.spec(("sh", "-c", "echo to-stdout; echo to-stderr >&2; exec sleep 1000"))
+    await harness.runtime.create(spec)
+    await harness.runtime.start(spec.machine_id)
+    status = await harness.runtime.exec(spec.machine_id, ["cat", "/proc/self/status"], None, 10)
+    fields = dict(line.split(":\t", 1) for line in status.stdout.decode().splitlines() if ":\t" in line)
+    assert fields["Seccomp"].strip() == "2"
+    assert fields["NoNewPrivs"].strip() == "1"
+    assert fields["CapEff"].strip() == "00000000a80425fb"  # Docker's default set
+    log = tmp_path / "runtime" / "machines" / spec.machine_id / "machine.log"
+
+    async def logged() -> bool:
+        return _read_bytes(log) == b"to-stdout\nto-stderr\n"
+
+    await eventually(logged, "the machine's output in its log")
+
+
+def _read_bytes(path: Path) -> bytes:
+    return path.read_bytes()
