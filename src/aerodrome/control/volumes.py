@@ -50,7 +50,9 @@ class Volumes:
         if fstype not in ("ext4", "raw"):
             raise InvalidArgumentError("invalid fstype: must be ext4 or raw")
         source_snapshot, source_volume, source_gb = await self._sources(app, body)
-        size_gb = body.get("size_gb") or source_gb or 1
+        size_gb = body.get("size_gb")
+        if size_gb is None:
+            size_gb = source_gb or 1  # a copy defaults to its source's size
         if isinstance(size_gb, bool) or not isinstance(size_gb, int) or not 1 <= size_gb <= MAX_SIZE_GB:
             raise InvalidArgumentError(f"invalid size_gb: must be an integer between 1 and {MAX_SIZE_GB}")
         if size_gb < source_gb:
