@@ -10,12 +10,14 @@ from typing import Annotated
 import typer
 
 from aerodrome.cli.config import Layout, data_dir, missing_requirements
+from aerodrome.cli.images import app as images_app
 
 app = typer.Typer(help="aerodrome: the Fly.io Machines API on your own Linux host.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Organisation tokens.", no_args_is_help=True)
 orgs_app = typer.Typer(help="Organisations.", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(orgs_app, name="orgs")
+app.add_typer(images_app, name="images")
 
 DataDir = Annotated[
     str | None, typer.Option("--data-dir", help="State directory (default $AERODROME_DATA_DIR or /var/lib/aerodrome).")
