@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   runc catatonit skopeo umoci docker-registry  # machines and images
   busybox-static                               # the tests' tiny images
+  debootstrap                                  # aerodrome images build-mcp: the Debian userland
   iproute2 iptables nftables                   # machine networks
   e2fsprogs util-linux                         # volumes: mkfs.ext4, resize2fs, losetup
   procps psmisc                                # ps, fuser
