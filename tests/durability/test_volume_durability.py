@@ -18,7 +18,8 @@ APP = "durable-volumes"
 # Appends one numbered line and fsyncs it, then records its number as acknowledged (fsync'ed, renamed into place,
 # directory fsync'ed): whatever `acked` says, the log holds at least that many whole lines.
 WRITER = (
-    "i=0; while true; do i=$((i+1)); echo \"line $i $(printf '%0200d' $i)\" >> /data/log; sync /data/log; "
+    "pad=$(printf '%0200d' 0 | tr 0 x); i=0; "
+    'while true; do i=$((i+1)); echo "line $i $pad $i" >> /data/log; sync /data/log; '
     "echo $i > /data/acked.tmp; sync /data/acked.tmp; mv /data/acked.tmp /data/acked; sync /data; done"
 )
 
@@ -47,7 +48,7 @@ def acked(api: httpx.Client, mid: str) -> int:
 def check_log(api: httpx.Client, mid: str, lines: int) -> None:
     """The first `lines` lines of the log are whole and numbered in sequence."""
     script = (
-        f'head -n {lines} /data/log | awk \'{{ if ($1 != "line" || $2 != NR || length($3) != 200 || $3 + 0 != NR) '
+        f'head -n {lines} /data/log | awk \'{{ if ($1 != "line" || $2 != NR || length($3) != 200 || $4 != NR) '
         '{ print "bad " NR; exit 1 } } END { print NR }\''
     )
     assert int(sh(api, mid, script)) == lines
