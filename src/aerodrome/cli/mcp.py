@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import secrets
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +15,7 @@ import typer
 
 from aerodrome.mcp import BridgeError, BridgeOptions, run_bridge, wrap
 
-__all__ = ["app"]
+__all__ = ["LaunchError", "app", "client_config", "launch_app", "machine_config"]
 
 app = typer.Typer(help="Serve stdio MCP servers over HTTP and bridge them back to stdio clients.")
 
@@ -71,6 +74,113 @@ def proxy_command(
     except (BridgeError, httpx.HTTPError) as exc:
         typer.echo(f"error waiting for server: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+# The guide's MCP server: the filesystem server over the volume mounted at /data.
+DEFAULT_SERVER = ("npx", "-f", "@modelcontextprotocol/server-filesystem", "/data/")
+ALLOCATE_IP = (
+    "mutation($input: AllocateIPAddressInput!) { allocateIpAddress(input: $input) { ipAddress { address type } } }"
+)
+
+
+class LaunchError(Exception):
+    """A step of `launch` was refused by the API."""
+
+
+def machine_config(image: str, command: list[str], force_https: bool = False) -> dict[str, object]:
+    """The guide's machine config: `command` wrapped by the image's entrypoint, /data on an auto-extending volume,
+    and a service on internal port 8080 that starts on the first request and stops when idle.
+
+    The guide sets `force_https` on port 80; `launch` leaves it off by default because the URL it hands to the
+    local proxy is plain HTTP on loopback, which a redirect to the edge's own CA would only break."""
+    return {
+        "image": image,
+        "init": {"cmd": command},
+        "guest": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 1024},
+        "mounts": [
+            {"volume": "data", "path": "/data", "extend_threshold_percent": 80, "add_size_gb": 1, "size_gb_limit": 100}
+        ],
+        "services": [
+            {
+                "protocol": "tcp",
+                "internal_port": 8080,
+                "autostop": "stop",
+                "autostart": True,
+                "ports": [
+                    {"port": 80, "handlers": ["http"], "force_https": force_https},
+                    {"port": 443, "handlers": ["http", "tls"]},
+                ],
+            }
+        ],
+    }
+
+
+def client_config(app_name: str, url: str, bearer_token: str) -> dict[str, object]:
+    """The MCP client configuration (Claude Desktop's `mcpServers` shape) that reaches the app through the proxy."""
+    args = ["mcp", "proxy", "--url", url, "--bearer-token", bearer_token]
+    return {"mcpServers": {app_name: {"command": "aerodrome", "args": args}}}
+
+
+def launch_app(
+    api: httpx.Client, app_name: str, org: str, region: str, image: str, command: list[str], volume_size: int
+) -> tuple[str, str]:
+    """Run the guide's whole flow for one user: app, IPs, volume, bearer token secret, machine.
+
+    Returns (machine id, bearer token). The machine is created without being started: the edge starts it on its
+    first request, as in the guide.
+    """
+
+    def call(method: str, path: str, body: dict[str, object]) -> dict[str, object]:
+        response = api.request(method, path, json=body)
+        if response.status_code >= 400:
+            raise LaunchError(f"{method} {path}: {response.status_code} {response.text.strip()}")
+        reply: dict[str, object] = response.json() if response.content else {}
+        if "errors" in reply:
+            raise LaunchError(f"{path}: {reply['errors']}")
+        return reply
+
+    call("POST", "/v1/apps", {"app_name": app_name, "org_slug": org})
+    for kind in ("shared_v4", "v6"):
+        variables = {"input": {"appId": app_name, "type": kind, "region": ""}}
+        call("POST", "/graphql", {"query": ALLOCATE_IP, "variables": variables})
+    call("POST", f"/v1/apps/{app_name}/volumes", {"name": "data", "region": region, "size_gb": volume_size})
+    # As `fly mcp add --bearer-token`: a random token, kept as the secret wrap reads from its environment.
+    token = secrets.token_urlsafe(32)
+    call("POST", f"/v1/apps/{app_name}/secrets", {"values": {"FLY_MCP_BEARER_TOKEN": token}})
+    body = {"region": region, "skip_launch": True, "config": machine_config(image, command)}
+    machine = call("POST", f"/v1/apps/{app_name}/machines", body)
+    return str(machine["id"]), token
+
+
+@app.command("launch", context_settings={"ignore_unknown_options": True})
+def launch_command(
+    command: Annotated[
+        list[str] | None, typer.Argument(help="the stdio MCP server, after -- (default: filesystem)")
+    ] = None,
+    api_url: Annotated[
+        str, typer.Option("--api", envvar="FLY_API_HOSTNAME", help="Machines API")
+    ] = "http://127.0.0.1:4280",
+    token: Annotated[str, typer.Option(envvar="FLY_API_TOKEN", help="organisation token")] = "",
+    app_name: Annotated[str, typer.Option("--app", help="app name (default: mcp-<random>)")] = "",
+    org: Annotated[str, typer.Option(help="organisation slug")] = "personal",
+    region: Annotated[str, typer.Option(help="region of the volume and machine")] = "iad",
+    image: Annotated[str, typer.Option(help="image with wrap as its entrypoint")] = "flyio/mcp:latest",
+    volume_size: Annotated[int, typer.Option(help="size of the /data volume in GB")] = 1,
+    edge: Annotated[
+        str, typer.Option(help="the edge's URL for apps; {app} is the app name")
+    ] = "http://{app}.localhost:8080/",
+) -> None:
+    """Launch a per-user MCP server the way the Machines guide does, and print the MCP client configuration."""
+    name = app_name or f"mcp-{uuid.uuid4().hex[-12:]}"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with httpx.Client(base_url=api_url, headers=headers, timeout=120) as api:
+            machine_id, bearer = launch_app(api, name, org, region, image, list(command or DEFAULT_SERVER), volume_size)
+    except (LaunchError, httpx.HTTPError) as exc:
+        typer.echo(f"aerodrome: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"launched {name}: machine {machine_id} (starts on its first request)", err=True)
+    typer.echo(json.dumps(client_config(name, edge.format(app=name), bearer), indent=2))
 
 
 if __name__ == "__main__":
