@@ -239,6 +239,8 @@ class Volumes:
 
     async def grow_before_start(self, app_name: str, machine_id: str) -> None:
         """Remount (and so grow) a stopped machine's volumes that were extended while it was using them."""
+        if not self._grow_pending:
+            return  # the common case: no query on the start path
         for volume in await self.attached_to(app_name, machine_id):
             if volume.id not in self._grow_pending:
                 continue
