@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from tests.support.images import build_busybox_image
 from tests.support.registry import free_loopback_port
 
 START_TIMEOUT = 30.0
+POOL_OCTETS = [octet for octet in range(16, 32) if octet != 30]  # 172.30/16 is the default
 
 
 @dataclass
@@ -30,6 +32,8 @@ class Server:
     registry_port: int = field(default_factory=free_loopback_port)
     edge_http_port: int = field(default_factory=free_loopback_port)
     edge_https_port: int = field(default_factory=free_loopback_port)
+    # a pool of its own, so that servers running side by side (parallel test runs) never share an address
+    machine_pool: str = field(default_factory=lambda: f"172.{random.choice(POOL_OCTETS)}.0.0/16")
     extra_args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     token: str = ""
@@ -65,6 +69,8 @@ class Server:
             f"127.0.0.1:{self.edge_http_port}",
             "--edge-https",
             f"127.0.0.1:{self.edge_https_port}",
+            "--machine-ipv4-pool",
+            self.machine_pool,
             *self.extra_args,
         ]
         with open(self.log_path, "ab") as log:

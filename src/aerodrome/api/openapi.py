@@ -19,10 +19,18 @@ from aerodrome import __version__
 _PARAM = re.compile(r"\{[^}]+\}")
 
 
+#: Fields Fly's servers (and fly-go, with pointer types) send as null when unset, which its schemas omit to say.
+NULLABLE_FIELDS = {"Volume": ("attached_machine_id", "attached_alloc_id")}
+
+
 @functools.cache
 def _shapes() -> dict[str, Any]:
     text = resources.files("aerodrome.api").joinpath("fly-shapes.json").read_text()
     loaded: dict[str, Any] = json.loads(text)
+    schemas = loaded["components"]["schemas"]
+    for schema, fields in NULLABLE_FIELDS.items():
+        for field in fields:
+            schemas[schema]["properties"][field]["nullable"] = True
     return loaded
 
 

@@ -56,7 +56,6 @@ def machine(record: Machine, events: list[MachineEvent] | None = None, *, nonce:
         "version": record.instance_id,
         "private_ip": record.private_ip,
         "config": record.config,
-        "incomplete_config": None,
         "image_ref": record.image_ref,
         "created_at": record.created_at,
         "updated_at": record.updated_at,
@@ -90,7 +89,11 @@ def org_machine(record: Machine) -> JSON:
         "instance_id": record.instance_id,
         "created_at": record.created_at,
         "updated_at": record.updated_at,
-        "config": {"image": config.get("image"), "guest": config.get("guest"), "metadata": config.get("metadata")},
+        "config": {
+            "image": config.get("image"),
+            "guest": config.get("guest") or {},
+            "metadata": config.get("metadata") or {},
+        },
     }
 
 

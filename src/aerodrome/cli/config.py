@@ -38,7 +38,7 @@ class Layout:
         return self.root / "images"
 
     @property
-    def machines(self) -> Path:
+    def runtime(self) -> Path:
         return self.root / "runtime"
 
     @property

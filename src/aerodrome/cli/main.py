@@ -48,6 +48,9 @@ def serve(
     autostop_idle: Annotated[
         float, typer.Option("--autostop-idle", help="Seconds without traffic before autostop acts.")
     ] = 300.0,
+    machine_ipv4_pool: Annotated[
+        str, typer.Option("--machine-ipv4-pool", help="Private IPv4 range for machines (one /24 per organisation).")
+    ] = "172.30.0.0/16",
     volume_unit_mb: Annotated[
         int, typer.Option("--volume-unit-mb", help="Size of one volume 'GB' in MiB (tests use 1).", hidden=True)
     ] = 1024,
@@ -77,6 +80,7 @@ def serve(
         domain=domain,
         autostop_idle=autostop_idle,
         volume_check_interval=volume_check_interval,
+        machine_ipv4_pool=machine_ipv4_pool,
     )
     _run(run_serve(options))
 

@@ -6,16 +6,17 @@ import asyncio
 import json
 import os
 import secrets
+import socket
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
 
 from aerodrome.mcp import BridgeError, BridgeOptions, run_bridge, wrap
 
-__all__ = ["LaunchError", "app", "client_config", "launch_app", "machine_config"]
+__all__ = ["LaunchError", "app", "client_config", "launch_app", "machine_config", "resolve_localhost_names"]
 
 app = typer.Typer(help="Serve stdio MCP servers over HTTP and bridge them back to stdio clients.")
 
@@ -67,6 +68,7 @@ def proxy_command(
         stream=stream,
         reconnect_interval=reconnect_interval,
     )
+    resolve_localhost_names()
     try:
         asyncio.run(run_bridge(options))
     except KeyboardInterrupt:
@@ -74,6 +76,25 @@ def proxy_command(
     except (BridgeError, httpx.HTTPError) as exc:
         typer.echo(f"error waiting for server: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+def resolve_localhost_names() -> None:
+    """Resolve every `*.localhost` name to loopback in this process, as curl and browsers do (RFC 6761 §6.3).
+
+    The edge serves apps at `http://<app>.localhost:8080/`, but glibc resolves those names only where
+    systemd-resolved runs; without this, the URL `launch` prints would not resolve for the proxy."""
+    original = socket.getaddrinfo
+    if getattr(original, "resolves_localhost", False):
+        return
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if isinstance(name, str) and name.rstrip(".").lower().endswith(".localhost"):
+            host = "localhost"
+        return original(host, *args, **kwargs)
+
+    getaddrinfo.resolves_localhost = True  # type: ignore[attr-defined]
+    socket.getaddrinfo = getaddrinfo
 
 
 # The guide's MCP server: the filesystem server over the volume mounted at /data.

@@ -37,6 +37,7 @@ class ServeOptions:
     domain: str = "localhost"
     autostop_idle: float = 300.0
     autostop_interval: float = 30.0
+    machine_ipv4_pool: str = "172.30.0.0/16"
 
 
 def load_secrets_key(path: Path) -> bytes:
@@ -63,7 +64,7 @@ async def serve(options: ServeOptions) -> None:
     registry = EmbeddedRegistry(layout.registry, options.registry)
     await registry.start()
     images = ImageStore(layout.images, registries=(options.registry,), mirrors=options.mirrors)
-    runtime = RuncRuntime(layout.machines, images)
+    runtime = RuncRuntime(layout.runtime, images, ipv4_pool=options.machine_ipv4_pool)
     volumes = LoopVolumeBackend(layout.volumes)
     await volumes.recover()
     plane = ControlPlane(

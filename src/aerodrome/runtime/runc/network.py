@@ -1,7 +1,7 @@
 """Machine networks: one netns and veth pair per machine, a private subnet per organisation.
 
-Addresses: each organisation present on the host gets a /24 slot of the IPv4 pool (gateway .1, machines
-.2-.254) and the IPv6 /64 `fdaa:0:<org>::/64` derived from its network id (Fly's 6PN shape), in which a
+Addresses: each organisation present on the host gets a /20 slot of the IPv4 pool (gateway .1, machines
+from .2) and the IPv6 /64 `fdaa:0:<org>::/64` derived from its network id (Fly's 6PN shape), in which a
 machine's host part is its IPv4 address. The host side of
 every veth carries the organisation's gateway addresses, so the host reaches each machine directly and
 machines of one organisation reach each other through the host's forwarding.
@@ -37,7 +37,7 @@ class Allocation:
 
     machine_id: str
     org: int
-    slot: int  # the organisation's /24 in the IPv4 pool
+    slot: int  # the organisation's subnet (ORG_PREFIXLEN) in the IPv4 pool
     index: int  # the machine's host number in it, 2..254
     ipv4: str
     ipv6: str
@@ -74,14 +74,20 @@ def org_prefix6(org: int) -> ipaddress.IPv6Network:
     return ipaddress.IPv6Network((base, 64))
 
 
+#: Each organisation's slot of the IPv4 pool: a /20, so thousands of machines per organisation fit on a host
+#: (created machines hold their address, as on Fly) and a /16 pool holds 16 organisations.
+ORG_PREFIXLEN = 20
+ORG_SIZE = 2 ** (32 - ORG_PREFIXLEN)
+
+
 class AddressPool:
     """Allocates organisation slots (persisted in orgs.json) and machine addresses (persisted by the caller)."""
 
     def __init__(self, orgs_file: Path, pool4: str) -> None:
         self.orgs_file = orgs_file
         self.pool4 = ipaddress.IPv4Network(pool4)
-        if self.pool4.prefixlen > 24:
-            raise ValueError("the IPv4 pool must be a /24 or larger")
+        if self.pool4.prefixlen > ORG_PREFIXLEN:
+            raise ValueError(f"the IPv4 pool must be a /{ORG_PREFIXLEN} or larger")
         self.slots: dict[int, int] = {int(k): v for k, v in (read_json(orgs_file) or {}).items()}
         self.used: dict[int, set[int]] = {}
 
@@ -93,7 +99,7 @@ class AddressPool:
     def allocate(self, machine_id: str, org: int) -> Allocation:
         slot = self._slot(org)
         taken = self.used.setdefault(slot, set())
-        index = next((i for i in range(2, 255) if i not in taken), None)
+        index = next((i for i in range(2, ORG_SIZE - 1) if i not in taken), None)
         if index is None:
             raise RuntimeFailureError(f"organisation {org} has no free private address on this host")
         taken.add(index)
@@ -115,8 +121,8 @@ class AddressPool:
         )
 
     def subnet_of(self, slot: int) -> str:
-        """The /24 of an organisation slot."""
-        return str(ipaddress.IPv4Network((int(self.pool4.network_address) + slot * 256, 24)))
+        """The subnet of an organisation slot."""
+        return str(ipaddress.IPv4Network((int(self.pool4.network_address) + slot * ORG_SIZE, ORG_PREFIXLEN)))
 
     def release(self, allocation: Allocation) -> None:
         self.used.get(allocation.slot, set()).discard(allocation.index)
@@ -124,7 +130,7 @@ class AddressPool:
     def _slot(self, org: int) -> int:
         if org in self.slots:
             return self.slots[org]
-        free = set(range(2 ** (24 - self.pool4.prefixlen))) - set(self.slots.values())
+        free = set(range(2 ** (ORG_PREFIXLEN - self.pool4.prefixlen))) - set(self.slots.values())
         if not free:
             raise RuntimeFailureError("no free organisation subnet in the IPv4 pool on this host")
         self.slots[org] = min(free)
