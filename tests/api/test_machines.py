@@ -141,3 +141,17 @@ def test_signal_and_exec_and_ps(api: httpx.Client, app_name: str, image: str) ->
     assert any("httpd" in p["command"] for p in processes)
     assert api.post(f"/v1/apps/{app_name}/machines/{mid}/signal", json={"signal": "SIGKILL"}).status_code == 200
     assert api.post(f"/v1/apps/{app_name}/machines/{mid}/signal", json={"signal": "SIGNOPE"}).status_code == 400
+
+
+def test_always_restarts_even_after_a_clean_exit(api: httpx.Client, app_name: str, image: str) -> None:
+    config = {"image": image, "init": {"exec": ["/bin/sh", "-c", "sleep 0.2; exit 0"]}, "restart": {"policy": "always"}}
+    machine = create_machine(api, app_name, config)
+    base = f"/v1/apps/{app_name}/machines/{machine['id']}"
+    for _ in range(100):
+        exits = [e for e in api.get(f"{base}/events", params={"limit": 50}).json() if e["type"] == "exit"]
+        if len(exits) >= 2:
+            break
+        wait_for(api, app_name, machine["id"], "started")
+    assert len(exits) >= 2 and all(e["request"]["exit_event"]["restarting"] for e in exits)
+    assert all(e["request"]["exit_event"]["exit_code"] == 0 for e in exits)
+    assert api.delete(base, params={"force": "true"}).status_code == 200

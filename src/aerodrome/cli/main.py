@@ -37,7 +37,9 @@ def serve(
     registry: Annotated[str, typer.Option("--registry", help="Embedded registry listen address.")] = "127.0.0.1:5000",
     region: Annotated[str, typer.Option("--region", help="Region recorded when a request names none.")] = "iad",
     regions: Annotated[str, typer.Option("--regions", help="Comma-separated regions served (default: any).")] = "",
-    no_rate_limits: Annotated[bool, typer.Option("--no-rate-limits", help="Turn off Fly's API rate limits.")] = False,
+    rate_limits: Annotated[
+        bool, typer.Option("--rate-limits/--no-rate-limits", help="Fly's API rate limits (off for local development).")
+    ] = True,
     edge_http: Annotated[
         str, typer.Option("--edge-http", help="Edge listener for services' port 80.")
     ] = "127.0.0.1:8080",
@@ -73,7 +75,7 @@ def serve(
         registry=registry,
         default_region=region,
         regions=frozenset(r.strip() for r in regions.split(",") if r.strip()) or None,
-        rate_limits=not no_rate_limits,
+        rate_limits=rate_limits,
         volume_unit_bytes=volume_unit_mb * 1024 * 1024,
         edge_http=edge_http,
         edge_https=edge_https,

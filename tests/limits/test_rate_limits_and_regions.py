@@ -1,0 +1,55 @@
+"""Fly's API rate limits (on by default) and the `--regions` restriction, against a server of their own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.api.helpers import create_machine, wait_for
+from tests.support.server import Server, running_server
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with running_server("--regions", "iad,ams", "--rate-limits") as started:
+        started.push_image("busybox")
+        yield started
+
+
+def test_get_machine_allows_a_burst_of_ten_then_429(server: Server) -> None:
+    with server.client() as api:
+        api.post("/v1/apps", json={"app_name": "limited", "org_slug": "personal"})
+        machine = create_machine(api, "limited", {"image": f"{server.registry}/busybox:latest"}, skip_launch=True)
+        url = f"/v1/apps/limited/machines/{machine['id']}"
+        statuses = [api.get(url).status_code for _ in range(25)]
+        assert statuses[:10] == [200] * 10
+        assert 429 in statuses
+        refused = next(r for r in (api.get(url) for _ in range(5)) if r.status_code == 429)
+        assert int(refused.headers["retry-after"]) >= 1 and "rate limit" in refused.json()["error"]
+
+
+def test_actions_allow_a_burst_of_three_per_machine(server: Server) -> None:
+    with server.client() as api:
+        api.post("/v1/apps", json={"app_name": "limited-actions", "org_slug": "personal"})
+        machine = create_machine(api, "limited-actions", {"image": f"{server.registry}/busybox:latest"})
+        wait_for(api, "limited-actions", machine["id"], "started")
+        url = f"/v1/apps/limited-actions/machines/{machine['id']}/stop"
+        statuses = [api.post(url).status_code for _ in range(6)]
+        assert statuses[:3] == [200, 200, 200] and statuses[3:].count(429) >= 2
+
+
+def test_regions_are_restricted(server: Server) -> None:
+    with server.client() as api:
+        api.post("/v1/apps", json={"app_name": "regional", "org_slug": "personal"})
+        refused = api.post(
+            "/v1/apps/regional/machines",
+            json={"region": "syd", "config": {"image": f"{server.registry}/busybox:latest"}},
+        )
+        assert refused.status_code == 400 and "not served" in refused.json()["error"]
+        listed = api.get("/v1/platform/regions").json()["regions"]
+        assert sorted(r["code"] for r in listed) == ["ams", "iad"]
+        volume = api.post("/v1/apps/regional/volumes", json={"name": "data", "region": "ams", "size_gb": 1}).json()
+        config = {"image": f"{server.registry}/busybox:latest", "mounts": [{"volume": volume["id"], "path": "/data"}]}
+        mismatch = api.post("/v1/apps/regional/machines", json={"region": "iad", "config": config})
+        assert mismatch.status_code == 400 and "region" in mismatch.json()["error"]
