@@ -3,6 +3,7 @@ from __future__ import annotations
 import httpx
 
 from tests.api.helpers import create_machine, machine_exec, wait_for
+from tests.support.server import Server
 
 NONCE = "fly-machine-lease-nonce"
 
@@ -70,3 +71,28 @@ def test_secrets_are_hidden_and_injected(api: httpx.Client, app_name: str, image
     machine = create_machine(api, app_name, {"image": image})
     wait_for(api, app_name, machine["id"], "started")
     assert machine_exec(api, app_name, machine["id"], "sh", "-c", "echo $API_KEY")["stdout"].strip() == "s3cret"
+
+
+def test_concurrent_clients_get_exactly_one_lease(server: Server, app_name: str, image: str) -> None:
+    import concurrent.futures
+
+    with server.client() as api:
+        machine = create_machine(api, app_name, {"image": image}, skip_launch=True)
+    url = f"/v1/apps/{app_name}/machines/{machine['id']}/lease"
+
+    def contend(_: int) -> int:
+        with server.client() as client:
+            return client.post(url, json={"ttl": 30}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = list(pool.map(contend, range(24)))
+    assert statuses.count(201) == 1 and statuses.count(409) == 23
+
+
+def test_wait_from_event_id(api: httpx.Client, app_name: str, image: str) -> None:
+    machine = create_machine(api, app_name, {"image": image}, skip_launch=True)
+    base = f"/v1/apps/{app_name}/machines/{machine['id']}"
+    launch = api.get(f"{base}/events").json()[0]
+    api.post(f"{base}/start")
+    reply = api.get(f"{base}/wait", params={"state": "started", "from_event_id": launch["id"], "timeout": 30}).json()
+    assert reply["ok"] and reply["event_id"] and reply["event_id"] > launch["id"]
