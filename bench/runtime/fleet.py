@@ -26,7 +26,7 @@ from aerodrome.runtime.images import ImageStore
 from aerodrome.runtime.runc import RuncRuntime
 from aerodrome.runtime.runc.firewall import forget_orgs, uninstall
 
-POOL = "172.27.0.0/16"
+POOL = "172.26.0.0/16"
 ORG = 11
 HTTPD = ("httpd", "-f", "-p", "8080", "-h", "/www")
 
