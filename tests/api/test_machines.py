@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
 from tests.api.helpers import create_machine, http_inside, machine_exec, wait_for
@@ -155,3 +157,25 @@ def test_always_restarts_even_after_a_clean_exit(api: httpx.Client, app_name: st
     assert len(exits) >= 2 and all(e["request"]["exit_event"]["restarting"] for e in exits)
     assert all(e["request"]["exit_event"]["exit_code"] == 0 for e in exits)
     assert api.delete(base, params={"force": "true"}).status_code == 200
+
+
+def test_memory_limit_changes_in_place(api: httpx.Client, app_name: str, image: str) -> None:
+    machine = create_machine(api, app_name, {"image": image, "guest": {"memory_mb": 256}})
+    mid = machine["id"]
+    wait_for(api, app_name, mid, "started")
+    base = f"/v1/apps/{app_name}/machines/{mid}"
+    before = api.get(f"{base}/memory").json()
+    assert before["limit_mb"] == 256 and 0 < before["available_mb"] <= 256
+    assert api.put(f"{base}/memory", json={"limit_mb": 300}).status_code == 400
+    changed = api.put(f"{base}/memory", json={"limit_mb": 512})
+    assert changed.status_code == 200 and changed.json()["limit_mb"] == 512
+    current = api.get(base).json()
+    assert current["config"]["guest"]["memory_mb"] == 512 and current["instance_id"] == machine["instance_id"]
+    cgroup = Path(f"/sys/fs/cgroup/memory/aerodrome/{mid}/memory.limit_in_bytes")
+    assert int(cgroup.read_text()) == 512 * 1024 * 1024  # applied live, not only recorded
+    # the new limit holds across a stop and start
+    api.post(f"{base}/stop")
+    wait_for(api, app_name, mid, "stopped")
+    api.post(f"{base}/start")
+    wait_for(api, app_name, mid, "started")
+    assert api.get(f"{base}/memory").json()["limit_mb"] == 512

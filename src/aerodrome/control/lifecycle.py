@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Collection, Coroutine
 from typing import Any
 
@@ -136,6 +137,27 @@ class Lifecycle(MachineBase):
         machine = await self.find(app, mid)
         check_action(Action.EXEC, machine.state)
         return await self.runtime.ps(mid)
+
+    async def memory(self, app: App, mid: str) -> tuple[int, int]:
+        """(limit, available) in MiB."""
+        machine = await self.find(app, mid)
+        limit = self.spec_of(machine).memory_mb
+        used = await self.runtime.memory_usage(mid)
+        return limit, max(0, limit - used // (1024 * 1024))
+
+    async def set_memory(self, app: App, mid: str, limit_mb: object, nonce: str | None) -> tuple[int, int]:
+        """Change `guest.memory_mb` in place (no new version), live when the machine runs."""
+        if isinstance(limit_mb, bool) or not isinstance(limit_mb, int) or limit_mb < 256 or limit_mb % 256:
+            raise InvalidArgumentError("invalid limit_mb: must be a multiple of 256, at least 256")
+        async with self.locked(mid):
+            machine = await self.find(app, mid)
+            self.check_lease(machine, nonce)
+            config = {**machine.config, "guest": {**machine.config.get("guest", {}), "memory_mb": limit_mb}}
+            normalize_config(config)  # the new size must still make a valid config
+            await self.runtime.set_memory(mid, limit_mb)
+            await self.store.save_machine(dataclasses.replace(machine, config=config))
+            self.feed.publish(mid)
+        return await self.memory(app, mid)
 
     async def set_cordoned(self, app: App, mid: str, cordoned: bool, nonce: str | None) -> None:
         async with self.locked(mid):

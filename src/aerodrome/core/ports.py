@@ -129,6 +129,14 @@ class Runtime(Protocol):
 
     async def ps(self, machine_id: str) -> list[ProcessInfo]: ...
 
+    async def set_memory(self, machine_id: str, memory_mb: int) -> None:
+        """Change the memory limit, at once if the machine runs, and for its next starts."""
+        ...
+
+    async def memory_usage(self, machine_id: str) -> int:
+        """Bytes of memory the machine uses now (0 when it does not run)."""
+        ...
+
     async def status(self, machine_id: str) -> SandboxStatus: ...
 
     async def destroy(self, machine_id: str) -> None:

@@ -151,9 +151,15 @@ async def ps(request: Request) -> Response:
 async def memory(request: Request) -> Response:
     call = await Call.of(request)
     app = await call.app()
-    machine = await call.plane.machines.find(app, call.machine_id)
-    limit_mb = call.plane.machines.spec_of(machine).memory_mb
-    return JSONResponse({"limit_mb": limit_mb, "available_mb": limit_mb})
+    if request.method == "PUT":
+        call.limit("memory", call.machine_id)
+        body = await call.body()
+        limit_mb, available_mb = await call.plane.machines.set_memory(
+            app, call.machine_id, body.get("limit_mb"), call.nonce
+        )
+    else:
+        limit_mb, available_mb = await call.plane.machines.memory(app, call.machine_id)
+    return JSONResponse({"limit_mb": limit_mb, "available_mb": available_mb})
 
 
 _M = "/v1/apps/{app_name}/machines/{machine_id}"
@@ -170,5 +176,5 @@ routes = [
     Route(f"{_M}/versions", versions, methods=["GET"]),
     Route(f"{_M}/exec", exec_, methods=["POST"]),
     Route(f"{_M}/ps", ps, methods=["GET"]),
-    Route(f"{_M}/memory", memory, methods=["GET"]),
+    Route(f"{_M}/memory", memory, methods=["GET", "PUT"]),
 ]

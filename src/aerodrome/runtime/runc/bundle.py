@@ -126,11 +126,15 @@ def _mounts(spec: SandboxSpec, state_dir: str) -> list[dict[str, Any]]:
     return mounts
 
 
+def memory_limits(memory_mb: int) -> dict[str, int]:
+    memory = memory_mb * 1024 * 1024
+    return {"limit": memory, "swap": memory}  # swap == limit: no swap on top of RAM
+
+
 def _resources(spec: SandboxSpec) -> dict[str, Any]:
-    memory = spec.memory_mb * 1024 * 1024
     return {
         "devices": [{"allow": False, "access": "rwm"}],  # runc adds the standard /dev nodes back
-        "memory": {"limit": memory, "swap": memory},  # swap == limit: no swap on top of RAM
+        "memory": memory_limits(spec.memory_mb),
         "cpu": {"quota": spec.cpus * CPU_PERIOD_US, "period": CPU_PERIOD_US},
         "pids": {"limit": PIDS_LIMIT},
     }

@@ -46,6 +46,25 @@ class MachineCgroup:
             return []
         return [int(line) for line in text.split()]
 
+    def memory_usage(self) -> int:
+        """Bytes of memory the machine uses now (page cache included, as the kernel charges it)."""
+        try:
+            return int((self.path("memory") / "memory.usage_in_bytes").read_text())
+        except FileNotFoundError:
+            return 0
+
+    def set_memory_limit(self, limit: int) -> None:
+        """Change the memory limit of a running machine; memory+swap moves with it (no swap on top of RAM).
+
+        The kernel refuses a memory limit above memory+swap, so the order depends on the direction.
+        """
+        memory = self.path("memory")
+        files = ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+        current = int((memory / files[0]).read_text())
+        for name in files if limit < current else reversed(files):
+            with contextlib.suppress(FileNotFoundError):  # memsw is absent without swap accounting
+                (memory / name).write_text(str(limit))
+
     def oom_kills(self) -> int:
         """How many processes the kernel's OOM killer took in this memory cgroup."""
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -307,6 +308,24 @@ class RuncRuntime:
         self._live(machine_id)
         with map_runtime_errors(f"exec in machine {machine_id}"):
             return await self.runc.exec(machine_id, self.layout.machine(machine_id), command, stdin, timeout)
+
+    async def set_memory(self, machine_id: str, memory_mb: int) -> None:
+        """Change the memory limit: now, when the machine runs, and for its next starts."""
+        machine = self._machine(machine_id)
+        paths = self.layout.machine(machine_id)
+        async with machine.lock:
+            with map_runtime_errors(f"set the memory of machine {machine_id}"):
+                if machine_id in self._running:
+                    MachineCgroup(machine_id).set_memory_limit(memory_mb * 1024 * 1024)
+                machine.spec = dataclasses.replace(machine.spec, memory_mb=memory_mb)
+                config = read_json(paths.config) or {}
+                config["linux"]["resources"]["memory"] = bundle.memory_limits(memory_mb)
+                write_json(paths.config, config)
+                write_json(paths.record, {"spec": spec_to_json(machine.spec), "lower": machine.lower})
+
+    async def memory_usage(self, machine_id: str) -> int:
+        self._machine(machine_id)
+        return MachineCgroup(machine_id).memory_usage() if machine_id in self._running else 0
 
     async def ps(self, machine_id: str) -> list[ProcessInfo]:
         """The machine's processes with their CPU, memory, working directory and listening sockets."""
