@@ -68,3 +68,10 @@ def test_regions_and_openapi(api: httpx.Client) -> None:
 def test_unknown_route_is_fly_shaped(api: httpx.Client) -> None:
     response = api.get("/v1/nothing-here")
     assert response.status_code == 404 and "error" in response.json()
+
+
+def test_org_wide_volume_list(api: httpx.Client, app_name: str) -> None:
+    created = api.post(f"/v1/apps/{app_name}/volumes", json={"name": "orgwide", "region": "iad", "size_gb": 1}).json()
+    listed = api.get("/v1/orgs/personal/volumes").json()["volumes"]
+    assert any(v["id"] == created["id"] and v["app_name"] == app_name for v in listed)
+    assert api.get("/v1/orgs/not-mine/volumes").status_code == 404

@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from aerodrome.api import render
 from aerodrome.api.context import Call
-from aerodrome.core import Volume
+from aerodrome.core import NotFoundError, Volume
 
 
 async def _render(call: Call, volume: Volume) -> dict[str, object]:
@@ -76,6 +76,18 @@ async def list_snapshots(request: Request) -> Response:
     return JSONResponse([render.snapshot(s) for s in snapshots])
 
 
+async def list_org_volumes(request: Request) -> Response:
+    call = await Call.of(request)
+    org_slug = request.path_params["org_slug"]
+    if org_slug != call.caller.org_slug:
+        raise NotFoundError(f"organization {org_slug!r} not found")
+    volumes = [
+        v for app in await call.plane.apps.list(call.caller, org_slug) for v in await call.plane.volumes.list(app)
+    ]
+    volumes.sort(key=lambda v: v.id)
+    return JSONResponse({"volumes": [{**render.volume(v), "app_name": v.app_name} for v in volumes], "next_cursor": ""})
+
+
 _V = "/v1/apps/{app_name}/volumes"
 routes = [
     Route(_V, create_volume, methods=["POST"]),
@@ -86,4 +98,5 @@ routes = [
     Route(f"{_V}/{{volume_id}}/extend", extend_volume, methods=["PUT"]),
     Route(f"{_V}/{{volume_id}}/snapshots", create_snapshot, methods=["POST"]),
     Route(f"{_V}/{{volume_id}}/snapshots", list_snapshots, methods=["GET"]),
+    Route("/v1/orgs/{org_slug}/volumes", list_org_volumes, methods=["GET"]),
 ]
