@@ -22,6 +22,7 @@ from aerodrome.core.errors import (
 from aerodrome.core.ids import machine_id, machine_name, nonce, snapshot_id, ulid, volume_id
 from aerodrome.core.models import (
     App,
+    Certificate,
     ExitInfo,
     IPAddress,
     Lease,
@@ -59,6 +60,7 @@ __all__ = [
     "AerodromeError",
     "AlreadyExistsError",
     "App",
+    "Certificate",
     "Clock",
     "ExecResult",
     "ExitCallback",

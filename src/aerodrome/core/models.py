@@ -146,3 +146,17 @@ class IPAddress:
     network: str
     service_name: str
     created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    """A hostname an app answers on, and the certificate the edge serves for it."""
+
+    hostname: str  # unique across apps
+    app_name: str
+    source: str  # "custom" (uploaded) or "aerodrome" (issued by the local CA, standing in for ACME)
+    fullchain: str  # PEM, leaf first
+    key_ciphertext: bytes  # the private key's PEM, encrypted with the key that encrypts app secrets
+    acme_requested: bool  # a CA certificate was asked for: it takes over when a custom one is removed
+    created_at: str
+    updated_at: str

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from aerodrome.core.models import (
     App,
+    Certificate,
     IPAddress,
     Lease,
     Machine,
@@ -121,5 +122,17 @@ class Store(Protocol):
 
     async def list_ips(self, app_name: str | None = None) -> list[IPAddress]: ...
     async def delete_ip(self, ip_id: str) -> None: ...
+
+    # certificates (custom hostnames)
+    async def put_certificate(self, certificate: Certificate) -> None:
+        """Insert or replace the hostname's row; AlreadyExistsError when another app holds the hostname."""
+        ...
+
+    async def get_certificate(self, hostname: str) -> Certificate | None: ...
+    async def list_certificates(self, app_name: str | None = None) -> list[Certificate]:
+        """Ordered by hostname; every app's when `app_name` is None."""
+        ...
+
+    async def delete_certificate(self, hostname: str) -> None: ...
 
     async def close(self) -> None: ...

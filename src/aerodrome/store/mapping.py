@@ -8,6 +8,7 @@ from sqlalchemy import Row
 
 from aerodrome.core import (
     App,
+    Certificate,
     IPAddress,
     Lease,
     Machine,
@@ -277,4 +278,30 @@ def ip_from_row(row: Row[Any]) -> IPAddress:
         network=row.network,
         service_name=row.service_name,
         created_at=row.created_at,
+    )
+
+
+def certificate_to_row(certificate: Certificate) -> Values:
+    return {
+        "hostname": certificate.hostname,
+        "app_name": certificate.app_name,
+        "source": certificate.source,
+        "fullchain": certificate.fullchain,
+        "key_ciphertext": certificate.key_ciphertext,
+        "acme_requested": certificate.acme_requested,
+        "created_at": certificate.created_at,
+        "updated_at": certificate.updated_at,
+    }
+
+
+def certificate_from_row(row: Row[Any]) -> Certificate:
+    return Certificate(
+        hostname=row.hostname,
+        app_name=row.app_name,
+        source=row.source,
+        fullchain=row.fullchain,
+        key_ciphertext=bytes(row.key_ciphertext),
+        acme_requested=row.acme_requested,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )

@@ -180,6 +180,20 @@ ip_addresses = Table(
     Column("created_at", String(40), nullable=False),
 )
 
+# Custom hostnames: one row per hostname, holding the certificate the edge serves for it. Rows go with their app.
+certificates = Table(
+    "certificates",
+    metadata,
+    Column("hostname", String(253), primary_key=True),
+    Column("app_name", String(128), ForeignKey("apps.name", ondelete="CASCADE"), nullable=False, index=True),
+    Column("source", String(16), nullable=False),
+    Column("fullchain", Text, nullable=False),
+    Column("key_ciphertext", LargeBinary, nullable=False),
+    Column("acme_requested", Boolean, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+)
+
 # The durable run log of operations (flyd's FSM runs): a row is written before an operation's first side effect
 # and updated after each step, so a restarted host agent resumes unfinished runs instead of guessing.
 operations = Table(

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from aerodrome.core import (
     App,
+    Certificate,
     Clock,
     IPAddress,
     Lease,
@@ -29,7 +30,7 @@ from aerodrome.core import (
     VolumeSnapshot,
     ulid,
 )
-from aerodrome.store import app_resources, machines, operations, orgs, volumes
+from aerodrome.store import app_resources, certificates, machines, operations, orgs, volumes
 from aerodrome.store.database import (
     SQLITE_WRITER,
     create_store_engine,
@@ -200,6 +201,19 @@ class SqlStore:
 
     async def delete_ip(self, ip_id: str) -> None:
         await self._runner.write(app_resources.delete_ip, ip_id)
+
+    # certificates (custom hostnames)
+    async def put_certificate(self, certificate: Certificate) -> None:
+        await self._runner.write(certificates.put_certificate, certificate)
+
+    async def get_certificate(self, hostname: str) -> Certificate | None:
+        return await self._runner.read(certificates.get_certificate, hostname)
+
+    async def list_certificates(self, app_name: str | None = None) -> list[Certificate]:
+        return await self._runner.read(certificates.list_certificates, app_name)
+
+    async def delete_certificate(self, hostname: str) -> None:
+        await self._runner.write(certificates.delete_certificate, hostname)
 
     # the operations run log (beyond the core's Store: the host agent's crash-safe operations)
     async def begin_operation(
