@@ -278,7 +278,7 @@ async def test_proxy_bridges_stdio_to_the_machine(server: Server) -> None:
         assert info.server_info.name
         assert "list_directory" in {tool.name for tool in (await session.list_tools()).tools}
         result = await session.call_tool("list_directory", {"path": "/data"})
-        assert not result.isError
+        assert not result.is_error
 
 
 def edge(server: Server, app: str, token: str | None) -> httpx.Client:
@@ -315,4 +315,4 @@ async def test_two_users_are_kept_apart(server: Server) -> None:
     async with sdk_session(server, "mcp-user-b", token_b) as session_b:
         assert "a-secret.txt" not in text_of(await session_b.call_tool("list_directory", {"path": "/data"}))
         escape = await session_b.call_tool("read_text_file", {"path": "/data/../data/a-secret.txt"})
-        assert escape.isError
+        assert escape.is_error
