@@ -1,4 +1,4 @@
-"""RuncRuntime: the host's machines as runc containers over overlay rootfs, each in its own netns."""
+"""RuncRuntime: the host's machines as runc containers over overlay rootfs, each in its own netns while it runs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import shutil
 import signal as signals
 import time
 from dataclasses import dataclass, field
@@ -26,17 +25,10 @@ from aerodrome.core import (
     SandboxStatus,
 )
 from aerodrome.runtime.process import map_runtime_errors
-from aerodrome.runtime.runc import bundle, exits, firewall, guestfs, procfs
+from aerodrome.runtime.runc import bundle, exits, firewall, guestfs, instance, procfs
 from aerodrome.runtime.runc.cgroups import MachineCgroup, cgroups_path
 from aerodrome.runtime.runc.layout import Layout, MachinePaths, read_json, spec_from_json, spec_to_json, write_json
-from aerodrome.runtime.runc.network import (
-    AddressPool,
-    Allocation,
-    create_network,
-    delete_network,
-    network_exists,
-    org_prefix6,
-)
+from aerodrome.runtime.runc.network import AddressPool, Allocation, delete_network, org_prefix6
 from aerodrome.runtime.runc.runc import Runc
 from aerodrome.runtime.runc.source import ImageSource
 from aerodrome.runtime.runc.supervisor import Supervisor, process_start_time
@@ -118,7 +110,11 @@ class RuncRuntime:
         return await self.images.pull(reference)
 
     async def create(self, spec: SandboxSpec) -> SandboxInfo:
-        """Prepare the bundle and network of a machine; re-creating a stopped machine replaces its config."""
+        """Prepare the bundle and addresses of a machine; re-creating a stopped machine replaces its config.
+
+        The addresses are allocated and persisted here (private_ip is known and stable from create on), but the
+        netns and veth pair are built only by `start`: a created machine holds no kernel network resources.
+        """
         for guest_file in spec.files:
             guestfs.check_guest_path(guest_file.guest_path)
         image = self.images.get(spec.image_digest)
@@ -128,12 +124,12 @@ class RuncRuntime:
         paths = self.layout.machine(spec.machine_id)
         existing = self._machines.get(spec.machine_id)
         if existing is None and paths.dir.exists():  # an earlier create failed half-way
-            await self._remove(spec.machine_id, paths)
+            await instance.remove(self.runc, self.pool, spec.machine_id, paths)
         async with existing.lock if existing else contextlib.nullcontext():
             if spec.machine_id in self._running:
                 raise FailedPreconditionError(f"machine {spec.machine_id} is running; stop it before re-creating it")
             with map_runtime_errors(f"create machine {spec.machine_id}"):
-                allocation = await self._prepare_network(spec, paths, existing)
+                allocation = await self._allocate(spec, paths, existing)
                 uid, gid = guestfs.resolve_user(Path(image.rootfs), spec.user)
                 config = bundle.build_config(
                     spec,
@@ -152,10 +148,8 @@ class RuncRuntime:
             self._machines[spec.machine_id] = machine
         return SandboxInfo(private_ip=allocation.ipv6, private_ipv4=allocation.ipv4)
 
-    async def _prepare_network(self, spec: SandboxSpec, paths: MachinePaths, existing: _Machine | None) -> Allocation:
+    async def _allocate(self, spec: SandboxSpec, paths: MachinePaths, existing: _Machine | None) -> Allocation:
         if existing is not None and existing.network.org == spec.org_network_id:
-            if not network_exists(existing.network):
-                await create_network(existing.network)
             return existing.network
         if existing is not None:
             await delete_network(existing.network)
@@ -163,11 +157,10 @@ class RuncRuntime:
         paths.dir.mkdir(exist_ok=True)
         new_org = spec.org_network_id not in self.pool.slots
         allocation = self.pool.allocate(spec.machine_id, spec.org_network_id)
-        # Written before the netns exists, so a crash half-way leaves a record to clean up by.
+        # Written before anything else of the machine, so a crash half-way leaves a record to clean up by.
         write_json(paths.dir / "network.json", allocation.to_json())
         if new_org:
             await firewall.allow_org(allocation.subnet4, allocation.subnet6)
-        await create_network(allocation)
         return allocation
 
     def _machine(self, machine_id: str) -> _Machine:
@@ -185,7 +178,7 @@ class RuncRuntime:
     # -- start and stop -----------------------------------------------------------------------------------
 
     async def start(self, machine_id: str) -> None:
-        """Mount a fresh rootfs, write the files, and launch the machine under catatonit."""
+        """Build the network, mount a fresh rootfs, write the files, and launch the machine under catatonit."""
         machine = self._machine(machine_id)
         paths = self.layout.machine(machine_id)
         async with machine.lock:
@@ -193,29 +186,9 @@ class RuncRuntime:
                 raise FailedPreconditionError(f"machine {machine_id} is already running")
             await self._ensure_host()
             with map_runtime_errors(f"start machine {machine_id}"):
-                if not network_exists(machine.network):
-                    await create_network(machine.network)
-                await self._reset_rootfs(paths, machine.lower)
-                system = bundle.system_files(machine.spec, machine.network.ipv4, machine.network.ipv6)
-                guestfs.write_files(paths.rootfs, (*system, *machine.spec.files))
-                for stale in (paths.exit_status, paths.stop_requested, paths.pid_file):
-                    stale.unlink(missing_ok=True)
-                try:
-                    pid = await self.runc.run_detached(machine_id, paths)
-                except BaseException:
-                    await self.runc.delete(machine_id)
-                    guestfs.unmount(paths.rootfs)
-                    raise
-                start_time = process_start_time(pid)
-                write_json(paths.started, {"pid": pid, "start_time": start_time, "started_at": time.time()})
+                pid, start_time = await instance.launch(self.runc, paths, machine.spec, machine.lower, machine.network)
             self._running[machine_id] = _Running(pid, asyncio.get_running_loop().create_future())
             self.supervisor.watch(machine_id, pid, start_time, paths.log)
-
-    async def _reset_rootfs(self, paths: MachinePaths, lower: str) -> None:
-        guestfs.unmount(paths.rootfs)
-        if paths.upper.exists():
-            await asyncio.to_thread(guestfs.discard_upper, paths)
-        guestfs.mount_overlay(paths, lower)
 
     async def stop(self, machine_id: str, signal: int, timeout: float) -> ExitInfo:
         """Send `signal` (catatonit forwards it to the program), SIGKILL after `timeout`; wait until it is gone."""
@@ -261,19 +234,13 @@ class RuncRuntime:
         )
         exits.record_exit(paths, info, reported=False)
         try:
-            await self._teardown_run(machine_id, paths)
+            machine = self._machines.get(machine_id)
+            await instance.teardown(self.runc, machine_id, paths, machine.network if machine else None)
         finally:
             self._running.pop(machine_id, None)
             if running is not None and not running.exited.done():
                 running.exited.set_result(info)
         await self._report(machine_id, paths, info)
-
-    async def _teardown_run(self, machine_id: str, paths: MachinePaths) -> None:
-        await self.runc.delete(machine_id)
-        guestfs.unmount(paths.rootfs)
-        await asyncio.to_thread(guestfs.discard_upper, paths)
-        for stale in (paths.started, paths.stop_requested, paths.pid_file):
-            stale.unlink(missing_ok=True)
 
     async def _report(self, machine_id: str, paths: MachinePaths, info: ExitInfo) -> None:
         for callback in self._callbacks:
@@ -360,19 +327,8 @@ class RuncRuntime:
             self._running.pop(machine_id, None)
         async with machine.lock if machine else contextlib.nullcontext():
             with map_runtime_errors(f"destroy machine {machine_id}"):
-                await self._remove(machine_id, paths)
+                await instance.remove(self.runc, self.pool, machine_id, paths)
             self._machines.pop(machine_id, None)
-
-    async def _remove(self, machine_id: str, paths: MachinePaths) -> None:
-        await self.runc.delete(machine_id)
-        guestfs.unmount(paths.rootfs)
-        network = read_json(paths.dir / "network.json")
-        if network is not None:
-            allocation = Allocation.from_json(network)
-            await delete_network(allocation)
-            self.pool.release(allocation)
-        MachineCgroup(machine_id).remove_leftovers()
-        await asyncio.to_thread(shutil.rmtree, paths.dir, True)
 
     # -- recovery -----------------------------------------------------------------------------------------
 
@@ -392,7 +348,7 @@ class RuncRuntime:
     async def _recover_one(self, machine_id: str) -> SandboxStatus | None:
         paths = self.layout.machine(machine_id)
         if machine_id not in self._machines:  # create never finished
-            await self._remove(machine_id, paths)
+            await instance.remove(self.runc, self.pool, machine_id, paths)
             return None
         if machine_id in self._running:
             return await self.status(machine_id)
@@ -408,9 +364,7 @@ class RuncRuntime:
         if started is not None:  # it ran, and ended while no one watched
             await self._finish_exit(machine_id)
             return SandboxStatus.STOPPED
-        if state is not None or guestfs.is_mounted(paths.rootfs):  # a start that never completed
-            await self.runc.delete(machine_id)
-            guestfs.unmount(paths.rootfs)
+        await instance.clear_unfinished_start(self.runc, machine_id, paths, self._machines[machine_id].network)
         recorded = exits.last_exit(paths)
         if recorded is not None and not recorded[1]:
             await self._report(machine_id, paths, recorded[0])

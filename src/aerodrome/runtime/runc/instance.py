@@ -1,0 +1,83 @@
+"""One run of a machine: a fresh network and rootfs, `runc run`, and the teardown after it ends.
+
+A machine holds kernel network resources (netns, veth pair) only while it runs: created and stopped machines
+keep just their address allocation, so thousands of them can wait on a host for their first request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+
+from aerodrome.core import SandboxSpec
+from aerodrome.runtime.runc import bundle, guestfs
+from aerodrome.runtime.runc.cgroups import MachineCgroup
+from aerodrome.runtime.runc.layout import MachinePaths, read_json, write_json
+from aerodrome.runtime.runc.network import AddressPool, Allocation, create_network, delete_network, network_exists
+from aerodrome.runtime.runc.runc import Runc
+from aerodrome.runtime.runc.supervisor import process_start_time
+
+
+async def launch(
+    runc: Runc, paths: MachinePaths, spec: SandboxSpec, lower: str, network: Allocation
+) -> tuple[int, int | None]:
+    """Bring the machine up from a clean rootfs; returns the host pid of its init and the process's start time."""
+    # The network is built by a subprocess while this process prepares the rootfs.
+    building = asyncio.ensure_future(create_network(network))
+    try:
+        guestfs.unmount(paths.rootfs)
+        if paths.upper.exists():
+            await asyncio.to_thread(guestfs.discard_upper, paths)
+        guestfs.mount_overlay(paths, lower)
+        system = bundle.system_files(spec, network.ipv4, network.ipv6)
+        guestfs.write_files(paths.rootfs, (*system, *spec.files))
+        for stale in (paths.exit_status, paths.stop_requested, paths.pid_file):
+            stale.unlink(missing_ok=True)
+        await building
+        pid = await runc.run_detached(spec.machine_id, paths)
+    except BaseException:
+        await asyncio.gather(building, return_exceptions=True)
+        await runc.delete(spec.machine_id)
+        guestfs.unmount(paths.rootfs)
+        await delete_network(network, wait=False)
+        raise
+    start_time = process_start_time(pid)
+    write_json(paths.started, {"pid": pid, "start_time": start_time, "started_at": time.time()})
+    return pid, start_time
+
+
+async def teardown(runc: Runc, machine_id: str, paths: MachinePaths, network: Allocation | None) -> None:
+    """Remove what one run left: the container, its rootfs mount and writes, its network."""
+    await runc.delete(machine_id)
+    guestfs.unmount(paths.rootfs)
+    if network is not None:
+        # The kernel finishes removing the veth in the background; the next start clears what is left.
+        await delete_network(network, wait=False)
+    await asyncio.to_thread(guestfs.discard_upper, paths)
+    for stale in (paths.started, paths.stop_requested, paths.pid_file):
+        stale.unlink(missing_ok=True)
+
+
+async def clear_unfinished_start(runc: Runc, machine_id: str, paths: MachinePaths, network: Allocation) -> None:
+    """Undo a start the daemon did not live to finish (or a network an older version built at create)."""
+    if await runc.state(machine_id) is not None or guestfs.is_mounted(paths.rootfs):
+        await runc.delete(machine_id)
+        guestfs.unmount(paths.rootfs)
+    if network_exists(network):
+        await delete_network(network)
+
+
+async def remove(runc: Runc, pool: AddressPool, machine_id: str, paths: MachinePaths) -> None:
+    """Remove every trace of a machine from the host, and free its addresses."""
+    if (Path(runc.root) / machine_id).exists():  # never started: no runc process to pay for
+        await runc.delete(machine_id)
+    guestfs.unmount(paths.rootfs)
+    recorded = read_json(paths.dir / "network.json")
+    if recorded is not None:
+        allocation = Allocation.from_json(recorded)
+        await delete_network(allocation)
+        pool.release(allocation)
+    MachineCgroup(machine_id).remove_leftovers()
+    await asyncio.to_thread(shutil.rmtree, paths.dir, True)
