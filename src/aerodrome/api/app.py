@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from aerodrome.api import errors, graphql
-from aerodrome.api.routes import actions, apps, ips, leases, machines, platform, secrets, volumes
+from aerodrome.api.routes import actions, apps, certificates, ips, leases, machines, platform, secrets, volumes
 from aerodrome.control import ControlPlane
 from aerodrome.core import AerodromeError
 
@@ -29,6 +29,7 @@ def build_routes(extra: list[BaseRoute] | None = None) -> list[BaseRoute]:
         *secrets.routes,
         *platform.routes,
         *ips.routes,
+        *certificates.routes,
         *graphql.routes,
         *(extra or []),
     ]

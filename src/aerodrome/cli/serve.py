@@ -78,12 +78,19 @@ async def serve(options: ServeOptions) -> None:
             rate_limits=options.rate_limits,
             volume_unit_bytes=options.volume_unit_bytes,
             volume_check_interval=options.volume_check_interval,
+            app_domain=options.domain,
         ),
     )
     directory = ControlDirectory(store, plane.machines, domain=options.domain)
     edge = Edge(directory, edge_settings(options, layout))
     dedicated = DedicatedAddresses(edge, directory.service_ports, pool_v6=plane.settings.ipv6_pool)
     directory.dedicated = dedicated.app_for
+    directory.hostnames = plane.certificates.app_for
+    plane.certificates.attach_edge(edge.certificates.ca, lambda: (edge.settings.https_host, edge.https_port))
+    plane.certificates.subscribe(
+        installed=lambda cert: edge.add_certificate(cert.hostname, cert.fullchain, cert.private_key),
+        removed=lambda cert: edge.certificates.remove_certificate(cert.hostname),
+    )
     plane.ips.subscribe(allocated=dedicated.bind, released=dedicated.release)
     plane.feed.subscribe(edge.fleet.machine_changed)
     try:

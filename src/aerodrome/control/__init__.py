@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aerodrome.control.auth import candidate_tokens, hash_token
+from aerodrome.control.certificates import CertificateInfo, Certificates, CheckReport, describe
 from aerodrome.control.ips import IPs
 from aerodrome.control.machines import Machines, resolve_argv
 from aerodrome.control.plane import ControlPlane, Settings
@@ -11,6 +12,9 @@ from aerodrome.control.volumes import GIB, Volumes
 
 __all__ = [
     "GIB",
+    "CertificateInfo",
+    "Certificates",
+    "CheckReport",
     "ControlPlane",
     "IPs",
     "Machines",
@@ -18,6 +22,7 @@ __all__ = [
     "Settings",
     "Volumes",
     "candidate_tokens",
+    "describe",
     "hash_token",
     "resolve_argv",
 ]

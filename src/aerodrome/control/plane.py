@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aerodrome.control.apps import Apps
 from aerodrome.control.auth import Tokens
 from aerodrome.control.autoextend import AutoExtend
+from aerodrome.control.certificates import Certificates
 from aerodrome.control.events import ChangeFeed
 from aerodrome.control.ips import IPs
 from aerodrome.control.machines import Machines
@@ -54,6 +55,7 @@ class ControlPlane:
             pool_v6=self.settings.ipv6_pool,
         )
         self.secrets = Secrets(store, self.clock, secrets_key)
+        self.certificates = Certificates(store, self.clock, secrets_key, app_domain=self.settings.app_domain)
         self.volumes = Volumes(store, volume_backend, self.clock, unit_bytes=self.settings.volume_unit_bytes)
         self.machines = Machines(
             store,
@@ -77,6 +79,7 @@ class ControlPlane:
             v for m in await self.store.live_machines() for v in await self.volumes.attached_to(m.app_name, m.id)
         ]
         await self.volumes.recover(attached)
+        await self.certificates.load()
         self.autoextend.start()
 
     async def delete_app(self, app: App) -> None:
@@ -86,6 +89,7 @@ class ControlPlane:
         for volume in await self.store.list_volumes(app.name):
             await self.volumes.delete(app, volume.id)
         await self.ips.release_all(app)
+        await self.certificates.remove_all(app)
         await self.store.delete_app(app.name)
 
     async def close(self) -> None:

@@ -30,14 +30,17 @@ class ControlDirectory:
         *,
         domain: str,
         dedicated: Callable[[str], str | None] | None = None,
+        hostnames: Callable[[str], str | None] | None = None,
     ) -> None:
         self._store = store
         self._machines = machines
         self._suffix = "." + domain.strip(".")
         self.dedicated = dedicated or (lambda _address: None)
+        self.hostnames = hostnames or (lambda _hostname: None)  # custom hostnames (certificates) → app
 
     def app_name_for(self, host: str | None, local_addr: str) -> str | None:
-        """`myapp.localhost:8080` → `myapp`; a dedicated address → its app whatever the host."""
+        """`myapp.localhost:8080` → `myapp`; a custom hostname → its app; a dedicated address → its app whatever
+        the host."""
         by_address = self.dedicated(local_addr)
         if by_address:
             return by_address
@@ -45,6 +48,9 @@ class ControlDirectory:
             return None
         name = host.rsplit(":", 1)[0] if not host.startswith("[") else host
         name = name.lower().rstrip(".")
+        custom = self.hostnames(name)
+        if custom:
+            return custom
         if not name.endswith(self._suffix):
             return None
         label = name[: -len(self._suffix)]
