@@ -141,6 +141,16 @@ class AddressPool:
 
 def _network_script(a: Allocation) -> str:
     """The shell script that builds a machine's network from nothing (and first clears a stale one)."""
+    host_down = [
+        f"netns add {a.netns}",
+        f"link add {a.host_iface} type veth peer name eth0 netns {a.netns}",
+        # A link-local address that skips DAD: until the host side has one, the kernel cannot send the
+        # neighbour solicitations that forwarding to this machine needs (a second-long stall otherwise).
+        f"link set {a.host_iface} addrgenmode none",
+        f"addr add fe80::1/64 dev {a.host_iface} nodad",
+        f"addr add {a.gateway4}/32 dev {a.host_iface}",
+        f"addr add {a.gateway6}/128 dev {a.host_iface} nodad",
+    ]
     inside = [
         "link set lo up",
         f"addr add {a.ipv4}/32 dev eth0",
@@ -151,13 +161,7 @@ def _network_script(a: Allocation) -> str:
         f"route add {a.gateway6} dev eth0",
         f"route add default via {a.gateway6} dev eth0",
     ]
-    host = [
-        # A link-local address that skips DAD: until the host side has one, the kernel cannot send the
-        # neighbour solicitations that forwarding to this machine needs (a second-long stall otherwise).
-        f"link set {a.host_iface} addrgenmode none",
-        f"addr add fe80::1/64 dev {a.host_iface} nodad",
-        f"addr add {a.gateway4}/32 dev {a.host_iface}",
-        f"addr add {a.gateway6}/128 dev {a.host_iface} nodad",
+    host_up = [
         f"link set {a.host_iface} up",
         # replace: the veth of a machine that last held this address may still be on its way out
         f"route replace {a.ipv4}/32 dev {a.host_iface}",
@@ -168,21 +172,20 @@ def _network_script(a: Allocation) -> str:
             "set -e",
             f"if [ -e {a.netns_path} ]; then ip netns del {a.netns}; fi",
             f"if [ -e /sys/class/net/{a.host_iface} ]; then ip link del {a.host_iface} 2>/dev/null || true; fi",
-            f"ip netns add {a.netns}",
-            f"ip link add {a.host_iface} type veth peer name eth0 netns {a.netns}",
+            *_heredoc("ip -batch -", host_down),
             # nsenter, not `ip netns exec`: the latter remounts /sys and costs more.
-            f"nsenter --net={a.netns_path} ip -batch - <<'EOF'",
-            *inside,
-            "EOF",
-            "ip -batch - <<'EOF'",
-            *host,
-            "EOF",
+            *_heredoc(f"nsenter --net={a.netns_path} ip -batch -", inside),
+            *_heredoc("ip -batch -", host_up),
         ]
     )
 
 
+def _heredoc(command: str, lines: list[str]) -> list[str]:
+    return [f"{command} <<'EOF'", *lines, "EOF"]
+
+
 async def create_network(allocation: Allocation) -> None:
-    """Create the netns and veth pair, in one process (each process costs milliseconds on the start path).
+    """Create the netns and veth pair from one shell (each process spawned from here costs milliseconds).
 
     The machine side is configured before the host side comes up (the reverse costs a 1 s ARP stall).
     """
