@@ -140,9 +140,7 @@ def test_custom_certificates_are_validated(api: httpx.Client, app_name: str) -> 
     assert api.get(f"/v1/apps/{app_name}/certificates").json()["total_count"] == 0
 
 
-def test_custom_certificate_falls_back_to_the_ca_when_removed(
-    api: httpx.Client, app_name: str, server: Server
-) -> None:
+def test_custom_certificate_falls_back_to_the_ca_when_removed(api: httpx.Client, app_name: str, server: Server) -> None:
     host = hostname()
     chain, key, _ = make_chain(f"*.{host.split('.', 1)[1]}")  # a wildcard covers the hostname
     created = api.post(
