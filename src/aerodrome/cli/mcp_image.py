@@ -37,7 +37,7 @@ __all__ = ["DEFAULT_CACHE_DIR", "McpImageRecipe", "Reporter", "build_mcp_layout"
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("AERODROME_CACHE_DIR", "/var/cache/aerodrome")) / "mcp-image"
 # Bumped whenever the way the image is assembled changes, so that cached layouts of the old shape are not reused.
-FORMAT = "4"
+FORMAT = "5"
 BASE_FORMAT = "1"
 WRAP_PATH = "/usr/local/lib/aerodrome/wrap.py"
 ENTRYPOINT = ("python3", WRAP_PATH, "--")
@@ -49,6 +49,35 @@ IMAGE_ENV = {
     "NPM_CONFIG_UPDATE_NOTIFIER": "false",
 }
 NPMRC = "update-notifier=false\nfund=false\naudit=false\n"
+# `npx NAME ARGS` for a package baked into the project at `/` runs exactly that package's bin, as npm's own npx
+# would, but in this node process: loading npm and its tree first costs ≈ 0.5 s of CPU at every cold start.
+# Anything else (versions, other packages, npx's own options) goes to the real npx with the same arguments.
+NPX_SHIM = """#!/usr/bin/env node
+'use strict'
+const fs = require('fs'), path = require('path'), url = require('url')
+const args = process.argv.slice(2)
+let i = 0
+while (['-y', '--yes', '-f', '--force', '-q', '--quiet'].includes(args[i])) i++
+const spec = args[i] || ''
+let bin = null
+if (/^(@[^/@]+\\/)?[^/@.][^/@]*$/.test(spec)) {
+  try {
+    const dir = path.join('/node_modules', spec)
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'))
+    const short = manifest.name.split('/').pop()
+    const bins = typeof manifest.bin === 'string' ? { [short]: manifest.bin } : manifest.bin || {}
+    const names = Object.keys(bins)
+    const name = names.length === 1 ? names[0] : bins[short] ? short : null
+    if (name) bin = fs.realpathSync(path.join(dir, bins[name]))
+  } catch {}
+}
+if (bin === null) {
+  require('/usr/local/lib/node_modules/npm/bin/npx-cli.js')
+} else {
+  process.argv = [process.argv[0], bin, ...args.slice(i + 1)]
+  import(url.pathToFileURL(bin).href)
+}
+"""
 STRIPPED = ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/info")
 STRIPPED_MORE = ("usr/share/locale", "var/log", "dev")
 
@@ -213,7 +242,11 @@ def _add_tools(recipe: McpImageRecipe, rootfs: Path, cache_dir: Path, report: Re
             shutil.move(f"{scratch}/package", target)
         for name in ("npm", "npx"):
             (target / f"bin/{name}-cli.js").chmod(0o755)
-            (local / "bin" / name).symlink_to(f"../lib/node_modules/npm/bin/{name}-cli.js")
+        (local / "bin/npm").symlink_to("../lib/node_modules/npm/bin/npm-cli.js")
+        (local / "lib/aerodrome").mkdir(parents=True, exist_ok=True)
+        (local / "lib/aerodrome/npx.js").write_text(NPX_SHIM)
+        (local / "lib/aerodrome/npx.js").chmod(0o755)
+        (local / "bin/npx").symlink_to("../lib/aerodrome/npx.js")
         (local / "etc").mkdir(exist_ok=True)
         (local / "etc/npmrc").write_text(NPMRC)  # npm's global config: $PREFIX/etc/npmrc
     with report.step(f"uv {recipe.uv_version} and uvx (PyPI wheel)"):
@@ -222,7 +255,6 @@ def _add_tools(recipe: McpImageRecipe, rootfs: Path, cache_dir: Path, report: Re
             for name in ("uv", "uvx"):
                 (local / "bin" / name).write_bytes(archive.read(f"uv-{recipe.uv_version}.data/scripts/{name}"))
                 (local / "bin" / name).chmod(0o755)
-    (local / "lib/aerodrome").mkdir(parents=True, exist_ok=True)
     (rootfs / WRAP_PATH.lstrip("/")).write_bytes(_wrap_source())
     if recipe.preinstall:
         with report.step(f"npm install {' '.join(recipe.preinstall)} (the project at /)"):
