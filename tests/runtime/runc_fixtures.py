@@ -50,15 +50,15 @@ async def _forget_test_orgs() -> None:
     await uninstall(TEST_POOL)
 
 
-async def host_leftovers(root: Path, machine_id: str) -> list[str]:
-    """Everything of `machine_id` (or, with "", of any machine under `root`) still on the host."""
-    found: list[str] = []
-    listing = await run(["runc", "--root", str(root / "runc"), "list", "-q"], check=False)
-    found += [f"runc container {c}" for c in listing.text.split() if machine_id in c]
-    found += [f"mount {target}" for target in _mounts_under(root)]
-    found += [f"cgroup {p}" for p in MachineCgroup(machine_id).leftovers()] if machine_id else []
-    if (root / "machines" / machine_id).exists() and machine_id:
-        found.append(f"directory {root / 'machines' / machine_id}")
+async def host_leftovers(root: Path, machine_ids: list[str]) -> list[str]:
+    """Everything of these machines still on the host; the id "" stands for any machine under `root`."""
+    listing = (await run(["runc", "--root", str(root / "runc"), "list", "-q"], check=False)).text.split()
+    found = [f"runc container {c}" for c in listing if any(m in c for m in machine_ids)]
+    found += [f"mount {target}" for target in _mounts_under(root) if any(m in target for m in machine_ids)]
+    for machine_id in filter(None, machine_ids):
+        found += [f"cgroup {p}" for p in MachineCgroup(machine_id).leftovers()]
+        if (root / "machines" / machine_id).exists():
+            found.append(f"directory {root / 'machines' / machine_id}")
     return found
 
 
@@ -94,7 +94,7 @@ async def harness(tmp_path: Path, image_store_root: tuple[Path, ImageInfo]) -> A
         return quota / period
 
     async def leftovers(machine_id: str) -> list[str]:
-        return await host_leftovers(root, machine_id) + await network_leftovers([machine_id])
+        return await host_leftovers(root, [machine_id]) + await network_leftovers([machine_id])
 
     first = await open_runtime()
     try:
@@ -107,5 +107,4 @@ async def harness(tmp_path: Path, image_store_root: tuple[Path, ImageInfo]) -> A
         for machine_id in machine_ids:
             await cleaner.destroy(machine_id)
         await cleaner.close()
-        remaining = [item for m in ["", *machine_ids] for item in await host_leftovers(root, m)]
-        assert remaining + await network_leftovers(machine_ids) == []
+        assert await host_leftovers(root, ["", *machine_ids]) + await network_leftovers(machine_ids) == []

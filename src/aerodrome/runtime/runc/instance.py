@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from pathlib import Path
 
 from aerodrome.core import SandboxSpec
 from aerodrome.runtime.runc import bundle, guestfs
@@ -71,8 +70,7 @@ async def clear_unfinished_start(runc: Runc, machine_id: str, paths: MachinePath
 
 async def remove(runc: Runc, pool: AddressPool, machine_id: str, paths: MachinePaths) -> None:
     """Remove every trace of a machine from the host, and free its addresses."""
-    if (Path(runc.root) / machine_id).exists():  # never started: no runc process to pay for
-        await runc.delete(machine_id)
+    await runc.delete(machine_id)
     guestfs.unmount(paths.rootfs)
     recorded = read_json(paths.dir / "network.json")
     if recorded is not None:

@@ -50,12 +50,20 @@ class Runc:
             raise RuntimeFailureError(f"machine {machine_id} failed to start: {last_error(paths.runc_log)}")
         return int(paths.pid_file.read_text())
 
+    def known(self, machine_id: str) -> bool:
+        """Whether runc has state for the container: without it, asking runc costs a process for nothing."""
+        return os.path.exists(os.path.join(self.root, machine_id))
+
     async def delete(self, machine_id: str) -> None:
         """Kill whatever is left and remove the container (and its cgroups); a no-op when absent."""
+        if not self.known(machine_id):
+            return
         await run(self._argv("delete", "--force", machine_id), timeout=30, check=False)
 
     async def state(self, machine_id: str) -> dict[str, Any] | None:
         """runc's view of the container (`status`: created, running, paused, stopped), or None if unknown."""
+        if not self.known(machine_id):
+            return None
         result = await run(self._argv("state", machine_id), timeout=10, check=False)
         if result.returncode != 0:
             return None
