@@ -36,4 +36,10 @@ pkill -x nginx 2>/dev/null || true
 
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+# Reinstall only when the declared dependencies changed since the last install.
+stamp=.venv/.aerodrome-deps
+wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  echo "$wanted" > "$stamp"
+fi
