@@ -11,6 +11,7 @@ import typer
 
 from aerodrome.cli.config import Layout, data_dir, missing_requirements
 from aerodrome.cli.images import app as images_app
+from aerodrome.core import AerodromeError
 
 app = typer.Typer(help="aerodrome: the Fly.io Machines API on your own Linux host.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Organisation tokens.", no_args_is_help=True)
@@ -138,7 +139,11 @@ _mount_optional_commands()
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except AerodromeError as exc:  # a refusal, not a crash: one line, as scripts expect
+        typer.echo(f"aerodrome: {exc.message}", err=True)
+        raise SystemExit(1) from None
 
 
 __all__ = ["app", "main"]

@@ -1,0 +1,36 @@
+"""The command line's contract for scripts: what `serve` says when the host lacks something, `tokens create`'s
+output, and `python -m aerodrome` as the same command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def aerodrome(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aerodrome", *args], capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+def test_serve_without_the_host_tools_says_what_is_missing(tmp_path: Path) -> None:
+    result = aerodrome("serve", "--data-dir", str(tmp_path), env={"PATH": str(tmp_path)})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "runc" in lines[0] and "install" in lines[0]
+
+
+def test_tokens_create_prints_only_the_token(tmp_path: Path) -> None:
+    result = aerodrome("tokens", "create", "--data-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1 and result.stdout.startswith("fm2_")
+    other = aerodrome("tokens", "create", "--data-dir", str(tmp_path), "--org", "nope")
+    assert other.returncode == 1 and other.stderr.strip() == "aerodrome: organization 'nope' not found"
+
+
+def test_help_lists_the_commands() -> None:
+    result = aerodrome("--help")
+    assert result.returncode == 0
+    for command in ("serve", "tokens", "orgs", "mcp"):
+        assert command in result.stdout
