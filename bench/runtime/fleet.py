@@ -48,7 +48,7 @@ def host_available_mb() -> float:
 async def measure(count: int, workdir: Path) -> None:
     store = ImageStore(workdir / "images")
     image = await store.import_archive(await build_busybox_archive(workdir / "busybox.tar"), "bench/busybox:latest")
-    runtime = RuncRuntime(workdir / "runtime", store, ipv4_pool=POOL)
+    runtime = RuncRuntime(workdir / "runtime", store, ipv4_pool=POOL, egress=False)
     ids: list[str] = []
     floor, available = rss_mb(), host_available_mb()
     try:

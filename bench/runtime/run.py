@@ -113,7 +113,7 @@ def figures(samples: list[float]) -> tuple[float, float]:
 async def measure(runs: int, workdir: Path) -> dict[str, list[float]]:
     store = ImageStore(workdir / "images")
     image = await store.import_archive(await build_busybox_archive(workdir / "busybox.tar"), "bench/busybox:latest")
-    runtime = RuncRuntime(workdir / "runtime", store, ipv4_pool=POOL)
+    runtime = RuncRuntime(workdir / "runtime", store, ipv4_pool=POOL, egress=False)
     bare = Bare(workdir, image)
     await bare.prepare()
     samples: dict[str, list[float]] = {}

@@ -6,6 +6,8 @@ A driver's test module subclasses `RuntimeConformance` and provides a `harness` 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import secrets
 import signal
 import tempfile
 import time
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from aerodrome.control.ips import org_flycast_base
 from aerodrome.core import (
     ExitInfo,
     GuestFile,
@@ -26,8 +29,10 @@ from aerodrome.core import (
     VolumeMount,
     machine_id,
 )
+from aerodrome.runtime.process import run
 
 HTTPD = ("httpd", "-f", "-p", "8080", "-h", "/www")
+FLYCAST_PORT = 8181
 WAIT = 15.0  # an upper bound for things that take milliseconds; never a measurement
 
 
@@ -195,6 +200,31 @@ class RuntimeConformance:
             fetch = f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 {address} 8080"
             assert "hello from aerodrome" in (await shell(h, a1.machine_id, fetch))[1], f"same organisation, {address}"
             assert "hello" not in (await shell(h, b1.machine_id, fetch))[1], f"other organisation, {address}"
+
+    async def test_flycast_addresses_on_the_host_serve_their_organisation_only(self, harness: Harness) -> None:
+        h = harness
+        a, b = h.spec(("sleep", "1000"), org=1), h.spec(("sleep", "1000"), org=2)
+        for spec in (a, b):
+            await h.runtime.create(spec)
+            await h.runtime.start(spec.machine_id)
+        # As the edge does: an address of organisation 1's flycast range, bound on the host's loopback.
+        address = str(ipaddress.IPv6Address(org_flycast_base(1) + 1 + secrets.randbelow(1 << 32)))
+        await run(["ip", "-6", "addr", "add", f"{address}/128", "dev", "lo"])
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"flycast of org 1\n")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(answer, address, FLYCAST_PORT)
+        try:
+            fetch = f"nc -w 1 {address} {FLYCAST_PORT} </dev/null"
+            assert "flycast of org 1" in (await shell(h, a.machine_id, fetch))[1], "same organisation"
+            assert "flycast" not in (await shell(h, b.machine_id, fetch))[1], "other organisation"
+        finally:
+            server.close()
+            await server.wait_closed()
+            await run(["ip", "-6", "addr", "del", f"{address}/128", "dev", "lo"], check=False)
 
     async def test_stop_signal_then_kill_after_timeout(self, harness: Harness) -> None:
         h = harness

@@ -85,7 +85,7 @@ async def harness(tmp_path: Path, image_store_root: tuple[Path, ImageInfo]) -> A
     runtimes: list[RuncRuntime] = []
 
     async def open_runtime() -> Runtime:
-        runtime = RuncRuntime(root, ImageStore(store_root), ipv4_pool=TEST_POOL)
+        runtime = RuncRuntime(root, ImageStore(store_root), ipv4_pool=TEST_POOL, egress=False)
         runtimes.append(runtime)
         return runtime
 
@@ -102,7 +102,7 @@ async def harness(tmp_path: Path, image_store_root: tuple[Path, ImageInfo]) -> A
     finally:
         for runtime in runtimes:
             await runtime.close()
-        cleaner = RuncRuntime(root, ImageStore(store_root), ipv4_pool=TEST_POOL)
+        cleaner = RuncRuntime(root, ImageStore(store_root), ipv4_pool=TEST_POOL, egress=False)
         machine_ids = cleaner.layout.machine_ids()
         for machine_id in machine_ids:
             await cleaner.destroy(machine_id)

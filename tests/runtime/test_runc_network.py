@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
+from pathlib import Path
 
 import pytest
 
 from aerodrome.core import Runtime, SandboxStatus
+from aerodrome.runtime.process import run
 from aerodrome.runtime.runc import RuncRuntime
+from aerodrome.runtime.runc.firewall import egress_rules, set_egress
 from aerodrome.runtime.runc.network import Allocation, create_network
 from tests.runtime.conformance import WAIT, Harness, eventually, http_answers
-from tests.runtime.runc_fixtures import harness, image_store_root, needs_root, network_leftovers
+from tests.runtime.runc_fixtures import TEST_POOL, harness, image_store_root, needs_root, network_leftovers
 
 __all__ = ["harness", "image_store_root"]
 
 pytestmark = [pytest.mark.root, needs_root]
 
 CREATED = 1000
+# The test's "outside" host: a benchmarking range (RFC 2544), routed here only to a veth the test makes.
+UPLINK_ADDRESS, OUTSIDE = "198.18.0.1", "198.18.0.2"
 
 
 def _runc(runtime: Runtime) -> RuncRuntime:
@@ -95,3 +102,57 @@ async def test_recover_removes_the_network_of_a_machine_that_does_not_run(harnes
     restarted = await h.reopen()
     assert (await restarted.recover())[spec.machine_id] == SandboxStatus.CREATED
     assert await network_leftovers([spec.machine_id]) == []
+
+
+async def test_egress_leaves_through_the_uplink_masqueraded(harness: Harness, tmp_path: Path) -> None:
+    """An "outside" host in a netns of the test's own, behind a veth that stands for the uplink."""
+    h = harness
+    suffix = os.urandom(4).hex()
+    outside_ns, uplink = f"aerodrome-test-up-{suffix}", f"aeup{suffix}"
+    www = tmp_path / "outside"
+    www.mkdir()
+    (www / "index.html").write_text("hello from outside\n")
+    script = "\n".join(
+        [
+            f"ip netns add {outside_ns}",
+            f"ip link add {uplink} type veth peer name eth0 netns {outside_ns}",
+            f"ip -n {outside_ns} addr add {OUTSIDE}/30 dev eth0",
+            f"ip -n {outside_ns} link set eth0 up",
+            f"ip addr add {UPLINK_ADDRESS}/30 dev {uplink}",
+            f"ip link set {uplink} up",
+        ]
+    )
+    await run(["sh", "-ec", script])
+    httpd = await asyncio.create_subprocess_exec(
+        "nsenter", f"--net=/run/netns/{outside_ns}", "busybox", "httpd", "-f", "-p", "8080", "-h", str(www)
+    )
+    base = _runc(h.runtime)
+    runtime = RuncRuntime(base.layout.root, base.images, ipv4_pool=TEST_POOL, egress=True, uplink=uplink)
+    try:
+        spec = h.spec(("sleep", "1000"))
+        await runtime.create(spec)
+        await runtime.start(spec.machine_id)
+        assert ("nat", f"-A POSTROUTING -s {TEST_POOL} -o {uplink} -j MASQUERADE") in await egress_rules(TEST_POOL)
+        fetch = ["sh", "-c", f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 {OUTSIDE} 8080"]
+        # The outside netns has no route back to the pool: only a masqueraded connection gets an answer.
+        assert b"hello from outside" in (await runtime.exec(spec.machine_id, fetch, None, 10)).stdout
+        await set_egress(TEST_POOL, None)
+        assert await egress_rules(TEST_POOL) == []
+        assert b"hello" not in (await runtime.exec(spec.machine_id, fetch, None, 10)).stdout
+        await runtime.destroy(spec.machine_id)
+    finally:
+        await runtime.close()
+        await set_egress(TEST_POOL, None)
+        httpd.kill()
+        await httpd.wait()
+        await run(["ip", "netns", "del", outside_ns], check=False)
+        await run(["ip", "link", "del", uplink], check=False)
+    assert outside_ns not in (await run(["ip", "netns", "list"])).text.split()
+    assert f" {uplink}@" not in (await run(["ip", "-o", "link", "show"])).text
+
+
+async def test_a_runtime_without_egress_installs_no_nat(harness: Harness) -> None:
+    h = harness
+    spec = h.spec(("sleep", "1000"))
+    await h.runtime.create(spec)
+    assert await egress_rules(TEST_POOL) == []

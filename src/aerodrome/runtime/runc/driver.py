@@ -56,10 +56,22 @@ class _Machine:
 class RuncRuntime:
     """The `aerodrome.core.Runtime` of one Linux host, with runc. Construct it inside the running event loop."""
 
-    def __init__(self, root: Path, images: ImageSource, *, ipv4_pool: str = "172.30.0.0/16") -> None:
+    def __init__(
+        self,
+        root: Path,
+        images: ImageSource,
+        *,
+        ipv4_pool: str = "172.30.0.0/16",
+        egress: bool = True,
+        uplink: str | None = None,
+    ) -> None:
+        """`egress`: machines may open connections out of the host, through `uplink` (default: the interface
+        of the default route), masqueraded; off, they reach only their organisation's machines."""
         self.layout = Layout(root)
         self.images = images
         self.ipv4_pool = ipv4_pool
+        self.egress = egress
+        self.uplink = uplink
         self.runc = Runc(self.layout.runc_root)
         self.pool = AddressPool(self.layout.orgs, ipv4_pool)
         self._machines: dict[str, _Machine] = {}
@@ -90,6 +102,8 @@ class RuncRuntime:
         orgs6 = [str(org_prefix6(org)) for org in self.pool.slots]
         with map_runtime_errors("configure host networking"):
             await firewall.install(self.ipv4_pool, subnets, orgs6)
+            uplink = (self.uplink or await firewall.default_uplink()) if self.egress else None
+            await firewall.set_egress(self.ipv4_pool, uplink)
         self._host_ready = True
 
     def on_exit(self, callback: ExitCallback) -> None:

@@ -75,6 +75,17 @@ def org_prefix6(org: int) -> ipaddress.IPv6Network:
     return ipaddress.IPv6Network((base, 64))
 
 
+#: Flycast addresses of an organisation: `<org /64>:1::/80`, apart from machine addresses (the low host numbers).
+FLYCAST_OFFSET = 1 << 48
+FLYCAST_PREFIXLEN = 80
+
+
+def flycast_prefix6(subnet6: str) -> str:
+    """The flycast /80 of an organisation's /64: where the edge binds its addresses on the host."""
+    network = ipaddress.IPv6Network(subnet6)
+    return str(ipaddress.IPv6Network((int(network.network_address) + FLYCAST_OFFSET, FLYCAST_PREFIXLEN)))
+
+
 #: Each organisation's slot of the IPv4 pool: a /20, so thousands of machines per organisation fit on a host
 #: (created machines hold their address, as on Fly) and a /16 pool holds 16 organisations.
 ORG_PREFIXLEN = 20
