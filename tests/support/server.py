@@ -72,6 +72,7 @@ class Server:
             f"127.0.0.1:{self.edge_https_port}",
             "--machine-ipv4-pool",
             self.machine_pool,
+            "--no-egress",
             *self.extra_args,
         ]
         with open(self.log_path, "ab") as log:

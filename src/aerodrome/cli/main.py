@@ -54,6 +54,9 @@ def serve(
     machine_ipv4_pool: Annotated[
         str, typer.Option("--machine-ipv4-pool", help="Private IPv4 range for machines (one /24 per organisation).")
     ] = "172.30.0.0/16",
+    egress: Annotated[
+        bool, typer.Option("--egress/--no-egress", help="Let machines open connections out of the host (NAT).")
+    ] = True,
     volume_unit_mb: Annotated[
         int, typer.Option("--volume-unit-mb", help="Size of one volume 'GB' in MiB (tests use 1).", hidden=True)
     ] = 1024,
@@ -84,6 +87,7 @@ def serve(
         autostop_idle=autostop_idle,
         volume_check_interval=volume_check_interval,
         machine_ipv4_pool=machine_ipv4_pool,
+        egress=egress,
     )
     _run(run_serve(options))
 

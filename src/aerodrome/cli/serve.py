@@ -38,6 +38,7 @@ class ServeOptions:
     autostop_idle: float = 300.0
     autostop_interval: float = 30.0
     machine_ipv4_pool: str = "172.30.0.0/16"
+    egress: bool = True
 
 
 def load_secrets_key(path: Path) -> bytes:
@@ -64,7 +65,7 @@ async def serve(options: ServeOptions) -> None:
     registry = EmbeddedRegistry(layout.registry, options.registry)
     await registry.start()
     images = ImageStore(layout.images, registries=(options.registry,), mirrors=options.mirrors)
-    runtime = RuncRuntime(layout.runtime, images, ipv4_pool=options.machine_ipv4_pool)
+    runtime = RuncRuntime(layout.runtime, images, ipv4_pool=options.machine_ipv4_pool, egress=options.egress)
     volumes = LoopVolumeBackend(layout.volumes)
     await volumes.recover()
     plane = ControlPlane(

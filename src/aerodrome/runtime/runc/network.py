@@ -1,15 +1,16 @@
-"""Machine networks: one netns and veth pair per machine, a private subnet per organisation.
+"""Machine networks: one netns and veth pair per running machine, a private subnet per organisation.
 
 Addresses: each organisation present on the host gets a /20 slot of the IPv4 pool (gateway .1, machines
 from .2) and the IPv6 /64 `fdaa:0:<org>::/64` derived from its network id (Fly's 6PN shape), in which a
-machine's host part is its IPv4 address. The host side of
-every veth carries the organisation's gateway addresses, so the host reaches each machine directly and
-machines of one organisation reach each other through the host's forwarding.
+machine's host part is its IPv4 address. A machine's addresses are allocated at create and kept until destroy;
+its netns and veth pair are built at start and removed when it stops, so waiting machines cost the kernel
+nothing. The host side of every veth carries the organisation's gateway addresses, so the host reaches each
+machine directly and machines of one organisation reach each other through the host's forwarding.
 
-Isolation (iptables and ip6tables, chain AERODROME): forwarding between machines is accepted only within
-one organisation's subnet; machines cannot reach beyond the host (no egress yet); reverse-path filtering
-drops spoofed sources; machines cannot open connections to the host itself. Unreachable routes for the
-whole pools keep a stray packet from leaving the host.
+Isolation (iptables and ip6tables, chain AERODROME; see firewall.py): forwarding between machines is accepted
+only within one organisation's subnet; egress (when on) only out through the uplink; reverse-path filtering
+drops spoofed sources; of the host, machines reach only their organisation's flycast addresses. Unreachable
+routes for the whole pools keep a stray packet from leaving the host.
 """
 
 from __future__ import annotations
