@@ -19,7 +19,7 @@ from aerodrome.runtime.registry import EmbeddedRegistry
 from aerodrome.runtime.runc import RuncRuntime
 from aerodrome.runtime.runc.cgroups import MachineCgroup
 from aerodrome.runtime.runc.firewall import forget_orgs, uninstall
-from aerodrome.runtime.runc.network import Allocation, org_prefix6
+from aerodrome.runtime.runc.network import host_iface_name, org_prefix6
 from tests.runtime.conformance import Harness
 
 # A pool apart from the daemon's default (172.30.0.0/16) and from everything in `ip route` on these hosts.
@@ -69,7 +69,7 @@ def _mounts_under(root: Path) -> list[str]:
 
 async def network_leftovers(machine_ids: list[str]) -> list[str]:
     """The netns and veths of these machines still on the host (others' machines may run meanwhile)."""
-    names = {Allocation(m, 0, 0, 0, "", "", "", "", "", "").host_iface: m for m in machine_ids}
+    names = {host_iface_name(m): m for m in machine_ids}
     links = (await run(["ip", "-o", "link", "show"])).text
     netns = (await run(["ip", "netns", "list"])).text
     found = [f"veth {line.split()[1]}" for line in links.splitlines() if line.split()[1].split("@")[0] in names]

@@ -50,12 +50,11 @@ class Allocation:
 
     @property
     def host_iface(self) -> str:
-        # Interface names hold 15 bytes: a digest of the id keeps them unique across runtimes on one host.
-        return f"{IFACE_PREFIX}{hashlib.sha256(self.machine_id.encode()).hexdigest()[:12]}"
+        return host_iface_name(self.machine_id)
 
     @property
     def netns(self) -> str:
-        return f"aerodrome-{self.machine_id}"
+        return netns_name(self.machine_id)
 
     @property
     def netns_path(self) -> str:
@@ -67,6 +66,16 @@ class Allocation:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Allocation:
         return cls(**data)
+
+
+def host_iface_name(machine_id: str) -> str:
+    """The host end of a machine's veth."""
+    # Interface names hold 15 bytes: a digest of the id keeps them unique across runtimes on one host.
+    return f"{IFACE_PREFIX}{hashlib.sha256(machine_id.encode()).hexdigest()[:12]}"
+
+
+def netns_name(machine_id: str) -> str:
+    return f"aerodrome-{machine_id}"
 
 
 def org_prefix6(org: int) -> ipaddress.IPv6Network:
