@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+
+import httpx
+
 from tests.api.helpers import create_machine, http_inside, wait_for
 from tests.support.server import running_server
 
@@ -37,11 +42,47 @@ def test_exit_while_the_daemon_is_down_is_recorded() -> None:
             machine = create_machine(api, "downtime", config)
             wait_for(api, "downtime", machine["id"], "started")
         server.kill()
-        import time
-
         time.sleep(3)  # the machine exits while no daemon watches it
         server.start()
         with server.client() as api:
             wait_for(api, "downtime", machine["id"], "stopped")
             events = api.get(f"/v1/apps/downtime/machines/{machine['id']}/events").json()
             assert any(e["type"] == "exit" for e in events)
+
+
+def test_sigkill_during_a_stop_then_recovery_finishes_it() -> None:
+    import threading
+
+    with running_server() as server:
+        image = server.push_image("busybox")
+        with server.client() as api:
+            api.post("/v1/apps", json={"app_name": "halfway", "org_slug": "personal"})
+            # a program that ignores SIGINT: the stop waits out its timeout, then SIGKILLs
+            config = {
+                "image": image,
+                "init": {"exec": ["/bin/sh", "-c", "trap '' INT; while true; do sleep 1; done"]},
+                "stop_config": {"signal": "SIGINT", "timeout": "30s"},
+            }
+            machine = create_machine(api, "halfway", config)
+            wait_for(api, "halfway", machine["id"], "started")
+        url = f"/v1/apps/halfway/machines/{machine['id']}"
+
+        def stop() -> None:
+            with server.client() as client, contextlib.suppress(httpx.HTTPError):
+                client.post(f"{url}/stop")
+
+        stopper = threading.Thread(target=stop)
+        stopper.start()
+        with server.client() as api:
+            for _ in range(100):  # the daemon dies while the machine is `stopping`
+                if api.get(url).json()["state"] == "stopping":
+                    break
+                time.sleep(0.05)
+            assert api.get(url).json()["state"] == "stopping"
+        server.kill()
+        stopper.join()
+        server.start()
+        with server.client() as api:
+            wait_for(api, "halfway", machine["id"], "stopped", timeout=60)
+            assert api.post(f"{url}/start").status_code == 200
+            wait_for(api, "halfway", machine["id"], "started")

@@ -39,6 +39,9 @@ class MachineBase:
         async with self._locks[machine_id]:
             yield
 
+    def lock_for(self, machine_id: str) -> asyncio.Lock:
+        return self._locks[machine_id]
+
     async def find(self, app: App, machine_id: str, *, include_deleted: bool = False) -> Machine:
         machine = await self.store.get_machine(machine_id, app.name)
         if machine is None or (machine.deleted and not include_deleted):

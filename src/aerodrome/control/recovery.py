@@ -2,10 +2,15 @@
 
 Every operation writes its transient state (starting, stopping, replacing…) before it acts, so a machine
 found in a transient state names the operation that was cut short; the runtime tells how far it got.
+
+Finishing an operation may take a while (a stop waits out its timeout), so each machine is reconciled in the
+background, holding its lock from the start: the API serves at once, and a request for a machine still being
+reconciled waits for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aerodrome.control.machines import Machines
@@ -25,33 +30,42 @@ async def recover(machines: Machines, store: Store) -> None:
         log.warning("destroying sandbox %s, which no machine owns", machine_id)
         await machines.runtime.destroy(machine_id)
     for machine in live:
-        try:
-            await _reconcile(machines, store, machine, statuses.get(machine.id, SandboxStatus.ABSENT))
-        except Exception:
-            log.exception("could not reconcile machine %s", machine.id)
+        lock = machines.lock_for(machine.id)
+        await lock.acquire()  # uncontended: nothing else runs before start() returns
+        machines.spawn(_reconcile(machines, store, machine, statuses.get(machine.id, SandboxStatus.ABSENT), lock))
 
 
-async def _reconcile(machines: Machines, store: Store, machine: Machine, status: SandboxStatus) -> None:
-    async with machines.locked(machine.id):
-        current = await store.get_machine(machine.id)
-        if current is None:
-            return
-        if current.state is S.DESTROYING:
-            await machines.runtime.destroy(current.id)
-            await machines.transition(current, S.DESTROYED, event=("destroy", "flyd"), deleted=True)
-            return
-        if status is SandboxStatus.ABSENT:
-            await machines.recreate_sandbox(current)
-        if status in _RUNNING and current.state in (S.STARTING, S.RESTARTING, S.STARTED):
-            if current.state is not S.STARTED:
-                await machines.transition(current, S.STARTED, event=("start", "flyd"))
-            return
-        if status is SandboxStatus.PAUSED and current.state in (S.SUSPENDING, S.SUSPENDED):
-            if current.state is S.SUSPENDING:
-                await machines.transition(current, S.SUSPENDED, event=("suspend", "flyd"))
-            return
-        if status in _RUNNING:  # running, though the database says it should not be: finish the stop
-            spec = machines.spec_of(current)
-            await machines.runtime.stop(current.id, spec.stop_signal, spec.stop_timeout)
-        if current.state not in (S.CREATED, S.STOPPED, S.FAILED):
-            await machines.transition(current, S.STOPPED, event=("exit", "flyd"))
+async def _reconcile(
+    machines: Machines, store: Store, machine: Machine, status: SandboxStatus, lock: asyncio.Lock
+) -> None:
+    try:
+        await _reconcile_locked(machines, store, machine, status)
+    except Exception:
+        log.exception("could not reconcile machine %s", machine.id)
+    finally:
+        lock.release()
+
+
+async def _reconcile_locked(machines: Machines, store: Store, machine: Machine, status: SandboxStatus) -> None:
+    current = await store.get_machine(machine.id)
+    if current is None:
+        return
+    if current.state is S.DESTROYING:
+        await machines.runtime.destroy(current.id)
+        await machines.transition(current, S.DESTROYED, event=("destroy", "flyd"), deleted=True)
+        return
+    if status is SandboxStatus.ABSENT:
+        await machines.recreate_sandbox(current)
+    if status in _RUNNING and current.state in (S.STARTING, S.RESTARTING, S.STARTED):
+        if current.state is not S.STARTED:
+            await machines.transition(current, S.STARTED, event=("start", "flyd"))
+        return
+    if status is SandboxStatus.PAUSED and current.state in (S.SUSPENDING, S.SUSPENDED):
+        if current.state is S.SUSPENDING:
+            await machines.transition(current, S.SUSPENDED, event=("suspend", "flyd"))
+        return
+    if status in _RUNNING:  # running, though the database says it should not be: finish the stop
+        spec = machines.spec_of(current)
+        await machines.runtime.stop(current.id, spec.stop_signal, spec.stop_timeout)
+    if current.state not in (S.CREATED, S.STOPPED, S.FAILED):
+        await machines.transition(current, S.STOPPED, event=("exit", "flyd"))
