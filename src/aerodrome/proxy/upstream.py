@@ -238,10 +238,18 @@ class UpstreamPool:
             raise
 
     async def _open(self, key: BackendKey) -> UpstreamConnection:
+        """Connect, retrying a refusal until the connect timeout: a machine the API has just started may not
+        listen yet (as fly-proxy does, the edge waits for it rather than answering 502 at once)."""
         loop = asyncio.get_running_loop()
+        pause = 0.005
         async with asyncio.timeout(self.connect_timeout):
-            _, protocol = await loop.create_connection(lambda: UpstreamConnection(key, self), key[0], key[1])
-        return protocol
+            while True:
+                try:
+                    _, protocol = await loop.create_connection(lambda: UpstreamConnection(key, self), key[0], key[1])
+                    return protocol
+                except ConnectionRefusedError:
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 0.1)
 
     def forget(self, connection: UpstreamConnection) -> None:
         idle = self._idle.get(connection.key)
