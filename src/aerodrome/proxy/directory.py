@@ -14,8 +14,15 @@ from typing import Protocol
 
 from aerodrome.core import MachineState, PortSpec, ServiceSpec
 
-#: States the edge can wake a machine from; suspended first, because it resumes faster.
-STARTABLE_STATES = (MachineState.SUSPENDED, MachineState.STOPPED, MachineState.CREATED)
+#: States the edge can have a machine started from, cheapest first: one already on its way up (started through
+#: the API a moment ago: the edge joins that start), then suspended, which resumes faster than a cold start.
+STARTABLE_STATES = (
+    MachineState.STARTING,
+    MachineState.RESTARTING,
+    MachineState.SUSPENDED,
+    MachineState.STOPPED,
+    MachineState.CREATED,
+)
 
 
 @dataclass(frozen=True, slots=True)
