@@ -57,6 +57,9 @@ def serve(
     egress: Annotated[
         bool, typer.Option("--egress/--no-egress", help="Let machines open connections out of the host (NAT).")
     ] = True,
+    image_gc_interval: Annotated[
+        float, typer.Option("--image-gc-interval", help="Seconds between removals of images no machine uses.")
+    ] = 3600.0,
     volume_unit_mb: Annotated[
         int, typer.Option("--volume-unit-mb", help="Size of one volume 'GB' in MiB (tests use 1).", hidden=True)
     ] = 1024,
@@ -88,6 +91,7 @@ def serve(
         volume_check_interval=volume_check_interval,
         machine_ipv4_pool=machine_ipv4_pool,
         egress=egress,
+        image_gc_interval=image_gc_interval,
     )
     _run(run_serve(options))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ class ServeOptions:
     autostop_idle: float = 300.0
     autostop_interval: float = 30.0
     machine_ipv4_pool: str = "172.30.0.0/16"
+    image_gc_interval: float = 3600.0
     egress: bool = True
 
 
@@ -106,7 +108,11 @@ async def serve(options: ServeOptions) -> None:
         )
         log.info("API on http://%s:%d, registry on %s, data in %s", host, port, options.registry, layout.root)
         log.info("edge on http://%s and https://%s (CA: %s)", options.edge_http, options.edge_https, edge.ca_path)
-        await server.serve()
+        collector = asyncio.create_task(collect_unused_images(store, images, options.image_gc_interval))
+        try:
+            await server.serve()
+        finally:
+            collector.cancel()
     finally:
         await dedicated.close()
         await edge.close()
@@ -115,6 +121,20 @@ async def serve(options: ServeOptions) -> None:
         await registry.stop()
         await store.close()
         log.info("stopped; machines keep running and are adopted at the next start")
+
+
+async def collect_unused_images(store: SqlStore, images: ImageStore, interval: float) -> None:
+    """Now and then, remove the unpacked images no machine uses (a machine's destroy leaves its image behind)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            in_use = {str(m.image_ref.get("digest")) for m in await store.live_machines()}
+            removed = await images.remove_unused(in_use)
+        except Exception:
+            log.exception("could not remove unused images")
+            continue
+        if removed:
+            log.info("removed %d unused image(s)", len(removed))
 
 
 def edge_settings(options: ServeOptions, layout: Layout) -> EdgeSettings:
