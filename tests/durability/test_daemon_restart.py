@@ -86,3 +86,37 @@ def test_sigkill_during_a_stop_then_recovery_finishes_it() -> None:
             wait_for(api, "halfway", machine["id"], "stopped", timeout=60)
             assert api.post(f"{url}/start").status_code == 200
             wait_for(api, "halfway", machine["id"], "started")
+
+
+def test_sigkill_during_starts_then_recovery_agrees_with_the_host() -> None:
+    """Whichever step each start had reached, after the restart a machine is started and answers, or is at rest."""
+    import threading
+
+    with running_server() as server:
+        image = server.push_image("busybox")
+        with server.client() as api:
+            api.post("/v1/apps", json={"app_name": "midstart", "org_slug": "personal"})
+            ids = [create_machine(api, "midstart", {"image": image}, skip_launch=True)["id"] for _ in range(4)]
+
+        def start(machine_id: str) -> None:
+            with server.client() as client, contextlib.suppress(httpx.HTTPError):
+                client.post(f"/v1/apps/midstart/machines/{machine_id}/start")
+
+        starters = [threading.Thread(target=start, args=(mid,)) for mid in ids]
+        for index, starter in enumerate(starters):
+            starter.start()
+            time.sleep(0.01 * index)  # the kill lands at a different step of each start
+        server.kill()
+        for starter in starters:
+            starter.join()
+        server.start()
+        with server.client() as api:
+            for machine_id in ids:
+                settled = wait_for(api, "midstart", machine_id, "settled", timeout=60)
+                if settled["state"] == "started":
+                    assert "hello" in http_inside(api, "midstart", machine_id)
+                else:
+                    assert settled["state"] in ("created", "stopped")
+                    assert api.post(f"/v1/apps/midstart/machines/{machine_id}/start").status_code == 200
+                    wait_for(api, "midstart", machine_id, "started")
+                    assert "hello" in http_inside(api, "midstart", machine_id)
