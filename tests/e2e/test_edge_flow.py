@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.api.helpers import create_machine, wait_for
+from tests.api.helpers import create_machine, machine_exec, wait_for
 from tests.support.server import Server, running_server
 
 
@@ -141,3 +141,34 @@ def test_tls_with_the_aerodrome_ca_and_force_https(server: Server) -> None:
             )
         assert response.status_code == 200 and "hello" in response.text
         api.delete("/v1/apps/edge-tls")
+
+
+def test_flycast_reaches_the_app_from_its_organisation_only(server: Server) -> None:
+    image = f"{server.registry}/busybox:latest"
+    with server.client() as api:
+        api.post("/v1/apps", json={"app_name": "flycast-app", "org_slug": "personal"})
+        create_machine(api, "flycast-app", {"image": image, "services": [service("off")]})
+        variables = {"input": {"appId": "flycast-app", "type": "private_v6", "region": ""}}
+        reply = api.post("/graphql", json={"query": ALLOCATE, "variables": variables}).json()
+        address = reply["data"]["allocateIpAddress"]["ipAddress"]["address"]
+
+        api.post("/v1/apps", json={"app_name": "flycast-peer", "org_slug": "personal"})
+        peer = create_machine(api, "flycast-peer", {"image": image})
+        wait_for(api, "flycast-peer", peer["id"], "started")
+        # busybox-static's wget segfaults on IPv6 literals (NSS in a static binary): speak HTTP through nc,
+        # keeping its input open until the reply is in
+        request = "printf 'GET / HTTP/1.0\\r\\n\\r\\n'; sleep 2"
+        fetch = ["sh", "-c", f"({request}) | nc -w 5 {address} 80"]
+        inside = machine_exec(api, "flycast-peer", peer["id"], *fetch)
+        assert inside["exit_code"] == 0 and "hello" in inside["stdout"], inside
+
+    server.cli("orgs", "create", "flycast-other")
+    with server.client(server.cli("tokens", "create", "--org", "flycast-other").strip()) as other:
+        other.post("/v1/apps", json={"app_name": "flycast-stranger", "org_slug": "flycast-other"})
+        stranger = create_machine(other, "flycast-stranger", {"image": image})
+        wait_for(other, "flycast-stranger", stranger["id"], "started")
+        assert machine_exec(other, "flycast-stranger", stranger["id"], *fetch)["exit_code"] != 0
+        other.delete("/v1/apps/flycast-stranger")
+    with server.client() as api:
+        api.delete("/v1/apps/flycast-app")
+        api.delete("/v1/apps/flycast-peer")

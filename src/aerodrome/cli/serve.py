@@ -99,7 +99,7 @@ async def serve(options: ServeOptions) -> None:
     try:
         await plane.start()
         await edge.start()
-        await dedicated.start(await plane.ips.dedicated())
+        await dedicated.start(await plane.ips.dedicated(("v4", "v6", "private_v6")))
         host, port = split_hostport(options.api, 4280)
         server = uvicorn.Server(
             uvicorn.Config(

@@ -1,7 +1,9 @@
 """Dedicated addresses on this host: bound by the edge so that they route to their app with no Host header.
 
 IPv4 addresses come from 127.0.0.0/8, which Linux treats as local whole; IPv6 ones are added to `lo`, and their
-pool gets an `unreachable` route so that no packet for an unallocated address leaves the host.
+pool gets an `unreachable` route so that no packet for an unallocated address leaves the host. Private (flycast)
+addresses are bound the same way inside their organisation's private network: the machines' firewall lets only
+that organisation's machines reach them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ log = logging.getLogger("aerodrome.edge")
 
 #: The ports every dedicated address serves, besides the app's own service ports.
 HTTP_PORTS = frozenset({80, 443})
+BOUND_TYPES = ("v4", "v6", "private_v6")
 
 
 class DedicatedAddresses:
@@ -38,10 +41,10 @@ class DedicatedAddresses:
             await self.bind(address)
 
     async def bind(self, ip: IPAddress) -> None:
-        if ip.type not in ("v4", "v6"):
-            return  # shared and private (flycast) addresses are not bound on the host
+        if ip.type not in BOUND_TYPES:
+            return  # the shared address is the edge's own listener
         address = _canonical(ip.address)
-        if ip.type == "v6":
+        if ":" in address:
             await _ip("-6", "addr", "replace", f"{address}/128", "dev", "lo", "nodad")
         ports = HTTP_PORTS | await self._service_ports(ip.app_name)
         try:
@@ -56,7 +59,7 @@ class DedicatedAddresses:
         if self._apps.pop(address, None) is None:
             return
         await self._edge.release_address(address)
-        if ip.type == "v6":
+        if ":" in address:
             await _ip("-6", "addr", "del", f"{address}/128", "dev", "lo")
 
     async def close(self) -> None:
