@@ -4,6 +4,9 @@ PID 1 is catatonit, bind-mounted read-only from the host, so signals reach the p
 reaped. It runs the program under a one-line busybox shell (also bind-mounted read-only) that writes the
 exit status into the machine's state directory: the status survives a daemon that was down when the
 program ended, which the daemon cannot learn otherwise since the container's init is not its child.
+
+The shell first waits for the host to mark the machine's network ready: the host builds the veth pair while
+runc starts the container, and the program never sees a machine without its network.
 """
 
 from __future__ import annotations
@@ -17,9 +20,15 @@ GUEST_DIR = "/.aerodrome"
 INIT_PATH = f"{GUEST_DIR}/catatonit"
 SHELL_PATH = f"{GUEST_DIR}/busybox"
 STATE_DIR = f"{GUEST_DIR}/state"
+NETWORK_READY = "network"  # in the state directory: made by the host once the machine's network is up
+TICK = "tick"  # in the state directory: a FIFO no one writes, so `read -t` on it sleeps without a process
 # The traps keep the shell alive to record the status when catatonit forwards a signal to the process group;
 # the program itself gets default dispositions back on exec.
-WRAPPER = f'trap : HUP INT QUIT TERM USR1 USR2; "$@"; s=$?; echo $s > {STATE_DIR}/exit; exit $s'
+WRAPPER = (
+    f"trap : HUP INT QUIT TERM USR1 USR2; "
+    f"until [ -e {STATE_DIR}/{NETWORK_READY} ]; do read -t 0.001 _ <> {STATE_DIR}/{TICK}; done; "
+    f'"$@"; s=$?; echo $s > {STATE_DIR}/exit; exit $s'
+)
 
 CPU_PERIOD_US = 100_000
 PIDS_LIMIT = 4096

@@ -368,7 +368,7 @@ class RuncRuntime:
             return await self.status(machine_id)
         state = await self.runc.state(machine_id)
         started = read_json(paths.started)
-        if state is not None and state["status"] in ("running", "paused"):
+        if state is not None and state["status"] in ("running", "paused") and instance.network_ready(paths):
             pid = int(state["pid"])
             start_time = started["start_time"] if started and started["pid"] == pid else process_start_time(pid)
             write_json(paths.started, {"pid": pid, "start_time": start_time, "started_at": time.time()})

@@ -160,10 +160,21 @@ class AddressPool:
         return self.slots[org]
 
 
-def _network_script(a: Allocation) -> str:
-    """The shell script that builds a machine's network from nothing (and first clears a stale one)."""
+def _netns_script(a: Allocation) -> str:
+    """Clear what a previous run may have left, and make the machine's (empty) network namespace."""
+    return "\n".join(
+        [
+            "set -e",
+            f"if [ -e {a.netns_path} ]; then ip netns del {a.netns}; fi",
+            f"if [ -e /sys/class/net/{a.host_iface} ]; then ip link del {a.host_iface} 2>/dev/null || true; fi",
+            f"ip netns add {a.netns}",
+        ]
+    )
+
+
+def _link_script(a: Allocation) -> str:
+    """Connect the namespace to the host with a veth pair; the machine side is configured first."""
     host_down = [
-        f"netns add {a.netns}",
         f"link add {a.host_iface} type veth peer name eth0 netns {a.netns}",
         # A link-local address that skips DAD: until the host side has one, the kernel cannot send the
         # neighbour solicitations that forwarding to this machine needs (a second-long stall otherwise).
@@ -191,8 +202,6 @@ def _network_script(a: Allocation) -> str:
     return "\n".join(
         [
             "set -e",
-            f"if [ -e {a.netns_path} ]; then ip netns del {a.netns}; fi",
-            f"if [ -e /sys/class/net/{a.host_iface} ]; then ip link del {a.host_iface} 2>/dev/null || true; fi",
             *_heredoc("ip -batch -", host_down),
             # nsenter, not `ip netns exec`: the latter remounts /sys and costs more.
             *_heredoc(f"nsenter --net={a.netns_path} ip -batch -", inside),
@@ -205,12 +214,24 @@ def _heredoc(command: str, lines: list[str]) -> list[str]:
     return [f"{command} <<'EOF'", *lines, "EOF"]
 
 
-async def create_network(allocation: Allocation) -> None:
-    """Create the netns and veth pair from one shell (each process spawned from here costs milliseconds).
+async def create_netns(allocation: Allocation) -> None:
+    """The first half of `create_network`: what runc needs to start the container in its namespace."""
+    await run(["sh", "-c", _netns_script(allocation)], timeout=10)
 
-    The machine side is configured before the host side comes up (the reverse costs a 1 s ARP stall).
+
+async def connect_netns(allocation: Allocation) -> None:
+    """The second half of `create_network`, which may run while the container starts.
+
+    One shell for all of it: each process spawned from the daemon costs milliseconds. The machine side is
+    configured before the host side comes up (the reverse costs a 1 s ARP stall).
     """
-    await run(["sh", "-c", _network_script(allocation)], timeout=10)
+    await run(["sh", "-c", _link_script(allocation)], timeout=10)
+
+
+async def create_network(allocation: Allocation) -> None:
+    """Create the netns and veth pair (first clearing any left by an earlier run)."""
+    await create_netns(allocation)
+    await connect_netns(allocation)
 
 
 VETH_GONE_POLLS = 2000  # of 5 ms each: how long to wait for the kernel to remove a veth
