@@ -156,3 +156,20 @@ async def test_a_runtime_without_egress_installs_no_nat(harness: Harness) -> Non
     spec = h.spec(("sleep", "1000"))
     await h.runtime.create(spec)
     assert await egress_rules(TEST_POOL) == []
+
+
+async def test_recover_undoes_a_start_cut_short_before_the_network_was_ready(harness: Harness, tmp_path: Path) -> None:
+    h = harness
+    spec = h.spec()
+    await h.runtime.create(spec)
+    await h.runtime.start(spec.machine_id)
+    await h.runtime.close()
+    machine_dir = tmp_path / "runtime" / "machines" / spec.machine_id
+    # As if the daemon died after `runc run` but before it marked the network ready.
+    (machine_dir / "state" / "network").unlink()
+    (machine_dir / "started.json").unlink()
+    restarted = await h.reopen()
+    assert (await restarted.recover())[spec.machine_id] == SandboxStatus.CREATED
+    assert await network_leftovers([spec.machine_id]) == []
+    listing = (await run(["runc", "--root", str(tmp_path / "runtime" / "runc"), "list", "-q"])).text.split()
+    assert spec.machine_id not in listing
