@@ -69,7 +69,7 @@ async def launch(
 
 
 def _gated(paths: MachinePaths) -> bool:
-    return bundle.NETWORK_READY in paths.config.read_text()
+    return f"{bundle.STATE_DIR}/{bundle.NETWORK_READY}" in paths.config.read_text()
 
 
 def _make_tick(paths: MachinePaths) -> None:
