@@ -20,7 +20,10 @@ _PARAM = re.compile(r"\{[^}]+\}")
 
 
 #: Fields Fly's servers (and fly-go, with pointer types) send as null when unset, which its schemas omit to say.
-NULLABLE_FIELDS = {"Volume": ("attached_machine_id", "attached_alloc_id")}
+NULLABLE_FIELDS = {
+    "Volume": ("attached_machine_id", "attached_alloc_id"),
+    "OrgVolume": ("attached_machine_id", "attached_alloc_id"),
+}
 
 
 @functools.cache
