@@ -33,6 +33,9 @@ from aerodrome.runtime.references import ImageReference, candidate_sources, is_l
 Progress = Callable[[str], None]
 
 RESOLVE_TIMEOUT = 30.0
+#: How long a tag's resolution is reused: a burst of creates from one tag asks the registry once, while a push
+#: of a new image under the same tag is seen within seconds.
+RESOLVE_TTL = 2.0
 TRANSFER_TIMEOUT = 900.0
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _NOT_FOUND = ("manifest unknown", "name unknown", "not found", "no such file")
@@ -51,6 +54,7 @@ class ImageStore:
         insecure: Sequence[str] = (),
         resolve_timeout: float = RESOLVE_TIMEOUT,
         transfer_timeout: float = TRANSFER_TIMEOUT,
+        resolve_ttl: float = RESOLVE_TTL,
     ) -> None:
         self.root = Path(root)
         self.registries = tuple(registries)
@@ -58,11 +62,14 @@ class ImageStore:
         self.insecure = frozenset(insecure)
         self.resolve_timeout = resolve_timeout
         self.transfer_timeout = transfer_timeout
+        self.resolve_ttl = resolve_ttl
         self._layout = self.root / "layout"
         self._ref_locks: dict[str, asyncio.Lock] = {}
         self._digest_locks: dict[str, asyncio.Lock] = {}
         # skopeo and umoci both rewrite the layout's index.json without locking it: one writer or reader at a time.
         self._layout_lock = asyncio.Lock()
+        # reference -> (image, when resolved): a burst of creates from one tag asks the registry once
+        self._fresh: dict[str, tuple[ImageInfo, float]] = {}
 
     async def pull(self, reference: str, progress: Progress | None = None) -> ImageInfo:
         """Resolve `reference`, fetch and unpack its image unless present; NotFoundError/UnavailableError name it."""
@@ -73,6 +80,10 @@ class ImageStore:
             if ref.digest and (cached := self.get(ref.digest)) is not None:
                 report(f"using {ref.digest} already on this host")
                 return self._remember(reference, ref, cached)
+            fresh = self._fresh.get(reference)
+            if fresh is not None and time.monotonic() - fresh[1] < self.resolve_ttl and self.get(fresh[0].digest):
+                report(f"using {fresh[0].digest}, resolved {time.monotonic() - fresh[1]:.1f}s ago")
+                return fresh[0]
             report(f"resolving {reference}")
             try:
                 source = await self._resolve(reference, ref)
@@ -85,7 +96,9 @@ class ImageStore:
             info = await self._ensure(
                 source.digest, f"docker://{source.locator}", self._tls_flags(source, "src"), report
             )
-            return self._remember(reference, source, info)
+            remembered = self._remember(reference, source, info)
+            self._fresh[reference] = (remembered, time.monotonic())
+            return remembered
 
     async def import_archive(self, source: str, reference: str, progress: Progress | None = None) -> ImageInfo:
         """Import an `oci-archive:/path` or `docker-archive:/path` image and record it under `reference`."""
