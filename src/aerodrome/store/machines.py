@@ -102,14 +102,17 @@ def save_machine(conn: Connection, machine: Machine, event: MachineEvent | None,
         conn.execute(insert(machine_events).values(**mapping.event_to_row(event)))
 
 
+_EVENTS_OF_MACHINE = (
+    select(machine_events)
+    .where(machine_events.c.machine_id == bindparam("machine_id"))
+    .order_by(machine_events.c.timestamp.desc(), machine_events.c.id.desc())
+    .limit(bindparam("limit"))
+)
+
+
 def list_events(conn: Connection, machine_id: str, limit: int) -> list[MachineEvent]:
-    query = (
-        select(machine_events)
-        .where(machine_events.c.machine_id == machine_id)
-        .order_by(machine_events.c.timestamp.desc(), machine_events.c.id.desc())
-        .limit(limit)
-    )
-    return [mapping.event_from_row(row) for row in conn.execute(query)]
+    rows = conn.execute(_EVENTS_OF_MACHINE, {"machine_id": machine_id, "limit": limit})
+    return [mapping.event_from_row(row) for row in rows]
 
 
 def list_versions(conn: Connection, machine_id: str) -> list[MachineVersion]:
