@@ -5,10 +5,11 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from aerodrome.api import errors, graphql
+from aerodrome.api.responses import JSONResponse
 from aerodrome.api.routes import actions, apps, certificates, ips, leases, machines, platform, secrets, volumes
 from aerodrome.control import ControlPlane
 from aerodrome.core import AerodromeError

@@ -6,8 +6,9 @@ import logging
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from aerodrome.api.responses import JSONResponse
 from aerodrome.core import (
     AerodromeError,
     FailedPreconditionError,

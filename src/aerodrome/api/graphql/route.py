@@ -11,11 +11,12 @@ import json
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from aerodrome.api.graphql.resolvers import Context
 from aerodrome.api.graphql.schema import error_body, execute
+from aerodrome.api.responses import JSONResponse
 from aerodrome.control import ControlPlane
 from aerodrome.core import UnauthenticatedError
 

@@ -7,10 +7,11 @@ Fly's ACME issuance) are shown as `fly`.
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from aerodrome.api.context import Call
+from aerodrome.api.responses import JSONResponse
 from aerodrome.control import CheckReport, describe
 from aerodrome.core import App, Certificate, rfc3339
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from aerodrome.api.context import Call
 from aerodrome.api.openapi import implemented_spec
 from aerodrome.api.regions import REGIONS
+from aerodrome.api.responses import JSONResponse
 
 
 async def current_token(request: Request) -> Response:

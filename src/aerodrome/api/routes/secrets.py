@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from aerodrome.api.context import Call
+from aerodrome.api.responses import JSONResponse
 from aerodrome.core import InvalidArgumentError, Secret
 
 
