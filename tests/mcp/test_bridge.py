@@ -28,20 +28,6 @@ INITIALIZE = {
 }
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    """The served directory."""
-    (tmp_path / "hello.txt").write_text("hello")
-    return tmp_path
-
-
-@pytest.fixture
-async def wrapped(root: Path) -> AsyncIterator[RunningWrap]:
-    """wrap with a bearer token."""
-    async with running_wrap(root, ["--bearer-token", "tok"]) as wrap:
-        yield wrap
-
-
 async def initialize_list_and_call(arguments: Sequence[str]) -> str:
     """Launch the proxy as a desktop client would, and go through initialize, tools/list and a call."""
     parameters = StdioServerParameters(command=PROXY[0], args=[*PROXY[1:], *arguments], env=dict(os.environ))

@@ -25,15 +25,8 @@ SEED_BODY = """
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    """The directory the wrapped server serves, with one file in it."""
-    (tmp_path / "hello.txt").write_text("hello")
-    return tmp_path
-
-
-@pytest.fixture
 async def wrapped(root: Path) -> AsyncIterator[RunningWrap]:
-    """wrap without authentication."""
+    """wrap without authentication (the shared fixture has a bearer token)."""
     async with running_wrap(root) as wrap:
         yield wrap
 

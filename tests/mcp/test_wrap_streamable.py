@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -26,20 +25,6 @@ INITIALIZE = {
     "method": "initialize",
     "params": {"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
 }
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    """The served directory."""
-    (tmp_path / "hello.txt").write_text("hello")
-    return tmp_path
-
-
-@pytest.fixture
-async def wrapped(root: Path) -> AsyncIterator[RunningWrap]:
-    """wrap with a bearer token."""
-    async with running_wrap(root, ["--bearer-token", "tok"]) as wrap:
-        yield wrap
 
 
 def sdk_client() -> httpx2.AsyncClient:
