@@ -32,7 +32,6 @@ S = MachineState
 
 
 class Lifecycle(MachineBase):
-    _background: set[asyncio.Task[None]]
     volumes: Volumes
 
     def spec_of(self, machine: Machine) -> MachineSpec:
@@ -232,8 +231,6 @@ class Lifecycle(MachineBase):
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` in the background, kept referenced until done and cancelled on close."""
-        if not hasattr(self, "_background"):
-            self._background = set()
         task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -264,7 +261,7 @@ class Lifecycle(MachineBase):
             await self.transition(current, S.DESTROYED, event=("destroy", "flyd"), deleted=True)
 
     async def close(self) -> None:
-        for task in list(getattr(self, "_background", ())):
+        for task in list(self._background):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -32,6 +32,7 @@ class MachineBase:
         self.clock = clock
         self.feed = feed
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._background: set[asyncio.Task[None]] = set()  # kept referenced until done; cancelled on close
 
     @asynccontextmanager
     async def locked(self, machine_id: str) -> AsyncIterator[None]:
