@@ -60,6 +60,10 @@ def serve(
     image_gc_interval: Annotated[
         float, typer.Option("--image-gc-interval", help="Seconds between removals of images no machine uses.")
     ] = 3600.0,
+    mirror: Annotated[
+        list[str] | None,
+        typer.Option("--mirror", help="Image name mapping FROM=TO, e.g. docker.io/library=127.0.0.1:5000/library."),
+    ] = None,
     volume_unit_mb: Annotated[
         int, typer.Option("--volume-unit-mb", help="Size of one volume 'GB' in MiB (tests use 1).", hidden=True)
     ] = 1024,
@@ -92,8 +96,19 @@ def serve(
         machine_ipv4_pool=machine_ipv4_pool,
         egress=egress,
         image_gc_interval=image_gc_interval,
+        mirrors=parse_mirrors(mirror or []),
     )
     _run(run_serve(options))
+
+
+def parse_mirrors(values: list[str]) -> dict[str, str]:
+    mirrors = {}
+    for value in values:
+        source, sep, target = value.partition("=")
+        if not sep or not source or not target:
+            raise typer.BadParameter(f"{value!r}: use FROM=TO", param_hint="--mirror")
+        mirrors[source] = target
+    return mirrors
 
 
 @tokens_app.command("create")
