@@ -179,3 +179,18 @@ def test_memory_limit_changes_in_place(api: httpx.Client, app_name: str, image: 
     api.post(f"{base}/start")
     wait_for(api, app_name, mid, "started")
     assert api.get(f"{base}/memory").json()["limit_mb"] == 512
+
+
+def test_memory_reclaim_gives_back_page_cache(api: httpx.Client, app_name: str, image: str) -> None:
+    machine = create_machine(api, app_name, {"image": image, "guest": {"memory_mb": 512}})
+    mid = machine["id"]
+    wait_for(api, app_name, mid, "started")
+    base = f"/v1/apps/{app_name}/machines/{mid}"
+    # 64 MB written through the page cache, charged to the machine
+    machine_exec(api, app_name, mid, "sh", "-c", "dd if=/dev/zero of=/tmp/cache bs=1M count=64 2>/dev/null")
+    before = api.get(f"{base}/memory").json()["available_mb"]
+    reclaimed = api.post(f"{base}/memory/reclaim", json={"amount_mb": 48})
+    assert reclaimed.status_code == 200 and reclaimed.json()["actual_mb"] > 0
+    assert api.get(f"{base}/memory").json()["available_mb"] > before
+    assert machine_exec(api, app_name, mid, "sh", "-c", "wc -c < /tmp/cache")["stdout"].strip() == str(64 * 2**20)
+    assert api.post(f"{base}/memory/reclaim", json={"amount_mb": 0}).status_code == 400

@@ -144,6 +144,14 @@ class Lifecycle(MachineBase):
         used = await self.runtime.memory_usage(mid)
         return limit, max(0, limit - used // (1024 * 1024))
 
+    async def reclaim_memory(self, app: App, mid: str, amount_mb: object) -> int:
+        """Fly's balloon reclaim, for a container: returns the MiB given back."""
+        if isinstance(amount_mb, bool) or not isinstance(amount_mb, int) or amount_mb <= 0:
+            raise InvalidArgumentError("invalid amount_mb: must be a positive number of MiB")
+        machine = await self.find(app, mid)
+        check_action(Action.EXEC, machine.state)
+        return await self.runtime.reclaim_memory(mid, amount_mb) // (1024 * 1024)
+
     async def set_memory(self, app: App, mid: str, limit_mb: object, nonce: str | None) -> tuple[int, int]:
         """Change `guest.memory_mb` in place (no new version), live when the machine runs."""
         if isinstance(limit_mb, bool) or not isinstance(limit_mb, int) or limit_mb < 256 or limit_mb % 256:

@@ -133,6 +133,10 @@ class Runtime(Protocol):
         """Change the memory limit, at once if the machine runs, and for its next starts."""
         ...
 
+    async def reclaim_memory(self, machine_id: str, amount_mb: int) -> int:
+        """Have the machine give back up to `amount_mb` of memory (page cache first); return the bytes freed."""
+        ...
+
     async def memory_usage(self, machine_id: str) -> int:
         """Bytes of memory the machine uses now (0 when it does not run)."""
         ...

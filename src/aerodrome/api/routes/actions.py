@@ -163,6 +163,15 @@ async def memory(request: Request) -> Response:
     return JSONResponse({"limit_mb": limit_mb, "available_mb": available_mb})
 
 
+async def reclaim_memory(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    call.limit("memory", call.machine_id)
+    body = await call.body()
+    actual = await call.plane.machines.reclaim_memory(app, call.machine_id, body.get("amount_mb"))
+    return JSONResponse({"actual_mb": actual})
+
+
 _M = "/v1/apps/{app_name}/machines/{machine_id}"
 routes = [
     Route(f"{_M}/start", start, methods=["POST"]),
@@ -178,4 +187,5 @@ routes = [
     Route(f"{_M}/exec", exec_, methods=["POST"]),
     Route(f"{_M}/ps", ps, methods=["GET"]),
     Route(f"{_M}/memory", memory, methods=["GET", "PUT"]),
+    Route(f"{_M}/memory/reclaim", reclaim_memory, methods=["POST"]),
 ]

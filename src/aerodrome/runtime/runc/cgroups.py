@@ -17,6 +17,7 @@ from aerodrome.core import RuntimeFailureError
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT = "aerodrome"
 FREEZE_TIMEOUT = 5.0
+RECLAIM_FLOOR = 4 * 1024 * 1024  # never squeeze a machine below this while reclaiming
 
 
 def cgroups_path(machine_id: str) -> str:
@@ -64,6 +65,25 @@ class MachineCgroup:
         for name in files if limit < current else reversed(files):
             with contextlib.suppress(FileNotFoundError):  # memsw is absent without swap accounting
                 (memory / name).write_text(str(limit))
+
+    def reclaim(self, amount: int) -> int:
+        """Ask the kernel to give back up to `amount` bytes of the machine's memory; return what it freed.
+
+        The limit is lowered for a moment, which makes the kernel reclaim page cache (and swap nothing: there is
+        no swap); when it cannot go that low it says EBUSY, and no process is killed. The limit is then put back.
+        """
+        memory = self.path("memory")
+        limit_file = memory / "memory.limit_in_bytes"
+        before, limit = self.memory_usage(), int(limit_file.read_text())
+        target = max(before - amount, RECLAIM_FLOOR)
+        if target < before:
+            try:
+                limit_file.write_text(str(target))
+            except OSError:
+                pass  # EBUSY: it freed what it could
+            finally:
+                limit_file.write_text(str(limit))
+        return max(0, before - self.memory_usage())
 
     def oom_kills(self) -> int:
         """How many processes the kernel's OOM killer took in this memory cgroup."""

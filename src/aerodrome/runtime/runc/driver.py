@@ -304,6 +304,15 @@ class RuncRuntime:
                 write_json(paths.config, config)
                 write_json(paths.record, {"spec": spec_to_json(machine.spec), "lower": machine.lower})
 
+    async def reclaim_memory(self, machine_id: str, amount_mb: int) -> int:
+        """Have the kernel reclaim up to `amount_mb` of the running machine's memory; return the bytes freed."""
+        machine = self._machine(machine_id)
+        async with machine.lock:
+            if machine_id not in self._running:
+                return 0
+            with map_runtime_errors(f"reclaim the memory of machine {machine_id}"):
+                return await asyncio.to_thread(MachineCgroup(machine_id).reclaim, amount_mb * 1024 * 1024)
+
     async def memory_usage(self, machine_id: str) -> int:
         self._machine(machine_id)
         return MachineCgroup(machine_id).memory_usage() if machine_id in self._running else 0
