@@ -11,7 +11,7 @@ APT_PACKAGES=(
   iproute2 iptables nftables                   # machine networks
   e2fsprogs util-linux                         # volumes: mkfs.ext4, resize2fs, losetup
   procps psmisc                                # ps, fuser
-  nginx-light                                  # the edge benchmark's reference proxy
+  nginx-light wrk                              # the edge benchmark: reference proxy, load generator
 )
 
 missing=()
