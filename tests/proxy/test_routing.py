@@ -25,6 +25,15 @@ async def test_host_routes_to_the_app_and_adds_forwarding_headers(
     assert sent["fly-request-id"] == alpha.headers["fly-request-id"]
 
 
+async def test_headers_named_by_connection_are_not_forwarded(
+    directory: TestDirectory, client: httpx.AsyncClient
+) -> None:
+    await directory.add_machine("alpha", "m-alpha")
+    headers = {"host": "alpha.localhost", "connection": "keep-alive, x-hop", "x-hop": "1", "x-end": "2"}
+    sent = (await client.get("/headers", headers=headers)).json()["headers"]
+    assert "x-hop" not in sent and sent["x-end"] == "2"
+
+
 async def test_unknown_host_is_404(directory: TestDirectory, client: httpx.AsyncClient) -> None:
     response = await client.get("/", headers={"host": "nobody.localhost"})
     assert response.status_code == 404

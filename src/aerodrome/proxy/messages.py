@@ -40,6 +40,21 @@ _REQUEST_ID_PREFIX = os.urandom(6).hex()
 Headers = list[tuple[bytes, bytes]]
 
 
+_CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
+
+
+def _dropped(headers: Headers, always: frozenset[bytes]) -> frozenset[bytes]:
+    """`always`, plus the headers a `Connection` header names: they are hop-by-hop too (RFC 9110 §7.6.1)."""
+    listed = [
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    ]
+    named = {token for token in listed if token and token not in _CONNECTION_OPTIONS}
+    return always | named if named else always
+
+
 def request_id(region: str) -> bytes:
     """A unique id per request, shaped like Fly's (`<hex>-<region>`), cheap enough for every request."""
     return f"{_REQUEST_ID_PREFIX}{next(_request_ids):010x}-{region}".encode()
@@ -56,8 +71,9 @@ def request_head(
 ) -> bytes:
     """The head sent to the machine. `forwarded` holds the edge's own header lines, already encoded."""
     lines = [method, b" ", target, b" HTTP/1.1\r\n"]
+    drop = _dropped(headers, _REQUEST_DROP)
     for name, value in headers:
-        if name.lower() not in _REQUEST_DROP:
+        if name.lower() not in drop:
             lines += (name, b": ", value, b"\r\n")
     lines.append(forwarded)
     if forwarded_for is not None:
@@ -73,8 +89,9 @@ def request_head(
 def response_head(status: int, reason: bytes, headers: Headers, chunked: bool, close: bool, extra: bytes) -> bytes:
     """The head relayed to the client; the edge decides framing and persistence for its own side."""
     lines = [b"HTTP/1.1 %d " % status, reason or _REASONS.get(status, b"Status"), b"\r\n"]
+    drop = _dropped(headers, _RESPONSE_DROP)
     for name, value in headers:
-        if name.lower() not in _RESPONSE_DROP:
+        if name.lower() not in drop:
             lines += (name, b": ", value, b"\r\n")
     if chunked:
         lines.append(b"transfer-encoding: chunked\r\n")
