@@ -46,10 +46,7 @@ _CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
 def _dropped(headers: Headers, always: frozenset[bytes]) -> frozenset[bytes]:
     """`always`, plus the headers a `Connection` header names: they are hop-by-hop too (RFC 9110 §7.6.1)."""
     listed = [
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == b"connection"
-        for token in value.split(b",")
+        token.strip().lower() for name, value in headers if name.lower() == b"connection" for token in value.split(b",")
     ]
     named = {token for token in listed if token and token not in _CONNECTION_OPTIONS}
     return always | named if named else always
