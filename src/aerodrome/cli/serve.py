@@ -129,7 +129,8 @@ async def collect_unused_images(store: SqlStore, images: ImageStore, interval: f
         await asyncio.sleep(interval)
         try:
             in_use = {str(m.image_ref.get("digest")) for m in await store.live_machines()}
-            removed = await images.remove_unused(in_use)
+            # an image pulled moments ago may belong to a machine whose create has not finished
+            removed = await images.remove_unused(in_use, grace=min(60.0, 10 * interval))
         except Exception:
             log.exception("could not remove unused images")
             continue

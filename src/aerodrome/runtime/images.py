@@ -151,11 +151,14 @@ class ImageStore:
         found = (self.get(_digest_of(path.stem)) for path in sorted((self.root / "images").glob("*.json")))
         return [info for info in found if info is not None]
 
-    async def remove_unused(self, in_use: set[str]) -> builtins.list[str]:
-        """Remove the rootfs and layout tag of every image whose digest is not in `in_use`; return those digests."""
+    async def remove_unused(self, in_use: set[str], *, grace: float = 0.0) -> builtins.list[str]:
+        """Remove the rootfs and layout tag of every image whose digest is not in `in_use`; return those digests.
+
+        An image pulled in the last `grace` seconds stays: a machine being created may not be recorded yet.
+        """
         removed: builtins.list[str] = []
         for info in self.list():
-            if info.digest in in_use:
+            if info.digest in in_use or self._pulled_within(info.digest, grace):
                 continue
             async with self._digest_locks.setdefault(info.digest, asyncio.Lock()):
                 # The metadata goes first: an image without it is incomplete and never handed out.
@@ -259,6 +262,13 @@ class ImageStore:
                 ref_file = self.root / "refs" / (urllib.parse.quote(str(parse_reference(reference)), safe="") + ".json")
                 _write_atomically(ref_file, json.dumps({"digest": info.digest}).encode())
         return stamped
+
+    def _pulled_within(self, digest: str, seconds: float) -> bool:
+        """Every pull rewrites the image's metadata, so its age is the time since the image was last pulled."""
+        try:
+            return time.time() - self._metadata_path(digest).stat().st_mtime < seconds
+        except FileNotFoundError:
+            return False
 
     def _known_digest(self, ref: ImageReference) -> str | None:
         ref_file = self.root / "refs" / (urllib.parse.quote(str(ref), safe="") + ".json")
