@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aerodrome.core.clock import Clock, SystemClock, rfc3339
 from aerodrome.core.config import GuestFile, MachineSpec, MountSpec, PortSpec, ServiceSpec, normalize_config
-from aerodrome.core.durations import format_duration, parse_duration, parse_signal, signal_name
+from aerodrome.core.durations import parse_duration, parse_signal, signal_name
 from aerodrome.core.errors import (
     AerodromeError,
     AlreadyExistsError,
@@ -51,11 +51,10 @@ from aerodrome.core.ports import (
 )
 from aerodrome.core.ratelimit import Limit, RateLimiter
 from aerodrome.core.restarts import restart_backoff, should_restart
-from aerodrome.core.states import WAITABLE_STATES, Action, MachineState, check_action
+from aerodrome.core.states import Action, MachineState, check_action
 from aerodrome.core.store_port import Store
 
 __all__ = [
-    "WAITABLE_STATES",
     "Action",
     "AerodromeError",
     "AlreadyExistsError",
@@ -106,7 +105,6 @@ __all__ = [
     "VolumeUsage",
     "WaitTimeoutError",
     "check_action",
-    "format_duration",
     "machine_id",
     "machine_name",
     "nonce",

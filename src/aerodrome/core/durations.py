@@ -33,12 +33,6 @@ def parse_duration(value: object, *, field: str = "timeout") -> float:
     return total
 
 
-def format_duration(seconds: float) -> str:
-    if seconds == int(seconds):
-        return f"{int(seconds)}s"
-    return f"{int(seconds * 1000)}ms"
-
-
 def parse_signal(value: object) -> int:
     """A signal number from `"SIGTERM"`, `"TERM"`, `15` or `"15"`."""
     if isinstance(value, int) and not isinstance(value, bool):

@@ -24,27 +24,11 @@ class MachineState(StrEnum):
     LAUNCH_FAILED = "launch_failed"
 
     @property
-    def is_transient(self) -> bool:
-        return self in _TRANSIENT
-
-    @property
     def is_settled(self) -> bool:
         """A state a machine rests in; `wait?state=settled` returns on any of these."""
         return self in _SETTLED
 
 
-_TRANSIENT = frozenset(
-    {
-        MachineState.STARTING,
-        MachineState.STOPPING,
-        MachineState.SUSPENDING,
-        MachineState.RESTARTING,
-        MachineState.UPDATING,
-        MachineState.REPLACING,
-        MachineState.DESTROYING,
-        MachineState.LAUNCH_FAILED,
-    }
-)
 _SETTLED = frozenset(
     {
         MachineState.CREATED,
@@ -55,9 +39,6 @@ _SETTLED = frozenset(
         MachineState.DESTROYED,
     }
 )
-
-#: States a client may wait for (`GET …/wait?state=`).
-WAITABLE_STATES = frozenset({"started", "stopped", "suspended", "destroyed", "failed", "settled", "created"})
 
 
 class Action(StrEnum):
