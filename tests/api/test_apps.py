@@ -75,3 +75,4 @@ def test_org_wide_volume_list(api: httpx.Client, app_name: str) -> None:
     listed = api.get("/v1/orgs/personal/volumes").json()["volumes"]
     assert any(v["id"] == created["id"] and v["app_name"] == app_name for v in listed)
     assert api.get("/v1/orgs/not-mine/volumes").status_code == 404
+    assert api.get("/v1/orgs/not-mine/machines").status_code == 404

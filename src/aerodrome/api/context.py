@@ -9,7 +9,7 @@ from typing import Any
 from starlette.requests import Request
 
 from aerodrome.control import ControlPlane
-from aerodrome.core import App, InvalidArgumentError, Organization, Token
+from aerodrome.core import App, InvalidArgumentError, NotFoundError, Organization, Token
 
 NONCE_HEADER = "fly-machine-lease-nonce"
 
@@ -33,6 +33,13 @@ class Call:
         org = await self.plane.store.get_org(self.caller.org_slug)
         assert org is not None  # a token exists only for an existing organisation
         return org
+
+    def own_org(self) -> str:
+        """The `{org_slug}` of the path, which must be the caller's: another organisation is simply absent."""
+        org_slug = str(self.request.path_params["org_slug"])
+        if org_slug != self.caller.org_slug:
+            raise NotFoundError(f"organization {org_slug!r} not found")
+        return org_slug
 
     @property
     def machine_id(self) -> str:

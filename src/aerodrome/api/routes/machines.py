@@ -78,9 +78,7 @@ async def delete_machine(request: Request) -> Response:
 
 async def list_org_machines(request: Request) -> Response:
     call = await Call.of(request)
-    org_slug = request.path_params["org_slug"]
-    if org_slug != call.caller.org_slug:
-        raise InvalidArgumentError(f"organization {org_slug!r} not found")
+    org_slug = call.own_org()
     limit = min(max(call.query_int("limit", 1000), 1), 1000)
     machines = await call.plane.store.list_org_machines(
         org_slug,

@@ -9,7 +9,7 @@ from starlette.routing import Route
 from aerodrome.api import render
 from aerodrome.api.context import Call
 from aerodrome.api.responses import JSONResponse
-from aerodrome.core import NotFoundError, Volume
+from aerodrome.core import Volume
 
 
 async def _render(call: Call, volume: Volume) -> dict[str, object]:
@@ -79,9 +79,7 @@ async def list_snapshots(request: Request) -> Response:
 
 async def list_org_volumes(request: Request) -> Response:
     call = await Call.of(request)
-    org_slug = request.path_params["org_slug"]
-    if org_slug != call.caller.org_slug:
-        raise NotFoundError(f"organization {org_slug!r} not found")
+    org_slug = call.own_org()
     volumes = [
         v for app in await call.plane.apps.list(call.caller, org_slug) for v in await call.plane.volumes.list(app)
     ]
