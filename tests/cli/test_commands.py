@@ -21,6 +21,17 @@ def test_serve_without_the_host_tools_says_what_is_missing(tmp_path: Path) -> No
     assert len(lines) == 1 and "runc" in lines[0] and "install" in lines[0]
 
 
+def test_serve_refuses_an_unknown_or_bad_edge_timeout(tmp_path: Path) -> None:
+    for value, complaint in (
+        ("linger=5", "NAME one of connect, read"),
+        ("read=soon", "is not seconds"),
+        ("read=0", "more than 0"),
+    ):
+        result = aerodrome("serve", "--data-dir", str(tmp_path), "--edge-timeout", value)
+        assert result.returncode == 2
+        assert "--edge-timeout" in result.stderr and complaint in " ".join(result.stderr.replace("│", " ").split())
+
+
 def test_tokens_create_prints_only_the_token(tmp_path: Path) -> None:
     result = aerodrome("tokens", "create", "--data-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr

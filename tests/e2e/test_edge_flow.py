@@ -11,10 +11,12 @@ import pytest
 from tests.api.helpers import create_machine, machine_exec, wait_for
 from tests.support.server import Server, running_server
 
+READ_TIMEOUT = 3  # seconds the edge waits for a response head (`serve --edge-timeout read=3`)
+
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    with running_server("--autostop-idle", "2") as started:
+    with running_server("--autostop-idle", "2", "--edge-timeout", f"read={READ_TIMEOUT}") as started:
         started.push_image("busybox")
         yield started
 
@@ -83,6 +85,21 @@ def test_burst_during_autostart_starts_once(server: Server) -> None:
         events = api.get(f"/v1/apps/edge-burst/machines/{machine['id']}/events").json()
         assert [e["type"] for e in events].count("start") == 1
         api.delete("/v1/apps/edge-burst")
+
+
+def test_a_silent_machine_gets_a_504_after_the_read_timeout(server: Server) -> None:
+    with server.client() as api:
+        api.post("/v1/apps", json={"app_name": "edge-silent", "org_slug": "personal"})
+        silent = ["nc", "-ll", "-p", "8080", "-e", "sleep", "600"]  # accepts connections, never answers
+        config = {
+            "image": f"{server.registry}/busybox:latest",
+            "init": {"cmd": silent},
+            "services": [service("off")],
+        }
+        create_machine(api, "edge-silent", config, skip_launch=True)
+        reply = edge_get(server, "edge-silent")
+        assert reply.status_code == 504 and "did not answer in time" in reply.text
+        api.delete("/v1/apps/edge-silent")
 
 
 ALLOCATE = (

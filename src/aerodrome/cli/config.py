@@ -10,6 +10,17 @@ from pathlib import Path
 DEFAULT_DATA_DIR = "/var/lib/aerodrome"
 REQUIRED_TOOLS = ("runc", "catatonit", "skopeo", "umoci", "docker-registry", "losetup", "mkfs.ext4", "ip", "nsenter")
 
+# `serve --edge-timeout NAME=SECONDS`: each name and the edge setting it sets.
+EDGE_TIMEOUTS = {
+    "connect": "connect_timeout",  # opening a connection to a machine
+    "read": "read_timeout",  # from request sent to the response head
+    "idle": "idle_timeout",  # silence in a streaming response, a tunnel or a TCP connection
+    "keepalive": "keepalive_timeout",  # an idle client connection between requests
+    "upstream-idle": "upstream_idle_timeout",  # an idle pooled connection to a machine
+    "queue": "queue_timeout",  # waiting for capacity when every machine is at its hard limit
+    "start": "start_timeout",  # an autostart, until the service port accepts connections
+}
+
 
 def data_dir(explicit: str | None) -> Path:
     return Path(explicit or os.environ.get("AERODROME_DATA_DIR") or DEFAULT_DATA_DIR)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from aerodrome.cli.config import Layout, data_dir, missing_requirements
+from aerodrome.cli.config import EDGE_TIMEOUTS, Layout, data_dir, missing_requirements
 from aerodrome.cli.images import app as images_app
 from aerodrome.core import AerodromeError
 
@@ -70,11 +70,19 @@ def serve(
     volume_check_interval: Annotated[
         float, typer.Option("--volume-check-interval", help="Seconds between volume auto-extend checks (0: off).")
     ] = 30.0,
+    edge_timeout: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--edge-timeout",
+            help=f"An edge timeout NAME=SECONDS, repeatable; NAME is one of {', '.join(EDGE_TIMEOUTS)}.",
+        ),
+    ] = None,
 ) -> None:
     """Run the API, the machines runtime and the embedded registry in the foreground."""
     from aerodrome.cli.serve import ServeOptions
     from aerodrome.cli.serve import serve as run_serve
 
+    mirrors, edge_timeouts = parse_mirrors(mirror or []), parse_edge_timeouts(edge_timeout or [])
     problem = missing_requirements()
     if problem:
         typer.echo(f"aerodrome: {problem}", err=True)
@@ -96,7 +104,8 @@ def serve(
         machine_ipv4_pool=machine_ipv4_pool,
         egress=egress,
         image_gc_interval=image_gc_interval,
-        mirrors=parse_mirrors(mirror or []),
+        mirrors=mirrors,
+        edge_timeouts=edge_timeouts,
     )
     _run(run_serve(options))
 
@@ -109,6 +118,25 @@ def parse_mirrors(values: list[str]) -> dict[str, str]:
             raise typer.BadParameter(f"{value!r}: use FROM=TO", param_hint="--mirror")
         mirrors[source] = target
     return mirrors
+
+
+_EDGE_TIMEOUT = "--edge-timeout"
+
+
+def parse_edge_timeouts(values: list[str]) -> dict[str, float]:
+    timeouts = {}
+    for value in values:
+        name, sep, seconds = value.partition("=")
+        if not sep or name not in EDGE_TIMEOUTS:
+            choices = ", ".join(EDGE_TIMEOUTS)
+            raise typer.BadParameter(f"{value!r}: use NAME=SECONDS, NAME one of {choices}", param_hint=_EDGE_TIMEOUT)
+        try:
+            timeouts[name] = float(seconds)
+        except ValueError:
+            raise typer.BadParameter(f"{value!r}: {seconds!r} is not seconds", param_hint=_EDGE_TIMEOUT) from None
+        if not timeouts[name] > 0:
+            raise typer.BadParameter(f"{value!r}: a timeout must be more than 0 seconds", param_hint=_EDGE_TIMEOUT)
+    return timeouts
 
 
 @tokens_app.command("create")

@@ -11,7 +11,7 @@ from pathlib import Path
 import uvicorn
 
 from aerodrome.api import build_app
-from aerodrome.cli.config import Layout, split_hostport
+from aerodrome.cli.config import EDGE_TIMEOUTS, Layout, split_hostport
 from aerodrome.control import ControlPlane, Secrets, Settings
 from aerodrome.proxy import Edge, EdgeSettings
 from aerodrome.proxy.control_directory import ControlDirectory
@@ -41,6 +41,7 @@ class ServeOptions:
     machine_ipv4_pool: str = "172.30.0.0/16"
     image_gc_interval: float = 3600.0
     egress: bool = True
+    edge_timeouts: dict[str, float] = field(default_factory=dict)  # EDGE_TIMEOUTS name → seconds
 
 
 def load_secrets_key(path: Path) -> bytes:
@@ -150,4 +151,5 @@ def edge_settings(options: ServeOptions, layout: Layout) -> EdgeSettings:
         region=options.default_region,
         autostop_idle=options.autostop_idle,
         autostop_interval=min(options.autostop_interval, max(options.autostop_idle / 2, 0.5)),
+        **{EDGE_TIMEOUTS[name]: seconds for name, seconds in options.edge_timeouts.items()},
     )
