@@ -52,8 +52,12 @@ def serve(
         float, typer.Option("--autostop-idle", help="Seconds without traffic before autostop acts.")
     ] = 300.0,
     machine_ipv4_pool: Annotated[
-        str, typer.Option("--machine-ipv4-pool", help="Private IPv4 range for machines (one /24 per organisation).")
+        str, typer.Option("--machine-ipv4-pool", help="Private IPv4 range for machines (a subnet per organisation).")
     ] = "172.30.0.0/16",
+    org_prefix_len: Annotated[
+        int,
+        typer.Option("--org-prefix-len", help="Size of each organisation's subnet of the pool (20: 4094 machines)."),
+    ] = 20,
     egress: Annotated[
         bool, typer.Option("--egress/--no-egress", help="Let machines open connections out of the host (NAT).")
     ] = True,
@@ -102,6 +106,7 @@ def serve(
         autostop_idle=autostop_idle,
         volume_check_interval=volume_check_interval,
         machine_ipv4_pool=machine_ipv4_pool,
+        org_prefix_len=org_prefix_len,
         egress=egress,
         image_gc_interval=image_gc_interval,
         mirrors=mirrors,

@@ -39,6 +39,7 @@ class ServeOptions:
     autostop_idle: float = 300.0
     autostop_interval: float = 30.0
     machine_ipv4_pool: str = "172.30.0.0/16"
+    org_prefix_len: int = 20
     image_gc_interval: float = 3600.0
     egress: bool = True
     edge_timeouts: dict[str, float] = field(default_factory=dict)  # EDGE_TIMEOUTS name → seconds
@@ -65,10 +66,17 @@ async def open_store(layout: Layout) -> SqlStore:
 async def serve(options: ServeOptions) -> None:
     layout = Layout(options.data_dir)
     store = await open_store(layout)
+    images = ImageStore(layout.images, registries=(options.registry,), mirrors=options.mirrors)
+    # Before anything starts: the runtime refuses an address layout that the data directory cannot take.
+    runtime = RuncRuntime(
+        layout.runtime,
+        images,
+        ipv4_pool=options.machine_ipv4_pool,
+        org_prefixlen=options.org_prefix_len,
+        egress=options.egress,
+    )
     registry = EmbeddedRegistry(layout.registry, options.registry)
     await registry.start()
-    images = ImageStore(layout.images, registries=(options.registry,), mirrors=options.mirrors)
-    runtime = RuncRuntime(layout.runtime, images, ipv4_pool=options.machine_ipv4_pool, egress=options.egress)
     volumes = LoopVolumeBackend(layout.volumes)
     await volumes.recover()
     plane = ControlPlane(

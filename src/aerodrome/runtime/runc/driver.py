@@ -28,7 +28,13 @@ from aerodrome.runtime.process import map_runtime_errors
 from aerodrome.runtime.runc import bundle, exits, firewall, guestfs, instance, procfs
 from aerodrome.runtime.runc.cgroups import MachineCgroup, cgroups_path
 from aerodrome.runtime.runc.layout import Layout, MachinePaths, read_json, spec_from_json, spec_to_json, write_json
-from aerodrome.runtime.runc.network import AddressPool, Allocation, delete_network, org_prefix6
+from aerodrome.runtime.runc.network import (
+    DEFAULT_ORG_PREFIXLEN,
+    AddressPool,
+    Allocation,
+    delete_network,
+    org_prefix6,
+)
 from aerodrome.runtime.runc.runc import Runc
 from aerodrome.runtime.runc.source import ImageSource
 from aerodrome.runtime.runc.supervisor import Supervisor, process_start_time
@@ -62,18 +68,20 @@ class RuncRuntime:
         images: ImageSource,
         *,
         ipv4_pool: str = "172.30.0.0/16",
+        org_prefixlen: int = DEFAULT_ORG_PREFIXLEN,
         egress: bool = True,
         uplink: str | None = None,
     ) -> None:
         """`egress`: machines may open connections out of the host, through `uplink` (default: the interface
-        of the default route), masqueraded; off, they reach only their organisation's machines."""
+        of the default route), masqueraded; off, they reach only their organisation's machines. Each organisation
+        gets an `org_prefixlen` subnet of `ipv4_pool`."""
         self.layout = Layout(root)
         self.images = images
         self.ipv4_pool = ipv4_pool
         self.egress = egress
         self.uplink = uplink
         self.runc = Runc(self.layout.runc_root)
-        self.pool = AddressPool(self.layout.orgs, ipv4_pool)
+        self.pool = AddressPool(self.layout.orgs, ipv4_pool, org_prefixlen)
         self._machines: dict[str, _Machine] = {}
         self._running: dict[str, _Running] = {}
         self._callbacks: list[ExitCallback] = []

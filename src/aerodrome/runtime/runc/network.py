@@ -1,7 +1,7 @@
 """Machine networks: one netns and veth pair per running machine, a private subnet per organisation.
 
-Addresses: each organisation present on the host gets a /20 slot of the IPv4 pool (gateway .1, machines
-from .2) and the IPv6 /64 `fdaa:0:<org>::/64` derived from its network id (Fly's 6PN shape), in which a
+Addresses: each organisation present on the host gets a slot of the IPv4 pool, a /20 unless configured (gateway .1,
+machines from .2), and the IPv6 /64 `fdaa:0:<org>::/64` derived from its network id (Fly's 6PN shape), in which a
 machine's host part is its IPv4 address. A machine's addresses are allocated at create and kept until destroy;
 its netns and veth pair are built at start and removed when it stops, so waiting machines cost the kernel
 nothing. The host side of every veth carries the organisation's gateway addresses, so the host reaches each
@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
 import ipaddress
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aerodrome.core import RuntimeFailureError
+from aerodrome.core import FailedPreconditionError, InvalidArgumentError, RuntimeFailureError
 from aerodrome.runtime.process import run
 from aerodrome.runtime.runc.layout import read_json, write_json
 
@@ -39,8 +40,8 @@ class Allocation:
 
     machine_id: str
     org: int
-    slot: int  # the organisation's subnet (ORG_PREFIXLEN) in the IPv4 pool
-    index: int  # the machine's host number in it, 2..254
+    slot: int  # the organisation's subnet in the IPv4 pool
+    index: int  # the machine's host number in it, from 2
     ipv4: str
     ipv6: str
     gateway4: str
@@ -96,35 +97,85 @@ def flycast_prefix6(subnet6: str) -> str:
     return str(ipaddress.IPv6Network((int(network.network_address) + FLYCAST_OFFSET, FLYCAST_PREFIXLEN)))
 
 
-#: Each organisation's slot of the IPv4 pool: a /20, so thousands of machines per organisation fit on a host
-#: (created machines hold their address, as on Fly) and a /16 pool holds 16 organisations.
-ORG_PREFIXLEN = 20
-ORG_SIZE = 2 ** (32 - ORG_PREFIXLEN)
+#: Each organisation's slot of the IPv4 pool, by default a /20: thousands of machines per organisation fit on a
+#: host (created machines hold their address, as on Fly) and a /16 pool holds 16 organisations.
+DEFAULT_ORG_PREFIXLEN = 20
+MAX_ORG_PREFIXLEN = 30  # network, gateway, one machine, broadcast
+
+
+def check_org_prefixlen(pool4: ipaddress.IPv4Network, org_prefixlen: int) -> None:
+    """An organisation's subnet must fit in the pool and hold at least one machine."""
+    if not pool4.prefixlen <= org_prefixlen <= MAX_ORG_PREFIXLEN:
+        raise InvalidArgumentError(
+            f"an organisation subnet of /{org_prefixlen} does not fit the machine pool {pool4}: "
+            f"use /{pool4.prefixlen} to /{MAX_ORG_PREFIXLEN}"
+        )
+
+
+@dataclass(slots=True)
+class _Hosts:
+    """The host numbers taken in one organisation's subnet: the lowest free one is found in constant time."""
+
+    last: int  # the highest host number (the broadcast address is next)
+    taken: set[int] = field(default_factory=set)
+    released: list[int] = field(default_factory=list)  # a heap of freed numbers below `cursor`
+    cursor: int = 2  # every number below it is taken or in `released`
+
+    def take(self) -> int | None:
+        while self.released:
+            index = heapq.heappop(self.released)
+            if index not in self.taken:
+                self.taken.add(index)
+                return index
+        while self.cursor in self.taken:
+            self.cursor += 1
+        if self.cursor > self.last:
+            return None
+        self.taken.add(self.cursor)
+        return self.cursor
+
+    def adopt(self, index: int) -> None:
+        self.taken.add(index)
+
+    def release(self, index: int) -> None:
+        if index in self.taken:
+            self.taken.discard(index)
+            if index < self.cursor:
+                heapq.heappush(self.released, index)
 
 
 class AddressPool:
-    """Allocates organisation slots (persisted in orgs.json) and machine addresses (persisted by the caller)."""
+    """Allocates organisation slots (persisted in orgs.json) and machine addresses (persisted by the caller).
 
-    def __init__(self, orgs_file: Path, pool4: str) -> None:
+    orgs.json records the subnet size with the slots: slots of one size cannot be re-cut into another while
+    machines and firewall rules use them, so a different `org_prefixlen` for a host with organisations is refused.
+    """
+
+    def __init__(self, orgs_file: Path, pool4: str, org_prefixlen: int = DEFAULT_ORG_PREFIXLEN) -> None:
         self.orgs_file = orgs_file
         self.pool4 = ipaddress.IPv4Network(pool4)
-        if self.pool4.prefixlen > ORG_PREFIXLEN:
-            raise ValueError(f"the IPv4 pool must be a /{ORG_PREFIXLEN} or larger")
-        self.slots: dict[int, int] = {int(k): v for k, v in (read_json(orgs_file) or {}).items()}
-        self.used: dict[int, set[int]] = {}
+        check_org_prefixlen(self.pool4, org_prefixlen)
+        self.org_prefixlen = org_prefixlen
+        self.org_size = 2 ** (32 - org_prefixlen)
+        recorded_prefixlen, self.slots = _read_slots(orgs_file)
+        if self.slots and recorded_prefixlen != org_prefixlen:
+            raise FailedPreconditionError(
+                f"organisations on this host have /{recorded_prefixlen} subnets of the machine pool; "
+                f"the subnet size cannot change to /{org_prefixlen} (keep /{recorded_prefixlen}, or use a new data "
+                "directory)"
+            )
+        self.used: dict[int, _Hosts] = {}
 
     def adopt(self, allocation: Allocation) -> None:
         """Mark an allocation found on disk as taken."""
         self.slots.setdefault(allocation.org, allocation.slot)
-        self.used.setdefault(allocation.slot, set()).add(allocation.index)
+        self._hosts(allocation.slot).adopt(allocation.index)
 
     def allocate(self, machine_id: str, org: int) -> Allocation:
         slot = self._slot(org)
-        taken = self.used.setdefault(slot, set())
-        index = next((i for i in range(2, ORG_SIZE - 1) if i not in taken), None)
+        index = self._hosts(slot).take()
         if index is None:
             raise RuntimeFailureError(f"organisation {org} has no free private address on this host")
-        taken.add(index)
         subnet4 = ipaddress.IPv4Network(self.subnet_of(slot))
         subnet6 = org_prefix6(org)
         ipv4 = subnet4.network_address + index
@@ -144,20 +195,38 @@ class AddressPool:
 
     def subnet_of(self, slot: int) -> str:
         """The subnet of an organisation slot."""
-        return str(ipaddress.IPv4Network((int(self.pool4.network_address) + slot * ORG_SIZE, ORG_PREFIXLEN)))
+        base = int(self.pool4.network_address) + slot * self.org_size
+        return str(ipaddress.IPv4Network((base, self.org_prefixlen)))
 
     def release(self, allocation: Allocation) -> None:
-        self.used.get(allocation.slot, set()).discard(allocation.index)
+        hosts = self.used.get(allocation.slot)
+        if hosts is not None:
+            hosts.release(allocation.index)
+
+    def _hosts(self, slot: int) -> _Hosts:
+        hosts = self.used.get(slot)
+        if hosts is None:
+            hosts = self.used[slot] = _Hosts(last=self.org_size - 2)
+        return hosts
 
     def _slot(self, org: int) -> int:
         if org in self.slots:
             return self.slots[org]
-        free = set(range(2 ** (ORG_PREFIXLEN - self.pool4.prefixlen))) - set(self.slots.values())
+        free = set(range(2 ** (self.org_prefixlen - self.pool4.prefixlen))) - set(self.slots.values())
         if not free:
             raise RuntimeFailureError("no free organisation subnet in the IPv4 pool on this host")
         self.slots[org] = min(free)
-        write_json(self.orgs_file, {str(k): v for k, v in self.slots.items()})
+        slots = {str(k): v for k, v in self.slots.items()}
+        write_json(self.orgs_file, {"org_prefixlen": self.org_prefixlen, "slots": slots})
         return self.slots[org]
+
+
+def _read_slots(orgs_file: Path) -> tuple[int, dict[int, int]]:
+    """The recorded subnet size and organisation slots; a file of bare slots predates the size, always a /20."""
+    data = read_json(orgs_file) or {}
+    if "slots" in data:
+        return int(data["org_prefixlen"]), {int(k): int(v) for k, v in data["slots"].items()}
+    return DEFAULT_ORG_PREFIXLEN, {int(k): int(v) for k, v in data.items()}
 
 
 def _netns_script(a: Allocation) -> str:
