@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -10,6 +11,21 @@ def create_machine(api: httpx.Client, app: str, config: dict[str, Any], **body: 
     assert response.status_code == 200, response.text
     machine: dict[str, Any] = response.json()
     return machine
+
+
+def delete_app(api: httpx.Client, app: str, timeout: float = 120) -> None:
+    """DELETE answers 202 at once; the app shows `destroying` until the last of it is gone, then 404."""
+    assert api.delete(f"/v1/apps/{app}").status_code == 202
+    wait_app_gone(api, app, timeout)
+
+
+def wait_app_gone(api: httpx.Client, app: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while (response := api.get(f"/v1/apps/{app}")).status_code == 200:
+        assert response.json()["status"] == "destroying"
+        assert time.monotonic() < deadline, f"app {app} was still being deleted"
+        time.sleep(0.05)
+    assert response.status_code == 404, response.text
 
 
 def wait_for(api: httpx.Client, app: str, machine_id: str, state: str, timeout: int = 30) -> dict[str, Any]:

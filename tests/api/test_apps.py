@@ -4,6 +4,7 @@ import uuid
 
 import httpx
 
+from tests.api.helpers import create_machine, delete_app, wait_app_gone, wait_for
 from tests.support.server import Server
 
 
@@ -22,9 +23,29 @@ def test_app_create_get_list_delete(api: httpx.Client) -> None:
     taken = api.post("/v1/apps", json={"app_name": name, "org_slug": "personal"})
     assert taken.status_code == 422 and taken.json()["status"] == "name_taken"
 
-    assert api.delete(f"/v1/apps/{name}").status_code == 202
+    delete_app(api, name)
     missing = api.get(f"/v1/apps/{name}")
     assert missing.status_code == 404 and "error" in missing.json()
+
+
+def test_delete_answers_at_once_and_takes_the_app_down_in_the_background(server: Server, app_name: str) -> None:
+    with server.client() as api:
+        image = f"{server.registry}/busybox:latest"
+        machines = [create_machine(api, app_name, {"image": image}) for _ in range(3)]
+        for machine in machines:
+            wait_for(api, app_name, machine["id"], "started")
+        assert api.delete(f"/v1/apps/{app_name}").status_code == 202
+        # Everything under the app is gone at once; the app itself shows `destroying` until the last is down.
+        assert api.get(f"/v1/apps/{app_name}/machines").status_code == 404
+        assert api.get(f"/v1/apps/{app_name}/machines/{machines[0]['id']}").status_code == 404
+        shown = api.get(f"/v1/apps/{app_name}")
+        assert shown.status_code == 404 or shown.json()["status"] == "destroying"
+        assert api.delete(f"/v1/apps/{app_name}").status_code in (202, 404)  # again, while it runs or after
+        wait_app_gone(api, app_name)
+        listed = api.get("/v1/apps", params={"org_slug": "personal"}).json()["apps"]
+        assert app_name not in [a["name"] for a in listed]
+        again = api.post("/v1/apps", json={"app_name": app_name, "org_slug": "personal"})
+        assert again.status_code == 201  # the name is free once the app is gone
 
 
 def test_app_names_follow_fly_rules(api: httpx.Client) -> None:

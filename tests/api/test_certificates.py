@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.api.helpers import delete_app
 from tests.support.server import Server
 
 
@@ -209,7 +210,7 @@ def test_a_hostname_belongs_to_one_app(api: httpx.Client, app_name: str, other_a
     assert api.get(f"/v1/apps/{other_app}/certificates").json()["total_count"] == 0
 
     # Deleting the app frees its hostnames.
-    assert api.delete(f"/v1/apps/{app_name}").status_code == 202
+    delete_app(api, app_name)
     claimed = api.post(f"/v1/apps/{other_app}/certificates/custom", json=body)
     assert claimed.status_code == 201, claimed.text
 

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.helpers import delete_app
 from tests.support.server import Server
 
 GraphQL = Callable[..., dict[str, Any]]
@@ -167,7 +168,7 @@ def test_deleting_an_app_frees_its_addresses(api: httpx.Client, gql: GraphQL) ->
     name = f"test-{uuid.uuid4().hex[:10]}"
     assert api.post("/v1/apps", json={"app_name": name, "org_slug": "personal"}).status_code == 201
     freed = allocate(gql, name, "v4")["address"]
-    assert api.delete(f"/v1/apps/{name}").status_code == 202
+    delete_app(api, name)
 
     successor = f"test-{uuid.uuid4().hex[:10]}"
     assert api.post("/v1/apps", json={"app_name": successor, "org_slug": "personal"}).status_code == 201

@@ -2,7 +2,16 @@ from __future__ import annotations
 
 import pytest
 
-from aerodrome.core import AlreadyExistsError, IPAddress, MachineState, NotFoundError, Secret, Token, VolumeSnapshot
+from aerodrome.core import (
+    APP_DESTROYING,
+    AlreadyExistsError,
+    IPAddress,
+    MachineState,
+    NotFoundError,
+    Secret,
+    Token,
+    VolumeSnapshot,
+)
 from aerodrome.store import SqlStore
 from tests.store.factories import ORG, make_app, make_event, make_machine, make_volume
 
@@ -42,6 +51,15 @@ async def test_app_round_trip_and_listing(app_store: SqlStore) -> None:
     assert await app_store.get_app("absent") is None
     assert [app.name for app in await app_store.list_apps(ORG)] == ["app0", "app1"]
     assert await app_store.list_apps("other") == []
+    assert [app.name for app in await app_store.list_apps(None)] == ["app0", "app1"]
+
+
+async def test_app_status_is_durable_and_an_unknown_app_is_refused(app_store: SqlStore) -> None:
+    await app_store.set_app_status("app1", APP_DESTROYING)
+    app = await app_store.get_app("app1")
+    assert app is not None and app.destroying
+    with pytest.raises(NotFoundError):
+        await app_store.set_app_status("absent", APP_DESTROYING)
 
 
 async def test_taken_app_name_is_refused(app_store: SqlStore) -> None:

@@ -118,11 +118,17 @@ class Server:
         """SIGKILL, as a crash would: machines keep running, nothing is cleaned up."""
         self.stop(signal.SIGKILL)
 
-    def destroy_everything(self) -> None:
-        """Delete every app (with its machines and volumes) through the API, so the host is left clean."""
+    def destroy_everything(self, timeout: float = 300) -> None:
+        """Delete every app (with its machines and volumes) through the API and wait until they are gone, so the
+        host is left clean."""
         with self.client() as client:
             for app in client.get("/v1/apps", params={"org_slug": "personal"}).json().get("apps", []):
                 client.delete(f"/v1/apps/{app['name']}")
+            deadline = time.monotonic() + timeout
+            while client.get("/v1/apps", params={"org_slug": "personal"}).json().get("apps"):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("apps were still being deleted")
+                time.sleep(0.1)
 
 
 @contextlib.contextmanager

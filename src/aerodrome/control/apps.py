@@ -53,9 +53,11 @@ class Apps:
         await self._store.add_app(app)
         return app
 
-    async def get(self, caller: Token, name: str) -> App:
+    async def get(self, caller: Token, name: str, *, destroying: bool = False) -> App:
+        """The caller's app. One being destroyed is absent for everything under it; only the app's own GET,
+        list and DELETE (`destroying=True`) still see it, so a client can watch it go."""
         app = await self._store.get_app(name)
-        if app is None or app.org_slug != caller.org_slug:
+        if app is None or app.org_slug != caller.org_slug or (app.destroying and not destroying):
             raise NotFoundError(f"Could not find App {name!r}")
         return app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 from aerodrome.control.apps import Apps
@@ -15,7 +16,18 @@ from aerodrome.control.machines import Machines
 from aerodrome.control.recovery import recover
 from aerodrome.control.secrets import Secrets
 from aerodrome.control.volumes import GIB, Volumes
-from aerodrome.core import App, Clock, RateLimiter, Runtime, Store, SystemClock, VolumeBackend
+from aerodrome.core import (
+    APP_DESTROYING,
+    App,
+    Clock,
+    RateLimiter,
+    Runtime,
+    Store,
+    SystemClock,
+    VolumeBackend,
+)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +82,7 @@ class ControlPlane:
         )
         self.autoextend = AutoExtend(store, self.machines, self.volumes, interval=self.settings.volume_check_interval)
         self.limiter = RateLimiter(self.clock, enabled=self.settings.rate_limits)
+        self._take_downs: dict[str, asyncio.Task[None]] = {}  # apps being deleted, by name
 
     async def start(self) -> None:
         """Adopt what a previous run left: watch exits, then reconcile every machine with the host."""
@@ -82,9 +95,42 @@ class ControlPlane:
         await self.volumes.recover(attached)
         await self.certificates.load()
         self.autoextend.start()
+        for app in await self.store.list_apps(None):
+            if app.destroying:
+                log.info("resuming the deletion of app %s", app.name)
+                self._take_down_later(app.name)
 
     async def delete_app(self, app: App) -> None:
-        """Destroy the app's machines (forcefully) and volumes, then the app itself."""
+        """Mark the app destroying, on disk, and take it down in the background (as Fly answers 202). A restart
+        resumes the take-down, so an accepted delete always completes."""
+        if not app.destroying:
+            await self.store.set_app_status(app.name, APP_DESTROYING)
+        self._take_down_later(app.name)
+
+    def _take_down_later(self, name: str) -> None:
+        if name in self._take_downs:
+            return  # a second DELETE while the first is under way
+        task = asyncio.get_running_loop().create_task(self._take_down(name), name=f"delete app {name}")
+        self._take_downs[name] = task
+        task.add_done_callback(lambda _: self._take_downs.pop(name, None))
+
+    async def _take_down(self, name: str) -> None:
+        """Retry until the app is gone: a step that fails (a busy loop device, say) is tried again later."""
+        pause = 1.0
+        while True:
+            app = await self.store.get_app(name)
+            if app is None:
+                return
+            try:
+                await self._remove(app)
+                return
+            except Exception:
+                log.exception("deleting app %s failed; retrying in %gs", name, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 60.0)
+
+    async def _remove(self, app: App) -> None:
+        """Destroy the app's machines (forcefully) and volumes, release what it holds, then drop the app."""
         gate = asyncio.Semaphore(8)  # machines go down side by side, a few at a time
 
         async def destroy(machine_id: str) -> None:
@@ -97,7 +143,12 @@ class ControlPlane:
         await self.ips.release_all(app)
         await self.certificates.remove_all(app)
         await self.store.delete_app(app.name)
+        log.info("app %s deleted", app.name)
 
     async def close(self) -> None:
+        """Stop taking apps down (the next start resumes them), then the background work of machines."""
+        for task in list(self._take_downs.values()):
+            task.cancel()
+        await asyncio.gather(*self._take_downs.values(), return_exceptions=True)
         await self.autoextend.close()
         await self.machines.close()

@@ -21,6 +21,7 @@ from aerodrome.core.errors import (
 )
 from aerodrome.core.ids import machine_id, machine_name, nonce, snapshot_id, ulid, volume_id
 from aerodrome.core.models import (
+    APP_DESTROYING,
     App,
     Certificate,
     ExitInfo,
@@ -55,6 +56,7 @@ from aerodrome.core.states import Action, MachineState, check_action
 from aerodrome.core.store_port import Store
 
 __all__ = [
+    "APP_DESTROYING",
     "Action",
     "AerodromeError",
     "AlreadyExistsError",

@@ -34,7 +34,14 @@ class App:
     network: str
     internal_numeric_id: int
     created_at: str
-    status: str = "deployed"
+    status: str = "deployed"  # or APP_DESTROYING, from a DELETE until the last of the app is gone
+
+    @property
+    def destroying(self) -> bool:
+        return self.status == APP_DESTROYING
+
+
+APP_DESTROYING = "destroying"
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,7 +61,7 @@ class ControlDirectory:
         if name is None:
             return None
         app = await self._store.get_app(name)
-        if app is None:
+        if app is None or app.destroying:
             return None
         machines = await self._store.list_machines(app.name)
         return self._route_of(app.name, edge_port, machines)
@@ -132,7 +132,7 @@ class ControlDirectory:
 
     async def _app(self, name: str) -> App:
         app = await self._store.get_app(name)
-        if app is None:
+        if app is None or app.destroying:
             raise NotFoundError(f"app {name!r} not found")
         return app
 

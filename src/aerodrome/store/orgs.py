@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets as random_source
 
-from sqlalchemy import Connection, bindparam, delete, exists, func, insert, select
+from sqlalchemy import Connection, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from aerodrome.core import AlreadyExistsError, App, MachineState, NotFoundError, Organization, Token
@@ -87,9 +87,16 @@ def get_app(conn: Connection, name: str) -> App | None:
     return None if row is None else mapping.app_from_row(row)
 
 
-def list_apps(conn: Connection, org_slug: str) -> list[App]:
-    rows = conn.execute(select(apps).where(apps.c.org_slug == org_slug).order_by(apps.c.name))
-    return [mapping.app_from_row(row) for row in rows]
+def list_apps(conn: Connection, org_slug: str | None) -> list[App]:
+    query = select(apps).order_by(apps.c.name)
+    if org_slug is not None:
+        query = query.where(apps.c.org_slug == org_slug)
+    return [mapping.app_from_row(row) for row in conn.execute(query)]
+
+
+def set_app_status(conn: Connection, name: str, status: str) -> None:
+    if conn.execute(update(apps).where(apps.c.name == name).values(status=status)).rowcount == 0:
+        raise NotFoundError(f"app {name!r} not found")
 
 
 def app_counts(conn: Connection, name: str) -> tuple[int, int]:

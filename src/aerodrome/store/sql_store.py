@@ -93,8 +93,11 @@ class SqlStore:
     async def get_app(self, name: str) -> App | None:
         return await self._runner.read(orgs.get_app, name)
 
-    async def list_apps(self, org_slug: str) -> list[App]:
+    async def list_apps(self, org_slug: str | None) -> list[App]:
         return await self._runner.read(orgs.list_apps, org_slug)
+
+    async def set_app_status(self, name: str, status: str) -> None:
+        await self._runner.write(orgs.set_app_status, name, status)
 
     async def app_counts(self, name: str) -> tuple[int, int]:
         return await self._runner.read(orgs.app_counts, name)
