@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aerodrome.api.responses import encode
 from aerodrome.core import (
     App,
     Lease,
@@ -16,6 +17,9 @@ from aerodrome.core import (
 )
 
 JSON = dict[str, Any]
+
+#: Past this many rendered machines the cache starts again empty: a bound, not an eviction policy.
+MAX_RENDERED = 100_000
 
 
 def app(record: App, org: Organization | None, machine_count: int = 0, volume_count: int = 0) -> JSON:
@@ -67,6 +71,30 @@ def machine(record: Machine, events: list[MachineEvent] | None = None, *, nonce:
     if nonce:
         body["nonce"] = nonce
     return body
+
+
+class RenderedMachines:
+    """Each machine's JSON (without events), encoded once per record.
+
+    Records are immutable and the store hands back the same object until the machine changes, so the object
+    itself is the key: a changed machine is a new object, rendered afresh. A listing then joins encoded pieces.
+    """
+
+    def __init__(self) -> None:
+        self._encoded: dict[str, tuple[Machine, bytes]] = {}
+
+    def encoded(self, record: Machine) -> bytes:
+        entry = self._encoded.get(record.id)
+        if entry is not None and entry[0] is record:
+            return entry[1]
+        if len(self._encoded) >= MAX_RENDERED:
+            self._encoded.clear()
+        data = encode(machine(record))
+        self._encoded[record.id] = (record, data)
+        return data
+
+    def listing(self, records: list[Machine]) -> bytes:
+        return b"[" + b",".join([self.encoded(r) for r in records]) + b"]"
 
 
 def machine_summary(record: Machine) -> JSON:

@@ -32,10 +32,18 @@ def _filtered(
     return query.where(*conditions)
 
 
+# Statements are built once and given their values as parameters: building one per call (`.values(**row)`)
+# costs more than SQLite takes to run it, and a parameterised statement's compiled form is cached.
+_INSERT_MACHINE = insert(machines)
+_INSERT_VERSION = insert(machine_versions)
+_INSERT_EVENT = insert(machine_events)
+_UPDATE_MACHINE = update(machines).where(machines.c.id == bindparam("machine_id"))
+
+
 def add_machine(conn: Connection, machine: Machine, event: MachineEvent) -> None:
-    conn.execute(insert(machines).values(**mapping.machine_to_row(machine)))
-    conn.execute(insert(machine_versions).values(**mapping.version_to_row(machine)))
-    conn.execute(insert(machine_events).values(**mapping.event_to_row(event)))
+    conn.execute(_INSERT_MACHINE, mapping.machine_to_row(machine))
+    conn.execute(_INSERT_VERSION, mapping.version_to_row(machine))
+    conn.execute(_INSERT_EVENT, mapping.event_to_row(event))
 
 
 # Point lookups are built once: constructing a statement costs more than SQLite takes to answer it.
@@ -59,9 +67,25 @@ def list_machines(
     region: str | None,
     states: Sequence[MachineState],
 ) -> list[Machine]:
-    query = select(machines).where(machines.c.app_name == app_name).order_by(machines.c.created_at, machines.c.id)
-    query = _filtered(query, include_deleted=include_deleted, region=region, states=states)
-    return [mapping.machine_from_row(row) for row in conn.execute(query)]
+    query = _filtered(select(machines), include_deleted=include_deleted, region=region, states=states)
+    return [mapping.machine_from_row(row) for row in conn.execute(_in_app(query, app_name)).all()]
+
+
+def list_machine_ids(
+    conn: Connection,
+    app_name: str,
+    *,
+    include_deleted: bool,
+    region: str | None,
+    states: Sequence[MachineState],
+) -> list[str]:
+    """The ids `list_machines` would return, in its order: a listing of machines already in memory."""
+    query = _filtered(select(machines.c.id), include_deleted=include_deleted, region=region, states=states)
+    return list(conn.execute(_in_app(query, app_name)).scalars())
+
+
+def _in_app(query: Select[Any], app_name: str) -> Select[Any]:
+    return query.where(machines.c.app_name == app_name).order_by(machines.c.created_at, machines.c.id)
 
 
 def list_org_machines(
@@ -92,14 +116,13 @@ def live_machines(conn: Connection) -> list[Machine]:
 
 def save_machine(conn: Connection, machine: Machine, event: MachineEvent | None, new_version: bool) -> None:
     row = mapping.machine_to_row(machine)
-    del row["id"]
-    result = conn.execute(update(machines).where(machines.c.id == machine.id).values(**row))
-    if result.rowcount == 0:
+    row["machine_id"] = row.pop("id")
+    if conn.execute(_UPDATE_MACHINE, row).rowcount == 0:
         raise NotFoundError(f"machine {machine.id} not found")
     if new_version:
-        conn.execute(insert(machine_versions).values(**mapping.version_to_row(machine)))
+        conn.execute(_INSERT_VERSION, mapping.version_to_row(machine))
     if event is not None:
-        conn.execute(insert(machine_events).values(**mapping.event_to_row(event)))
+        conn.execute(_INSERT_EVENT, mapping.event_to_row(event))
 
 
 _EVENTS_OF_MACHINE = (

@@ -31,6 +31,7 @@ from aerodrome.core import (
     ulid,
 )
 from aerodrome.store import app_resources, certificates, machines, operations, orgs, volumes
+from aerodrome.store.cache import ALL, RecordCache
 from aerodrome.store.database import (
     SQLITE_WRITER,
     create_store_engine,
@@ -48,6 +49,7 @@ class SqlStore:
         sqlite = engine.dialect.name == "sqlite"
         self._runner = SyncRunner(engine, write_options=SQLITE_WRITER if sqlite else None)
         self._clock = clock or SystemClock()
+        self._cache = RecordCache(enabled=sqlite)  # an embedded SQLite file has this process as its one writer
 
     @classmethod
     async def open(cls, url: str, *, clock: Clock | None = None) -> SqlStore:
@@ -75,7 +77,12 @@ class SqlStore:
         return await self._runner.write(orgs.ensure_org, slug, name)
 
     async def get_org(self, slug: str) -> Organization | None:
-        return await self._runner.read(orgs.get_org, slug)
+        # Organisations never change once made, so one found stays valid (one added by the CLI is found later).
+        org = self._cache.orgs.get(slug)
+        if org is None:
+            org = await self._runner.read(orgs.get_org, slug)
+            self._cache.put_org(org)
+        return org
 
     async def list_orgs(self) -> list[Organization]:
         return await self._runner.read(orgs.list_orgs)
@@ -89,28 +96,43 @@ class SqlStore:
     # apps
     async def add_app(self, app: App) -> None:
         await self._runner.write(orgs.add_app, app)
+        self._cache.forget_app(app.name)
 
     async def get_app(self, name: str) -> App | None:
-        return await self._runner.read(orgs.get_app, name)
+        app = self._cache.apps.get(name)
+        if app is None:
+            app = await self._runner.read(orgs.get_app, name)
+            self._cache.put_app(app)
+        return app
 
     async def list_apps(self, org_slug: str | None) -> list[App]:
         return await self._runner.read(orgs.list_apps, org_slug)
 
     async def set_app_status(self, name: str, status: str) -> None:
-        await self._runner.write(orgs.set_app_status, name, status)
+        try:
+            await self._runner.write(orgs.set_app_status, name, status)
+        finally:
+            self._cache.apps.pop(name, None)
 
     async def app_counts(self, name: str) -> tuple[int, int]:
         return await self._runner.read(orgs.app_counts, name)
 
     async def delete_app(self, name: str) -> None:
         await self._runner.write(orgs.delete_app, name)
+        self._cache.forget_app(name)
 
     # machines
     async def add_machine(self, machine: Machine, event: MachineEvent) -> None:
         await self._runner.write(machines.add_machine, machine, event)
+        self._cache.put_machine(machine)
+        self._cache.put_events(machine.id, [event], ALL)
 
     async def get_machine(self, machine_id: str, app_name: str | None = None) -> Machine | None:
-        return await self._runner.read(machines.get_machine, machine_id, app_name)
+        machine = self._cache.machines.get(machine_id)
+        if machine is None:
+            machine = await self._runner.read(machines.get_machine, machine_id, None)
+            self._cache.put_machine(machine)
+        return None if machine is None or (app_name is not None and machine.app_name != app_name) else machine
 
     async def list_machines(
         self,
@@ -120,9 +142,18 @@ class SqlStore:
         region: str | None = None,
         states: Sequence[MachineState] = (),
     ) -> list[Machine]:
-        return await self._runner.read(
+        if self._cache.enabled:  # which machines, then the ones in memory: most of a listing is decoding rows
+            ids = await self._runner.read(
+                machines.list_machine_ids, app_name, include_deleted=include_deleted, region=region, states=states
+            )
+            cached = self._cache.machines_in(ids)
+            if cached is not None:
+                return cached
+        listed = await self._runner.read(
             machines.list_machines, app_name, include_deleted=include_deleted, region=region, states=states
         )
+        self._cache.put_machines(listed)
+        return listed
 
     async def list_org_machines(
         self,
@@ -152,16 +183,29 @@ class SqlStore:
     async def save_machine(
         self, machine: Machine, *, event: MachineEvent | None = None, new_version: bool = False
     ) -> None:
-        await self._runner.write(machines.save_machine, machine, event, new_version)
+        try:
+            await self._runner.write(machines.save_machine, machine, event, new_version)
+        finally:  # even a failed write may have been a row removed meanwhile: read it afresh next time
+            self._cache.machines.pop(machine.id, None)
+        self._cache.put_machine(machine)
+        if event is not None:
+            self._cache.forget_events(machine.id)
 
     async def list_events(self, machine_id: str, limit: int = 20) -> list[MachineEvent]:
-        return await self._runner.read(machines.list_events, machine_id, limit)
+        events = self._cache.events(machine_id, limit)
+        if events is None:
+            events = await self._runner.read(machines.list_events, machine_id, limit)
+            self._cache.put_events(machine_id, events, limit)
+        return events
 
     async def list_versions(self, machine_id: str) -> list[MachineVersion]:
         return await self._runner.read(machines.list_versions, machine_id)
 
     async def set_lease(self, machine_id: str, lease: Lease | None) -> None:
-        await self._runner.write(machines.set_lease, machine_id, lease)
+        try:
+            await self._runner.write(machines.set_lease, machine_id, lease)
+        finally:
+            self._cache.machines.pop(machine_id, None)
 
     # volumes
     async def add_volume(self, volume: Volume) -> None:
@@ -187,10 +231,18 @@ class SqlStore:
 
     # secrets
     async def put_secrets(self, app_name: str, secrets: Sequence[Secret], deleted: Sequence[str]) -> int:
-        return await self._runner.write(app_resources.put_secrets, app_name, secrets, deleted)
+        try:
+            return await self._runner.write(app_resources.put_secrets, app_name, secrets, deleted)
+        finally:
+            self._cache.secrets.pop(app_name, None)
 
     async def list_secrets(self, app_name: str) -> list[Secret]:
-        return await self._runner.read(app_resources.list_secrets, app_name)
+        listed = self._cache.secrets.get(app_name)
+        if listed is None:
+            listed = await self._runner.read(app_resources.list_secrets, app_name)
+            if self._cache.enabled:
+                self._cache.secrets[app_name] = listed
+        return list(listed)
 
     async def secrets_version(self, app_name: str) -> int:
         return await self._runner.read(app_resources.secrets_version, app_name)

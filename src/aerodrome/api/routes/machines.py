@@ -8,9 +8,10 @@ from starlette.routing import Route
 
 from aerodrome.api import render
 from aerodrome.api.context import Call
-from aerodrome.api.responses import JSONResponse
+from aerodrome.api.responses import EncodedJSONResponse, JSONResponse
 from aerodrome.core import InvalidArgumentError, MachineState
 
+_RENDERED = render.RenderedMachines()  # listings of thousands of machines reuse each one's JSON
 _LISTABLE = {"created", "started", "stopped", "suspended", "failed", "destroyed"}
 
 
@@ -44,8 +45,9 @@ async def list_machines(request: Request) -> Response:
     wanted = {k[len("metadata.") :]: v for k, v in request.query_params.items() if k.startswith("metadata.")}
     if wanted:
         machines = [m for m in machines if all((m.config.get("metadata") or {}).get(k) == v for k, v in wanted.items())]
-    shape = render.machine_summary if call.query_bool("summary") else render.machine
-    return JSONResponse([shape(m) for m in machines])
+    if call.query_bool("summary"):
+        return JSONResponse([render.machine_summary(m) for m in machines])
+    return EncodedJSONResponse(_RENDERED.listing(machines))
 
 
 async def get_machine(request: Request) -> Response:

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from aerodrome.core import GuestFile, InvalidArgumentError, SandboxSpec, VolumeMount
 
 
@@ -111,8 +113,12 @@ def write_json(path: Path, data: Any) -> None:
     No fsync: the records guard against the daemon dying, and a host crash loses the machines anyway.
     """
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f)
+    try:
+        encoded = orjson.dumps(data)  # several times faster than the stdlib; a create writes three records
+    except TypeError:  # integers past 64 bits
+        encoded = json.dumps(data).encode()
+    with open(tmp, "wb") as f:
+        f.write(encoded)
     os.replace(tmp, path)
 
 
