@@ -44,7 +44,9 @@ def create_store_engine(url: str) -> Engine:
     codecs: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
     if not is_sqlite(url):
         return create_engine(url, pool_pre_ping=True, **codecs)
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, **codecs)
+    # The runner commits on a thread of its own, with a connection opened on the event loop's.
+    connect_args = {"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+    engine = create_engine(url, connect_args=connect_args, **codecs)
     event.listen(engine, "connect", _configure_sqlite)
     event.listen(engine, "begin", _begin_sqlite)
     return engine

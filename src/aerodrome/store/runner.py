@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -36,22 +37,25 @@ class _Write:
 
 
 class SyncRunner:
-    """Runs units of work on the caller's thread; writes are committed in groups.
+    """Runs reads on the caller's thread, and commits writes in groups on a thread of their own.
 
-    For a local SQLite file a query takes microseconds, less than a hop to a worker thread would cost, so the
+    For a local SQLite file a read takes microseconds, less than a hop to a worker thread would cost, so the
     event loop calls it directly. Two long-lived connections, one for reads and one for writes, save a pool
     checkout per call and let the writer carry its own options (SQLite's `BEGIN IMMEDIATE`).
 
-    Group commit: the writes queued while the event loop runs one round are committed in one transaction at
-    the end of it, so they share one fsync instead of paying one each. Each unit of work runs in a savepoint,
-    so one that fails is undone alone; every caller hears back only once the commit is on disk.
+    Group commit: a commit waits for its fsync, so it runs on the writer thread while the event loop goes on;
+    the writes queued meanwhile are committed together next, in one transaction and one fsync. Each unit of
+    work runs in a savepoint, so one that fails is undone alone; every caller hears back only once the commit
+    that holds its write is on disk.
     """
 
     def __init__(self, engine: Engine, *, write_options: Mapping[str, Any] | None = None) -> None:
         self._engine = engine
         self._reader = engine.connect()
         self._writer = engine.connect().execution_options(**(write_options or {}))
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._queued: list[_Write] = []
+        self._committing = False
 
     async def read(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         with self._reader.begin():
@@ -61,13 +65,31 @@ class SyncRunner:
         loop = asyncio.get_running_loop()
         queued = _Write(lambda conn: work(conn, *args, **kwargs), loop.create_future())
         self._queued.append(queued)
-        if len(self._queued) == 1:
-            loop.call_soon(self._commit_queued)
+        if not self._committing:
+            self._committing = True
+            loop.call_soon(self._commit_next, loop)  # after the rest of this round has queued its writes too
         result: T = await queued.future
         return result
 
-    def _commit_queued(self) -> None:
+    def _commit_next(self, loop: asyncio.AbstractEventLoop) -> None:
         batch, self._queued = self._queued, []
+        done = loop.run_in_executor(self._thread, self._commit, batch)
+        done.add_done_callback(lambda _: self._answer(loop, batch))
+
+    def _answer(self, loop: asyncio.AbstractEventLoop, batch: list[_Write]) -> None:
+        for queued in batch:
+            if queued.future.done():  # its caller went away; the write stands all the same
+                continue
+            if queued.error is not None:
+                queued.future.set_exception(queued.error)
+            else:
+                queued.future.set_result(queued.result)
+        if self._queued:
+            self._commit_next(loop)
+        else:
+            self._committing = False
+
+    def _commit(self, batch: list[_Write]) -> None:
         try:
             with self._writer.begin():
                 if len(batch) == 1:  # alone, the transaction itself undoes a failed write
@@ -78,16 +100,11 @@ class SyncRunner:
         except Exception as exc:  # nothing of the batch is on disk
             for queued in batch:
                 queued.error = queued.error or exc
-        for queued in batch:
-            if queued.future.done():  # its caller went away; the write stands all the same
-                continue
-            if queued.error is not None:
-                queued.future.set_exception(queued.error)
-            else:
-                queued.future.set_result(queued.result)
 
     def close(self) -> None:
-        self._commit_queued()
+        self._thread.shutdown(wait=True)
+        if self._queued:  # writes nobody has started: commit them, though no caller may be left to hear
+            self._commit(self._queued)
         self._reader.close()
         self._writer.close()
         self._engine.dispose()

@@ -11,6 +11,7 @@ runc starts the container, and the program never sees a machine without its netw
 
 from __future__ import annotations
 
+import functools
 import shutil
 from typing import Any
 
@@ -69,7 +70,9 @@ MASKED_PATHS = [
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
+@functools.cache
 def host_binary(name: str, default: str) -> str:
+    """Looked up once: a search of PATH costs more than the rest of a bundle, and binaries stay put."""
     return shutil.which(name) or default
 
 

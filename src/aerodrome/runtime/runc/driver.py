@@ -95,12 +95,11 @@ class RuncRuntime:
     def _load_records(self) -> None:
         for machine_id in self.layout.machine_ids():
             paths = self.layout.machine(machine_id)
-            network = read_json(paths.dir / "network.json")
-            if network is not None:
-                self.pool.adopt(Allocation.from_json(network))
             record = read_json(paths.record)
-            if record is not None:
-                allocation = Allocation.from_json(network)
+            allocation = instance.recorded_network(paths, record)
+            if allocation is not None:
+                self.pool.adopt(allocation)
+            if record is not None and allocation is not None:
                 self._machines[machine_id] = _Machine(spec_from_json(record["spec"]), record["lower"], allocation)
 
     async def _ensure_host(self) -> None:
@@ -132,10 +131,11 @@ class RuncRuntime:
         return await self.images.pull(reference)
 
     async def create(self, spec: SandboxSpec) -> SandboxInfo:
-        """Prepare the bundle and addresses of a machine; re-creating a stopped machine replaces its config.
+        """Record a machine and its addresses; re-creating a stopped machine replaces its config.
 
         The addresses are allocated and persisted here (private_ip is known and stable from create on), but the
-        netns and veth pair are built only by `start`: a created machine holds no kernel network resources.
+        netns and veth pair are built only by `start`, and the OCI bundle too: a created machine costs one
+        directory and one record, so thousands of them can be created quickly and wait cheaply.
         """
         for guest_file in spec.files:
             guestfs.check_guest_path(guest_file.guest_path)
@@ -152,19 +152,14 @@ class RuncRuntime:
                 raise FailedPreconditionError(f"machine {spec.machine_id} is running; stop it before re-creating it")
             with map_runtime_errors(f"create machine {spec.machine_id}"):
                 allocation = await self._allocate(spec, paths, existing)
-                uid, gid = guestfs.resolve_user(Path(image.rootfs), spec.user)
-                config = bundle.build_config(
-                    spec,
-                    uid=uid,
-                    gid=gid,
-                    netns_path=allocation.netns_path,
-                    state_dir=str(paths.state),
-                    cgroups_path=cgroups_path(spec.machine_id),
-                )
-                paths.state.mkdir(exist_ok=True)
-                write_json(paths.config, config)
-                write_json(paths.record, {"spec": spec_to_json(spec), "lower": image.rootfs})
-            machine = _Machine(spec, image.rootfs, allocation)
+                machine = _Machine(spec, image.rootfs, allocation)
+                try:
+                    guestfs.resolve_user(Path(image.rootfs), spec.user)  # refuse an unknown user now, not at start
+                    _write_record(paths, machine)
+                except BaseException:
+                    if existing is None or allocation is not existing.network:
+                        self.pool.release(allocation)  # nothing recorded holds it
+                    raise
             if existing is not None:
                 machine.lock = existing.lock
             self._machines[spec.machine_id] = machine
@@ -179,8 +174,6 @@ class RuncRuntime:
         paths.dir.mkdir(exist_ok=True)
         new_org = spec.org_network_id not in self.pool.slots
         allocation = self.pool.allocate(spec.machine_id, spec.org_network_id)
-        # Written before anything else of the machine, so a crash half-way leaves a record to clean up by.
-        write_json(paths.dir / "network.json", allocation.to_json())
         if new_org:
             await firewall.allow_org(allocation.subnet4, allocation.subnet6)
         return allocation
@@ -208,6 +201,7 @@ class RuncRuntime:
                 raise FailedPreconditionError(f"machine {machine_id} is already running")
             await self._ensure_host()
             with map_runtime_errors(f"start machine {machine_id}"):
+                _write_bundle(paths, machine)
                 pid, start_time = await instance.launch(self.runc, paths, machine.spec, machine.lower, machine.network)
             self._running[machine_id] = _Running(pid, asyncio.get_running_loop().create_future())
             self.supervisor.watch(machine_id, pid, start_time, paths.log)
@@ -307,10 +301,7 @@ class RuncRuntime:
                 if machine_id in self._running:
                     MachineCgroup(machine_id).set_memory_limit(memory_mb * 1024 * 1024)
                 machine.spec = dataclasses.replace(machine.spec, memory_mb=memory_mb)
-                config = read_json(paths.config) or {}
-                config["linux"]["resources"]["memory"] = bundle.memory_limits(memory_mb)
-                write_json(paths.config, config)
-                write_json(paths.record, {"spec": spec_to_json(machine.spec), "lower": machine.lower})
+                _write_record(paths, machine)  # and every start writes its bundle from the spec
 
     async def reclaim_memory(self, machine_id: str, amount_mb: int) -> int:
         """Have the kernel reclaim up to `amount_mb` of the running machine's memory; return the bytes freed."""
@@ -400,3 +391,24 @@ class RuncRuntime:
         if recorded is not None and not recorded[1]:
             await self._report(machine_id, paths, recorded[0])
         return await self.status(machine_id)
+
+
+def _write_record(paths: MachinePaths, machine: _Machine) -> None:
+    """The machine's one record, written at once: a crash before it leaves only a directory to remove."""
+    record = {"spec": spec_to_json(machine.spec), "lower": machine.lower, "network": machine.network.to_json()}
+    write_json(paths.record, record)
+
+
+def _write_bundle(paths: MachinePaths, machine: _Machine) -> None:
+    """The OCI config of the machine's next run, from its current spec."""
+    uid, gid = guestfs.resolve_user(Path(machine.lower), machine.spec.user)
+    config = bundle.build_config(
+        machine.spec,
+        uid=uid,
+        gid=gid,
+        netns_path=machine.network.netns_path,
+        state_dir=str(paths.state),
+        cgroups_path=cgroups_path(machine.spec.machine_id),
+    )
+    paths.state.mkdir(exist_ok=True)
+    write_json(paths.config, config)

@@ -10,6 +10,7 @@ import asyncio
 import os
 import shutil
 import time
+from typing import Any
 
 from aerodrome.core import SandboxSpec
 from aerodrome.runtime.runc import bundle, guestfs
@@ -106,13 +107,18 @@ async def clear_unfinished_start(runc: Runc, machine_id: str, paths: MachinePath
         await delete_network(network)
 
 
+def recorded_network(paths: MachinePaths, record: dict[str, Any] | None) -> Allocation | None:
+    """The machine's addresses: in its record, or beside it where an older version kept them."""
+    data = (record or {}).get("network") or read_json(paths.dir / "network.json")
+    return None if data is None else Allocation.from_json(data)
+
+
 async def remove(runc: Runc, pool: AddressPool, machine_id: str, paths: MachinePaths) -> None:
     """Remove every trace of a machine from the host, and free its addresses."""
     await runc.delete(machine_id)
     guestfs.unmount(paths.rootfs)
-    recorded = read_json(paths.dir / "network.json")
-    if recorded is not None:
-        allocation = Allocation.from_json(recorded)
+    allocation = recorded_network(paths, read_json(paths.record))
+    if allocation is not None:
         await delete_network(allocation)
         pool.release(allocation)
     MachineCgroup(machine_id).remove_leftovers()

@@ -1,10 +1,11 @@
 """Where a machine's pieces live on the host, and the small records persisted beside them.
 
 <root>/runc/                      runc's own state (`runc --root`), apart from any other runc user
-<root>/orgs.json                  organisation → IPv4 subnet slot
+<root>/orgs.json                  the size of organisation subnets, and each organisation's slot of the pool
 <root>/machines/<id>/
-    machine.json                  the SandboxSpec, image rootfs and network allocation (written last by create)
-    config.json                   the OCI bundle config
+    machine.json                  the SandboxSpec, image rootfs and network allocation (create's one record;
+                                  older versions kept the allocation in network.json beside it)
+    config.json                   the OCI bundle config, written by each start from the spec
     rootfs/                       overlay mount point (lower: image rootfs; upper, work: beside it)
     upper/ work/                  the writable layer, discarded on every stop
     state/                        bind-mounted at /.aerodrome/state: the wrapper writes `exit` there
