@@ -44,9 +44,9 @@ class SyncRunner:
     checkout per call and let the writer carry its own options (SQLite's `BEGIN IMMEDIATE`).
 
     Group commit: a commit waits for its fsync, so it runs on the writer thread while the event loop goes on;
-    the writes queued meanwhile are committed together next, in one transaction and one fsync. Each unit of
-    work runs in a savepoint, so one that fails is undone alone; every caller hears back only once the commit
-    that holds its write is on disk.
+    the writes queued meanwhile are committed together next, in one transaction and one fsync. When a unit of
+    work fails, the batch is rolled back and run again with each unit in a savepoint, so the failed one is
+    undone alone; every caller hears back only once the commit that holds its write is on disk.
     """
 
     def __init__(self, engine: Engine, *, write_options: Mapping[str, Any] | None = None) -> None:
@@ -91,13 +91,31 @@ class SyncRunner:
 
     def _commit(self, batch: list[_Write]) -> None:
         try:
-            with self._writer.begin():
-                if len(batch) == 1:  # alone, the transaction itself undoes a failed write
-                    batch[0].result = batch[0].run(self._writer)
-                else:
-                    for queued in batch:
-                        _run_in_savepoint(self._writer, queued)
+            self._commit_together(batch)
+        except _Failed:  # one unit failed and took the batch's transaction with it: again, each on its own
+            self._commit_apart(batch)
         except Exception as exc:  # nothing of the batch is on disk
+            for queued in batch:
+                queued.error = exc
+
+    def _commit_together(self, batch: list[_Write]) -> None:
+        """The common case: every unit succeeds, in one transaction and no savepoints."""
+        with self._writer.begin():
+            for queued in batch:
+                try:
+                    queued.result = queued.run(self._writer)
+                except Exception as exc:
+                    if len(batch) == 1:
+                        raise
+                    raise _Failed from exc
+
+    def _commit_apart(self, batch: list[_Write]) -> None:
+        """Each unit in a savepoint, so one that fails is undone alone."""
+        try:
+            with self._writer.begin():
+                for queued in batch:
+                    _run_in_savepoint(self._writer, queued)
+        except Exception as exc:
             for queued in batch:
                 queued.error = queued.error or exc
 
@@ -108,6 +126,10 @@ class SyncRunner:
         self._reader.close()
         self._writer.close()
         self._engine.dispose()
+
+
+class _Failed(Exception):
+    """A unit of a batch failed; its transaction is rolled back."""
 
 
 def _run_in_savepoint(conn: Connection, queued: _Write) -> None:

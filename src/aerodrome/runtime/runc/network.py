@@ -112,6 +112,16 @@ def check_org_prefixlen(pool4: ipaddress.IPv4Network, org_prefixlen: int) -> Non
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Subnet:
+    base4: int
+    base6: int
+    gateway4: str
+    gateway6: str
+    subnet4: str
+    subnet6: str
+
+
 @dataclass(slots=True)
 class _Hosts:
     """The host numbers taken in one organisation's subnet: the lowest free one is found in constant time."""
@@ -165,6 +175,7 @@ class AddressPool:
                 "directory)"
             )
         self.used: dict[int, _Hosts] = {}
+        self._subnets: dict[tuple[int, int], _Subnet] = {}  # the strings of each organisation's subnet, made once
 
     def adopt(self, allocation: Allocation) -> None:
         """Mark an allocation found on disk as taken."""
@@ -176,22 +187,36 @@ class AddressPool:
         index = self._hosts(slot).take()
         if index is None:
             raise RuntimeFailureError(f"organisation {org} has no free private address on this host")
-        subnet4 = ipaddress.IPv4Network(self.subnet_of(slot))
-        subnet6 = org_prefix6(org)
-        ipv4 = subnet4.network_address + index
+        subnet = self._subnet(org, slot)
+        ipv4 = subnet.base4 + index
         return Allocation(
             machine_id=machine_id,
             org=org,
             slot=slot,
             index=index,
-            ipv4=str(ipv4),
+            ipv4=str(ipaddress.IPv4Address(ipv4)),
             # The IPv4 address as the host part keeps the IPv6 address unique on the host, whatever the pool.
-            ipv6=str(subnet6.network_address + int(ipv4)),
-            gateway4=str(subnet4.network_address + 1),
-            gateway6=str(subnet6.network_address + 1),
-            subnet4=str(subnet4),
-            subnet6=str(subnet6),
+            ipv6=str(ipaddress.IPv6Address(subnet.base6 + ipv4)),
+            gateway4=subnet.gateway4,
+            gateway6=subnet.gateway6,
+            subnet4=subnet.subnet4,
+            subnet6=subnet.subnet6,
         )
+
+    def _subnet(self, org: int, slot: int) -> _Subnet:
+        subnet = self._subnets.get((org, slot))
+        if subnet is None:
+            subnet4 = ipaddress.IPv4Network(self.subnet_of(slot))
+            subnet6 = org_prefix6(org)
+            subnet = self._subnets[(org, slot)] = _Subnet(
+                base4=int(subnet4.network_address),
+                base6=int(subnet6.network_address),
+                gateway4=str(subnet4.network_address + 1),
+                gateway6=str(subnet6.network_address + 1),
+                subnet4=str(subnet4),
+                subnet6=str(subnet6),
+            )
+        return subnet
 
     def subnet_of(self, slot: int) -> str:
         """The subnet of an organisation slot."""
