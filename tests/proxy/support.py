@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -29,6 +30,7 @@ class Upstream:
         self.requests = 0
         self.inflight = 0
         self.max_inflight = 0
+        self.last_trailers: dict[str, str] = {}  # of the last chunked request body
         self.hold = asyncio.Event()  # /hold answers once set
         self.sse_gate = asyncio.Event()  # /sse sends its second event once set
         self._server: asyncio.Server | None = None
@@ -64,7 +66,11 @@ class Upstream:
         lines = head.decode("latin-1").split("\r\n")
         method, path, _ = lines[0].split(" ", 2)
         headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        if "chunked" in headers.get("transfer-encoding", ""):
+            self.last_trailers = {}
+            body = await _read_chunked(reader, self.last_trailers)
+        else:
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
         self.requests += 1
         self.inflight += 1
         self.max_inflight = max(self.max_inflight, self.inflight)
@@ -86,6 +92,9 @@ class Upstream:
                 writer.write(b"%x\r\n%s\r\n" % (len(part), part))
                 await writer.drain()
             writer.write(b"0\r\n\r\n")
+        elif path == "/trailers":
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-checksum\r\n\r\n")
+            writer.write(b"5\r\nhello\r\n0\r\nx-checksum: 5d41402a\r\n\r\n")
         elif path == "/sse":
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
             writer.write(b"d\r\ndata: first\n\n\r\n")
@@ -109,6 +118,18 @@ class Upstream:
     @staticmethod
     def _send(writer: asyncio.StreamWriter, status: int, body: bytes) -> None:
         writer.write(b"HTTP/1.1 %d OK\r\ncontent-length: %d\r\n\r\n%s" % (status, len(body), body))
+
+
+async def _read_chunked(reader: asyncio.StreamReader, trailers: dict[str, str]) -> bytes:
+    """A chunked body; its trailer fields go to `trailers`, lowercased."""
+    body = b""
+    while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+        body += await reader.readexactly(size)
+        await reader.readexactly(2)
+    while line := (await reader.readuntil(b"\r\n")).strip():
+        name, _, value = line.decode("latin-1").partition(":")
+        trailers[name.strip().lower()] = value.strip()
+    return body
 
 
 class EchoServer:
@@ -172,6 +193,7 @@ class TestDirectory:
         self.addresses: dict[str, str] = {}
         self.start_delay = start_delay
         self.fail_starts = fail_starts
+        self.lookups: Counter[str] = Counter()  # routes asked for, per app
 
     async def add_machine(
         self,
@@ -205,6 +227,7 @@ class TestDirectory:
             app = name.removesuffix(".localhost") if name.endswith(".localhost") else None
         if app not in self.apps:
             return None
+        self.lookups[app] += 1
         backends = tuple(m.backend() for m in self.apps[app] if any(p.port == edge_port for p in m.service.ports))
         return AppRoute(app, edge_port, backends)
 

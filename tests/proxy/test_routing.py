@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 
 import httpx
 
 from aerodrome.proxy import Edge
+from tests.proxy.conftest import settings
 from tests.proxy.support import TestDirectory
 
 
@@ -135,3 +138,54 @@ async def test_pipelined_requests_are_answered_in_order(directory: TestDirectory
     await writer.wait_closed()
     assert data.count(b"HTTP/1.1 200") == 3
     assert data.index(b"gamma") < data.index(b"hello from m-1")
+
+
+async def _exchange(port: int, raw: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    data = await reader.read(-1)
+    writer.close()
+    await writer.wait_closed()
+    return data
+
+
+async def test_response_trailers_are_relayed(directory: TestDirectory, edge: Edge) -> None:
+    await directory.add_machine("alpha", "m-1")
+    data = await _exchange(
+        edge.http_port, b"GET /trailers HTTP/1.1\r\nhost: alpha.localhost\r\nconnection: close\r\n\r\n"
+    )
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"\r\ntrailer: x-checksum" in head.lower()
+    assert body == b"5\r\nhello\r\n0\r\nx-checksum: 5d41402a\r\n\r\n"
+
+
+async def test_request_trailers_are_forwarded(directory: TestDirectory, edge: Edge) -> None:
+    machine = await directory.add_machine("alpha", "m-1")
+    assert machine.server is not None
+    head = (
+        b"POST /headers HTTP/1.1\r\nhost: alpha.localhost\r\ntransfer-encoding: chunked\r\ntrailer: x-sum\r\n"
+        b"te: trailers\r\nconnection: close\r\n\r\n"
+    )
+    data = await _exchange(edge.http_port, head + b"3\r\nabc\r\n0\r\nx-sum: 42\r\nhost: evil.example\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200")
+    sent = json.loads(data.partition(b"\r\n\r\n")[2])["headers"]
+    assert (sent["trailer"], sent["te"]) == ("x-sum", "trailers")
+    assert machine.server.last_trailers == {"x-sum": "42"}  # a trailer that names the host is not relayed
+
+
+async def test_a_machine_change_forgets_only_its_apps_routes(directory: TestDirectory, tmp_path: Path) -> None:
+    await directory.add_machine("alpha", "m-alpha")
+    await directory.add_machine("beta", "m-beta")
+    edge = Edge(directory, settings(tmp_path, route_ttl=3600.0))
+    await edge.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{edge.http_port}") as client:
+            for host in ("alpha.localhost", "beta.localhost", "nobody.localhost") * 2:
+                await client.get("/", headers={"host": host})
+            assert (directory.lookups["alpha"], directory.lookups["beta"]) == (1, 1)
+            edge.fleet.machine_changed("m-alpha", "alpha")
+            for host in ("alpha.localhost", "beta.localhost"):
+                assert (await client.get("/", headers={"host": host})).status_code == 200
+    finally:
+        await edge.close()
+    assert (directory.lookups["alpha"], directory.lookups["beta"]) == (2, 1)

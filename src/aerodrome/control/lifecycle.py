@@ -163,7 +163,7 @@ class Lifecycle(MachineBase):
             normalize_config(config)  # the new size must still make a valid config
             await self.runtime.set_memory(mid, limit_mb)
             await self.store.save_machine(dataclasses.replace(machine, config=config))
-            self.feed.publish(mid)
+            self.feed.publish(mid, app.name)
         return await self.memory(app, mid)
 
     async def set_cordoned(self, app: App, mid: str, cordoned: bool, nonce: str | None) -> None:

@@ -86,5 +86,5 @@ class MachineBase:
         updated = dataclasses.replace(machine, state=state, updated_at=rfc3339(self.clock.now()), **changes)
         record = self.new_event(updated, event[0], state.value, event[1], request) if event else None
         await self.store.save_machine(updated, event=record, new_version=new_version)
-        self.feed.publish(machine.id)
+        self.feed.publish(machine.id, machine.app_name)
         return updated

@@ -39,10 +39,15 @@ class Balancer:
 
     def pick_now(self, route: AppRoute) -> Backend | None:
         """A running machine under its soft limit, load acquired; None when the slow path must decide."""
-        running = [b for b in self._running(route) if not self.fleet.is_starting(b.machine_id)]
-        best = self._least_loaded(route, running, under_soft=True)
+        fleet = self.fleet
+        candidates = []
+        for backend in route.backends:
+            load = fleet.serving_load(backend)
+            if load is not None and load < backend.service.soft_limit:
+                candidates.append((backend, load))
+        best = self._nearest_least_loaded(candidates)
         if best is not None:
-            self.fleet.acquire(best.machine_id)
+            fleet.acquire(best.machine_id)
         return best
 
     async def pick(self, route: AppRoute, force_instance: str | None = None) -> Backend:
@@ -110,15 +115,26 @@ class Balancer:
         return candidates
 
     def _least_loaded(self, route: AppRoute, running: list[Backend], *, under_soft: bool) -> Backend | None:
-        best: Backend | None = None
-        best_key: tuple[bool, int, float] | None = None
+        candidates = []
         for backend in running:
             load = self.fleet.load(backend.machine_id)
             service = backend.service
             limit = service.soft_limit if under_soft else service.hard_limit
-            if (under_soft or limit) and load >= limit:
-                continue
-            key = (backend.region != self.region, load, random.random())
-            if best_key is None or key < best_key:
-                best, best_key = backend, key
+            if not (under_soft or limit) or load < limit:
+                candidates.append((backend, load))
+        return self._nearest_least_loaded(candidates)
+
+    def _nearest_least_loaded(self, candidates: list[tuple[Backend, int]]) -> Backend | None:
+        """In this region if possible, then least loaded; a tie is broken at random."""
+        best: Backend | None = None
+        best_key = (True, 0)
+        ties = 0
+        for backend, load in candidates:
+            key = (backend.region != self.region, load)
+            if best is None or key < best_key:
+                best, best_key, ties = backend, key, 1
+            elif key == best_key:
+                ties += 1
+                if random.random() * ties < 1:  # each tied machine ends up chosen with equal odds
+                    best = backend
         return best

@@ -55,6 +55,7 @@ class EdgeContext:
         self.http_port = settings.http_port  # the ports bound, once the listeners are up
         self.https_port = settings.https_port
         self.tasks: set[asyncio.Task[None]] = set()
+        self.region_tag = settings.region.encode()  # ends every request id
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a connection's slow path as a task the edge can cancel when it closes."""

@@ -20,6 +20,7 @@ from aerodrome.proxy.directory import AppRoute, Backend
 
 #: Machines the edge never routes to.
 _GONE = (MachineState.DESTROYED, MachineState.DESTROYING, MachineState.LAUNCH_FAILED)
+_SPECS_KEPT = 4096  # parsed service lists remembered; past this the oldest half is forgotten
 
 
 class ControlDirectory:
@@ -37,6 +38,7 @@ class ControlDirectory:
         self._suffix = "." + domain.strip(".")
         self.dedicated = dedicated or (lambda _address: None)
         self.hostnames = hostnames or (lambda _hostname: None)  # custom hostnames (certificates) → app
+        self._services: dict[tuple[str, str], tuple[ServiceSpec, ...]] = {}
 
     def app_name_for(self, host: str | None, local_addr: str) -> str | None:
         """`myapp.localhost:8080` → `myapp`; a custom hostname → its app; a dedicated address → its app whatever
@@ -71,7 +73,7 @@ class ControlDirectory:
         for machine in machines:
             if machine.state in _GONE or machine.cordoned:
                 continue
-            service = _service_for(self._machines.spec_of(machine).services, edge_port)
+            service = _service_for(self._services_of(machine), edge_port)
             if service is not None:
                 backends.append(
                     Backend(
@@ -111,7 +113,7 @@ class ControlDirectory:
             ports = {
                 port.port
                 for m in machines
-                for service in self._machines.spec_of(m).services
+                for service in self._services_of(m)
                 if service.autostop != "off"
                 for port in service.ports
             }
@@ -126,9 +128,21 @@ class ControlDirectory:
         return {
             port.port
             for machine in await self._store.list_machines(app)
-            for service in self._machines.spec_of(machine).services
+            for service in self._services_of(machine)
             for port in service.ports
         }
+
+    def _services_of(self, machine: Machine) -> tuple[ServiceSpec, ...]:
+        """The machine's services, parsed once per version of its config. Every update makes a new version
+        (`instance_id`); the changes made in place (metadata, memory) leave the services alone."""
+        key = (machine.id, machine.instance_id)
+        services = self._services.get(key)
+        if services is None:
+            if len(self._services) >= _SPECS_KEPT:
+                for stale in list(self._services)[: _SPECS_KEPT // 2]:  # insertion order: the oldest first
+                    del self._services[stale]
+            services = self._services[key] = self._machines.spec_of(machine).services
+        return services
 
     async def _app(self, name: str) -> App:
         app = await self._store.get_app(name)

@@ -9,7 +9,7 @@ request that holds it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from aerodrome.core import MachineState, PortSpec, ServiceSpec
@@ -34,6 +34,10 @@ class Backend:
     address: str  # the machine's private IPv4 (or loopback), reachable from the host
     service: ServiceSpec  # the service matched by the edge port; `service.internal_port` is where to connect
     region: str = "local"
+    endpoint: tuple[str, int] = field(init=False, repr=False, compare=False)  # (address, port): the pool's key
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "endpoint", (self.address, self.service.internal_port))
 
     @property
     def port(self) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import time
 from typing import cast
 
@@ -46,8 +47,14 @@ class HttpConnection(asyncio.Protocol):
         self.local_addr = ""
         self.client_ip = ""
         self.last_activity = time.monotonic()
-        self._parser = httptools.HttpRequestParser(self)
-        self._forwarded = b""
+        # Dropped when the connection ends: parser and connection refer to each other, and a cycle would wait
+        # for the garbage collector, whose passes grow costly with one such cycle per connection.
+        self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
+        self._forwarded = b""  # the edge's header lines that depend only on this connection
+        self._client_ip = b""
+        self._out: list[bytes] = []  # client writes held until the end of one read from the machine
+        self._route: AppRoute | None = None  # the last route seen, and whether it redirects http to https
+        self._route_redirects = False
         self._incoming: PendingRequest | None = None  # the request the parser is filling
         self._active: PendingRequest | None = None  # the request being served
         self._queue: list[PendingRequest] = []  # pipelined requests behind it
@@ -71,10 +78,8 @@ class HttpConnection(asyncio.Protocol):
         self.client_ip, self.local_addr = peer[0], local[0]
         # Reached on the shared HTTP listener, https lives on the shared HTTPS one; on a dedicated address, on 443.
         self._https_port = self.edge.https_port if local[1] == self.edge.http_port else 443
-        self._forwarded = (
-            f"fly-client-ip: {self.client_ip}\r\nx-forwarded-proto: {self.scheme}\r\n"
-            f"x-forwarded-port: {self.edge_port}\r\n"
-        ).encode()
+        self._forwarded = _forwarded_lines(self.client_ip, self.scheme, self.edge_port)
+        self._client_ip = self.client_ip.encode()
         self.edge.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -87,8 +92,11 @@ class HttpConnection(asyncio.Protocol):
             self._tunnel_backlog.append(data)
             self._pause(_PAUSE_BUFFER)
             return
+        parser = self._parser
+        if parser is None:
+            return
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self._tunnel_backlog = [data[exc.args[0] :]]
         except httptools.HttpParserError:
@@ -98,6 +106,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = ConnState.CLOSED
+        self._parser = None
         self.edge.connections.discard(self)
         if self._task is not None:
             self._task.cancel()
@@ -128,16 +137,25 @@ class HttpConnection(asyncio.Protocol):
 
     def _close(self) -> None:
         if self.transport is not None:
+            self.flush()
             self.transport.close()
+
+    def flush(self) -> None:
+        """Write what the client is owed, in one write: a head and the body after it leave together."""
+        out = self._out
+        if out and self.transport is not None:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
+            self.last_activity = time.monotonic()
 
     # --- httptools callbacks ----------------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self._incoming = PendingRequest()
-
+    # No on_message_begin: the first piece of the target begins a request, one callback fewer per request.
     def on_url(self, url: bytes) -> None:
-        assert self._incoming is not None
-        self._incoming.target += url
+        request = self._incoming
+        if request is None:
+            request = self._incoming = PendingRequest()
+        request.target += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self._incoming is not None
@@ -145,7 +163,8 @@ class HttpConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         request, parser = self._incoming, self._parser
-        assert request is not None
+        assert request is not None and parser is not None
+        request.head_complete()
         request.method = parser.get_method()
         request.keep_alive = parser.should_keep_alive()
         if not parser.should_upgrade():
@@ -167,14 +186,15 @@ class HttpConnection(asyncio.Protocol):
             self._pause(_PAUSE_BUFFER)
 
     def on_message_complete(self) -> None:
-        request = self._incoming
+        request, self._incoming = self._incoming, None
         assert request is not None
         request.complete = True
         if request.chunked:
+            end = messages.last_chunk(request.trailers)
             if request is self._active and self._upstream is not None:
-                self._upstream.send(messages.LAST_CHUNK)
+                self._upstream.send(end)
             else:
-                request.buffer(messages.LAST_CHUNK)
+                request.buffer(end)
 
     # --- choosing a machine -------------------------------------------------------------------------------
 
@@ -184,11 +204,13 @@ class HttpConnection(asyncio.Protocol):
         self.state = ConnState.ROUTING
         fleet = self.edge.fleet
         route = fleet.cached_route(request.host, self.local_addr, self.edge_port)
-        if isinstance(route, AppRoute) and request.force_instance is None and not self._redirects(route):
-            backend = self.edge.balancer.pick_now(route)
+        if isinstance(route, AppRoute) and request.force_instance is None:
+            if route is not self._route:
+                self._route, self._route_redirects = route, self._redirects(route)
+            backend = None if self._route_redirects else self.edge.balancer.pick_now(route)
             if backend is not None:
                 self._backend = backend
-                connection = self.edge.pool.take((backend.address, backend.port))
+                connection = self.edge.pool.take(backend.endpoint)
                 if connection is not None:
                     self._attach(connection)
                     return
@@ -209,7 +231,7 @@ class HttpConnection(asyncio.Protocol):
                     self._redirect_to_https(request)
                     return
                 self._backend = await self.edge.balancer.pick(route, request.force_instance)
-            key = (self._backend.address, self._backend.port)
+            key = self._backend.endpoint
             connection = self.edge.pool.take(key) or await self.edge.pool.connect(key)
         except NoMachineError as exc:
             self._reply(503, exc.message)
@@ -238,54 +260,57 @@ class HttpConnection(asyncio.Protocol):
         self._upstream = connection
         connection.begin(self, head_only=request.method == b"HEAD")
         self._sent_at = time.monotonic()
-        head = messages.request_head(
-            request.method,
-            request.target,
-            request.headers,
-            self._forwarded + b"fly-request-id: " + request.request_id(self.edge.settings.region) + b"\r\n",
-            request.forwarded_for(self.client_ip),
-            request.chunked,
-            request.upgrade,
-        )
+        if not request.request_id:  # kept when the request is sent again on a fresh connection
+            request.request_id = messages.request_id(self.edge.region_tag)
+        head = request.head(self._forwarded, self._client_ip)
         connection.send(head + request.take_buffer())
         self._resume(_PAUSE_BUFFER)
 
     def on_response_head(
-        self, status: int, reason: bytes, headers: messages.Headers, chunked: bool, until_close: bool
+        self,
+        status: int,
+        reason: bytes,
+        headers: messages.Headers,
+        dropped: messages.Dropped,
+        chunked: bool,
+        until_close: bool,
     ) -> None:
         request = self._active
-        assert request is not None and self.transport is not None
+        assert request is not None
         self._response_started = True
         self._response_chunked = chunked
-        self._close_after = until_close or not request.keep_alive or request.upgrade is not None
-        extra = b"fly-request-id: " + request.request_id(self.edge.settings.region) + b"\r\n"
-        self.transport.write(messages.response_head(status, reason, headers, chunked, self._close_after, extra))
+        close = self._close_after = until_close or not request.keep_alive or request.upgrade is not None
+        extra = b"fly-request-id: " + request.request_id + b"\r\n"
+        self._out += messages.response_head(status, reason, headers, dropped, chunked, close, extra)
 
     def on_interim(self, status: int, reason: bytes, headers: messages.Headers) -> None:
-        assert self.transport is not None
-        self.transport.write(messages.upgrade_head(status, reason, headers))
+        self._out.append(messages.upgrade_head(status, reason, headers))
 
     def on_upgrade(self, status: int, reason: bytes, headers: messages.Headers, rest: bytes) -> None:
-        assert self.transport is not None and self._upstream is not None
+        assert self._upstream is not None
         self.state = ConnState.TUNNEL
         self._response_started = True
         self._response_chunked = False
-        self.transport.write(messages.upgrade_head(status, reason, headers) + rest)
+        self._out += (messages.upgrade_head(status, reason, headers), rest)
         backlog, self._tunnel_backlog = self._tunnel_backlog or [], None
         if backlog:
             self._upstream.send(b"".join(backlog))
         self._resume(_PAUSE_BUFFER)
 
     def on_response_body(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.last_activity = time.monotonic()
-        self.transport.write(messages.chunk(data) if self._response_chunked else data)
-
-    def on_response_end(self, connection: UpstreamConnection, reusable: bool) -> None:
-        request = self._active
-        assert request is not None and self.transport is not None
         if self._response_chunked:
-            self.transport.write(messages.LAST_CHUNK)
+            self._out += (messages.chunk_size(data), data, b"\r\n")
+        else:
+            self._out.append(data)
+
+    def on_response_end(
+        self, connection: UpstreamConnection, reusable: bool, trailers: messages.Headers | None
+    ) -> None:
+        request = self._active
+        assert request is not None
+        if self._response_chunked:
+            self._out.append(messages.last_chunk(trailers))
+        self.flush()
         self._upstream = None
         if reusable and request.complete:
             self.edge.pool.put(connection)
@@ -318,7 +343,8 @@ class HttpConnection(asyncio.Protocol):
         request = self._active
         close = close or request is None or not request.complete or not request.keep_alive
         if self.transport is not None and self.state is not ConnState.CLOSED:
-            self.transport.write(messages.error_response(status, message, close=close, location=location))
+            self._out.append(messages.error_response(status, message, close=close, location=location))
+            self.flush()
         self._finish(close=close)
 
     def _release(self) -> None:
@@ -335,7 +361,6 @@ class HttpConnection(asyncio.Protocol):
             self._close()
             return
         self.state = ConnState.IDLE
-        self.last_activity = time.monotonic()
         if self._queue:
             self._active = self._queue.pop(0)
             self._dispatch()
@@ -361,3 +386,9 @@ class HttpConnection(asyncio.Protocol):
     def shutdown(self) -> None:
         """Close at once: the edge is closing."""
         self._close()
+
+
+@functools.lru_cache(maxsize=4096)
+def _forwarded_lines(client_ip: str, scheme: str, edge_port: int) -> bytes:
+    """The edge's own header lines that depend only on the connection; clients reconnect, so they are cached."""
+    return messages.forwarded_lines(client_ip, scheme, edge_port)

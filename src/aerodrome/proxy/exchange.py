@@ -4,6 +4,21 @@ from __future__ import annotations
 
 from aerodrome.proxy import messages
 
+# Request headers the edge reads; only names of these lengths are lowercased to check.
+_NOTED = frozenset(
+    {
+        b"host",
+        b"fly-force-instance-id",
+        b"x-forwarded-for",
+        b"transfer-encoding",
+        b"content-length",
+        b"upgrade",
+        b"connection",
+        b"te",
+    }
+)
+_NOTED_LENGTHS = frozenset(len(name) for name in _NOTED)
+
 
 class PendingRequest:
     """A parsed request head, the flags derived from it, and body bytes not yet forwarded."""
@@ -11,16 +26,19 @@ class PendingRequest:
     __slots__ = (
         "_buffer",
         "_buffered",
-        "_request_id",
         "chunked",
         "complete",
         "content_length",
+        "dropped",
         "force_instance",
         "headers",
         "host",
         "keep_alive",
         "method",
+        "request_id",
         "target",
+        "trailers",
+        "trailers_accepted",
         "upgrade",
         "x_forwarded_for",
     )
@@ -29,25 +47,36 @@ class PendingRequest:
         self.method = b"GET"
         self.target = b""
         self.headers: messages.Headers = []
+        self.trailers: messages.Headers | None = None  # a list once the head is complete and the body is chunked
+        self.dropped = messages.REQUEST_DROPPED  # what is not forwarded: hop-by-hop, and the edge's own headers
         self.host: str | None = None  # the Host header, lowercased, port included
         self.force_instance: str | None = None  # Fly-Force-Instance-Id
         self.x_forwarded_for: bytes | None = None
         self.upgrade: bytes | None = None  # the Upgrade header's value
+        self.trailers_accepted = False  # TE: trailers
         self.chunked = False
         self.content_length = 0
         self.keep_alive = True
         self.complete = False
+        self.request_id = b""
         self._buffer: list[bytes] = []
         self._buffered = 0
-        self._request_id: bytes | None = None
 
     def add_header(self, name: bytes, value: bytes) -> None:
-        """Keep a header; note the few the edge itself acts on."""
+        """Keep a header field (a trailer field, once the head is complete); note the few the edge acts on."""
+        if self.trailers is not None:
+            self.trailers.append((name, value))
+            return
         self.headers.append((name, value))
-        lowered = name.lower()
-        if lowered == b"host":
-            self.host = value.decode("latin-1").lower()
-        elif lowered == b"fly-force-instance-id":
+        if len(name) in _NOTED_LENGTHS:
+            lowered = name.lower()
+            if lowered == b"host":  # in every request: no call for it
+                self.host = value.decode("latin-1").lower()
+            elif lowered in _NOTED:
+                self._note(lowered, value)
+
+    def _note(self, lowered: bytes, value: bytes) -> None:
+        if lowered == b"fly-force-instance-id":
             self.force_instance = value.decode("latin-1").strip() or None
         elif lowered == b"x-forwarded-for":
             self.x_forwarded_for = value if self.x_forwarded_for is None else self.x_forwarded_for + b", " + value
@@ -57,6 +86,15 @@ class PendingRequest:
             self.content_length = int(value) if value.strip().isdigit() else 0
         elif lowered == b"upgrade":
             self.upgrade = value
+        elif lowered == b"connection":
+            self.dropped = self.dropped.adding(value)
+        elif lowered == b"te":
+            self.trailers_accepted = b"trailers" in value.lower()
+
+    def head_complete(self) -> None:
+        """The head is parsed: header fields from now on are trailer fields."""
+        if self.chunked:
+            self.trailers = []
 
     @property
     def host_name(self) -> str:
@@ -71,16 +109,23 @@ class PendingRequest:
         """Safe to send again on another connection: no body, nothing of it was consumed."""
         return not self.chunked and self.content_length == 0 and self.upgrade is None
 
-    def request_id(self, region: str) -> bytes:
-        if self._request_id is None:
-            self._request_id = messages.request_id(region)
-        return self._request_id
-
-    def forwarded_for(self, client_ip: str) -> bytes:
-        """X-Forwarded-For with the client appended to what earlier proxies said."""
-        if self.x_forwarded_for is None:
-            return client_ip.encode()
-        return self.x_forwarded_for + b", " + client_ip.encode()
+    def head(self, forwarded: bytes, client_ip: bytes) -> bytes:
+        """The head sent to the machine: the client's fields, less hop-by-hop ones, plus the edge's own.
+        `forwarded` holds the lines that depend only on the connection."""
+        parts = [self.method, b" ", self.target, b" HTTP/1.1\r\n"]
+        messages.header_lines(parts, self.headers, self.dropped)
+        parts += (forwarded, b"fly-request-id: ", self.request_id, b"\r\nx-forwarded-for: ")
+        if self.x_forwarded_for is not None:
+            parts += (self.x_forwarded_for, b", ")  # appended to what earlier proxies said
+        parts += (client_ip, b"\r\n")
+        if self.chunked:
+            parts.append(b"transfer-encoding: chunked\r\n")
+        if self.upgrade is not None:
+            parts += (b"connection: upgrade\r\nupgrade: ", self.upgrade, b"\r\n")
+        if self.trailers_accepted:  # the edge relays trailers, so the client's TE holds for the machine too
+            parts.append(b"te: trailers\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
 
     def buffer(self, data: bytes) -> int:
         """Hold body bytes until a machine is ready; returns how many are held."""
@@ -89,6 +134,8 @@ class PendingRequest:
         return self._buffered
 
     def take_buffer(self) -> bytes:
+        if not self._buffer:
+            return b""
         data = b"".join(self._buffer)
         self._buffer.clear()
         self._buffered = 0

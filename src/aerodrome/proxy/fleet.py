@@ -1,8 +1,8 @@
 """What the edge knows about machines beyond the directory: load, activity, and the starts and stops it drives.
 
 The directory is backed by a database, so its answers are cached for a short while; a start or stop made
-through the edge overrides the cached state at once (and clears the cache), so a request arriving right after
-a start sees the machine as started even if the control plane is slow to say so.
+through the edge overrides the cached state at once (and forgets the app's cached routes), so a request arriving
+right after a start sees the machine as started even if the control plane is slow to say so.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from aerodrome.core import MachineState, UnavailableError
 from aerodrome.proxy.directory import AppRoute, Backend, Directory
 
 _RouteKey = tuple[str | None, str, int]
+_ROUTES_KEPT = 4096  # cached answers before expired ones are swept out (hosts come from clients: unbounded)
 
 
 @dataclass(slots=True)
@@ -49,7 +50,7 @@ class Fleet:
         self._last_activity: dict[str, float] = {}
         self._starts: dict[str, asyncio.Task[None]] = {}
         self._stops: dict[str, asyncio.Task[None]] = {}
-        self._capacity = asyncio.Event()
+        self._capacity: asyncio.Event | None = None  # set while a request waits for capacity
         self.starts_total = 0  # machines started by the edge, for tests and metrics
 
     # --- routes -------------------------------------------------------------------------------------------
@@ -67,8 +68,18 @@ class Fleet:
         if cached is not False:
             return cached  # type: ignore[return-value]
         found = await self.directory.route(host, local_addr, edge_port)
-        self._routes[(host, local_addr, edge_port)] = (found, self.clock() + self.route_ttl)
+        now = self.clock()
+        if len(self._routes) >= _ROUTES_KEPT:
+            self._routes = {key: entry for key, entry in self._routes.items() if entry[1] >= now}
+            if len(self._routes) >= _ROUTES_KEPT:
+                self._routes.clear()
+        self._routes[(host, local_addr, edge_port)] = (found, now + self.route_ttl)
         return found
+
+    def forget_routes(self, app: str) -> None:
+        """Drop the app's cached routes, and every cached "no route": a new machine may be what gives a host one."""
+        routes = self._routes.items()
+        self._routes = {key: entry for key, entry in routes if entry[0] is not None and entry[0].app != app}
 
     def state(self, backend: Backend) -> MachineState:
         """The machine's state, preferring what the edge itself did to it recently."""
@@ -83,15 +94,16 @@ class Fleet:
     def is_stopping(self, machine_id: str) -> bool:
         return machine_id in self._stops
 
-    def machine_changed(self, machine_id: str) -> None:
-        """The control plane changed the machine: forget cached routes and what the edge assumed about it."""
+    def machine_changed(self, machine_id: str, app: str) -> None:
+        """The control plane changed a machine of `app`: forget the app's cached routes and what the edge assumed
+        about the machine."""
         self._overrides.pop(machine_id, None)
-        self._routes.clear()
+        self.forget_routes(app)
 
-    def _settle(self, machine_id: str, state: MachineState) -> None:
-        # Long enough for the control plane to catch up; the route cache is cleared so it is asked again.
+    def _settle(self, app: str, machine_id: str, state: MachineState) -> None:
+        # Long enough for the control plane to catch up; the app's routes are forgotten so it is asked again.
         self._overrides[machine_id] = _Override(state, self.clock() + max(5.0, 5 * self.route_ttl))
-        self._routes.clear()
+        self.forget_routes(app)
 
     # --- load and activity ----------------------------------------------------------------------------------
 
@@ -99,9 +111,19 @@ class Fleet:
         """In-flight requests (or open connections, for TCP services) on the machine."""
         return self._load.get(machine_id, 0)
 
+    def serving_load(self, backend: Backend) -> int | None:
+        """The machine's load when it is started and neither starting nor stopping (it can take a request at
+        once); None otherwise."""
+        machine_id = backend.machine_id
+        if machine_id in self._starts or machine_id in self._stops:
+            return None
+        if (self.state(backend) if self._overrides else backend.state) != MachineState.STARTED:
+            return None
+        return self._load.get(machine_id, 0)
+
     def acquire(self, machine_id: str) -> None:
+        # No activity stamp: `idle_for` is 0 while the load lasts, and `release` stamps when it ends.
         self._load[machine_id] = self._load.get(machine_id, 0) + 1
-        self._last_activity[machine_id] = self.clock()
 
     def release(self, machine_id: str) -> None:
         remaining = self._load.get(machine_id, 1) - 1
@@ -109,8 +131,9 @@ class Fleet:
             self._load[machine_id] = remaining
         else:
             self._load.pop(machine_id, None)
-        self._last_activity[machine_id] = self.clock()
-        self._signal_capacity()
+            self._last_activity[machine_id] = self.clock()
+        if self._capacity is not None:
+            self._signal_capacity()
 
     def idle_for(self, machine_id: str) -> float:
         """Seconds since the machine last had traffic; 0 while it has some. First sight counts as traffic."""
@@ -120,11 +143,14 @@ class Fleet:
         return now - self._last_activity.setdefault(machine_id, now)
 
     def _signal_capacity(self) -> None:
-        event, self._capacity = self._capacity, asyncio.Event()
-        event.set()
+        event, self._capacity = self._capacity, None
+        if event is not None:
+            event.set()
 
     async def wait_for_capacity(self, timeout: float) -> None:
         """Return when some load was released or a machine came up, or after `timeout`."""
+        if self._capacity is None:
+            self._capacity = asyncio.Event()  # made only when someone waits: releases are on the hot path
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._capacity.wait(), timeout)
 
@@ -158,7 +184,7 @@ class Fleet:
         except TimeoutError:
             raise UnavailableError(f"machine {backend.machine_id} did not start in {self.start_timeout:g}s") from None
         self.starts_total += 1
-        self._settle(backend.machine_id, MachineState.STARTED)
+        self._settle(app, backend.machine_id, MachineState.STARTED)
 
     async def _wait_for_port(self, address: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -188,7 +214,7 @@ class Fleet:
             await self.directory.stop_machine(app, backend.machine_id, suspend)
         finally:
             self._stops.pop(backend.machine_id, None)
-        self._settle(backend.machine_id, MachineState.SUSPENDED if suspend else MachineState.STOPPED)
+        self._settle(app, backend.machine_id, MachineState.SUSPENDED if suspend else MachineState.STOPPED)
 
     async def close(self) -> None:
         """Wait for starts and stops in flight; they belong to the control plane and must not be torn."""

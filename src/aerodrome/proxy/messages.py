@@ -5,15 +5,17 @@ from __future__ import annotations
 import itertools
 import os
 
+Headers = list[tuple[bytes, bytes]]
+
 # Hop-by-hop headers (RFC 9110 §7.6.1) and the ones the edge sets itself; dropped from what is forwarded.
-_REQUEST_DROP = frozenset(
+# `Trailer` is end-to-end: it announces the trailer fields, which the edge forwards.
+REQUEST_DROP = frozenset(
     {
         b"connection",
         b"keep-alive",
         b"proxy-connection",
         b"proxy-authorization",
         b"te",
-        b"trailer",
         b"transfer-encoding",
         b"upgrade",
         b"fly-client-ip",
@@ -23,9 +25,10 @@ _REQUEST_DROP = frozenset(
         b"x-forwarded-for",
     }
 )
-_RESPONSE_DROP = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"trailer", b"upgrade"}
-)
+RESPONSE_DROP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
+# Trailer fields that would say something about framing or routing are never relayed (RFC 9110 §6.5.1).
+TRAILER_DROP = REQUEST_DROP | {b"content-length", b"host", b"trailer"}
+
 _REASONS = {
     301: b"Moved Permanently",
     400: b"Bad Request",
@@ -35,71 +38,68 @@ _REASONS = {
     504: b"Gateway Timeout",
 }
 _request_ids = itertools.count(1)
-_REQUEST_ID_PREFIX = os.urandom(6).hex()
-
-Headers = list[tuple[bytes, bytes]]
-
-
+_REQUEST_ID_PREFIX = os.urandom(6).hex().encode()
 _CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
 
-
-def _dropped(headers: Headers, always: frozenset[bytes]) -> frozenset[bytes]:
-    """`always`, plus the headers a `Connection` header names: they are hop-by-hop too (RFC 9110 §7.6.1)."""
-    listed = [
-        token.strip().lower() for name, value in headers if name.lower() == b"connection" for token in value.split(b",")
-    ]
-    named = {token for token in listed if token and token not in _CONNECTION_OPTIONS}
-    return always | named if named else always
+LAST_CHUNK = b"0\r\n\r\n"
 
 
-def request_id(region: str) -> bytes:
+class Dropped:
+    """Names not to relay: a fixed set, plus whatever a `Connection` header names (hop-by-hop too, RFC 9110
+    §7.6.1). Header names are compared lowercased, and only those of a length in the set are lowercased."""
+
+    __slots__ = ("lengths", "names")
+
+    def __init__(self, names: frozenset[bytes]) -> None:
+        self.names = names
+        self.lengths = frozenset(len(name) for name in names)
+
+    def adding(self, connection_value: bytes) -> Dropped:
+        """These names plus the options a `Connection` header value lists, other than its own keywords."""
+        if connection_value.lower() in _CONNECTION_OPTIONS:
+            return self  # the common case, `Connection: keep-alive` or `close`
+        named = {token.strip().lower() for token in connection_value.split(b",")} - _CONNECTION_OPTIONS - {b""}
+        return Dropped(self.names | named) if named - self.names else self
+
+
+REQUEST_DROPPED = Dropped(REQUEST_DROP)
+RESPONSE_DROPPED = Dropped(RESPONSE_DROP)
+
+
+def request_id(region: bytes) -> bytes:
     """A unique id per request, shaped like Fly's (`<hex>-<region>`), cheap enough for every request."""
-    return f"{_REQUEST_ID_PREFIX}{next(_request_ids):010x}-{region}".encode()
+    return b"%s%010x-%s" % (_REQUEST_ID_PREFIX, next(_request_ids), region)
 
 
-def request_head(
-    method: bytes,
-    target: bytes,
-    headers: Headers,
-    forwarded: bytes,
-    forwarded_for: bytes | None,
-    chunked: bool,
-    upgrade: bytes | None,
-) -> bytes:
-    """The head sent to the machine. `forwarded` holds the edge's own header lines, already encoded."""
-    lines = [method, b" ", target, b" HTTP/1.1\r\n"]
-    drop = _dropped(headers, _REQUEST_DROP)
+def forwarded_lines(client_ip: str, scheme: str, edge_port: int) -> bytes:
+    """The edge's own header lines that depend only on the connection."""
+    return f"fly-client-ip: {client_ip}\r\nx-forwarded-proto: {scheme}\r\nx-forwarded-port: {edge_port}\r\n".encode()
+
+
+def header_lines(parts: list[bytes], headers: Headers, dropped: Dropped) -> None:
+    """Append `name: value` lines of the headers `dropped` keeps to `parts`."""
+    lengths, names = dropped.lengths, dropped.names
     for name, value in headers:
-        if name.lower() not in drop:
-            lines += (name, b": ", value, b"\r\n")
-    lines.append(forwarded)
-    if forwarded_for is not None:
-        lines += (b"x-forwarded-for: ", forwarded_for, b"\r\n")
-    if chunked:
-        lines.append(b"transfer-encoding: chunked\r\n")
-    if upgrade is not None:
-        lines += (b"connection: upgrade\r\nupgrade: ", upgrade, b"\r\n")
-    lines.append(b"\r\n")
-    return b"".join(lines)
+        if len(name) not in lengths or name.lower() not in names:
+            parts += (name, b": ", value, b"\r\n")
 
 
-def response_head(status: int, reason: bytes, headers: Headers, chunked: bool, close: bool, extra: bytes) -> bytes:
-    """The head relayed to the client; the edge decides framing and persistence for its own side."""
-    lines = [b"HTTP/1.1 %d " % status, reason or _REASONS.get(status, b"Status"), b"\r\n"]
-    drop = _dropped(headers, _RESPONSE_DROP)
-    for name, value in headers:
-        if name.lower() not in drop:
-            lines += (name, b": ", value, b"\r\n")
+def response_head(
+    status: int, reason: bytes, headers: Headers, dropped: Dropped, chunked: bool, close: bool, extra: bytes
+) -> list[bytes]:
+    """The head relayed to the client, as pieces to join; the edge decides framing and persistence for its side."""
+    parts = [b"HTTP/1.1 %d " % status, reason or _REASONS.get(status, b"Status"), b"\r\n"]
+    header_lines(parts, headers, dropped)
     if chunked:
-        lines.append(b"transfer-encoding: chunked\r\n")
+        parts.append(b"transfer-encoding: chunked\r\n")
     if close:
-        lines.append(b"connection: close\r\n")
-    lines += (extra, b"\r\n")
-    return b"".join(lines)
+        parts.append(b"connection: close\r\n")
+    parts += (extra, b"\r\n")
+    return parts
 
 
 def upgrade_head(status: int, reason: bytes, headers: Headers) -> bytes:
-    """A 101 response relayed as is: its Connection and Upgrade headers are the handshake."""
+    """A 1xx response relayed as is: a 101's Connection and Upgrade headers are the handshake."""
     lines = [b"HTTP/1.1 %d " % status, reason or b"Switching Protocols", b"\r\n"]
     for name, value in headers:
         lines += (name, b": ", value, b"\r\n")
@@ -125,4 +125,19 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-LAST_CHUNK = b"0\r\n\r\n"
+def chunk_size(data: bytes) -> bytes:
+    """The size line that opens a chunk; the data and a CRLF follow."""
+    return b"%x\r\n" % len(data)
+
+
+def last_chunk(trailers: Headers | None) -> bytes:
+    """The end of a chunked body, with the trailer fields that may be relayed."""
+    if not trailers:
+        return LAST_CHUNK
+    parts = [b"0\r\n"]
+    header_lines(parts, trailers, TRAILER_DROPPED)
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+TRAILER_DROPPED = Dropped(TRAILER_DROP)

@@ -13,16 +13,28 @@ from typing import Protocol, cast
 
 import httptools
 
-from aerodrome.proxy.messages import Headers
+from aerodrome.proxy.messages import RESPONSE_DROPPED, Dropped, Headers
 
 BackendKey = tuple[str, int]  # (address, port)
+# Response header names that say how the body is framed or what is hop-by-hop; the usual spellings are found
+# at once, others by length first (so most names are never lowercased).
+_FRAMING = (b"connection", b"content-length", b"transfer-encoding")
+_FRAMING_SPELLINGS = {spelling: name for name in _FRAMING for spelling in (name, name.title())}
+_FRAMING_LENGTHS = frozenset(len(name) for name in _FRAMING)
 
 
 class ResponseSink(Protocol):
-    """What an upstream connection reports to the client connection it is serving."""
+    """What an upstream connection reports to the client connection it is serving.
 
-    def on_response_head(self, status: int, reason: bytes, headers: Headers, chunked: bool, until_close: bool) -> None:
-        """A final response head arrived; `until_close`: the body runs until the machine closes."""
+    Within one read from the machine the sink may hold what it writes to the client, so that a head and the
+    body after it leave in one write; `flush` closes each read.
+    """
+
+    def on_response_head(
+        self, status: int, reason: bytes, headers: Headers, dropped: Dropped, chunked: bool, until_close: bool
+    ) -> None:
+        """A final response head arrived; `dropped`: the hop-by-hop names not to relay; `until_close`: the body
+        runs until the machine closes."""
 
     def on_interim(self, status: int, reason: bytes, headers: Headers) -> None:
         """A 1xx response other than 101 (100 Continue, 103 Early Hints)."""
@@ -33,11 +45,15 @@ class ResponseSink(Protocol):
     def on_response_body(self, data: bytes) -> None:
         """Body bytes (chunked framing already removed), or raw bytes after an upgrade."""
 
-    def on_response_end(self, connection: UpstreamConnection, reusable: bool) -> None:
-        """The response ended; `reusable`: the machine keeps the connection open for another request."""
+    def on_response_end(self, connection: UpstreamConnection, reusable: bool, trailers: Headers | None) -> None:
+        """The response ended, with its trailer fields if it was chunked and had some; `reusable`: the machine
+        keeps the connection open for another request."""
 
     def on_upstream_lost(self, connection: UpstreamConnection) -> None:
         """The connection closed before the response ended (or, after an upgrade, at all)."""
+
+    def flush(self) -> None:
+        """The end of one read from the machine: write to the client what it produced."""
 
     def pause_client_reading(self) -> None:
         """The machine reads the request body slower than the client sends it."""
@@ -59,13 +75,17 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_response = False  # any byte of the current response arrived
         self.idle_since = 0.0
         self.reading_paused = False
-        self._parser: httptools.HttpResponseParser | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._parser_clean = True  # the parser ended its last message, so it can frame the next one
         self._tunnel = False
         self._head_only = False
         self._status = 0
         self._reason = b""
         self._headers: Headers = []
+        self._trailers: Headers | None = None  # a list while a chunked body is parsed
+        self._dropped = RESPONSE_DROPPED
         self._chunked = False
+        self._has_length = False
         self._until_close = False
         self._head_seen = False
 
@@ -74,12 +94,22 @@ class UpstreamConnection(asyncio.Protocol):
     def begin(self, sink: ResponseSink, head_only: bool) -> None:
         """Take a new exchange; `head_only` for HEAD requests, whose responses have no body."""
         self.sink = sink
-        self._parser = httptools.HttpResponseParser(self)
+        if not self._parser_clean:
+            # A HEAD response leaves the parser waiting for the body its Content-Length announced.
+            self._parser = httptools.HttpResponseParser(self)
+        self._parser_clean = False
         self._head_only = head_only
-        self._headers = []
-        self._reason = b""
         self._status = 0
-        self.got_response = self._chunked = self._until_close = self._head_seen = False
+        self.got_response = self._until_close = self._head_seen = False
+        self._start_message()
+
+    def _start_message(self) -> None:
+        """Forget the head of the last message: a new exchange, or the final response after a 1xx."""
+        self._headers = []
+        self._trailers = None
+        self._dropped = RESPONSE_DROPPED
+        self._reason = b""
+        self._chunked = self._has_length = False
 
     def send(self, data: bytes) -> None:
         assert self.transport is not None
@@ -118,14 +148,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_response = True
         if self._tunnel:
             sink.on_response_body(data)
-            return
-        assert self._parser is not None
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            self._upgrade(data[exc.args[0] :])
-        except httptools.HttpParserError:
-            self.close()
+        else:
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserUpgrade as exc:
+                self._upgrade(data[exc.args[0] :])
+            except httptools.HttpParserError:
+                self.close()
+        sink.flush()
 
     def eof_received(self) -> bool | None:
         return None  # close: a response without framing ends here, and an idle connection is dead
@@ -137,7 +167,7 @@ class UpstreamConnection(asyncio.Protocol):
         if sink is None:
             return
         if self._until_close and self._head_seen and not self._tunnel:
-            sink.on_response_end(self, False)
+            sink.on_response_end(self, False, None)
         else:
             sink.on_upstream_lost(self)
 
@@ -155,26 +185,40 @@ class UpstreamConnection(asyncio.Protocol):
         self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._trailers is not None:
+            self._trailers.append((name, value))
+            return
         self._headers.append((name, value))
-        if len(name) == 17 and name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
-            self._chunked = True
+        framing = _FRAMING_SPELLINGS.get(name)
+        if framing is not None:
+            self._note_framing(framing, value)
+        elif len(name) in _FRAMING_LENGTHS:
+            self._note_framing(name.lower(), value)
+
+    def _note_framing(self, lowered: bytes, value: bytes) -> None:
+        if lowered == b"transfer-encoding":
+            self._chunked = self._chunked or b"chunked" in value.lower()
+        elif lowered == b"content-length":
+            self._has_length = True
+        elif lowered == b"connection":
+            self._dropped = self._dropped.adding(value)
 
     def on_headers_complete(self) -> None:
-        assert self._parser is not None and self.sink is not None
+        assert self.sink is not None
         status = self._status = self._parser.get_status_code()
         if status == 101:
             return  # reported with the bytes that follow, from data_received
         if status < 200:
             self.sink.on_interim(status, self._reason, self._headers)
-            self._headers, self._reason = [], b""
+            self._start_message()
             return
-        has_length = any(len(n) == 14 and n.lower() == b"content-length" for n, _ in self._headers)
         no_body = self._head_only or status in (204, 304)
-        self._until_close = not (self._chunked or has_length or no_body)
+        self._until_close = not (self._chunked or self._has_length or no_body)
         self._head_seen = True
-        self.sink.on_response_head(
-            status, self._reason, self._headers, self._chunked and not no_body, self._until_close
-        )
+        chunked = self._chunked and not no_body
+        if chunked:
+            self._trailers = []
+        self.sink.on_response_head(status, self._reason, self._headers, self._dropped, chunked, self._until_close)
         if self._head_only:
             self._end()
 
@@ -183,13 +227,15 @@ class UpstreamConnection(asyncio.Protocol):
             self.sink.on_response_body(body)
 
     def on_message_complete(self) -> None:
-        if self._status >= 200 and self.sink is not None:
-            self._end()
+        if self._status >= 200:
+            self._parser_clean = True
+            if self.sink is not None:
+                self._end()
 
     def _end(self) -> None:
         sink, self.sink = self.sink, None
-        assert sink is not None and self._parser is not None
-        sink.on_response_end(self, self._parser.should_keep_alive() and not self._until_close)
+        assert sink is not None
+        sink.on_response_end(self, self._parser.should_keep_alive() and not self._until_close, self._trailers)
 
     def _upgrade(self, rest: bytes) -> None:
         if self._status != 101 or self.sink is None:
@@ -220,7 +266,8 @@ class UpstreamPool:
 
     def put(self, connection: UpstreamConnection) -> None:
         connection.sink = None
-        connection.resume_reading()
+        if connection.reading_paused:
+            connection.resume_reading()
         connection.idle_since = time.monotonic()
         idle = self._idle.setdefault(connection.key, [])
         idle.append(connection)
