@@ -178,7 +178,9 @@ class SqlStore:
         )
 
     async def live_machines(self) -> list[Machine]:
-        return await self._runner.read(machines.live_machines)
+        live = await self._runner.read(machines.live_machines)
+        self._cache.put_machines(live)  # recovery reads them all at start: later listings find them in memory
+        return live
 
     async def save_machine(
         self, machine: Machine, *, event: MachineEvent | None = None, new_version: bool = False
