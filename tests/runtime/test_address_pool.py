@@ -56,7 +56,15 @@ def test_a_different_subnet_size_is_refused_once_orgs_have_slots(tmp_path: Path)
     AddressPool(orgs, POOL, org_prefixlen=24).allocate("a", 1)
     with pytest.raises(FailedPreconditionError, match="have /24 subnets"):
         AddressPool(orgs, POOL, org_prefixlen=20)
-    assert json.loads(orgs.read_text()) == {"org_prefixlen": 24, "slots": {"1": 0}}
+    assert json.loads(orgs.read_text()) == {"pool": POOL, "org_prefixlen": 24, "slots": {"1": 0}}
+
+
+def test_another_pool_is_refused_once_orgs_have_slots(tmp_path: Path) -> None:
+    orgs = tmp_path / "orgs.json"
+    AddressPool(orgs, POOL, org_prefixlen=24).allocate("a", 1)
+    with pytest.raises(FailedPreconditionError, match=f"machine pool {POOL}; the pool cannot change"):
+        AddressPool(orgs, "10.98.0.0/16", org_prefixlen=24)
+    assert AddressPool(orgs, POOL, org_prefixlen=24).allocate("b", 1).subnet4 == "10.99.0.0/24"
 
 
 def test_a_host_without_orgs_takes_any_subnet_size(tmp_path: Path) -> None:

@@ -157,8 +157,8 @@ class _Hosts:
 class AddressPool:
     """Allocates organisation slots (persisted in orgs.json) and machine addresses (persisted by the caller).
 
-    orgs.json records the subnet size with the slots: slots of one size cannot be re-cut into another while
-    machines and firewall rules use them, so a different `org_prefixlen` for a host with organisations is refused.
+    orgs.json records the pool and the subnet size with the slots: slots cannot be moved or re-cut while machines
+    and firewall rules use them, so another pool or `org_prefixlen` for a host with organisations is refused.
     """
 
     def __init__(self, orgs_file: Path, pool4: str, org_prefixlen: int = DEFAULT_ORG_PREFIXLEN) -> None:
@@ -167,7 +167,12 @@ class AddressPool:
         check_org_prefixlen(self.pool4, org_prefixlen)
         self.org_prefixlen = org_prefixlen
         self.org_size = 2 ** (32 - org_prefixlen)
-        recorded_prefixlen, self.slots = _read_slots(orgs_file)
+        recorded_pool, recorded_prefixlen, self.slots = _read_slots(orgs_file)
+        if self.slots and recorded_pool not in (None, str(self.pool4)):
+            raise FailedPreconditionError(
+                f"organisations on this host have subnets of the machine pool {recorded_pool}; the pool cannot change "
+                f"to {self.pool4} (keep {recorded_pool}, or use a new data directory)"
+            )
         if self.slots and recorded_prefixlen != org_prefixlen:
             raise FailedPreconditionError(
                 f"organisations on this host have /{recorded_prefixlen} subnets of the machine pool; "
@@ -242,16 +247,17 @@ class AddressPool:
             raise RuntimeFailureError("no free organisation subnet in the IPv4 pool on this host")
         self.slots[org] = min(free)
         slots = {str(k): v for k, v in self.slots.items()}
-        write_json(self.orgs_file, {"org_prefixlen": self.org_prefixlen, "slots": slots})
+        write_json(self.orgs_file, {"pool": str(self.pool4), "org_prefixlen": self.org_prefixlen, "slots": slots})
         return self.slots[org]
 
 
-def _read_slots(orgs_file: Path) -> tuple[int, dict[int, int]]:
-    """The recorded subnet size and organisation slots; a file of bare slots predates the size, always a /20."""
+def _read_slots(orgs_file: Path) -> tuple[str | None, int, dict[int, int]]:
+    """The recorded pool (None when not recorded), subnet size and organisation slots; a file of bare slots
+    predates the size, always a /20."""
     data = read_json(orgs_file) or {}
     if "slots" in data:
-        return int(data["org_prefixlen"]), {int(k): int(v) for k, v in data["slots"].items()}
-    return DEFAULT_ORG_PREFIXLEN, {int(k): int(v) for k, v in data.items()}
+        return data.get("pool"), int(data["org_prefixlen"]), {int(k): int(v) for k, v in data["slots"].items()}
+    return None, DEFAULT_ORG_PREFIXLEN, {int(k): int(v) for k, v in data.items()}
 
 
 def _netns_script(a: Allocation) -> str:
