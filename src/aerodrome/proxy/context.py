@@ -54,6 +54,7 @@ class EdgeContext:
         self.connections: set[Sweepable] = set()
         self.http_port = settings.http_port  # the ports bound, once the listeners are up
         self.https_port = settings.https_port
+        self.http_local: tuple[str, int] | None = None  # the shared HTTP listener's one address, once known
         self.tasks: set[asyncio.Task[None]] = set()
         self.region_tag = settings.region.encode()  # ends every request id
 

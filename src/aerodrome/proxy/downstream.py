@@ -38,8 +38,10 @@ class ConnState(enum.Enum):
 class HttpConnection(asyncio.Protocol):
     """A client's HTTP/1.1 connection to the edge."""
 
-    def __init__(self, edge: EdgeContext, edge_port: int, scheme: str) -> None:
+    def __init__(self, edge: EdgeContext, edge_port: int, scheme: str, local: tuple[str, int] | None = None) -> None:
+        """`local`: the address the listener is bound to, when it is one address (it spares asking the socket)."""
         self.edge = edge
+        self._local = local
         self.edge_port = edge_port
         self.scheme = scheme
         self.state = ConnState.IDLE
@@ -74,7 +76,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
-        peer, local = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+        peer, local = transport.get_extra_info("peername"), self._local or transport.get_extra_info("sockname")
         self.client_ip, self.local_addr = peer[0], local[0]
         # Reached on the shared HTTP listener, https lives on the shared HTTPS one; on a dedicated address, on 443.
         self._https_port = self.edge.https_port if local[1] == self.edge.http_port else 443
@@ -264,7 +266,8 @@ class HttpConnection(asyncio.Protocol):
             request.request_id = messages.request_id(self.edge.region_tag)
         head = request.head(self._forwarded, self._client_ip)
         connection.send(head + request.take_buffer())
-        self._resume(_PAUSE_BUFFER)
+        if self._paused:
+            self._resume(_PAUSE_BUFFER)
 
     def on_response_head(
         self,
@@ -356,7 +359,8 @@ class HttpConnection(asyncio.Protocol):
         self._release()
         self._active = None
         self._response_started = self._retried = False
-        self._resume(_PAUSE_UPSTREAM)
+        if self._paused:  # checked here first: reading is rarely paused, and this runs once per request
+            self._resume(_PAUSE_UPSTREAM)
         if close or self._tunnel_backlog is not None:
             self._close()
             return
@@ -364,7 +368,7 @@ class HttpConnection(asyncio.Protocol):
         if self._queue:
             self._active = self._queue.pop(0)
             self._dispatch()
-        if not self._queue:
+        if not self._queue and self._paused:
             self._resume(_PAUSE_QUEUE)
 
     # --- timeouts -------------------------------------------------------------------------------------------

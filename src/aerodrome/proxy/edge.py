@@ -21,6 +21,14 @@ from aerodrome.proxy.upstream import UpstreamPool
 _BACKLOG = 1024
 
 
+def _single_address(server: asyncio.Server) -> tuple[str, int] | None:
+    """The (address, port) every connection to the server reaches, unless it listens on several or a wildcard."""
+    if len(server.sockets) != 1:
+        return None
+    address, port = server.sockets[0].getsockname()[:2]
+    return None if address in ("0.0.0.0", "::") else (address, port)
+
+
 class Edge:
     """Fly's fly-proxy for one host: routes by Host, SNI or dedicated address; autostarts and autostops machines."""
 
@@ -64,7 +72,7 @@ class Edge:
         loop = asyncio.get_running_loop()
         context = self.context
         http = await loop.create_server(
-            lambda: HttpConnection(context, 80, "http"),
+            lambda: HttpConnection(context, 80, "http", context.http_local),
             self.settings.http_host,
             self.settings.http_port,
             reuse_address=True,
@@ -81,6 +89,7 @@ class Edge:
         )
         self._shared = [http, https]
         context.http_port = http.sockets[0].getsockname()[1]
+        context.http_local = _single_address(http)
         context.https_port = https.sockets[0].getsockname()[1]
         self._sweeper = loop.create_task(self._sweep_forever())
         self.autostopper.start()

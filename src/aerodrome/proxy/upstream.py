@@ -190,7 +190,9 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self._headers.append((name, value))
         framing = _FRAMING_SPELLINGS.get(name)
-        if framing is not None:
+        if framing == b"content-length":  # the usual framing, noted without a call
+            self._has_length = True
+        elif framing is not None:
             self._note_framing(framing, value)
         elif len(name) in _FRAMING_LENGTHS:
             self._note_framing(name.lower(), value)
