@@ -134,6 +134,7 @@ async def test_an_unpack_cut_short_is_redone(tmp_path: Path, registry: EmbeddedR
     (tmp_path / "images" / (info.digest.replace(":", "-") + ".json")).unlink()
     rootfs = Path(info.rootfs)
     (rootfs / "bin" / "busybox").unlink()
+    store = _store(tmp_path, registry)  # the daemon that comes back after the crash
     assert store.get(info.digest) is None
     steps: list[str] = []
     again = await store.pull(busybox_image, steps.append)

@@ -70,6 +70,8 @@ class ImageStore:
         self._layout_lock = asyncio.Lock()
         # reference -> (image, when resolved): a burst of creates from one tag asks the registry once
         self._fresh: dict[str, tuple[ImageInfo, float]] = {}
+        # digest -> image, as its metadata file says: this process is the one that writes and removes them
+        self._unpacked: dict[str, ImageInfo] = {}
 
     async def pull(self, reference: str, progress: Progress | None = None) -> ImageInfo:
         """Resolve `reference`, fetch and unpack its image unless present; NotFoundError/UnavailableError name it."""
@@ -138,13 +140,17 @@ class ImageStore:
 
     def get(self, digest: str) -> ImageInfo | None:
         """The image with this manifest digest, if unpacked on this host (no network)."""
+        known = self._unpacked.get(digest)
+        if known is not None:
+            return known
         if not _DIGEST.fullmatch(digest):
             return None
         try:
             data = json.loads(self._metadata_path(digest).read_text())
         except (FileNotFoundError, ValueError):
             return None
-        return _info_from_json(data)
+        info = self._unpacked[digest] = _info_from_json(data)
+        return info
 
     def list(self) -> list[ImageInfo]:
         """Every image unpacked on this host."""
@@ -162,6 +168,7 @@ class ImageStore:
                 continue
             async with self._digest_locks.setdefault(info.digest, asyncio.Lock()):
                 # The metadata goes first: an image without it is incomplete and never handed out.
+                self._unpacked.pop(info.digest, None)
                 self._metadata_path(info.digest).unlink(missing_ok=True)
                 await asyncio.to_thread(shutil.rmtree, self._bundle(info.digest), True)
                 async with self._layout_lock:
@@ -258,6 +265,7 @@ class ImageStore:
         with map_runtime_errors(f"recording image {reference}"):
             if metadata.exists():  # never resurrect an image that remove_unused has just taken away
                 _write_atomically(metadata, json.dumps(dataclasses.asdict(stamped)).encode())
+                self._unpacked[info.digest] = stamped
             if not parse_reference(reference).digest:
                 ref_file = self.root / "refs" / (urllib.parse.quote(str(parse_reference(reference)), safe="") + ".json")
                 _write_atomically(ref_file, json.dumps({"digest": info.digest}).encode())
