@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from aerodrome.store.database import create_store_engine, migrate, sqlite_url
-from aerodrome.store.operations import Operation, OperationStatus
 from aerodrome.store.schema import metadata
 from aerodrome.store.sql_store import SqlStore
 
 __all__ = [
-    "Operation",
-    "OperationStatus",
     "SqlStore",
     "create_store_engine",
     "metadata",

@@ -15,7 +15,6 @@ from aerodrome.store.schema import (
     machine_events,
     machine_versions,
     machines,
-    operations,
     organizations,
     secrets,
     tokens,
@@ -126,7 +125,6 @@ def delete_app(conn: Connection, name: str) -> None:
     app_volumes = select(volumes.c.id).where(volumes.c.app_name == name)
     conn.execute(delete(machine_events).where(machine_events.c.machine_id.in_(app_machines)))
     conn.execute(delete(machine_versions).where(machine_versions.c.machine_id.in_(app_machines)))
-    conn.execute(delete(operations).where(operations.c.machine_id.in_(app_machines)))
     conn.execute(delete(machines).where(machines.c.app_name == name))
     conn.execute(delete(volume_snapshots).where(volume_snapshots.c.volume_id.in_(app_volumes)))
     conn.execute(delete(volumes).where(volumes.c.app_name == name))

@@ -21,7 +21,6 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    text,
 )
 
 # Stable constraint names: Alembic needs them to alter or drop constraints on any engine.
@@ -192,31 +191,4 @@ certificates = Table(
     Column("acme_requested", Boolean, nullable=False),
     Column("created_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
-)
-
-# The durable run log of operations (flyd's FSM runs): a row is written before an operation's first side effect
-# and updated after each step, so a restarted host agent resumes unfinished runs instead of guessing.
-operations = Table(
-    "operations",
-    metadata,
-    Column("id", String(32), primary_key=True),  # ULID: sorts by start time
-    Column("machine_id", String(32), nullable=False),
-    Column("action", String(32), nullable=False),
-    Column("step", String(64), nullable=False),  # the last completed step; "" before the first
-    Column("status", String(16), nullable=False),
-    Column("payload", JSON, nullable=False),
-    Column("error", Text),
-    Column("host", String(128), nullable=False),
-    Column("started_at", BigInteger, nullable=False),  # milliseconds since the epoch
-    Column("updated_at", BigInteger, nullable=False),
-    Index("ix_operations_status_host", "status", "host"),
-    # One running operation per (machine, action), enforced by the engine itself rather than by a read-then-write.
-    Index(
-        "uq_operations_running_machine_action",
-        "machine_id",
-        "action",
-        unique=True,
-        sqlite_where=text("status = 'running'"),
-        postgresql_where=text("status = 'running'"),
-    ),
 )

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Engine
 
 from aerodrome.core import (
     App,
     Certificate,
-    Clock,
     IPAddress,
     Lease,
     Machine,
@@ -24,13 +22,11 @@ from aerodrome.core import (
     MachineVersion,
     Organization,
     Secret,
-    SystemClock,
     Token,
     Volume,
     VolumeSnapshot,
-    ulid,
 )
-from aerodrome.store import app_resources, certificates, machines, operations, orgs, volumes
+from aerodrome.store import app_resources, certificates, machines, orgs, volumes
 from aerodrome.store.cache import ALL, RecordCache
 from aerodrome.store.database import (
     SQLITE_WRITER,
@@ -39,35 +35,33 @@ from aerodrome.store.database import (
     migrate,
     sqlite_url,
 )
-from aerodrome.store.operations import Operation, OperationStatus
 from aerodrome.store.runner import SyncRunner
 
 
 class SqlStore:
-    def __init__(self, engine: Engine, *, clock: Clock | None = None) -> None:
+    def __init__(self, engine: Engine) -> None:
         """Wrap an engine whose database is migrated already; `open` and `open_sqlite` do both steps."""
         sqlite = engine.dialect.name == "sqlite"
         self._runner = SyncRunner(engine, write_options=SQLITE_WRITER if sqlite else None)
-        self._clock = clock or SystemClock()
         self._cache = RecordCache(enabled=sqlite)  # an embedded SQLite file has this process as its one writer
 
     @classmethod
-    async def open(cls, url: str, *, clock: Clock | None = None) -> SqlStore:
+    async def open(cls, url: str) -> SqlStore:
         """Migrate the database at `url` to the newest schema and open it."""
-        return cls._open(url, clock)
+        return cls._open(url)
 
     @classmethod
-    def open_sqlite(cls, path: str | Path, *, clock: Clock | None = None) -> SqlStore:
+    def open_sqlite(cls, path: str | Path) -> SqlStore:
         """Migrate and open the SQLite file at `path`, creating it when absent."""
-        return cls._open(sqlite_url(path), clock)
+        return cls._open(sqlite_url(path))
 
     @classmethod
-    def _open(cls, url: str, clock: Clock | None) -> SqlStore:
+    def _open(cls, url: str) -> SqlStore:
         if is_sqlite(url):
             # Switch to WAL before Alembic's first write, so even the migration is journaled the same way.
             create_store_engine(url).dispose()
         migrate(url)
-        return cls(create_store_engine(url), clock=clock)
+        return cls(create_store_engine(url))
 
     async def close(self) -> None:
         self._runner.close()
@@ -271,42 +265,3 @@ class SqlStore:
 
     async def delete_certificate(self, hostname: str) -> None:
         await self._runner.write(certificates.delete_certificate, hostname)
-
-    # the operations run log (beyond the core's Store: the host agent's crash-safe operations)
-    async def begin_operation(
-        self, machine_id: str, action: str, payload: dict[str, Any] | None = None, *, host: str = "local"
-    ) -> Operation:
-        """Record a run before its first side effect; FailedPreconditionError if one is running already."""
-        now = self._now_ms()
-        run = Operation(
-            id=ulid(now),
-            machine_id=machine_id,
-            action=action,
-            step="",
-            status=OperationStatus.RUNNING,
-            started_at=now,
-            updated_at=now,
-            payload=dict(payload or {}),
-            host=host,
-        )
-        await self._runner.write(operations.begin_operation, run)
-        return run
-
-    async def complete_step(self, operation_id: str, step: str, payload: dict[str, Any] | None = None) -> None:
-        """Record that `step` is done (and replace the run's payload, when given)."""
-        await self._runner.write(operations.complete_step, operation_id, step, payload, self._now_ms())
-
-    async def finish_operation(
-        self, operation_id: str, status: OperationStatus = OperationStatus.SUCCEEDED, error: str | None = None
-    ) -> None:
-        await self._runner.write(operations.finish_operation, operation_id, status, error, self._now_ms())
-
-    async def get_operation(self, operation_id: str) -> Operation | None:
-        return await self._runner.read(operations.get_operation, operation_id)
-
-    async def unfinished_operations(self, host: str | None = None) -> list[Operation]:
-        """Running operations, oldest first: what a restarted host agent resumes."""
-        return await self._runner.read(operations.unfinished_operations, host)
-
-    def _now_ms(self) -> int:
-        return int(self._clock.now() * 1000)
