@@ -38,6 +38,38 @@ class ConnState(enum.Enum):
 class HttpConnection(asyncio.Protocol):
     """A client's HTTP/1.1 connection to the edge."""
 
+    __slots__ = (
+        "_active",
+        "_backend",
+        "_client_ip",
+        "_close_after",
+        "_forwarded",
+        "_https_port",
+        "_incoming",
+        "_local",
+        "_out",
+        "_parser",
+        "_paused",
+        "_queue",
+        "_response_chunked",
+        "_response_started",
+        "_retried",
+        "_route",
+        "_route_redirects",
+        "_sent_at",
+        "_task",
+        "_tunnel_backlog",
+        "_upstream",
+        "client_ip",
+        "edge",
+        "edge_port",
+        "last_activity",
+        "local_addr",
+        "scheme",
+        "state",
+        "transport",
+    )
+
     def __init__(self, edge: EdgeContext, edge_port: int, scheme: str, local: tuple[str, int] | None = None) -> None:
         """`local`: the address the listener is bound to, when it is one address (it spares asking the socket)."""
         self.edge = edge
