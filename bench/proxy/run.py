@@ -1,9 +1,14 @@
 """Edge benchmark: warm throughput and latency through the edge vs direct vs nginx, and cold start to first byte.
 
 Load generator: wrk (Debian package), one thread, the same command line for each target. The upstream is an nginx
-answering a fixed 200 (one worker); the reference proxy is a second nginx (one worker, keep-alive upstream pool)
-in front of the same upstream; the edge runs in its own process on uvloop. Both cases are measured: keep-alive,
-and a new connection per request (`Connection: close`).
+answering a fixed 200 (one worker); the reference proxy is a second nginx process (one worker, keep-alive upstream
+pool) in front of the same upstream; the edge runs in its own process on uvloop. So each proxy is one process of
+its own beside the same upstream process. Both cases are measured: keep-alive, and a new connection per request
+(`Connection: close`).
+
+`--pin` gives the proxy under test the last CPU to itself and puts wrk and the upstream on the others. Unpinned
+(the default), the kernel places all of them, as it would in use; on a small host the two placements favour
+different cases, so the figures of both are worth reading side by side.
 
 Throughput is measured at `--connections` (saturating); the latency figure is the p50 at `--latency-connections`
 (1 by default), where neither proxy is saturated, so the added p50 is the proxy's own cost per request rather
@@ -11,13 +16,14 @@ than queueing. The targets are run in turn, `--rounds` times over; each keeps it
 shared and a round that overlaps someone else's work only ever loses. The cold case runs in-process: a stopped
 machine whose start brings up a real listener, timed from request sent to first response byte.
 
-    .venv/bin/python bench/proxy/run.py [--seconds 5] [--connections 32] [--rounds 3]
+    .venv/bin/python bench/proxy/run.py [--seconds 5] [--connections 32] [--rounds 3] [--pin]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import socket
 import statistics
@@ -25,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -36,19 +42,34 @@ from aerodrome.proxy import AppRoute, Backend, Edge, EdgeSettings
 NGINX_CONF = """
 worker_processes 1;
 daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
+pid {dir}/{name}.pid;
+error_log {dir}/{name}.log warn;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
-  upstream app {{ server 127.0.0.1:{upstream}; keepalive 64; }}
-  server {{ listen 127.0.0.1:{upstream}; location / {{ return 200 "hello from the machine\\n"; }} }}
+  {server}
+}}
+"""
+UPSTREAM_SERVER = 'server {{ listen 127.0.0.1:{upstream}; location / {{ return 200 "hello from the machine\\n"; }} }}'
+PROXY_SERVER = """upstream app {{ server 127.0.0.1:{upstream}; keepalive 64; }}
   server {{
     listen 127.0.0.1:{proxy};
     location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }}
-  }}
-}}
-"""
+  }}"""
+
+CPUS = sorted(os.sched_getaffinity(0))
+PROXY_CPUS, LOAD_CPUS = CPUS, CPUS  # `--pin`: the last CPU for the proxy under test, the rest for the others
+
+
+def on_cpus(cpus: list[int]) -> Callable[[], None]:
+    """A preexec function that confines a child process to `cpus`."""
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def start_nginx(work: str, name: str, server: str, cpus: list[int]) -> subprocess.Popen[bytes]:
+    conf = Path(work, f"{name}.conf")
+    conf.write_text(NGINX_CONF.format(dir=work, name=name, server=server))
+    return subprocess.Popen(["nginx", "-c", str(conf), "-p", work], preexec_fn=on_cpus(cpus))
 
 
 def free_port() -> int:
@@ -111,7 +132,13 @@ def wrk(port: int, seconds: int, connections: int, close: bool) -> dict[str, flo
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", "Host: bench.localhost"]
     if close:
         command += ["-H", "Connection: close"]
-    out = subprocess.run([*command, f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [*command, f"http://127.0.0.1:{port}/"],
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=on_cpus(LOAD_CPUS),
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     return {"rps": rps, "p50": _ms(out, "50%"), "p99": _ms(out, "99%"), "errors": float("Non-2xx" in out)}
 
@@ -167,8 +194,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--latency-connections", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pin", action="store_true", help="the proxy under test on a CPU of its own")
     parser.add_argument("--serve-edge", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.pin and len(CPUS) > 1:
+        global PROXY_CPUS, LOAD_CPUS
+        PROXY_CPUS, LOAD_CPUS = CPUS[-1:], CPUS[:-1]
     if args.serve_edge:
         serve_edge(*args.serve_edge)
         return
@@ -177,11 +208,13 @@ def main() -> None:
     throughput: dict[bool, Results] = {}
     latency: dict[bool, Results] = {}
     with tempfile.TemporaryDirectory() as work:
-        conf = Path(work, "nginx.conf")
-        conf.write_text(NGINX_CONF.format(dir=work, upstream=upstream, proxy=nginx_port))
-        nginx = subprocess.Popen(["nginx", "-c", str(conf), "-p", work])
+        origin = start_nginx(work, "upstream", UPSTREAM_SERVER.format(upstream=upstream), LOAD_CPUS)
+        nginx = start_nginx(work, "proxy", PROXY_SERVER.format(upstream=upstream, proxy=nginx_port), PROXY_CPUS)
         edge = subprocess.Popen(
-            [sys.executable, __file__, "--serve-edge", str(edge_port), str(upstream)], stdout=subprocess.PIPE, text=True
+            [sys.executable, __file__, "--serve-edge", str(edge_port), str(upstream)],
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=on_cpus(PROXY_CPUS),
         )
         try:
             assert edge.stdout is not None and edge.stdout.readline().strip() == "ready"
@@ -194,10 +227,10 @@ def main() -> None:
                     args.rounds, targets, max(1, args.seconds // 2), args.latency_connections, close
                 )
         finally:
-            edge.terminate()
-            nginx.terminate()
-            edge.wait()
-            nginx.wait()
+            for process in (edge, nginx, origin):
+                process.terminate()
+                process.wait()
+    print(f"proxy under test on CPU {PROXY_CPUS}, wrk and the upstream on CPU {LOAD_CPUS}")
     for close in (False, True):
         report(close, throughput[close], latency[close], args.connections, args.latency_connections)
     cold = asyncio.run(cold_start(20))
