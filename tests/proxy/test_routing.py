@@ -169,7 +169,7 @@ async def test_request_trailers_are_forwarded(directory: TestDirectory, edge: Ed
     data = await _exchange(edge.http_port, head + b"3\r\nabc\r\n0\r\nx-sum: 42\r\nhost: evil.example\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 200")
     sent = json.loads(data.partition(b"\r\n\r\n")[2])["headers"]
-    assert (sent["trailer"], sent["te"]) == ("x-sum", "trailers")
+    assert (sent["trailer"], sent["te"], sent["connection"]) == ("x-sum", "trailers", "te")
     assert machine.server.last_trailers == {"x-sum": "42"}  # a trailer that names the host is not relayed
 
 
@@ -189,3 +189,24 @@ async def test_a_machine_change_forgets_only_its_apps_routes(directory: TestDire
     finally:
         await edge.close()
     assert (directory.lookups["alpha"], directory.lookups["beta"]) == (2, 1)
+
+
+async def test_an_http_1_0_client_gets_no_chunks_and_keep_alive_only_when_asked(
+    directory: TestDirectory, edge: Edge
+) -> None:
+    await directory.add_machine("alpha", "m-1")
+    data = await _exchange(edge.http_port, b"GET /chunked HTTP/1.0\r\nhost: alpha.localhost\r\n\r\n")
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding" not in head.lower()
+    assert body == b"alpha-beta-gamma"  # delimited by the close, which HTTP/1.0 understands
+
+    request = b"GET / HTTP/1.0\r\nhost: alpha.localhost\r\nconnection: keep-alive\r\n\r\n"
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge.http_port)
+    for _ in range(2):  # the same connection serves both
+        writer.write(request)
+        head = (await reader.readuntil(b"\r\n\r\n")).lower()
+        assert b"connection: keep-alive" in head
+        length = int(head.partition(b"content-length: ")[2].partition(b"\r\n")[0])
+        assert b"hello from m-1" in await reader.readexactly(length)
+    writer.close()
+    await writer.wait_closed()

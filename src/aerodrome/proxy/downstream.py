@@ -201,6 +201,7 @@ class HttpConnection(asyncio.Protocol):
         request.head_complete()
         request.method = parser.get_method()
         request.keep_alive = parser.should_keep_alive()
+        request.http10 = parser.get_http_version() == "1.0"
         if not parser.should_upgrade():
             request.upgrade = None
         if self._active is None:
@@ -313,13 +314,19 @@ class HttpConnection(asyncio.Protocol):
         request = self._active
         assert request is not None
         self._response_started = True
+        if chunked and request.http10:  # HTTP/1.0 knows no chunks: the body runs until the edge closes
+            chunked, until_close = False, True
         self._response_chunked = chunked
         close = self._close_after = until_close or not request.keep_alive or request.upgrade is not None
         extra = b"fly-request-id: " + request.request_id + b"\r\n"
+        if request.http10 and not close:
+            extra += b"connection: keep-alive\r\n"  # persistence is opt-in for HTTP/1.0, so say it holds
         self._out += messages.response_head(status, reason, headers, dropped, chunked, close, extra)
 
     def on_interim(self, status: int, reason: bytes, headers: messages.Headers) -> None:
-        self._out.append(messages.upgrade_head(status, reason, headers))
+        request = self._active
+        if request is None or not request.http10:  # never a 1xx to an HTTP/1.0 client (RFC 9110 §15.2)
+            self._out.append(messages.upgrade_head(status, reason, headers))
 
     def on_upgrade(self, status: int, reason: bytes, headers: messages.Headers, rest: bytes) -> None:
         assert self._upstream is not None

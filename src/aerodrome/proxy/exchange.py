@@ -33,6 +33,7 @@ class PendingRequest:
         "force_instance",
         "headers",
         "host",
+        "http10",
         "keep_alive",
         "method",
         "request_id",
@@ -57,6 +58,7 @@ class PendingRequest:
         self.chunked = False
         self.content_length = 0
         self.keep_alive = True
+        self.http10 = False  # an HTTP/1.0 client: no chunked framing, no 1xx, keep-alive only when asked for
         self.complete = False
         self.request_id = b""
         self._buffer: list[bytes] = []
@@ -120,10 +122,13 @@ class PendingRequest:
         parts += (client_ip, b"\r\n")
         if self.chunked:
             parts.append(b"transfer-encoding: chunked\r\n")
-        if self.upgrade is not None:
-            parts += (b"connection: upgrade\r\nupgrade: ", self.upgrade, b"\r\n")
         if self.trailers_accepted:  # the edge relays trailers, so the client's TE holds for the machine too
             parts.append(b"te: trailers\r\n")
+        if self.upgrade is not None:
+            te = b", te" if self.trailers_accepted else b""
+            parts += (b"connection: upgrade", te, b"\r\nupgrade: ", self.upgrade, b"\r\n")
+        elif self.trailers_accepted:
+            parts.append(b"connection: te\r\n")  # TE is hop-by-hop: its sender lists it (RFC 9110 §10.1.4)
         parts.append(b"\r\n")
         return b"".join(parts)
 
