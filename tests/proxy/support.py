@@ -270,3 +270,13 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> No
     async with asyncio.timeout(timeout):
         while not predicate():  # noqa: ASYNC110 - the state lives in plain attributes, no event to wait on
             await asyncio.sleep(0.01)
+
+
+async def exchange(port: int, raw: bytes, host: str = "127.0.0.1", **tls: object) -> bytes:
+    """Send raw bytes to the edge and read until it closes the connection."""
+    reader, writer = await asyncio.open_connection(host, port, **tls)  # type: ignore[arg-type]
+    writer.write(raw)
+    data = await reader.read(-1)
+    writer.close()
+    await writer.wait_closed()
+    return data

@@ -13,23 +13,14 @@ from websockets.asyncio.server import ServerConnection
 
 from aerodrome.core import PortSpec, ServiceSpec
 from aerodrome.proxy import Edge
-from tests.proxy.support import EchoServer, Machine, TestDirectory
-
-
-async def _request(port: int, raw: bytes, host: str = "127.0.0.1", **tls: object) -> bytes:
-    reader, writer = await asyncio.open_connection(host, port, **tls)  # type: ignore[arg-type]
-    writer.write(raw)
-    data = await reader.read(-1)
-    writer.close()
-    await writer.wait_closed()
-    return data
+from tests.proxy.support import EchoServer, Machine, TestDirectory, exchange
 
 
 async def test_tls_with_the_exported_ca_and_sni(directory: TestDirectory, edge: Edge) -> None:
     await directory.add_machine("myapp", "m-1")
     trust = ssl.create_default_context(cadata=edge.ca_pem().decode())
     raw = b"GET /headers HTTP/1.1\r\nhost: myapp.localhost\r\nconnection: close\r\n\r\n"
-    data = await _request(edge.https_port, raw, ssl=trust, server_hostname="myapp.localhost")
+    data = await exchange(edge.https_port, raw, ssl=trust, server_hostname="myapp.localhost")
     assert data.startswith(b"HTTP/1.1 200")
     assert b'"x-forwarded-proto": "https"' in data
     assert b'"x-forwarded-port": "443"' in data
@@ -45,7 +36,7 @@ async def test_custom_certificate_is_served(directory: TestDirectory, edge: Edge
     edge.add_certificate("myapp.localhost", cert, key)
     trust = ssl.create_default_context(cadata=other.pem().decode())
     raw = b"GET / HTTP/1.1\r\nhost: myapp.localhost\r\nconnection: close\r\n\r\n"
-    data = await _request(edge.https_port, raw, ssl=trust, server_hostname="myapp.localhost")
+    data = await exchange(edge.https_port, raw, ssl=trust, server_hostname="myapp.localhost")
     assert data.endswith(b"hello from m-1")
 
 
@@ -77,10 +68,10 @@ async def test_dedicated_address_routes_without_host(directory: TestDirectory, e
     directory.addresses["127.0.0.9"] = "alpha"
     ports = await edge.bind_address("127.0.0.9", {80: 0, 443: 0})
     try:
-        plain = await _request(ports[80], b"GET / HTTP/1.0\r\n\r\n", host="127.0.0.9")
+        plain = await exchange(ports[80], b"GET / HTTP/1.0\r\n\r\n", host="127.0.0.9")
         assert plain.endswith(b"hello from m-1")
         trust = ssl.create_default_context(cadata=edge.ca_pem().decode())
-        secure = await _request(
+        secure = await exchange(
             ports[443], b"GET / HTTP/1.0\r\n\r\n", host="127.0.0.9", ssl=trust, server_hostname="127.0.0.9"
         )
         assert secure.endswith(b"hello from m-1")

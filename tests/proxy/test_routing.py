@@ -8,7 +8,7 @@ import httpx
 
 from aerodrome.proxy import Edge
 from tests.proxy.conftest import settings
-from tests.proxy.support import TestDirectory
+from tests.proxy.support import TestDirectory, exchange
 
 
 async def test_host_routes_to_the_app_and_adds_forwarding_headers(
@@ -140,18 +140,9 @@ async def test_pipelined_requests_are_answered_in_order(directory: TestDirectory
     assert data.index(b"gamma") < data.index(b"hello from m-1")
 
 
-async def _exchange(port: int, raw: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(raw)
-    data = await reader.read(-1)
-    writer.close()
-    await writer.wait_closed()
-    return data
-
-
 async def test_response_trailers_are_relayed(directory: TestDirectory, edge: Edge) -> None:
     await directory.add_machine("alpha", "m-1")
-    data = await _exchange(
+    data = await exchange(
         edge.http_port, b"GET /trailers HTTP/1.1\r\nhost: alpha.localhost\r\nconnection: close\r\n\r\n"
     )
     head, _, body = data.partition(b"\r\n\r\n")
@@ -166,7 +157,7 @@ async def test_request_trailers_are_forwarded(directory: TestDirectory, edge: Ed
         b"POST /headers HTTP/1.1\r\nhost: alpha.localhost\r\ntransfer-encoding: chunked\r\ntrailer: x-sum\r\n"
         b"te: trailers\r\nconnection: close\r\n\r\n"
     )
-    data = await _exchange(edge.http_port, head + b"3\r\nabc\r\n0\r\nx-sum: 42\r\nhost: evil.example\r\n\r\n")
+    data = await exchange(edge.http_port, head + b"3\r\nabc\r\n0\r\nx-sum: 42\r\nhost: evil.example\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 200")
     sent = json.loads(data.partition(b"\r\n\r\n")[2])["headers"]
     assert (sent["trailer"], sent["te"], sent["connection"]) == ("x-sum", "trailers", "te")
@@ -195,7 +186,7 @@ async def test_an_http_1_0_client_gets_no_chunks_and_keep_alive_only_when_asked(
     directory: TestDirectory, edge: Edge
 ) -> None:
     await directory.add_machine("alpha", "m-1")
-    data = await _exchange(edge.http_port, b"GET /chunked HTTP/1.0\r\nhost: alpha.localhost\r\n\r\n")
+    data = await exchange(edge.http_port, b"GET /chunked HTTP/1.0\r\nhost: alpha.localhost\r\n\r\n")
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding" not in head.lower()
     assert body == b"alpha-beta-gamma"  # delimited by the close, which HTTP/1.0 understands
