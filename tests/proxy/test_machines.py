@@ -10,7 +10,7 @@ import httpx
 from aerodrome.core import MachineState
 from aerodrome.proxy import Edge
 from tests.proxy.conftest import settings
-from tests.proxy.support import TestDirectory, eventually
+from tests.proxy.support import TestDirectory, eventually, exchange
 
 
 async def test_burst_on_a_stopped_machine_starts_it_once(directory: TestDirectory, client: httpx.AsyncClient) -> None:
@@ -19,6 +19,15 @@ async def test_burst_on_a_stopped_machine_starts_it_once(directory: TestDirector
     responses = await asyncio.gather(*(client.get("/", headers={"host": "alpha.localhost"}) for _ in range(200)))
     assert [r.status_code for r in responses] == [200] * 200
     assert {r.text for r in responses} == {"hello from m-1"}
+    assert machine.starts == 1
+
+
+async def test_a_thousand_requests_at_once_start_the_machine_once(directory: TestDirectory, edge: Edge) -> None:
+    directory.start_delay = 0.3  # every request arrives while the start is under way
+    machine = await directory.add_machine("alpha", "m-1", running=False, state=MachineState.STOPPED)
+    request = b"GET / HTTP/1.1\r\nhost: alpha.localhost\r\nconnection: close\r\n\r\n"
+    replies = await asyncio.gather(*(exchange(edge.http_port, request) for _ in range(1000)))
+    assert all(reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"hello from m-1") for reply in replies)
     assert machine.starts == 1
 
 
