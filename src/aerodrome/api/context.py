@@ -26,8 +26,9 @@ class Call:
         caller = await plane.tokens.authenticate(request.headers.get("authorization"))
         return cls(plane, caller, request)
 
-    async def app(self) -> App:
-        return await self.plane.apps.get(self.caller, self.request.path_params["app_name"])
+    async def app(self, *, destroying: bool = False) -> App:
+        """The path's app; `destroying=True` for the app's own GET and DELETE, which still see one being deleted."""
+        return await self.plane.apps.get(self.caller, self.request.path_params["app_name"], destroying=destroying)
 
     async def org(self) -> Organization:
         org = await self.plane.store.get_org(self.caller.org_slug)

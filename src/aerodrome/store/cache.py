@@ -68,6 +68,10 @@ class RecordCache:
         if self.enabled:
             _bounded(self._events)[machine_id] = (tuple(events), limit)
 
+    def put_secrets(self, app_name: str, secrets: list[Secret]) -> None:
+        if self.enabled:
+            _bounded(self.secrets)[app_name] = secrets
+
     def forget_events(self, machine_id: str) -> None:
         self._events.pop(machine_id, None)
 

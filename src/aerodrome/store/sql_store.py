@@ -90,7 +90,7 @@ class SqlStore:
     # apps
     async def add_app(self, app: App) -> None:
         await self._runner.write(orgs.add_app, app)
-        self._cache.forget_app(app.name)
+        self._cache.apps.pop(app.name, None)  # a new name: delete_app already forgot whatever bore it before
 
     async def get_app(self, name: str) -> App | None:
         app = self._cache.apps.get(name)
@@ -236,8 +236,7 @@ class SqlStore:
         listed = self._cache.secrets.get(app_name)
         if listed is None:
             listed = await self._runner.read(app_resources.list_secrets, app_name)
-            if self._cache.enabled:
-                self._cache.secrets[app_name] = listed
+            self._cache.put_secrets(app_name, listed)
         return list(listed)
 
     async def secrets_version(self, app_name: str) -> int:

@@ -39,7 +39,7 @@ async def list_apps(request: Request) -> Response:
 
 async def get_app(request: Request) -> Response:
     call = await Call.of(request)
-    app = await call.plane.apps.get(call.caller, request.path_params["app_name"], destroying=True)
+    app = await call.app(destroying=True)
     machines, volumes = await call.plane.store.app_counts(app.name)
     return JSONResponse(render.app(app, await call.org(), machines, volumes))
 
@@ -48,7 +48,7 @@ async def delete_app(request: Request) -> Response:
     """202 once the app is durably marked `destroying`: its machines, volumes and addresses go in the background,
     and GET answers 404 when the last of it is gone."""
     call = await Call.of(request)
-    app = await call.plane.apps.get(call.caller, request.path_params["app_name"], destroying=True)
+    app = await call.app(destroying=True)
     call.limit("delete_app", call.caller.org_slug)
     await call.plane.delete_app(app)
     return Response(status_code=202)
