@@ -2,9 +2,10 @@
 
 Load generator: wrk (Debian package), one thread, the same command line for each target. The upstream is an nginx
 answering a fixed 200 (one worker); the reference proxy is a second nginx process (one worker, keep-alive upstream
-pool) in front of the same upstream; the edge runs in its own process on uvloop. So each proxy is one process of
-its own beside the same upstream process. Both cases are measured: keep-alive, and a new connection per request
-(`Connection: close`).
+pool) in front of the same upstream; the edge runs in its own process on uvloop, with its data path compiled when
+`aerodrome build-edge` has built it (the report says which). So each proxy is one process of its own beside the
+same upstream process. Both cases are measured: keep-alive, and a new connection per request
+(`Connection: close`). `--plain-python` adds a second edge whose data path runs as plain Python (`edge-py`).
 
 `--pin` gives the proxy under test the last CPU to itself and puts wrk and the upstream on the others. Unpinned
 (the default), the kernel places all of them, as it would in use; on a small host the two placements favour
@@ -16,7 +17,7 @@ than queueing. The targets are run in turn, `--rounds` times over; each keeps it
 shared and a round that overlaps someone else's work only ever loses. The cold case runs in-process: a stopped
 machine whose start brings up a real listener, timed from request sent to first response byte.
 
-    .venv/bin/python bench/proxy/run.py [--seconds 5] [--connections 32] [--rounds 3] [--pin]
+    .venv/bin/python bench/proxy/run.py [--seconds 5] [--connections 32] [--rounds 3] [--pin] [--plain-python]
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from aerodrome.core import MachineState, PortSpec, ServiceSpec
-from aerodrome.proxy import AppRoute, Backend, Edge, EdgeSettings
+from aerodrome.proxy import AppRoute, Backend, Edge, EdgeSettings, native
 
 NGINX_CONF = """
 worker_processes 1;
@@ -122,7 +123,7 @@ def serve_edge(edge_port: int, upstream: int) -> None:
             settings = EdgeSettings(Path(data), http_port=edge_port, https_port=0)
             edge = Edge(StaticDirectory(upstream), settings)
             await edge.start()
-            print("ready", flush=True)
+            print("ready", "compiled" if native.active else "python", flush=True)
             await asyncio.Event().wait()
 
     uvloop.run(main())
@@ -195,6 +196,9 @@ def main() -> None:
     parser.add_argument("--latency-connections", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pin", action="store_true", help="the proxy under test on a CPU of its own")
+    parser.add_argument(
+        "--plain-python", action="store_true", help="also measure the edge with its data path as plain Python (edge-py)"
+    )
     parser.add_argument("--serve-edge", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.pin and len(CPUS) > 1:
@@ -203,21 +207,20 @@ def main() -> None:
     if args.serve_edge:
         serve_edge(*args.serve_edge)
         return
-    upstream, nginx_port, edge_port = free_port(), free_port(), free_port()
+    upstream, nginx_port, edge_port, plain_port = free_port(), free_port(), free_port(), free_port()
     targets = {"direct": upstream, "nginx": nginx_port, "edge": edge_port}
+    if args.plain_python:
+        targets["edge-py"] = plain_port
     throughput: dict[bool, Results] = {}
     latency: dict[bool, Results] = {}
     with tempfile.TemporaryDirectory() as work:
         origin = start_nginx(work, "upstream", UPSTREAM_SERVER.format(upstream=upstream), LOAD_CPUS)
         nginx = start_nginx(work, "proxy", PROXY_SERVER.format(upstream=upstream, proxy=nginx_port), PROXY_CPUS)
-        edge = subprocess.Popen(
-            [sys.executable, __file__, "--serve-edge", str(edge_port), str(upstream)],
-            stdout=subprocess.PIPE,
-            text=True,
-            preexec_fn=on_cpus(PROXY_CPUS),
-        )
+        edges = [start_edge(edge_port, upstream, plain=False)]
+        if args.plain_python:
+            edges.append(start_edge(plain_port, upstream, plain=True))
         try:
-            assert edge.stdout is not None and edge.stdout.readline().strip() == "ready"
+            modes = [edge_ready(edge) for edge in edges]
             time.sleep(0.3)
             for close in (False, True):
                 for port in targets.values():
@@ -227,10 +230,11 @@ def main() -> None:
                     args.rounds, targets, max(1, args.seconds // 2), args.latency_connections, close
                 )
         finally:
-            for process in (edge, nginx, origin):
+            for process in (*edges, nginx, origin):
                 process.terminate()
                 process.wait()
     print(f"proxy under test on CPU {PROXY_CPUS}, wrk and the upstream on CPU {LOAD_CPUS}")
+    print(f"edge data path: {modes[0]}" + (f"; edge-py: {modes[1]}" if args.plain_python else ""))
     for close in (False, True):
         report(close, throughput[close], latency[close], args.connections, args.latency_connections)
     cold = asyncio.run(cold_start(20))
@@ -240,11 +244,31 @@ def main() -> None:
     )
 
 
+def start_edge(port: int, upstream: int, plain: bool) -> subprocess.Popen[str]:
+    """The edge in a process of its own; `plain`: its data path as plain Python even if a compiled one is built."""
+    env = dict(os.environ, AERODROME_PURE_PYTHON="1") if plain else None
+    return subprocess.Popen(
+        [sys.executable, __file__, "--serve-edge", str(port), str(upstream)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=on_cpus(PROXY_CPUS),
+    )
+
+
+def edge_ready(edge: subprocess.Popen[str]) -> str:
+    """Wait for the edge to listen; its data path, compiled (mypyc) or plain Python."""
+    assert edge.stdout is not None
+    ready, _, mode = edge.stdout.readline().strip().partition(" ")
+    assert ready == "ready", "the edge did not start"
+    return "compiled (mypyc)" if mode == "compiled" else "plain Python"
+
+
 def report(close: bool, throughput: Results, latency: Results, connections: int, low: int) -> None:
     title = "new connection per request" if close else "keep-alive"
     print(f"\n{title}: throughput at wrk -t1 -c{connections}, latency at -c{low}")
     print(f"{'target':8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {f'p50 ms @c{low}':>12}")
-    for name in ("direct", "nginx", "edge"):
+    for name in throughput:
         r = throughput[name]
         print(f"{name:8} {r['rps']:10.0f} {r['p50']:8.3f} {r['p99']:8.3f} {latency[name]['p50']:12.3f}")
     ratio = throughput["edge"]["rps"] / throughput["nginx"]["rps"]
@@ -253,6 +277,9 @@ def report(close: bool, throughput: Results, latency: Results, connections: int,
         f"edge/nginx throughput {ratio:.2f}x; added p50 vs direct at -c{low}: "
         f"edge {latency['edge']['p50'] - direct:.3f} ms, nginx {latency['nginx']['p50'] - direct:.3f} ms"
     )
+    if "edge-py" in throughput:
+        plain = throughput["edge-py"]["rps"] / throughput["nginx"]["rps"]
+        print(f"edge-py/nginx throughput {plain:.2f}x; added p50 {latency['edge-py']['p50'] - direct:.3f} ms")
 
 
 if __name__ == "__main__":

@@ -144,6 +144,24 @@ def parse_edge_timeouts(values: list[str]) -> dict[str, float]:
     return timeouts
 
 
+@app.command("build-edge")
+def build_edge(force: Annotated[bool, typer.Option("--force", help="Build even if up to date.")] = False) -> None:
+    """Compile the edge's data path with mypyc (scripts/install-deps.sh does); without it the edge runs as plain
+    Python, slower."""
+    from aerodrome.proxy import native
+
+    if native.is_fresh() and not force:
+        typer.echo(f"the edge's compiled data path is up to date ({native.DIRECTORY})")
+        return
+    typer.echo("compiling the edge's data path (mypyc)…")
+    try:
+        native.build()
+    except (RuntimeError, OSError) as exc:
+        typer.echo(f"could not compile the edge's data path; it runs as plain Python: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"compiled {len(native.MODULES)} modules into {native.DIRECTORY}")
+
+
 @tokens_app.command("create")
 def tokens_create(
     data_dir_: DataDir = None,

@@ -13,7 +13,7 @@ import uvicorn
 from aerodrome.api import build_app
 from aerodrome.cli.config import EDGE_TIMEOUTS, Layout, split_hostport
 from aerodrome.control import ControlPlane, Secrets, Settings
-from aerodrome.proxy import Edge, EdgeSettings
+from aerodrome.proxy import Edge, EdgeSettings, native
 from aerodrome.proxy.control_directory import ControlDirectory
 from aerodrome.proxy.dedicated import DedicatedAddresses
 from aerodrome.runtime import EmbeddedRegistry, ImageStore, LoopVolumeBackend, RuncRuntime
@@ -117,6 +117,8 @@ async def serve(options: ServeOptions) -> None:
         )
         log.info("API on http://%s:%d, registry on %s, data in %s", host, port, options.registry, layout.root)
         log.info("edge on http://%s and https://%s (CA: %s)", options.edge_http, options.edge_https, edge.ca_path)
+        if not native.active:
+            log.warning("the edge's data path runs as plain Python (slower): `aerodrome build-edge` compiles it")
         collector = asyncio.create_task(collect_unused_images(store, images, options.image_gc_interval))
         try:
             await server.serve()

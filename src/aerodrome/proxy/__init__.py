@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from aerodrome.proxy import native
+
+native.activate(__path__)  # before any other module of the package is imported: they may be compiled
+
 from aerodrome.proxy.autostop import Autostopper
 from aerodrome.proxy.balancer import Balancer, NoMachineError
 from aerodrome.proxy.context import EdgeSettings

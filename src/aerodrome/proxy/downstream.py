@@ -268,12 +268,12 @@ class HttpConnection(asyncio.Protocol):
                 self._backend = await self.edge.balancer.pick(route, request.force_instance)
             key = self._backend.endpoint
             connection = self.edge.pool.take(key) or await self.edge.pool.connect(key)
-        except NoMachineError as exc:
-            self._reply(503, exc.message)
+        except NoMachineError as refusal:  # each clause names its own: compiled, a name keeps one type
+            self._reply(503, refusal.message)
             return
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError) as failure:
             machine = self._backend.machine_id if self._backend else "?"
-            self._reply(502, f"could not connect to machine {machine}: {str(exc) or type(exc).__name__}")
+            self._reply(502, f"could not connect to machine {machine}: {str(failure) or type(failure).__name__}")
             return
         finally:
             self._task = None
