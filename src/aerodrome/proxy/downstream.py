@@ -40,6 +40,8 @@ class HttpConnection(asyncio.Protocol):
 
     __slots__ = (
         "_active",
+        "_activity",
+        "_activity_seen",
         "_backend",
         "_client_ip",
         "_close_after",
@@ -80,7 +82,8 @@ class HttpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.local_addr = ""
         self.client_ip = ""
-        self.last_activity = time.monotonic()
+        self.last_activity = time.monotonic()  # as of the last sweep that saw traffic: timeouts are in seconds
+        self._activity = self._activity_seen = 0  # reads and writes, counted instead of timed on the hot path
         # Dropped when the connection ends: parser and connection refer to each other, and a cycle would wait
         # for the garbage collector, whose passes grow costly with one such cycle per connection.
         self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
@@ -117,7 +120,7 @@ class HttpConnection(asyncio.Protocol):
         self.edge.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = time.monotonic()
+        self._activity += 1
         if self.state is ConnState.TUNNEL:
             assert self._upstream is not None
             self._upstream.send(data)
@@ -180,7 +183,7 @@ class HttpConnection(asyncio.Protocol):
         if out and self.transport is not None:
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
-            self.last_activity = time.monotonic()
+            self._activity += 1
 
     # --- httptools callbacks ----------------------------------------------------------------------------
 
@@ -201,8 +204,9 @@ class HttpConnection(asyncio.Protocol):
         request.head_complete()
         request.method = parser.get_method()
         request.keep_alive = parser.should_keep_alive()
-        request.http10 = parser.get_http_version() == "1.0"
-        if not parser.should_upgrade():
+        # Without a Connection field, keep-alive means HTTP/1.1: the version is asked only when it could be 1.0.
+        request.http10 = (request.connection_listed or not request.keep_alive) and parser.get_http_version() == "1.0"
+        if request.upgrade is not None and not parser.should_upgrade():
             request.upgrade = None
         if self._active is None:
             self._active = request
@@ -414,6 +418,8 @@ class HttpConnection(asyncio.Protocol):
 
     def sweep(self, now: float) -> None:
         """Close what has waited too long: idle keep-alive, a silent machine, a silent stream."""
+        if self._activity != self._activity_seen:
+            self._activity_seen, self.last_activity = self._activity, now
         settings = self.edge.settings
         if self.state is ConnState.IDLE and now - self.last_activity > settings.keepalive_timeout:
             self._close()

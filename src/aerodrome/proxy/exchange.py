@@ -28,6 +28,7 @@ class PendingRequest:
         "_buffered",
         "chunked",
         "complete",
+        "connection_listed",
         "content_length",
         "dropped",
         "force_instance",
@@ -60,6 +61,7 @@ class PendingRequest:
         self.keep_alive = True
         self.http10 = False  # an HTTP/1.0 client: no chunked framing, no 1xx, keep-alive only when asked for
         self.complete = False
+        self.connection_listed = False  # a Connection field was sent
         self.request_id = b""
         self._buffer: list[bytes] = []
         self._buffered = 0
@@ -89,6 +91,7 @@ class PendingRequest:
         elif lowered == b"upgrade":
             self.upgrade = value
         elif lowered == b"connection":
+            self.connection_listed = True
             self.dropped = self.dropped.adding(value)
         elif lowered == b"te":
             self.trailers_accepted = b"trailers" in value.lower()
