@@ -36,6 +36,10 @@ class Upstream:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
+    @property
+    def open_connections(self) -> int:
+        return len(self._writers)
+
     async def start(self) -> Upstream:
         self._server = await asyncio.start_server(self._serve, self.host, self.port, reuse_address=True, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -101,6 +105,14 @@ class Upstream:
             await writer.drain()
             await self.sse_gate.wait()
             writer.write(b"e\r\ndata: second\n\n\r\n0\r\n\r\n")
+        elif path.startswith("/drip/"):  # /drip/<chunks>/<seconds between them>
+            chunks, pause = path.split("/")[2:4]
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            for _ in range(int(chunks)):
+                writer.write(b"1\r\n.\r\n")
+                await writer.drain()
+                await asyncio.sleep(float(pause))
+            writer.write(b"0\r\n\r\n")
         elif path == "/hold":
             await self.hold.wait()
             self._send(writer, 200, self.name.encode())
