@@ -40,6 +40,13 @@ class Balancer:
     def pick_now(self, route: AppRoute) -> Backend | None:
         """A running machine under its soft limit, load acquired; None when the slow path must decide."""
         fleet = self.fleet
+        if len(route.backends) == 1:  # one machine, the common case: nothing to rank
+            backend = route.backends[0]
+            load = fleet.serving_load(backend)
+            if load is None or load >= backend.service.soft_limit:
+                return None
+            fleet.acquire(backend.machine_id)
+            return backend
         candidates = []
         for backend in route.backends:
             load = fleet.serving_load(backend)

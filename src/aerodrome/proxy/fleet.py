@@ -117,7 +117,7 @@ class Fleet:
         machine_id = backend.machine_id
         if machine_id in self._starts or machine_id in self._stops:
             return None
-        if (self.state(backend) if self._overrides else backend.state) != MachineState.STARTED:
+        if (self.state(backend) if self._overrides else backend.state) is not MachineState.STARTED:
             return None
         return self._load.get(machine_id, 0)
 
