@@ -11,7 +11,7 @@ APT_PACKAGES=(
   iproute2 iptables nftables                   # machine networks
   e2fsprogs util-linux                         # volumes: mkfs.ext4, resize2fs, losetup
   procps psmisc                                # ps, fuser
-  nginx-light wrk                              # the edge benchmark: reference proxy, load generator
+  nginx-light wrk valgrind                     # the edge benchmarks: reference proxy, load, instructions
   gcc libc6-dev python3-dev                    # the edge's data path, compiled by mypyc
 )
 
