@@ -31,6 +31,7 @@ from aerodrome.runtime.process import run
 from aerodrome.runtime.runc import RuncRuntime
 from aerodrome.runtime.runc.firewall import forget_orgs, uninstall
 from aerodrome.runtime.runc.network import AddressPool, create_network, delete_network
+from aerodrome.runtime.runc.userns import RANGE_START, IdRange, new_namespaces
 
 POOL = "172.28.0.0/16"
 ORG = 9
@@ -67,7 +68,11 @@ class Bare:
         self.allocation = AddressPool(workdir / "bare-orgs.json", "172.27.0.0/16").allocate("barefloor", ORG)
 
     async def prepare(self) -> None:
-        await create_network(self.allocation)
+        holder = new_namespaces(IdRange(RANGE_START))  # a netns of its own, as `ip netns add` makes: the floor
+        try:  # pays for no user namespace of its own, only for a network namespace made before it runs
+            await create_network(self.allocation, holder.pid)
+        finally:
+            holder.close()
         self.bundle.mkdir()
         await run(["runc", "spec", "--bundle", str(self.bundle)])
         config = json.loads((self.bundle / "config.json").read_text())

@@ -14,6 +14,7 @@ from aerodrome.runtime.process import run
 from aerodrome.runtime.runc import RuncRuntime
 from aerodrome.runtime.runc.firewall import egress_rules, set_egress
 from aerodrome.runtime.runc.network import Allocation, create_network
+from aerodrome.runtime.runc.userns import new_namespaces
 from tests.runtime.conformance import WAIT, Harness, eventually, http_answers
 from tests.runtime.runc_fixtures import TEST_POOL, harness, image_store_root, needs_root, network_leftovers
 
@@ -97,7 +98,11 @@ async def test_recover_removes_the_network_of_a_machine_that_does_not_run(harnes
     await h.runtime.create(spec)
     runtime = _runc(h.runtime)
     allocation: Allocation = runtime._machine(spec.machine_id).network
-    await create_network(allocation)  # as an interrupted start (or an older version's create) leaves it
+    holder = new_namespaces(runtime._machine(spec.machine_id).ids)
+    try:
+        await create_network(allocation, holder.pid)  # as an interrupted start (or an older version's) leaves it
+    finally:
+        holder.close()
     assert await network_leftovers([spec.machine_id]) != []
     restarted = await h.reopen()
     assert (await restarted.recover())[spec.machine_id] == SandboxStatus.CREATED
@@ -166,7 +171,7 @@ async def test_recover_undoes_a_start_cut_short_before_the_network_was_ready(har
     await h.runtime.close()
     machine_dir = tmp_path / "runtime" / "machines" / spec.machine_id
     # As if the daemon died after `runc run` but before it marked the network ready.
-    (machine_dir / "state" / "network").unlink()
+    (machine_dir / "network-ready").unlink()
     (machine_dir / "started.json").unlink()
     restarted = await h.reopen()
     assert (await restarted.recover())[spec.machine_id] == SandboxStatus.CREATED

@@ -1,12 +1,15 @@
 """The OCI runtime config (config.json) of a machine.
 
 PID 1 is catatonit, bind-mounted read-only from the host, so signals reach the program and zombies are
-reaped. It runs the program under a one-line busybox shell (also bind-mounted read-only) that writes the
-exit status into the machine's state directory: the status survives a daemon that was down when the
-program ended, which the daemon cannot learn otherwise since the container's init is not its child.
+reaped. It runs the program under a one-line busybox shell (also bind-mounted read-only) that first waits
+for the host to say the machine's network is ready: the host builds the veth pair while runc starts the
+container, and the program never sees a machine without its network. The word comes on the shell's stdin,
+a pipe whose other end only the daemon holds; then the shell gives the program /dev/null as stdin and
+becomes it. A daemon that dies before saying it closes the pipe, and the machine exits (125) unstarted.
 
-The shell first waits for the host to mark the machine's network ready: the host builds the veth pair while
-runc starts the container, and the program never sees a machine without its network.
+The machine runs in a user namespace of its own (`userns.py`), which owns its network namespace; nothing of
+the host is bind-mounted writable into it but its volumes, and the daemon learns how it ended from the exit
+status of its init (the daemon is the init's reaper), never from a file the machine could write.
 """
 
 from __future__ import annotations
@@ -16,20 +19,14 @@ import shutil
 from typing import Any
 
 from aerodrome.core import GuestFile, SandboxSpec
+from aerodrome.runtime.runc.userns import IdRange
 
 GUEST_DIR = "/.aerodrome"
 INIT_PATH = f"{GUEST_DIR}/catatonit"
 SHELL_PATH = f"{GUEST_DIR}/busybox"
-STATE_DIR = f"{GUEST_DIR}/state"
-NETWORK_READY = "network"  # in the state directory: made by the host once the machine's network is up
-TICK = "tick"  # in the state directory: a FIFO no one writes, so `read -t` on it sleeps without a process
-# The traps keep the shell alive to record the status when catatonit forwards a signal to the process group;
-# the program itself gets default dispositions back on exec.
-WRAPPER = (
-    f"trap : HUP INT QUIT TERM USR1 USR2; "
-    f"until [ -e {STATE_DIR}/{NETWORK_READY} ]; do read -t 0.001 _ <> {STATE_DIR}/{TICK}; done; "
-    f'"$@"; s=$?; echo $s > {STATE_DIR}/exit; exit $s'
-)
+GO = b"go\n"  # what the daemon writes on the wrapper's stdin once the network is up
+NOT_STARTED = 125  # the wrapper's exit when the daemon went away before the network was ready
+WRAPPER = f'read -r go; [ "$go" = go ] || exit {NOT_STARTED}; exec "$@" </dev/null'
 
 CPU_PERIOD_US = 100_000
 PIDS_LIMIT = 4096
@@ -77,33 +74,39 @@ def host_binary(name: str, default: str) -> str:
 
 
 def build_config(
-    spec: SandboxSpec, *, uid: int, gid: int, netns_path: str, state_dir: str, cgroups_path: str
+    spec: SandboxSpec,
+    *,
+    uid: int,
+    gid: int,
+    ids: IdRange,
+    userns_path: str,
+    netns_path: str,
+    volume_sources: tuple[str, ...],
+    rootfs: str,
+    cgroups_path: str,
 ) -> dict[str, Any]:
-    """The config.json of a machine; the rootfs is `rootfs/` beside it."""
-    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", **spec.env}
-    env.setdefault("HOSTNAME", spec.hostname or spec.machine_id)
+    """The config.json of a machine, whose root filesystem is mounted at `rootfs`.
+
+    `uid`/`gid` are the machine's own ids (its namespace maps them to `ids`); `volume_sources[i]` is where the
+    host holds `spec.mounts[i]` idmapped for this run.
+    """
     return {
         "ociVersion": "1.0.2",
-        "process": {
-            "terminal": False,
-            "user": {"uid": uid, "gid": gid},
-            "args": [INIT_PATH, "-g", "--", SHELL_PATH, "sh", "-c", WRAPPER, "sh", *spec.argv],
-            "env": [f"{key}={value}" for key, value in env.items()],
-            "cwd": spec.working_dir or "/",
-            "capabilities": {kind: CAPABILITIES for kind in ("bounding", "effective", "permitted")},
-            "noNewPrivileges": True,
-        },
-        "root": {"path": "rootfs", "readonly": False},
+        "process": _process(spec, [INIT_PATH, "-g", "--", SHELL_PATH, "sh", "-c", WRAPPER, "sh", *spec.argv], uid, gid),
+        "root": {"path": rootfs, "readonly": False},
         "hostname": spec.hostname or spec.machine_id,
-        "mounts": _mounts(spec, state_dir),
+        "mounts": _mounts(spec, volume_sources),
         "linux": {
             "namespaces": [
+                {"type": "user", "path": userns_path},
+                {"type": "network", "path": netns_path},
                 {"type": "pid"},
                 {"type": "ipc"},
                 {"type": "uts"},
                 {"type": "mount"},
-                {"type": "network", "path": netns_path},
             ],
+            "uidMappings": ids.to_oci(),  # runc 1.1 wants them even for a namespace it joins
+            "gidMappings": ids.to_oci(),
             "cgroupsPath": cgroups_path,
             "resources": _resources(spec),
             "seccomp": _seccomp(),
@@ -113,11 +116,30 @@ def build_config(
     }
 
 
+def _process(spec: SandboxSpec, args: list[str], uid: int, gid: int) -> dict[str, Any]:
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", **spec.env}
+    env.setdefault("HOSTNAME", spec.hostname or spec.machine_id)
+    return {
+        "terminal": False,
+        "user": {"uid": uid, "gid": gid},
+        "args": args,
+        "env": [f"{key}={value}" for key, value in env.items()],
+        "cwd": spec.working_dir or "/",
+        "capabilities": {kind: CAPABILITIES for kind in ("bounding", "effective", "permitted")},
+        "noNewPrivileges": True,
+    }
+
+
+def exec_process(spec: SandboxSpec, command: list[str], *, uid: int, gid: int) -> dict[str, Any]:
+    """The OCI process of `exec`: the command with the machine's env, user and working directory."""
+    return _process(spec, command, uid, gid)
+
+
 def _bind(source: str, destination: str, *options: str) -> dict[str, Any]:
     return {"destination": destination, "type": "bind", "source": source, "options": ["rbind", *options]}
 
 
-def _mounts(spec: SandboxSpec, state_dir: str) -> list[dict[str, Any]]:
+def _mounts(spec: SandboxSpec, volume_sources: tuple[str, ...]) -> list[dict[str, Any]]:
     mounts: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755"]},
@@ -132,9 +154,8 @@ def _mounts(spec: SandboxSpec, state_dir: str) -> list[dict[str, Any]]:
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
         _bind(host_binary("catatonit", "/usr/bin/catatonit"), INIT_PATH, "ro"),
         _bind(host_binary("busybox", "/bin/busybox"), SHELL_PATH, "ro"),
-        _bind(state_dir, STATE_DIR, "rw"),
     ]
-    mounts.extend(_bind(m.host_path, m.guest_path, "rw") for m in spec.mounts)
+    mounts.extend(_bind(source, m.guest_path, "rw") for source, m in zip(volume_sources, spec.mounts, strict=True))
     return mounts
 
 

@@ -26,7 +26,7 @@ from aerodrome.core import (
 )
 from aerodrome.runtime.process import map_runtime_errors
 from aerodrome.runtime.runc import bundle, exits, firewall, guestfs, instance, procfs
-from aerodrome.runtime.runc.cgroups import MachineCgroup, cgroups_path
+from aerodrome.runtime.runc.cgroups import MachineCgroup
 from aerodrome.runtime.runc.layout import Layout, MachinePaths, read_json, spec_from_json, spec_to_json, write_json
 from aerodrome.runtime.runc.network import (
     DEFAULT_ORG_PREFIXLEN,
@@ -37,7 +37,8 @@ from aerodrome.runtime.runc.network import (
 )
 from aerodrome.runtime.runc.runc import Runc
 from aerodrome.runtime.runc.source import ImageSource
-from aerodrome.runtime.runc.supervisor import Supervisor, process_start_time
+from aerodrome.runtime.runc.supervisor import Supervisor, become_subreaper, process_start_time, reap_exited
+from aerodrome.runtime.runc.userns import IdAllocator, IdRange
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class _Machine:
     spec: SandboxSpec
     lower: str  # the image rootfs
     network: Allocation
+    ids: IdRange  # the host ids its user namespace maps
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -82,11 +84,13 @@ class RuncRuntime:
         self.uplink = uplink
         self.runc = Runc(self.layout.runc_root)
         self.pool = AddressPool(self.layout.orgs, ipv4_pool, org_prefixlen)
+        self.ids = IdAllocator()
         self._machines: dict[str, _Machine] = {}
         self._running: dict[str, _Running] = {}
         self._callbacks: list[ExitCallback] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._host_ready = False
+        become_subreaper()
         self.supervisor = Supervisor(self._process_exited)
         self._load_records()
 
@@ -100,7 +104,10 @@ class RuncRuntime:
             if allocation is not None:
                 self.pool.adopt(allocation)
             if record is not None and allocation is not None:
-                self._machines[machine_id] = _Machine(spec_from_json(record["spec"]), record["lower"], allocation)
+                ids = IdRange(record["uid_base"]) if "uid_base" in record else self.ids.allocate(machine_id)
+                self.ids.adopt(machine_id, ids)
+                spec = spec_from_json(record["spec"])
+                self._machines[machine_id] = _Machine(spec, record["lower"], allocation, ids)
 
     async def _ensure_host(self) -> None:
         if self._host_ready:
@@ -152,13 +159,16 @@ class RuncRuntime:
                 raise FailedPreconditionError(f"machine {spec.machine_id} is running; stop it before re-creating it")
             with map_runtime_errors(f"create machine {spec.machine_id}"):
                 allocation = await self._allocate(spec, paths, existing)
-                machine = _Machine(spec, image.rootfs, allocation)
+                ids = existing.ids if existing else self.ids.allocate(spec.machine_id)
+                machine = _Machine(spec, image.rootfs, allocation, ids)
                 try:
                     guestfs.resolve_user(Path(image.rootfs), spec.user)  # refuse an unknown user now, not at start
                     _write_record(paths, machine)
                 except BaseException:
                     if existing is None or allocation is not existing.network:
                         self.pool.release(allocation)  # nothing recorded holds it
+                    if existing is None:
+                        self.ids.release(spec.machine_id, ids)
                     raise
             if existing is not None:
                 machine.lock = existing.lock
@@ -201,8 +211,9 @@ class RuncRuntime:
                 raise FailedPreconditionError(f"machine {machine_id} is already running")
             await self._ensure_host()
             with map_runtime_errors(f"start machine {machine_id}"):
-                _write_bundle(paths, machine)
-                pid, start_time = await instance.launch(self.runc, paths, machine.spec, machine.lower, machine.network)
+                uid, gid = await asyncio.to_thread(guestfs.resolve_user, Path(machine.lower), machine.spec.user)
+                run = instance.Run(machine.spec, machine.lower, machine.network, machine.ids, uid, gid)
+                pid, start_time = await instance.launch(self.runc, paths, run)
             self._running[machine_id] = _Running(pid, asyncio.get_running_loop().create_future())
             self.supervisor.watch(machine_id, pid, start_time, paths.log)
 
@@ -233,17 +244,18 @@ class RuncRuntime:
             os.kill(running.pid, signals.SIGKILL)  # init dies, and the kernel kills its whole PID namespace
         return await asyncio.wait_for(asyncio.shield(running.exited), STOP_KILL_GRACE)
 
-    def _process_exited(self, machine_id: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._finish_exit(machine_id))
+    def _process_exited(self, machine_id: str, code: int | None) -> None:
+        task = asyncio.get_running_loop().create_task(self._finish_exit(machine_id, code))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _finish_exit(self, machine_id: str) -> None:
+    async def _finish_exit(self, machine_id: str, code: int | None) -> None:
         """Record how the machine ended, tear its run down, then report the exit."""
         paths = self.layout.machine(machine_id)
         running = self._running.get(machine_id)
         info = exits.read_exit(
             paths,
+            code,
             oom_kills=MachineCgroup(machine_id).oom_kills(),
             killed=running is not None and running.killed,
             now=time.time(),
@@ -289,8 +301,11 @@ class RuncRuntime:
     async def exec(self, machine_id: str, command: list[str], stdin: bytes | None, timeout: float) -> ExecResult:
         """Run `command` inside the machine, with the machine's env, user and working directory."""
         self._live(machine_id)
+        machine = self._machine(machine_id)
         with map_runtime_errors(f"exec in machine {machine_id}"):
-            return await self.runc.exec(machine_id, self.layout.machine(machine_id), command, stdin, timeout)
+            uid, gid = await asyncio.to_thread(guestfs.resolve_user, Path(machine.lower), machine.spec.user)
+            process = bundle.exec_process(machine.spec, command, uid=uid, gid=gid)
+            return await self.runc.exec(machine_id, self.layout.machine(machine_id), process, stdin, timeout)
 
     async def set_memory(self, machine_id: str, memory_mb: int) -> None:
         """Change the memory limit: now, when the machine runs, and for its next starts."""
@@ -350,6 +365,8 @@ class RuncRuntime:
         async with machine.lock if machine else contextlib.nullcontext():
             with map_runtime_errors(f"destroy machine {machine_id}"):
                 await instance.remove(self.runc, self.pool, machine_id, paths)
+            if machine is not None:
+                self.ids.release(machine_id, machine.ids)
             self._machines.pop(machine_id, None)
 
     # -- recovery -----------------------------------------------------------------------------------------
@@ -383,8 +400,10 @@ class RuncRuntime:
             self._running[machine_id] = _Running(pid, asyncio.get_running_loop().create_future())
             self.supervisor.watch(machine_id, pid, start_time, paths.log)
             return await self.status(machine_id)
-        if started is not None:  # it ran, and ended while no one watched
-            await self._finish_exit(machine_id)
+        if (
+            started is not None
+        ):  # it ran, and ended while no one watched (but perhaps while this process was its parent)
+            await self._finish_exit(machine_id, reap_exited(started["pid"], started["start_time"]))
             return SandboxStatus.STOPPED
         await instance.clear_unfinished_start(self.runc, machine_id, paths, self._machines[machine_id].network)
         recorded = exits.last_exit(paths)
@@ -395,20 +414,10 @@ class RuncRuntime:
 
 def _write_record(paths: MachinePaths, machine: _Machine) -> None:
     """The machine's one record, written at once: a crash before it leaves only a directory to remove."""
-    record = {"spec": spec_to_json(machine.spec), "lower": machine.lower, "network": machine.network.to_json()}
+    record = {
+        "spec": spec_to_json(machine.spec),
+        "lower": machine.lower,
+        "network": machine.network.to_json(),
+        "uid_base": machine.ids.base,
+    }
     write_json(paths.record, record)
-
-
-def _write_bundle(paths: MachinePaths, machine: _Machine) -> None:
-    """The OCI config of the machine's next run, from its current spec."""
-    uid, gid = guestfs.resolve_user(Path(machine.lower), machine.spec.user)
-    config = bundle.build_config(
-        machine.spec,
-        uid=uid,
-        gid=gid,
-        netns_path=machine.network.netns_path,
-        state_dir=str(paths.state),
-        cgroups_path=cgroups_path(machine.spec.machine_id),
-    )
-    paths.state.mkdir(exist_ok=True)
-    write_json(paths.config, config)

@@ -1,16 +1,15 @@
-"""How a machine's main process ended, read from what it left behind.
+"""How a machine's main process ended, and the record of it kept beside the machine (never inside it).
 
-The wrapper shell writes the program's status to `state/exit` (a shell status: 128+N for a death by
-signal N, which a program's own `exit(128+N)` cannot be told from). When the file is missing, the wrapper
-itself was killed: by our SIGKILL after a stop timed out (137), or by something else while the daemon
-looked away (unknown: -1).
+The status is its init's, as the daemon reaped it (a shell status: 128+N for a death by signal N, which a
+program's own `exit(128+N)` cannot be told from; catatonit passes its program's status on). When there is
+none, the init ended while no daemon was its parent: by our SIGKILL after a stop timed out or an OOM kill
+(137), or else unknown (-1).
 """
 
 from __future__ import annotations
 
 import signal
 from datetime import UTC, datetime
-from pathlib import Path
 
 from aerodrome.core import ExitInfo
 from aerodrome.runtime.runc.layout import MachinePaths, read_json, write_json
@@ -22,28 +21,18 @@ def _rfc3339(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def read_exit(paths: MachinePaths, *, oom_kills: int, killed: bool, now: float) -> ExitInfo:
+def read_exit(paths: MachinePaths, code: int | None, *, oom_kills: int, killed: bool, now: float) -> ExitInfo:
     """The ExitInfo of the run that just ended; `killed` when the runtime sent SIGKILL itself."""
     requested = paths.stop_requested.exists()
-    code, exited_at = _status_file(paths.exit_status)
     if code is None:
         code = 128 + signal.SIGKILL if killed or oom_kills else UNKNOWN_EXIT
-        exited_at = now
     return ExitInfo(
         exit_code=code,
         signal=code - 128 if code > 128 else -1,
         oom_killed=oom_kills > 0,
         requested_stop=requested,
-        exited_at=_rfc3339(exited_at or now),
+        exited_at=_rfc3339(now),
     )
-
-
-def _status_file(path: Path) -> tuple[int | None, float | None]:
-    try:
-        text = path.read_text().strip()
-        return int(text), path.stat().st_mtime
-    except (OSError, ValueError):
-        return None, None
 
 
 def record_exit(paths: MachinePaths, info: ExitInfo, *, reported: bool) -> None:

@@ -7,7 +7,6 @@ the image cannot send a write outside the machine's root.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import os
@@ -16,6 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from aerodrome.core import GuestFile, InvalidArgumentError
 from aerodrome.runtime.runc.layout import MachinePaths
+from aerodrome.runtime.runc.userns import IdRange, idmapped_tree
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
@@ -35,14 +35,25 @@ def is_mounted(path: Path) -> bool:
         return any(line.split(" ", 2)[1] == target for line in f)
 
 
-def mount_overlay(paths: MachinePaths, lower: str) -> None:
-    """Mount a fresh overlay on `paths.rootfs`: an empty upper layer over the image."""
-    for directory in (paths.upper, paths.work, paths.rootfs):
-        directory.mkdir(exist_ok=True)
-    options = f"lowerdir={lower},upperdir={paths.upper},workdir={paths.work}"
-    _check(
-        _libc.mount(b"overlay", str(paths.rootfs).encode(), b"overlay", 0, options.encode()), f"mount {paths.rootfs}"
-    )
+def mount_overlay(paths: MachinePaths, lower: str, ids: IdRange, userns_fd: int) -> None:
+    """Mount a fresh overlay on `paths.rootfs`: an empty upper layer over the image, idmapped to `ids`.
+
+    The image keeps its own ids on disk (shared by every machine of the image); the machine sees them in its
+    range through an idmapped clone of the image's tree, and the upper layer holds what it writes under its
+    host ids. The upper's root is the machine root's, so `/` inside belongs to the machine.
+    """
+    for directory in (paths.upper, paths.work):
+        directory.mkdir(mode=0o700, exist_ok=True)
+    paths.rootfs.mkdir(mode=0o711, parents=True, exist_ok=True)
+    # The upper's root is the merged root: it takes the image root's mode, and belongs to the machine's root.
+    os.chmod(paths.upper, os.stat(lower).st_mode & 0o7777)
+    os.chown(paths.upper, ids.base, ids.base)
+    with idmapped_tree(lower, userns_fd) as mapped_lower:
+        options = f"lowerdir={mapped_lower},upperdir={paths.upper},workdir={paths.work}"
+        _check(
+            _libc.mount(b"overlay", str(paths.rootfs).encode(), b"overlay", 0, options.encode()),
+            f"mount {paths.rootfs}",
+        )
 
 
 def unmount(path: Path) -> None:
@@ -59,12 +70,15 @@ def discard_upper(paths: MachinePaths) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def write_files(rootfs: Path, files: tuple[GuestFile, ...]) -> None:
-    """Write `files` into the mounted guest root, refusing any path that would leave it."""
+def write_files(rootfs: Path, files: tuple[GuestFile, ...], owner: int = 0) -> None:
+    """Write `files` into the mounted guest root, refusing any path that would leave it.
+
+    What is written belongs to host id `owner` (the machine's root), so the machine can read and replace it.
+    """
     root_fd = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY)
     try:
         for guest_file in files:
-            _write_one(root_fd, guest_file)
+            _write_one(root_fd, guest_file, owner)
     finally:
         os.close(root_fd)
 
@@ -77,13 +91,16 @@ def check_guest_path(guest_path: str) -> list[str]:
     return list(path.parts[1:])
 
 
-def _write_one(root_fd: int, guest_file: GuestFile) -> None:
+def _write_one(root_fd: int, guest_file: GuestFile, owner: int) -> None:
     *dirs, name = check_guest_path(guest_file.guest_path)
     dir_fd = os.dup(root_fd)
     try:
         for part in dirs:
-            with contextlib.suppress(FileExistsError):
+            try:
                 os.mkdir(part, 0o755, dir_fd=dir_fd)
+                os.chown(part, owner, owner, dir_fd=dir_fd, follow_symlinks=False)
+            except FileExistsError:
+                pass
             try:
                 next_fd = os.open(part, os.O_DIRECTORY | os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
             except OSError as exc:
@@ -99,6 +116,7 @@ def _write_one(root_fd: int, guest_file: GuestFile) -> None:
             raise InvalidArgumentError(f"invalid file guest_path {guest_file.guest_path!r}: {exc.strerror}") from exc
         try:
             os.write(fd, guest_file.data)
+            os.fchown(fd, owner, owner)
             os.fchmod(fd, guest_file.mode & 0o7777)
         finally:
             os.close(fd)

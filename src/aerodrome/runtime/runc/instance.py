@@ -7,14 +7,18 @@ keep just their address allocation, so thousands of them can wait on a host for 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from aerodrome.core import SandboxSpec
-from aerodrome.runtime.runc import bundle, guestfs
-from aerodrome.runtime.runc.cgroups import MachineCgroup
+from aerodrome.runtime.runc import bundle, guestfs, userns
+from aerodrome.runtime.runc.cgroups import MachineCgroup, cgroups_path
 from aerodrome.runtime.runc.layout import MachinePaths, read_json, write_json
 from aerodrome.runtime.runc.network import (
     AddressPool,
@@ -26,63 +30,101 @@ from aerodrome.runtime.runc.network import (
 )
 from aerodrome.runtime.runc.runc import Runc
 from aerodrome.runtime.runc.supervisor import process_start_time
+from aerodrome.runtime.runc.userns import IdRange
 
 
-async def launch(
-    runc: Runc, paths: MachinePaths, spec: SandboxSpec, lower: str, network: Allocation
-) -> tuple[int, int | None]:
+@dataclass(frozen=True, slots=True)
+class Run:
+    """What one start needs beyond the spec: the image rootfs, addresses, ids, and its config builder."""
+
+    spec: SandboxSpec
+    lower: str
+    network: Allocation
+    ids: IdRange
+    uid: int
+    gid: int
+
+
+async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | None]:
     """Bring the machine up from a clean rootfs; returns the host pid of its init and its start time.
 
-    The netns is made while the rootfs is prepared; the veth pair is built while runc starts the container,
-    whose wrapper holds the program back until the network is marked ready.
+    The machine's user and network namespaces are made first (a paused clone of the daemon holds them); the
+    netns is named while the rootfs is prepared, and the veth pair is built while runc starts the container,
+    whose wrapper holds the program back until the daemon writes on its stdin.
     """
-    ready = paths.state / bundle.NETWORK_READY
-    ready.unlink(missing_ok=True)
-    gated = _gated(paths)
-    namespace = asyncio.ensure_future(create_netns(network))
+    spec, network = run.spec, run.network
+    paths.network_ready.unlink(missing_ok=True)
+    namespaces = userns.new_namespaces(run.ids)
+    gate_read, gate_write = os.pipe()
+    named = asyncio.ensure_future(create_netns(network, namespaces.pid))
     links: asyncio.Future[None] | None = None
     try:
         guestfs.unmount(paths.rootfs)
         if paths.upper.exists():
             await asyncio.to_thread(guestfs.discard_upper, paths)
-        guestfs.mount_overlay(paths, lower)
+        guestfs.mount_overlay(paths, run.lower, run.ids, namespaces.userns_fd)
         system = bundle.system_files(spec, network.ipv4, network.ipv6)
-        guestfs.write_files(paths.rootfs, (*system, *spec.files))
-        for stale in (paths.exit_status, paths.stop_requested, paths.pid_file):
+        guestfs.write_files(paths.rootfs, (*system, *spec.files), owner=run.ids.base)
+        for stale in (paths.stop_requested, paths.pid_file):
             stale.unlink(missing_ok=True)
-        _make_tick(paths)
-        await namespace
+        sources = _attach_volumes(paths, spec, namespaces.userns_fd)
+        config = bundle.build_config(
+            spec,
+            uid=run.uid,
+            gid=run.gid,
+            ids=run.ids,
+            userns_path=namespaces.userns_path,
+            netns_path=network.netns_path,
+            volume_sources=sources,
+            rootfs=str(paths.rootfs),
+            cgroups_path=cgroups_path(spec.machine_id),
+        )
+        await named
         links = asyncio.ensure_future(connect_netns(network))
-        if not gated:  # a bundle written before the wrapper waited for the network
-            await links
-        pid = await runc.run_detached(spec.machine_id, paths)
+        pid = await runc.run_detached(spec.machine_id, paths, orjson.dumps(config), stdin=gate_read)
         await links
-        ready.touch()
+        os.write(gate_write, bundle.GO)
+        paths.network_ready.touch()
     except BaseException:
-        await asyncio.gather(namespace, *([links] if links else []), return_exceptions=True)
+        await asyncio.gather(named, *([links] if links else []), return_exceptions=True)
         await runc.delete(spec.machine_id)
         guestfs.unmount(paths.rootfs)
         await delete_network(network, wait=False)
         raise
+    finally:
+        os.close(gate_read)
+        os.close(gate_write)
+        namespaces.close()
+        _detach_volumes(paths)
     start_time = process_start_time(pid)
     write_json(paths.started, {"pid": pid, "start_time": start_time, "started_at": time.time()})
     return pid, start_time
 
 
-def _gated(paths: MachinePaths) -> bool:
-    return f"{bundle.STATE_DIR}/{bundle.NETWORK_READY}" in paths.config.read_text()
+def _attach_volumes(paths: MachinePaths, spec: SandboxSpec, userns_fd: int) -> tuple[str, ...]:
+    """Each volume idmapped for this machine on `volumes/<n>`, the sources runc binds into it."""
+    sources = []
+    for index, mount in enumerate(spec.mounts):
+        target = paths.volumes / str(index)
+        guestfs.unmount(target)
+        target.mkdir(mode=0o711, parents=True, exist_ok=True)
+        userns.attach_idmapped(mount.host_path, userns_fd, target)
+        sources.append(str(target))
+    return tuple(sources)
 
 
-def _make_tick(paths: MachinePaths) -> None:
-    tick = paths.state / bundle.TICK
-    if not tick.exists():
-        os.mkfifo(tick)
-        os.chmod(tick, 0o666)  # the wrapper runs as the machine's user
+def _detach_volumes(paths: MachinePaths) -> None:
+    """The machine holds its own copies of the volumes' mounts once it runs; the host's go."""
+    if not paths.volumes.exists():
+        return
+    for target in paths.volumes.iterdir():
+        guestfs.unmount(target)
+        target.rmdir()
 
 
 def network_ready(paths: MachinePaths) -> bool:
     """Whether a container found running got past its start (its program runs, with its network)."""
-    return (paths.state / bundle.NETWORK_READY).exists() or not _gated(paths)
+    return paths.network_ready.exists()
 
 
 async def teardown(runc: Runc, machine_id: str, paths: MachinePaths, network: Allocation | None) -> None:
@@ -93,13 +135,14 @@ async def teardown(runc: Runc, machine_id: str, paths: MachinePaths, network: Al
         # The kernel finishes removing the veth in the background; the next start clears what is left.
         await delete_network(network, wait=False)
     await asyncio.to_thread(guestfs.discard_upper, paths)
-    for stale in (paths.started, paths.stop_requested, paths.pid_file, paths.state / bundle.NETWORK_READY):
+    for stale in (paths.started, paths.stop_requested, paths.pid_file, paths.network_ready):
         stale.unlink(missing_ok=True)
 
 
 async def clear_unfinished_start(runc: Runc, machine_id: str, paths: MachinePaths, network: Allocation) -> None:
     """Undo a start the daemon did not live to finish (or a network an older version built at create)."""
-    (paths.state / bundle.NETWORK_READY).unlink(missing_ok=True)
+    paths.network_ready.unlink(missing_ok=True)
+    _detach_volumes(paths)
     if await runc.state(machine_id) is not None or guestfs.is_mounted(paths.rootfs):
         await runc.delete(machine_id)
         guestfs.unmount(paths.rootfs)
@@ -122,4 +165,8 @@ async def remove(runc: Runc, pool: AddressPool, machine_id: str, paths: MachineP
         await delete_network(allocation)
         pool.release(allocation)
     MachineCgroup(machine_id).remove_leftovers()
+    _detach_volumes(paths)
     await asyncio.to_thread(shutil.rmtree, paths.dir, True)
+    for directory in (paths.volumes, paths.rootfs, paths.mounts):
+        with contextlib.suppress(FileNotFoundError):
+            directory.rmdir()

@@ -5,19 +5,24 @@
 <root>/machines/<id>/
     machine.json                  the SandboxSpec, image rootfs and network allocation (create's one record;
                                   older versions kept the allocation in network.json beside it)
-    config.json                   the OCI bundle config, written by each start from the spec
-    rootfs/                       overlay mount point (lower: image rootfs; upper, work: beside it)
+    config.json                   names the pipe through which each start hands runc its OCI config
     upper/ work/                  the writable layer, discarded on every stop
-    state/                        bind-mounted at /.aerodrome/state: the wrapper writes `exit` there
+    network-ready                 present once a run's network was up and its program released
     started.json                  the running instance: host pid of its init, start time
     exit.json                     the last exit, and whether it was reported
     stop-requested                present while a stop is in progress
     machine.log, machine.log.1    stdout and stderr of the machine, capped
+
+/run/aerodrome/<digest of root>/<id>/   mount points only, on a path every machine's root may traverse (runc
+    rootfs/                       mounts them from inside the machine's user namespace, where the data
+    volumes/<n>/                  directory, 0700, is closed): the overlay, and each volume idmapped while
+                                  runc starts the machine
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, fields
@@ -34,6 +39,7 @@ class MachinePaths:
     """The files of one machine."""
 
     dir: Path
+    mounts: Path
 
     @property
     def record(self) -> Path:
@@ -45,7 +51,7 @@ class MachinePaths:
 
     @property
     def rootfs(self) -> Path:
-        return self.dir / "rootfs"
+        return self.mounts / "rootfs"
 
     @property
     def upper(self) -> Path:
@@ -56,12 +62,12 @@ class MachinePaths:
         return self.dir / "work"
 
     @property
-    def state(self) -> Path:
-        return self.dir / "state"
+    def volumes(self) -> Path:
+        return self.mounts / "volumes"
 
     @property
-    def exit_status(self) -> Path:
-        return self.state / "exit"
+    def network_ready(self) -> Path:
+        return self.dir / "network-ready"
 
     @property
     def started(self) -> Path:
@@ -91,21 +97,39 @@ class MachinePaths:
 class Layout:
     """The runtime's directory tree under one root."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, mounts: Path | None = None) -> None:
         self.root = root
         self.machines = root / "machines"
         self.runc_root = root / "runc"
         self.orgs = root / "orgs.json"
+        digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+        self.mounts = mounts or MOUNTS_ROOT / digest
         for path in (self.machines, self.runc_root):
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _traversable_dirs(self.mounts)
 
     def machine(self, machine_id: str) -> MachinePaths:
         if not machine_id or not machine_id.replace("-", "").replace("_", "").isalnum():
             raise InvalidArgumentError(f"invalid machine id {machine_id!r}")
-        return MachinePaths(self.machines / machine_id)
+        return MachinePaths(self.machines / machine_id, self.mounts / machine_id)
 
     def machine_ids(self) -> list[str]:
         return sorted(p.name for p in self.machines.iterdir() if p.is_dir())
+
+
+MOUNTS_ROOT = Path("/run/aerodrome")
+
+
+def _traversable_dirs(path: Path) -> None:
+    """Make `path` and its missing parents 0711: searchable by a machine's root, listable by no one else."""
+    missing = []
+    for directory in (path, *path.parents):
+        if directory.exists():
+            break
+        missing.append(directory)
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o711, exist_ok=True)
+        os.chmod(directory, 0o711)  # whatever the umask
 
 
 def write_json(path: Path, data: Any) -> None:

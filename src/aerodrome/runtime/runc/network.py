@@ -260,14 +260,15 @@ def _read_slots(orgs_file: Path) -> tuple[str | None, int, dict[int, int]]:
     return None, DEFAULT_ORG_PREFIXLEN, {int(k): int(v) for k, v in data.items()}
 
 
-def _netns_script(a: Allocation) -> str:
-    """Clear what a previous run may have left, and make the machine's (empty) network namespace."""
+def _netns_script(a: Allocation, holder: int) -> str:
+    """Clear what a previous run may have left, and name the machine's (empty) network namespace, which the
+    process `holder` made inside the machine's user namespace."""
     return "\n".join(
         [
             "set -e",
             f"if [ -e {a.netns_path} ]; then ip netns del {a.netns}; fi",
             f"if [ -e /sys/class/net/{a.host_iface} ]; then ip link del {a.host_iface} 2>/dev/null || true; fi",
-            f"ip netns add {a.netns}",
+            f"ip netns attach {a.netns} {holder}",
         ]
     )
 
@@ -314,9 +315,9 @@ def _heredoc(command: str, lines: list[str]) -> list[str]:
     return [f"{command} <<'EOF'", *lines, "EOF"]
 
 
-async def create_netns(allocation: Allocation) -> None:
-    """The first half of `create_network`: what runc needs to start the container in its namespace."""
-    await run(["sh", "-c", _netns_script(allocation)], timeout=10)
+async def create_netns(allocation: Allocation, holder: int) -> None:
+    """The first half of `create_network`: name the netns `holder` made, which runc starts the container in."""
+    await run(["sh", "-c", _netns_script(allocation, holder)], timeout=10)
 
 
 async def connect_netns(allocation: Allocation) -> None:
@@ -328,9 +329,9 @@ async def connect_netns(allocation: Allocation) -> None:
     await run(["sh", "-c", _link_script(allocation)], timeout=10)
 
 
-async def create_network(allocation: Allocation) -> None:
-    """Create the netns and veth pair (first clearing any left by an earlier run)."""
-    await create_netns(allocation)
+async def create_network(allocation: Allocation, holder: int) -> None:
+    """Name the netns of `holder` and connect it with a veth pair (first clearing any left by an earlier run)."""
+    await create_netns(allocation, holder)
     await connect_netns(allocation)
 
 

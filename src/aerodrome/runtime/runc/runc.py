@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -26,17 +27,26 @@ class Runc:
     def _argv(self, *args: str) -> list[str]:
         return [RUNC, "--root", self.root, *args]
 
-    async def run_detached(self, machine_id: str, paths: MachinePaths, timeout: float = 30.0) -> int:
-        """`runc run -d`; the container's stdio is the machine's log file. Returns the host pid of its init."""
+    async def run_detached(
+        self, machine_id: str, paths: MachinePaths, config: bytes, stdin: int, timeout: float = 30.0
+    ) -> int:
+        """`runc run -d` of `config`; returns the host pid of the container's init.
+
+        runc hands its own stdio to the container: stdin is `stdin` (the wrapper's gate), stdout and stderr
+        the machine's log file, never a pipe the daemon reads. The config never touches the disk: it goes
+        through a pipe that `config.json` names, so the env (secrets included) is only ever in memory.
+        """
         paths.runc_log.unlink(missing_ok=True)
         argv = self._argv("--log", str(paths.runc_log), "--log-format", "json", "run", "-d")
         argv += ["--pid-file", str(paths.pid_file), "--bundle", str(paths.dir), machine_id]
-        # runc hands its own stdout/stderr to the container: give it the log file, never a pipe.
-        log_fd = os.open(paths.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        log_fd = os.open(paths.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log_fd, stderr=log_fd
-            )
+            with _Piped(config) as piped:
+                _link_config(paths.config, piped.read_fd)
+                proc = await asyncio.create_subprocess_exec(
+                    *argv, stdin=stdin, stdout=log_fd, stderr=log_fd, pass_fds=(piped.read_fd,)
+                )
+                await piped.sent()
         finally:
             os.close(log_fd)
         try:
@@ -75,16 +85,26 @@ class Runc:
         return [c["id"] for c in json.loads(result.stdout or b"null") or []]
 
     async def exec(
-        self, machine_id: str, paths: MachinePaths, command: list[str], stdin: bytes | None, timeout: float
+        self,
+        machine_id: str,
+        paths: MachinePaths,
+        process: dict[str, Any],
+        stdin: bytes | None,
+        timeout: float,
     ) -> ExecResult:
-        """Run `command` in the machine; after `timeout` seconds it is killed and its output so far returned."""
+        """Run the OCI `process` in the machine; after `timeout` seconds it is killed and its output so far
+        returned. The process spec (the machine's env) reaches runc through a pipe, as `run_detached`'s does."""
         pid_file = paths.dir / f"exec-{os.urandom(4).hex()}.pid"
-        proc = await asyncio.create_subprocess_exec(
-            *self._argv("exec", "--pid-file", str(pid_file), machine_id, *command),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        with _Piped(json.dumps(process).encode()) as piped:
+            proc = await asyncio.create_subprocess_exec(
+                *self._argv("exec", "--pid-file", str(pid_file), "--process", f"/proc/self/fd/{piped.read_fd}"),
+                machine_id,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(piped.read_fd,),
+            )
+            await piped.sent()
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         reads = asyncio.gather(proc.stdout.read(), proc.stderr.read())
         try:
@@ -109,6 +129,65 @@ class Runc:
             pid_file.unlink(missing_ok=True)
         exit_signal = returncode - 128 if returncode > 128 else 0
         return ExecResult(exit_code=returncode, stdout=out, stderr=err, exit_signal=exit_signal)
+
+
+PIPE_MAX = 1024 * 1024  # Linux's default pipe-max-size: a config up to this is written without a thread
+
+
+class _Piped:
+    """A pipe holding `data` for a child to read through the inherited `read_fd`.
+
+    The pipe is grown to hold the data where it can, so the write is done at once; a larger one is fed from a
+    thread while the child reads. Once the child has its copy, `sent()` drops the daemon's read end, so a
+    child that dies unread ends the write with EPIPE, never a hang.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self.read_fd, self._write_fd = os.pipe()
+        self._data = data
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(self._write_fd, fcntl.F_SETPIPE_SZ, min(max(len(data), 4096), PIPE_MAX))
+        self._written = 0
+        if len(data) <= fcntl.fcntl(self._write_fd, fcntl.F_GETPIPE_SZ):
+            self._written = os.write(self._write_fd, data)
+
+    async def sent(self) -> None:
+        self._close("read_fd")
+        try:
+            if self._written < len(self._data):
+                with contextlib.suppress(BrokenPipeError):
+                    await asyncio.to_thread(_write_all, self._write_fd, self._data[self._written :])
+        finally:
+            self._close("_write_fd")
+
+    def _close(self, name: str) -> None:
+        fd = getattr(self, name)
+        if fd >= 0:
+            setattr(self, name, -1)
+            os.close(fd)
+
+    def __enter__(self) -> _Piped:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close("read_fd")
+        self._close("_write_fd")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _link_config(config: Path, fd: int) -> None:
+    """Make the bundle's config.json name the pipe runc inherits as `fd`."""
+    target = f"/proc/self/fd/{fd}"
+    with contextlib.suppress(OSError):
+        if os.readlink(config) == target:
+            return
+    config.unlink(missing_ok=True)
+    os.symlink(target, config)
 
 
 def _kill_from_pid_file(pid_file: Path) -> None:

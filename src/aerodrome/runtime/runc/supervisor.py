@@ -1,8 +1,10 @@
 """One watcher for the exits of every machine: a pidfd per container init, polled by the event loop.
 
-The container's init is not the daemon's child (runc hands it to the host's reaper), and after a daemon
-restart it never is; a pidfd turns readable when any process exits, child or not, so one mechanism covers
-fresh starts and re-adopted machines alike, without a thread or process per machine.
+The daemon is a child subreaper: `runc run -d` exits once the container runs, and the container's init becomes
+the daemon's child, so its exit status is read from the pidfd itself (waitid(P_PIDFD)), a descriptor the
+machine cannot touch. After a daemon restart the inits it adopts are no longer its children; a pidfd still
+turns readable when they exit, so one mechanism covers both, and only the status of an exit that happened
+while no daemon was its parent is unknown.
 
 The same watcher caps the machines' log files: containers append to them directly, so a periodic sweep
 moves the tail of an oversized log to `<log>.1` and truncates it (O_APPEND writers carry on at the new end).
@@ -12,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 from collections.abc import Callable
 from pathlib import Path
+
+PR_SET_CHILD_SUBREAPER = 36
 
 LOG_CAP_BYTES = 4 * 1024 * 1024
 LOG_SWEEP_SECONDS = 2.0
@@ -30,10 +35,72 @@ def process_start_time(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
-class Supervisor:
-    """Calls `on_exit(machine_id)` once when a watched init exits."""
+def become_subreaper() -> None:
+    """Orphaned descendants (container inits once `runc run -d` exits) become this process's children."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
-    def __init__(self, on_exit: Callable[[str], None], *, log_cap: int = LOG_CAP_BYTES) -> None:
+
+def exit_code(pidfd: int) -> int | None:
+    """The shell-style status (128+N for signal N) of the exited child behind `pidfd`, reaping it; None when
+    it is not this process's child or has not exited."""
+    try:
+        result = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)
+    except ChildProcessError:
+        return None
+    if result is None:
+        return None
+    if result.si_code == os.CLD_EXITED:
+        return result.si_status
+    return 128 + result.si_status  # killed or dumped
+
+
+def reap_exited(pid: int, start_time: int | None) -> int | None:
+    """The status of `pid` if it is an exited child of this process (the same process: same start time)."""
+    if start_time is not None and process_start_time(pid) != start_time:
+        return None
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return None
+    try:
+        return exit_code(fd)
+    finally:
+        os.close(fd)
+
+
+def reap_strays() -> int:
+    """Reap exited children that are nobody's to wait for: processes run into a machine (`runc exec`) whose
+    runc died first are reparented here. Children in this process's own PID namespace are left alone (asyncio
+    waits for its subprocesses itself); container inits are reaped through their pidfd. Returns how many."""
+    reaped = 0
+    for pid in _children():
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                status = f.read()
+        except OSError:
+            continue
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        if fields.get("State", "").startswith("Z") and len(fields.get("NSpid", "").split()) > 1:
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    reaped += 1
+    return reaped
+
+
+def _children() -> list[int]:
+    found: list[int] = []
+    for task in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError), open(f"/proc/self/task/{task}/children") as f:
+            found += [int(pid) for pid in f.read().split()]
+    return found
+
+
+class Supervisor:
+    """Calls `on_exit(machine_id, exit_code)` once when a watched init exits; the code is None when unknown."""
+
+    def __init__(self, on_exit: Callable[[str, int | None], None], *, log_cap: int = LOG_CAP_BYTES) -> None:
         self._on_exit = on_exit
         self._log_cap = log_cap
         self._fds: dict[str, int] = {}
@@ -47,11 +114,11 @@ class Supervisor:
         try:
             fd = os.pidfd_open(pid)
         except ProcessLookupError:
-            self._loop.call_soon(self._on_exit, machine_id)
+            self._loop.call_soon(self._on_exit, machine_id, None)
             return
         if start_time is not None and process_start_time(pid) != start_time:
             os.close(fd)
-            self._loop.call_soon(self._on_exit, machine_id)
+            self._loop.call_soon(self._on_exit, machine_id, None)
             return
         self._fds[machine_id] = fd
         self._logs[machine_id] = log
@@ -68,8 +135,10 @@ class Supervisor:
         return machine_id in self._fds
 
     def _fired(self, machine_id: str) -> None:
+        fd = self._fds.get(machine_id)
+        code = exit_code(fd) if fd is not None else None
         self.unwatch(machine_id)
-        self._on_exit(machine_id)
+        self._on_exit(machine_id, code)
 
     async def close(self) -> None:
         self._sweeper.cancel()
@@ -83,6 +152,7 @@ class Supervisor:
             await asyncio.sleep(LOG_SWEEP_SECONDS)
             for log in list(self._logs.values()):
                 cap_log(log, self._log_cap)
+            reap_strays()
 
 
 def cap_log(log: Path, cap: int) -> None:
