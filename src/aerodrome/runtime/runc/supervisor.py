@@ -70,23 +70,35 @@ def reap_exited(pid: int, start_time: int | None) -> int | None:
         os.close(fd)
 
 
-def reap_strays() -> int:
-    """Reap exited children that are nobody's to wait for: processes run into a machine (`runc exec`) whose
-    runc died first are reparented here. Children in this process's own PID namespace are left alone (asyncio
-    waits for its subprocesses itself); container inits are reaped through their pidfd. Returns how many."""
-    reaped = 0
+def reap_strays(seen: set[int]) -> set[int]:
+    """Reap exited children that are nobody else's to wait for, and return the zombies left for next time.
+
+    As a subreaper the daemon inherits every orphaned descendant: a process run into a machine (`runc exec`)
+    whose runc died first, a tool's child whose tool was killed. Children in a machine's PID namespace are
+    reaped at once (only runc waits for those, and it is gone); the daemon's own are reaped once they were
+    already zombies at the previous sweep, seconds ago: asyncio waits for its subprocesses within
+    milliseconds of their exit, so a zombie that old is an orphan.
+    """
+    still: set[int] = set()
     for pid in _children():
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                status = f.read()
-        except OSError:
+        fields = _status_fields(pid)
+        if not fields.get("State", "").startswith("Z"):
             continue
-        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
-        if fields.get("State", "").startswith("Z") and len(fields.get("NSpid", "").split()) > 1:
+        if len(fields.get("NSpid", "").split()) > 1 or pid in seen:
             with contextlib.suppress(ChildProcessError):
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    reaped += 1
-    return reaped
+                os.waitpid(pid, os.WNOHANG)
+        else:
+            still.add(pid)
+    return still
+
+
+def _status_fields(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return {}
+    return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
 
 
 def _children() -> list[int]:
@@ -148,11 +160,12 @@ class Supervisor:
             self.unwatch(machine_id)
 
     async def _sweep_logs(self) -> None:
+        zombies: set[int] = set()
         while True:
             await asyncio.sleep(LOG_SWEEP_SECONDS)
             for log in list(self._logs.values()):
                 cap_log(log, self._log_cap)
-            reap_strays()
+            zombies = reap_strays(zombies)
 
 
 def cap_log(log: Path, cap: int) -> None:
