@@ -1,43 +1,33 @@
 #!/usr/bin/env bash
-# Installs what aerodrome needs on a Debian 12 host: the host tools (apt) and the Python environment (.venv).
-# Idempotent: a second run only checks.
+# Installs what `aerodrome serve` needs on a Debian 12 host: the host tools (apt) and the Python environment
+# (.venv). What only the tests and benchmarks need is scripts/install-test-deps.sh. Starts no service, stops or
+# kills nothing, and leaves no service it installed enabled (scripts/lib/apt.sh). Idempotent: a second run
+# only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/apt.sh
 
 APT_PACKAGES=(
-  runc catatonit skopeo umoci docker-registry  # machines and images
-  busybox-static                               # the tests' tiny images
+  runc catatonit skopeo umoci docker-registry  # machines and images; the embedded registry
+  busybox-static                               # /bin/busybox, bind-mounted into every machine for its launcher
+  iproute2 iptables                            # machine networks: ip, iptables-restore, ip6tables-restore
+  e2fsprogs util-linux                         # volumes: mkfs.ext4, e2fsck, resize2fs, dumpe2fs; nsenter
+  ca-certificates                              # image pulls over TLS (skopeo)
   debootstrap                                  # aerodrome images build-mcp: the Debian userland
-  iproute2 iptables nftables                   # machine networks
-  e2fsprogs util-linux                         # volumes: mkfs.ext4, resize2fs, losetup
-  procps psmisc                                # ps, fuser
-  nginx-light wrk valgrind                     # the edge benchmarks: reference proxy, load, instructions
   gcc libc6-dev python3-dev                    # the edge's data path, compiled by mypyc
+  python3-venv                                 # .venv
+  uuid-runtime curl                            # the README's quick start: uuidgen, curl
 )
 
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "aerodrome: missing packages ${missing[*]}; run this script as root" >&2
-    exit 2
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-# Debian's packages would start their own services; aerodrome runs what it needs itself.
-for svc in docker-registry nginx; do
-  if command -v systemctl >/dev/null && systemctl is-active -q "$svc" 2>/dev/null; then systemctl stop "$svc" || true; fi
-done
-pkill -x registry 2>/dev/null || true
-pkill -x nginx 2>/dev/null || true
+apt_install "${APT_PACKAGES[@]}"
+apt_service_off docker-registry docker-registry docker-registry.service \
+  "its default configuration listens on :5000 on every interface; aerodrome serve runs its own on 127.0.0.1:5000"
+apt_service_off uuid-runtime uuidd "uuidd.socket uuidd.service"
 
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-# Reinstall only when the declared dependencies changed since the last install.
+# Reinstall only when the declared dependencies changed since the last install. The dev extra stays: it brings
+# mypy, whose mypyc compiles the edge below.
 stamp=.venv/.aerodrome-deps
 wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
