@@ -91,6 +91,13 @@ def serve(
     if problem:
         typer.echo(f"aerodrome: {problem}", err=True)
         raise typer.Exit(2)
+    from aerodrome.runtime import claim_subordinate_ids
+
+    try:
+        claim_subordinate_ids()  # machines' user namespaces take their host ids from this range
+    except OSError as exc:
+        typer.echo(f"aerodrome: {exc}", err=True)
+        raise typer.Exit(2) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     options = ServeOptions(
         data_dir=data_dir(data_dir_),

@@ -56,14 +56,25 @@ def load_secrets_key(path: Path) -> bytes:
     return key
 
 
+def secure_data_dir(layout: Layout) -> None:
+    """The data directory is root's alone: 0700, and the database and keys 0600, whatever an older version
+    or the umask left (the daemon itself runs with umask 077)."""
+    layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(layout.root, 0o700)
+    for path in layout.root.iterdir():
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, 0o600)
+
+
 async def open_store(layout: Layout) -> SqlStore:
-    layout.root.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(layout)
     store = await SqlStore.open(sqlite_url(layout.database))
     await store.ensure_org("personal", "Personal")
     return store
 
 
 async def serve(options: ServeOptions) -> None:
+    os.umask(0o077)  # nothing the daemon writes is for other users of the host
     layout = Layout(options.data_dir)
     store = await open_store(layout)
     images = ImageStore(layout.images, registries=(options.registry,), mirrors=options.mirrors)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aerodrome.runtime.images import ImageStore
 from aerodrome.runtime.registry import EmbeddedRegistry
-from aerodrome.runtime.runc import RuncRuntime
+from aerodrome.runtime.runc import RuncRuntime, claim_subordinate_ids
 from aerodrome.runtime.volumes import LoopVolumeBackend
 
-__all__ = ["EmbeddedRegistry", "ImageStore", "LoopVolumeBackend", "RuncRuntime"]
+__all__ = ["EmbeddedRegistry", "ImageStore", "LoopVolumeBackend", "RuncRuntime", "claim_subordinate_ids"]

@@ -4,5 +4,6 @@ from __future__ import annotations
 
 from aerodrome.runtime.runc.driver import RuncRuntime
 from aerodrome.runtime.runc.source import ImageSource
+from aerodrome.runtime.runc.userns import claim_subordinate_ids
 
-__all__ = ["ImageSource", "RuncRuntime"]
+__all__ = ["ImageSource", "RuncRuntime", "claim_subordinate_ids"]

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 from aerodrome.core import (
     ExecResult,
     ExitCallback,
@@ -27,7 +29,15 @@ from aerodrome.core import (
 from aerodrome.runtime.process import map_runtime_errors
 from aerodrome.runtime.runc import bundle, exits, firewall, guestfs, instance, procfs
 from aerodrome.runtime.runc.cgroups import MachineCgroup
-from aerodrome.runtime.runc.layout import Layout, MachinePaths, read_json, spec_from_json, spec_to_json, write_json
+from aerodrome.runtime.runc.layout import (
+    Layout,
+    MachinePaths,
+    load_key,
+    read_json,
+    spec_from_json,
+    spec_to_json,
+    write_json,
+)
 from aerodrome.runtime.runc.network import (
     DEFAULT_ORG_PREFIXLEN,
     AddressPool,
@@ -85,6 +95,7 @@ class RuncRuntime:
         self.runc = Runc(self.layout.runc_root)
         self.pool = AddressPool(self.layout.orgs, ipv4_pool, org_prefixlen)
         self.ids = IdAllocator()
+        self._key = load_key(self.layout.records_key)
         self._machines: dict[str, _Machine] = {}
         self._running: dict[str, _Running] = {}
         self._callbacks: list[ExitCallback] = []
@@ -106,7 +117,7 @@ class RuncRuntime:
             if record is not None and allocation is not None:
                 ids = IdRange(record["uid_base"]) if "uid_base" in record else self.ids.allocate(machine_id)
                 self.ids.adopt(machine_id, ids)
-                spec = spec_from_json(record["spec"])
+                spec = spec_from_json(record["spec"], self._key)
                 self._machines[machine_id] = _Machine(spec, record["lower"], allocation, ids)
 
     async def _ensure_host(self) -> None:
@@ -163,7 +174,7 @@ class RuncRuntime:
                 machine = _Machine(spec, image.rootfs, allocation, ids)
                 try:
                     guestfs.resolve_user(Path(image.rootfs), spec.user)  # refuse an unknown user now, not at start
-                    _write_record(paths, machine)
+                    _write_record(paths, machine, self._key)
                 except BaseException:
                     if existing is None or allocation is not existing.network:
                         self.pool.release(allocation)  # nothing recorded holds it
@@ -316,7 +327,7 @@ class RuncRuntime:
                 if machine_id in self._running:
                     MachineCgroup(machine_id).set_memory_limit(memory_mb * 1024 * 1024)
                 machine.spec = dataclasses.replace(machine.spec, memory_mb=memory_mb)
-                _write_record(paths, machine)  # and every start writes its bundle from the spec
+                _write_record(paths, machine, self._key)  # and every start writes its bundle from the spec
 
     async def reclaim_memory(self, machine_id: str, amount_mb: int) -> int:
         """Have the kernel reclaim up to `amount_mb` of the running machine's memory; return the bytes freed."""
@@ -412,10 +423,10 @@ class RuncRuntime:
         return await self.status(machine_id)
 
 
-def _write_record(paths: MachinePaths, machine: _Machine) -> None:
+def _write_record(paths: MachinePaths, machine: _Machine, key: Fernet) -> None:
     """The machine's one record, written at once: a crash before it leaves only a directory to remove."""
     record = {
-        "spec": spec_to_json(machine.spec),
+        "spec": spec_to_json(machine.spec, key),
         "lower": machine.lower,
         "network": machine.network.to_json(),
         "uid_base": machine.ids.base,

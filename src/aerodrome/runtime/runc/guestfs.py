@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path, PurePosixPath
 
 from aerodrome.core import GuestFile, InvalidArgumentError
-from aerodrome.runtime.runc.layout import MachinePaths
+from aerodrome.runtime.runc.layout import MachinePaths, traversable_dirs
 from aerodrome.runtime.runc.userns import IdRange, idmapped_tree
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -44,7 +44,7 @@ def mount_overlay(paths: MachinePaths, lower: str, ids: IdRange, userns_fd: int)
     """
     for directory in (paths.upper, paths.work):
         directory.mkdir(mode=0o700, exist_ok=True)
-    paths.rootfs.mkdir(mode=0o711, parents=True, exist_ok=True)
+    traversable_dirs(paths.rootfs)
     # The upper's root is the merged root: it takes the image root's mode, and belongs to the machine's root.
     os.chmod(paths.upper, os.stat(lower).st_mode & 0o7777)
     os.chown(paths.upper, ids.base, ids.base)

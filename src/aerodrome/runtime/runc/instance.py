@@ -19,7 +19,7 @@ import orjson
 from aerodrome.core import SandboxSpec
 from aerodrome.runtime.runc import bundle, guestfs, userns
 from aerodrome.runtime.runc.cgroups import MachineCgroup, cgroups_path
-from aerodrome.runtime.runc.layout import MachinePaths, read_json, write_json
+from aerodrome.runtime.runc.layout import MachinePaths, read_json, traversable_dirs, write_json
 from aerodrome.runtime.runc.network import (
     AddressPool,
     Allocation,
@@ -107,7 +107,7 @@ def _attach_volumes(paths: MachinePaths, spec: SandboxSpec, userns_fd: int) -> t
     for index, mount in enumerate(spec.mounts):
         target = paths.volumes / str(index)
         guestfs.unmount(target)
-        target.mkdir(mode=0o711, parents=True, exist_ok=True)
+        traversable_dirs(target)
         userns.attach_idmapped(mount.host_path, userns_fd, target)
         sources.append(str(target))
     return tuple(sources)

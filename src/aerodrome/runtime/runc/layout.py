@@ -2,9 +2,11 @@
 
 <root>/runc/                      runc's own state (`runc --root`), apart from any other runc user
 <root>/orgs.json                  the size of organisation subnets, and each organisation's slot of the pool
+<root>/records.key                the key that seals each record's env and files (secrets among them), 0600
 <root>/machines/<id>/
-    machine.json                  the SandboxSpec, image rootfs and network allocation (create's one record;
-                                  older versions kept the allocation in network.json beside it)
+    machine.json                  the SandboxSpec (env and files sealed), image rootfs, network allocation and
+                                  user-id range (create's one record; older versions kept the allocation in
+                                  network.json beside it, and the env in the clear)
     config.json                   names the pipe through which each start hands runc its OCI config
     upper/ work/                  the writable layer, discarded on every stop
     network-ready                 present once a run's network was up and its program released
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from cryptography.fernet import Fernet
 
 from aerodrome.core import GuestFile, InvalidArgumentError, SandboxSpec, VolumeMount
 
@@ -102,11 +105,12 @@ class Layout:
         self.machines = root / "machines"
         self.runc_root = root / "runc"
         self.orgs = root / "orgs.json"
+        self.records_key = root / "records.key"
         digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
         self.mounts = mounts or MOUNTS_ROOT / digest
         for path in (self.machines, self.runc_root):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _traversable_dirs(self.mounts)
+        traversable_dirs(self.mounts)
 
     def machine(self, machine_id: str) -> MachinePaths:
         if not machine_id or not machine_id.replace("-", "").replace("_", "").isalnum():
@@ -120,7 +124,7 @@ class Layout:
 MOUNTS_ROOT = Path("/run/aerodrome")
 
 
-def _traversable_dirs(path: Path) -> None:
+def traversable_dirs(path: Path) -> None:
     """Make `path` and its missing parents 0711: searchable by a machine's root, listable by no one else."""
     missing = []
     for directory in (path, *path.parents):
@@ -142,7 +146,8 @@ def write_json(path: Path, data: Any) -> None:
         encoded = orjson.dumps(data)  # several times faster than the stdlib; a create writes three records
     except TypeError:  # integers past 64 bits
         encoded = json.dumps(data).encode()
-    with open(tmp, "wb") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
         f.write(encoded)
     os.replace(tmp, path)
 
@@ -159,17 +164,44 @@ def read_json(path: Path) -> Any:
 _SPEC_FIELDS = tuple(f.name for f in fields(SandboxSpec))
 
 
-def spec_to_json(spec: SandboxSpec) -> dict[str, Any]:
+def load_key(path: Path) -> Fernet:
+    """The key that seals records, made on first use, readable by root only."""
+    try:
+        return Fernet(path.read_bytes().strip())
+    except FileNotFoundError:
+        pass
+    key = Fernet.generate_key()
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(key)
+        out.flush()
+        os.fsync(out.fileno())
+    os.link(tmp, path)  # a second process racing here fails, and reads the first one's key
+    tmp.unlink()
+    return Fernet(key)
+
+
+def spec_to_json(spec: SandboxSpec, key: Fernet) -> dict[str, Any]:
+    """The record of a spec; its env and files, where secrets go, are sealed with `key`."""
     # Field by field: `asdict` deep-copies every value, which costs a create more than writing the record.
-    data = {name: getattr(spec, name) for name in _SPEC_FIELDS}
-    data["files"] = [
-        {"guest_path": f.guest_path, "data": base64.b64encode(f.data).decode(), "mode": f.mode} for f in spec.files
-    ]
+    data = {name: getattr(spec, name) for name in _SPEC_FIELDS if name not in ("env", "files")}
+    private = {
+        "env": spec.env,
+        "files": [
+            {"guest_path": f.guest_path, "data": base64.b64encode(f.data).decode(), "mode": f.mode} for f in spec.files
+        ],
+    }
+    data["sealed"] = key.encrypt(orjson.dumps(private)).decode()
     data["mounts"] = [asdict(m) for m in spec.mounts]
     return data
 
 
-def spec_from_json(data: dict[str, Any]) -> SandboxSpec:
+def spec_from_json(data: dict[str, Any], key: Fernet) -> SandboxSpec:
+    """The spec of a record, sealed or (as older versions wrote them) in the clear."""
+    data = dict(data)
+    if "sealed" in data:
+        data.update(orjson.loads(key.decrypt(data.pop("sealed").encode())))
     return SandboxSpec(
         **{
             **data,
