@@ -154,7 +154,9 @@ class RuncRuntime:
                 allocation = await self._allocate(spec, paths, existing)
                 machine = _Machine(spec, image.rootfs, allocation)
                 try:
-                    guestfs.resolve_user(Path(image.rootfs), spec.user)  # refuse an unknown user now, not at start
+                    # Refuse an unknown user, or files the image would not let start write, now: not at start.
+                    files = (*bundle.system_files(spec, allocation.ipv4, allocation.ipv6), *spec.files)
+                    await asyncio.to_thread(guestfs.check_image, Path(image.rootfs), spec.user, files)
                     _write_record(paths, machine)
                 except BaseException:
                     if existing is None or allocation is not existing.network:
@@ -201,7 +203,7 @@ class RuncRuntime:
                 raise FailedPreconditionError(f"machine {machine_id} is already running")
             await self._ensure_host()
             with map_runtime_errors(f"start machine {machine_id}"):
-                _write_bundle(paths, machine)
+                await _write_bundle(paths, machine)
                 pid, start_time = await instance.launch(self.runc, paths, machine.spec, machine.lower, machine.network)
             self._running[machine_id] = _Running(pid, asyncio.get_running_loop().create_future())
             self.supervisor.watch(machine_id, pid, start_time, paths.log)
@@ -399,9 +401,10 @@ def _write_record(paths: MachinePaths, machine: _Machine) -> None:
     write_json(paths.record, record)
 
 
-def _write_bundle(paths: MachinePaths, machine: _Machine) -> None:
+async def _write_bundle(paths: MachinePaths, machine: _Machine) -> None:
     """The OCI config of the machine's next run, from its current spec."""
-    uid, gid = guestfs.resolve_user(Path(machine.lower), machine.spec.user)
+    # The image's passwd is read off the event loop: whatever its tree holds, the API goes on answering.
+    uid, gid = await asyncio.to_thread(guestfs.resolve_user, Path(machine.lower), machine.spec.user)
     config = bundle.build_config(
         machine.spec,
         uid=uid,
