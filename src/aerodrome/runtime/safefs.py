@@ -107,10 +107,15 @@ def lookup(root_fd: int, guest_path: str, *, where: str = "in the guest") -> os.
 
 def check_regular(found: os.stat_result, guest_path: str, *, where: str = "in the guest") -> None:
     """InvalidArgumentError unless `found` (an fstat, never followed) is a regular file."""
-    kind = stat.S_IFMT(found.st_mode)
-    if kind != stat.S_IFREG:
-        what = _KINDS.get(kind, "not a regular file")
-        raise InvalidArgumentError(f"{guest_path} {where} is {what}; aerodrome reads and writes only regular files")
+    if not stat.S_ISREG(found.st_mode):
+        raise InvalidArgumentError(
+            f"{guest_path} {where} is {describe(found)}; aerodrome reads and writes only regular files"
+        )
+
+
+def describe(found: os.stat_result) -> str:
+    """What a stat shows, in words: "a FIFO", "a symbolic link", ..."""
+    return _KINDS.get(stat.S_IFMT(found.st_mode), "a regular file" if stat.S_ISREG(found.st_mode) else "unknown")
 
 
 def open_dir(root_fd: int, guest_dir: str, *, where: str = "in the guest") -> int:
@@ -176,27 +181,29 @@ def _resolve(dir_fd: int, at: str, parts: list[str], flags: int, where: str, *, 
         if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EXDEV):
             raise
         depth, kind = _culprit(dir_fd, parts)
-        if exc.errno == errno.EXDEV:
-            kind = "a mount point"
         culprit, goal = at + _join(parts[:depth]), at + _join(parts)
         suffix = f" (on the way to {goal})" if goal != culprit else ""
         raise InvalidArgumentError(
-            f"{culprit} {where} is {kind}; aerodrome follows no links and opens no FIFOs or devices in a guest{suffix}"
+            f"{culprit} {where} is {kind}; aerodrome follows no links, crosses no mounts and opens no FIFOs or "
+            f"devices in a guest{suffix}"
         ) from None
 
 
 def _culprit(dir_fd: int, parts: list[str]) -> tuple[int, str]:
-    """How many components lead to the first that is not a plain directory, and what it is, to say so.
+    """How many components lead to the first that is not a plain directory on the same mount, and what it is.
 
     fstatat without following opens nothing; each directory on the way is held O_PATH, never followed.
     """
+    device = os.fstat(dir_fd).st_dev
     fd = os.dup(dir_fd)
     try:
         for depth, part in enumerate(parts, 1):
             try:
-                kind = stat.S_IFMT(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode)
-                if kind != stat.S_IFDIR or depth == len(parts):
-                    return depth, _KINDS.get(kind, "not a directory")
+                found = os.stat(part, dir_fd=fd, follow_symlinks=False)
+                if found.st_dev != device:
+                    return depth, "a mount point"
+                if not stat.S_ISDIR(found.st_mode) or depth == len(parts):
+                    return depth, describe(found)
                 next_fd = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
             except OSError:
                 break  # it changed meanwhile: say only that the path was refused

@@ -154,9 +154,9 @@ class RuncRuntime:
                 allocation = await self._allocate(spec, paths, existing)
                 machine = _Machine(spec, image.rootfs, allocation)
                 try:
-                    # Refuse an unknown user, or files the image would not let start write, now: not at start.
+                    # Refuse an unknown user, or an image start could not write its files into, now: not at start.
                     files = (*bundle.system_files(spec, allocation.ipv4, allocation.ipv6), *spec.files)
-                    await asyncio.to_thread(guestfs.check_image, Path(image.rootfs), spec.user, files)
+                    await asyncio.to_thread(guestfs.check_image, Path(image.rootfs), spec, files)
                     _write_record(paths, machine)
                 except BaseException:
                     if existing is None or allocation is not existing.network:

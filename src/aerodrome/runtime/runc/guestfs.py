@@ -12,10 +12,11 @@ import ctypes
 import errno
 import os
 import shutil
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from aerodrome.core import GuestFile, InvalidArgumentError
+from aerodrome.core import GuestFile, InvalidArgumentError, SandboxSpec
 from aerodrome.runtime import safefs
 from aerodrome.runtime.runc.layout import MachinePaths
 
@@ -71,17 +72,34 @@ def write_files(rootfs: Path, files: Sequence[GuestFile]) -> None:
             _write_one(root_fd, guest_file)
 
 
-def check_image(rootfs: Path, user: str, files: Sequence[GuestFile]) -> None:
-    """Refuse, before any start, a user the image does not know or files its tree would not let start write.
+def check_image(rootfs: Path, spec: SandboxSpec, files: Sequence[GuestFile]) -> None:
+    """Refuse, before any start, an image that does not know the machine's user, whose working directory is not a
+    plain directory, or whose tree would stop start from writing `files`.
 
     Blocking (it reads the image): call it off the event loop.
     """
-    resolve_user(rootfs, user)
+    resolve_user(rootfs, spec.user)
     with safefs.opened_root(rootfs) as root_fd:
+        _check_working_dir(root_fd, spec.working_dir)
         for guest_file in files:
             found = safefs.lookup(root_fd, guest_file.guest_path, where=IN_IMAGE)
             if found is not None:
                 safefs.check_regular(found, guest_file.guest_path, where=IN_IMAGE)
+
+
+def _check_working_dir(root_fd: int, working_dir: str) -> None:
+    """runc makes and enters the working directory after pivot_root, inside the machine's root, so it cannot
+    reach the host; but one through a link or a FIFO fails the start with runc's words. Say it at create."""
+    if not working_dir.strip("/"):
+        return
+    try:
+        found = safefs.lookup(root_fd, working_dir, where=IN_IMAGE)
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"invalid working directory: {exc.message}") from None
+    if found is not None and not stat.S_ISDIR(found.st_mode):
+        raise InvalidArgumentError(
+            f"invalid working directory: {working_dir} {IN_IMAGE} is {safefs.describe(found)}, not a directory"
+        )
 
 
 def check_guest_path(guest_path: str) -> list[str]:
