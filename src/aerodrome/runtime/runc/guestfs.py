@@ -138,13 +138,13 @@ def resolve_user(rootfs: Path, user: str) -> tuple[int, int]:
     if not user:
         return 0, 0
     name, _, group = user.partition(":")
-    if name.isdigit():
+    if _numeric(name):
         uid = _id(name, "user")
         gid = uid if group else _gid_of(rootfs, uid)
     else:
         uid, gid = _lookup(_table(rootfs, "/etc/passwd"), name, "user")
     if group:
-        gid = _id(group, "group") if group.isdigit() else _lookup(_table(rootfs, "/etc/group"), group, "group")[0]
+        gid = _id(group, "group") if _numeric(group) else _lookup(_table(rootfs, "/etc/group"), group, "group")[0]
     return uid, gid
 
 
@@ -171,8 +171,12 @@ def _gid_of(rootfs: Path, uid: int) -> int:
     return uid
 
 
+def _numeric(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # str.isdigit alone takes "²", which int() refuses
+
+
 def _id(text: str, kind: str) -> int:
     # 2**32 - 1 is (uid_t)-1, "no id" to the kernel
-    if not text.isdigit() or int(text) >= 2**32 - 1:
+    if not _numeric(text) or int(text) >= 2**32 - 1:
         raise InvalidArgumentError(f"invalid {kind} id {text[:32]!r} in the image")
     return int(text)
