@@ -15,7 +15,7 @@ import pytest
 
 from aerodrome.core import GuestFile, InvalidArgumentError
 from aerodrome.runtime import safefs
-from aerodrome.runtime.runc.guestfs import write_files
+from aerodrome.runtime.runc.guestfs import resolve_user, write_files
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mknod and mount need root")
 
@@ -88,6 +88,21 @@ def test_writes_make_directories_and_replace_regular_files(guest: Path) -> None:
     assert stat.S_IMODE((guest / "a/b/c").stat().st_mode) == 0o600
     assert (guest / "etc/passwd").read_bytes() == b"short"
     assert stat.S_IMODE((guest / "etc/passwd").stat().st_mode) == 0o640
+
+
+def test_the_user_is_looked_up_in_the_image_and_hostile_ids_are_refused(guest: Path) -> None:
+    passwd = "root:x:0:0::/:/bin/sh\napp:x:4242:4243::/:/bin/sh\nsup:x:\u00b2:1::/:/bin/sh\nbig:x:4294967295:1::/:/\n"
+    (guest / "etc/passwd").write_text(passwd)
+    (guest / "etc/group").write_text("staff:x:50:\n")
+    assert resolve_user(guest, "app") == (4242, 4243)
+    assert resolve_user(guest, "app:staff") == (4242, 50)
+    assert resolve_user(guest, "4242") == (4242, 4243)
+    assert resolve_user(guest, "7:8") == (7, 8)
+    for user in ("sup", "big"):
+        with _refused("invalid user id"):
+            resolve_user(guest, user)
+    with _refused("user 'nobody' not found in the image"):
+        resolve_user(guest, "nobody")
 
 
 @needs_root
