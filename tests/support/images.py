@@ -41,16 +41,25 @@ async def build_busybox_layout(
     working_dir: str = "/",
     exposed_ports: Sequence[str] = ("8080/tcp",),
     applets: Sequence[str] | None = COMMON_APPLETS,
+    user: str = "",
+    symlinks: Mapping[str, str] | None = None,
+    fifos: Sequence[str] = (),
 ) -> str:
-    """Build the image as an OCI layout under `workdir`; return its skopeo name, `oci:<layout>:<tag>`."""
+    """Build the image as an OCI layout under `workdir`; return its skopeo name, `oci:<layout>:<tag>`.
+
+    `symlinks` ({guest path: target}) and `fifos` are planted last, over any file of the same path, as a hostile
+    image would carry them: the layer keeps them as they are.
+    """
     layout, bundle = workdir / "layout", workdir / "bundle"
     image = f"{layout}:{tag}"
     await run(["umoci", "init", "--layout", str(layout)])
     await run(["umoci", "new", "--image", image])
     await run(["umoci", "unpack", "--image", image, str(bundle)])
     _populate(bundle / "rootfs", {**DEFAULT_FILES, **(files or {})}, applets)
+    _plant(bundle / "rootfs", symlinks or {}, fifos)
     await run(["umoci", "repack", "--image", image, str(bundle)])
     argv = ["umoci", "config", "--image", image, "--config.workingdir", working_dir]
+    argv += ["--config.user", user] if user else []
     argv += [arg for item in cmd for arg in ("--config.cmd", item)]
     argv += [arg for item in entrypoint for arg in ("--config.entrypoint", item)]
     argv += [arg for k, v in {**DEFAULT_ENV, **(env or {})}.items() for arg in ("--config.env", f"{k}={v}")]
@@ -72,6 +81,9 @@ async def build_busybox_image(
     labels: Mapping[str, str] | None = None,
     working_dir: str = "/",
     applets: Sequence[str] | None = COMMON_APPLETS,
+    user: str = "",
+    symlinks: Mapping[str, str] | None = None,
+    fifos: Sequence[str] = (),
 ) -> str:
     """Build a busybox image and push it to the (plain http) registry at `registry_url`; return its reference."""
     reference = f"{registry_url}/{name}:{tag}"
@@ -87,6 +99,9 @@ async def build_busybox_image(
             labels=labels,
             working_dir=working_dir,
             applets=applets,
+            user=user,
+            symlinks=symlinks,
+            fifos=fifos,
         )
         await run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", source, f"docker://{reference}"])
     finally:
@@ -123,6 +138,20 @@ def _populate(rootfs: Path, files: Mapping[str, bytes], applets: Sequence[str] |
         target.write_bytes(data)
     (rootfs / "tmp").mkdir(mode=0o1777, exist_ok=True)
     os.chmod(rootfs / "tmp", 0o1777)
+
+
+def _plant(rootfs: Path, symlinks: Mapping[str, str], fifos: Sequence[str]) -> None:
+    for guest_path in (*symlinks, *fifos):
+        target = rootfs / guest_path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+    for guest_path, points_to in symlinks.items():
+        (rootfs / guest_path.lstrip("/")).symlink_to(points_to)
+    for guest_path in fifos:
+        os.mkfifo(rootfs / guest_path.lstrip("/"))
 
 
 def _applets() -> list[str]:

@@ -4,7 +4,9 @@ Layout under `root`:
 
     layout/                 the OCI layout; one tag per image, `sha256-<hex>` (no colons: overlayfs's
                             lowerdir option separates paths with them)
-    rootfs/sha256-<hex>/    umoci's bundle; its `rootfs/` is the read-only root shared by the image's machines
+    rootfs/sha256-<hex>/    its `rootfs/` is the read-only root shared by the image's machines (unpacks before
+                            `umoci raw unpack` also left umoci's config.json, umoci.json and mtree beside it:
+                            nothing reads them, and they go with the image)
     images/sha256-<hex>.json  what `get` returns; written last, so its presence means the rootfs is complete
     refs/<reference>.json   the digest a reference last resolved to: used when no registry can answer
     tmp/                    unpacks in progress, renamed into rootfs/ when complete
@@ -224,8 +226,12 @@ class ImageStore:
         with map_runtime_errors(f"unpacking {digest}"):
             await asyncio.to_thread(shutil.rmtree, staging, True)
             await asyncio.to_thread(shutil.rmtree, bundle, True)  # a leftover without metadata is incomplete
+            staging.mkdir()
+            # `raw unpack` lays the layers down and reads nothing back: `umoci unpack` would also look the image's
+            # user up in its /etc/passwd to write a config.json no one reads, following (or blocking on) whatever
+            # the image put there.
             await run(
-                ["umoci", "unpack", "--image", f"{self._layout}:{_tag(digest)}", str(staging)],
+                ["umoci", "raw", "unpack", "--image", f"{self._layout}:{_tag(digest)}", str(staging / "rootfs")],
                 timeout=self.transfer_timeout,
             )
             staging.rename(bundle)

@@ -173,7 +173,9 @@ class RuncRuntime:
                 ids = existing.ids if existing else self.ids.allocate(spec.machine_id)
                 machine = _Machine(spec, image.rootfs, allocation, ids)
                 try:
-                    guestfs.resolve_user(Path(image.rootfs), spec.user)  # refuse an unknown user now, not at start
+                    # Refuse an unknown user, or an image start could not write its files into, now: not at start.
+                    files = (*bundle.system_files(spec, allocation.ipv4, allocation.ipv6), *spec.files)
+                    await asyncio.to_thread(guestfs.check_image, Path(image.rootfs), spec, files)
                     _write_record(paths, machine, self._key)
                 except BaseException:
                     if existing is None or allocation is not existing.network:

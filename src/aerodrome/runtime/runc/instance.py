@@ -64,7 +64,7 @@ async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | 
             await asyncio.to_thread(guestfs.discard_upper, paths)
         guestfs.mount_overlay(paths, run.lower, run.ids, namespaces.userns_fd)
         system = bundle.system_files(spec, network.ipv4, network.ipv6)
-        guestfs.write_files(paths.rootfs, (*system, *spec.files), owner=run.ids.base)
+        await asyncio.to_thread(guestfs.write_files, paths.rootfs, (*system, *spec.files), run.ids.base)
         for stale in (paths.stop_requested, paths.pid_file):
             stale.unlink(missing_ok=True)
         sources = _attach_volumes(paths, spec, namespaces.userns_fd)
