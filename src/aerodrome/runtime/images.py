@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from aerodrome.core import AerodromeError, ImageInfo, InvalidArgumentError, NotFoundError, UnavailableError
-from aerodrome.runtime.process import ToolError, map_runtime_errors, run
+from aerodrome.runtime.process import ToolError, map_runtime_errors, run, with_tool_umask
 from aerodrome.runtime.references import ImageReference, candidate_sources, is_loopback_host, parse_reference
 
 Progress = Callable[[str], None]
@@ -231,7 +231,9 @@ class ImageStore:
             # user up in its /etc/passwd to write a config.json no one reads, following (or blocking on) whatever
             # the image put there.
             await run(
-                ["umoci", "raw", "unpack", "--image", f"{self._layout}:{_tag(digest)}", str(staging / "rootfs")],
+                with_tool_umask(
+                    ["umoci", "raw", "unpack", "--image", f"{self._layout}:{_tag(digest)}", str(staging / "rootfs")]
+                ),
                 timeout=self.transfer_timeout,
             )
             staging.rename(bundle)

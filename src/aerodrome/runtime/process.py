@@ -11,6 +11,13 @@ from dataclasses import dataclass
 from aerodrome.core import RuntimeFailureError, UnavailableError
 
 
+def with_tool_umask(argv: Sequence[str]) -> list[str]:
+    """`argv` under umask 022, for tools whose files a machine sees (runc's mount points, the directories an
+    unpack implies): the daemon runs with 077, and uvloop cannot set a child's umask. A shell that execs
+    costs about a millisecond."""
+    return ["/bin/sh", "-c", 'umask 022 && exec "$@"', "sh", *argv]
+
+
 @dataclass(frozen=True, slots=True)
 class Completed:
     argv: tuple[str, ...]

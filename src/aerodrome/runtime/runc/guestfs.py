@@ -52,8 +52,9 @@ def mount_overlay(paths: MachinePaths, lower: str, ids: IdRange, userns_fd: int)
     for directory in (paths.upper, paths.work):
         directory.mkdir(mode=0o700, exist_ok=True)
     traversable_dirs(paths.rootfs)
-    # The upper's root is the merged root: it takes the image root's mode, and belongs to the machine's root.
-    os.chmod(paths.upper, os.stat(lower).st_mode & 0o7777)
+    # The upper's root is the merged root: 0755 as in every image (an unpack's own root has the daemon's
+    # umask, whatever the image says), and the machine's root owns it.
+    os.chmod(paths.upper, 0o755)
     os.chown(paths.upper, ids.base, ids.base)
     with idmapped_tree(lower, userns_fd) as mapped_lower:
         options = f"lowerdir={mapped_lower},upperdir={paths.upper},workdir={paths.work}"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from aerodrome.core import ExecResult, RuntimeFailureError
-from aerodrome.runtime.process import run
+from aerodrome.runtime.process import run, with_tool_umask
 from aerodrome.runtime.runc.layout import MachinePaths
 
 RUNC = "runc"
@@ -25,7 +25,7 @@ class Runc:
         self.root = str(root)
 
     def _argv(self, *args: str) -> list[str]:
-        return [RUNC, "--root", self.root, *args]
+        return with_tool_umask([RUNC, "--root", self.root, *args])
 
     async def run_detached(
         self, machine_id: str, paths: MachinePaths, config: bytes, stdin: int, timeout: float = 30.0
