@@ -37,6 +37,7 @@ async def build_busybox_layout(
     entrypoint: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     files: Mapping[str, bytes] | None = None,
+    modes: Mapping[str, int] | None = None,
     labels: Mapping[str, str] | None = None,
     working_dir: str = "/",
     exposed_ports: Sequence[str] = ("8080/tcp",),
@@ -47,15 +48,16 @@ async def build_busybox_layout(
 ) -> str:
     """Build the image as an OCI layout under `workdir`; return its skopeo name, `oci:<layout>:<tag>`.
 
-    `symlinks` ({guest path: target}) and `fifos` are planted last, over any file of the same path, as a hostile
-    image would carry them: the layer keeps them as they are.
+    `files` are written with mode 0644 unless `modes` gives theirs (by the same guest path), e.g. 0o755 for a
+    program. `symlinks` ({guest path: target}) and `fifos` are planted last, over any file of the same path, as
+    a hostile image would carry them: the layer keeps them as they are.
     """
     layout, bundle = workdir / "layout", workdir / "bundle"
     image = f"{layout}:{tag}"
     await run(["umoci", "init", "--layout", str(layout)])
     await run(["umoci", "new", "--image", image])
     await run(["umoci", "unpack", "--image", image, str(bundle)])
-    _populate(bundle / "rootfs", {**DEFAULT_FILES, **(files or {})}, applets)
+    _populate(bundle / "rootfs", {**DEFAULT_FILES, **(files or {})}, modes or {}, applets)
     _plant(bundle / "rootfs", symlinks or {}, fifos)
     await run(["umoci", "repack", "--image", image, str(bundle)])
     argv = ["umoci", "config", "--image", image, "--config.workingdir", working_dir]
@@ -78,6 +80,7 @@ async def build_busybox_image(
     entrypoint: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     files: Mapping[str, bytes] | None = None,
+    modes: Mapping[str, int] | None = None,
     labels: Mapping[str, str] | None = None,
     working_dir: str = "/",
     applets: Sequence[str] | None = COMMON_APPLETS,
@@ -96,6 +99,7 @@ async def build_busybox_image(
             entrypoint=entrypoint,
             env=env,
             files=files,
+            modes=modes,
             labels=labels,
             working_dir=working_dir,
             applets=applets,
@@ -122,7 +126,9 @@ async def build_busybox_archive(
     return f"oci-archive:{path}"
 
 
-def _populate(rootfs: Path, files: Mapping[str, bytes], applets: Sequence[str] | None) -> None:
+def _populate(
+    rootfs: Path, files: Mapping[str, bytes], modes: Mapping[str, int], applets: Sequence[str] | None
+) -> None:
     """busybox at /bin/busybox with a relative symlink per applet, the given files, and an empty /tmp."""
     bindir = rootfs / "bin"
     bindir.mkdir(parents=True, exist_ok=True)
@@ -136,6 +142,7 @@ def _populate(rootfs: Path, files: Mapping[str, bytes], applets: Sequence[str] |
         target = rootfs / guest_path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
+        os.chmod(target, modes.get(guest_path, 0o644))  # explicit: write_bytes leaves the mode to the umask
     (rootfs / "tmp").mkdir(mode=0o1777, exist_ok=True)
     os.chmod(rootfs / "tmp", 0o1777)
 
