@@ -246,6 +246,7 @@ class Machines(Lifecycle, Leases, Metadata):
             memory_mb=spec.memory_mb,
             mounts=mounts,
             hostname=mid,
+            rootfs_bytes=spec.rootfs_size_gb * self.volumes.unit_bytes,
         )
 
 

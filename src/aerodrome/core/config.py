@@ -19,6 +19,8 @@ JSON = dict[str, Any]
 
 DEFAULT_GUEST: JSON = {"cpu_kind": "shared", "cpus": 1, "memory_mb": 256}
 MAX_CPUS = {"shared": 16, "performance": 16}
+DEFAULT_ROOTFS_GB = 8  # Fly's: a machine's root filesystem holds 8 GB of writes unless rootfs.size_gb says
+MAX_ROOTFS_GB = 500
 RESTART_POLICIES = ("no", "always", "on-failure", "spot-price")
 AUTOSTOP_VALUES = ("off", "stop", "suspend")
 
@@ -77,6 +79,7 @@ class MachineSpec:
     stop_signal: int = 2  # SIGINT, Fly's default
     stop_timeout: float = 10.0
     auto_destroy: bool = False
+    rootfs_size_gb: int = DEFAULT_ROOTFS_GB
 
 
 def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
@@ -116,10 +119,20 @@ def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
         stop_signal=parse_signal(stop.get("signal", "SIGINT")),
         stop_timeout=parse_duration(stop.get("timeout", "10s"), field="stop_config.timeout"),
         auto_destroy=bool(config.get("auto_destroy", False)),
+        rootfs_size_gb=_rootfs_size(config),
     )
     if len(spec.mounts) > 1:
         raise InvalidArgumentError("invalid config: a machine can mount at most one volume")
     return config, spec
+
+
+def _rootfs_size(config: JSON) -> int:
+    rootfs = _dict(config, "rootfs")
+    persist = rootfs.get("persist", "never") or "never"
+    if persist not in ("never", "always", "restart"):
+        raise InvalidArgumentError(f"invalid rootfs.persist {persist!r}: must be never, always or restart")
+    size = rootfs.get("size_gb")
+    return DEFAULT_ROOTFS_GB if size in (None, 0) else _int(size, "rootfs.size_gb", 1, MAX_ROOTFS_GB)
 
 
 def _guest(config: JSON) -> JSON:

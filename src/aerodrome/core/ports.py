@@ -59,6 +59,7 @@ class SandboxSpec:
     memory_mb: int = 256
     mounts: tuple[VolumeMount, ...] = ()
     hostname: str = ""
+    rootfs_bytes: int = 8 * 1024**3  # what the machine may write to its root filesystem in one run
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from aerodrome.runtime.runc.network import (
     org_prefix6,
 )
 from aerodrome.runtime.runc.runc import Runc
+from aerodrome.runtime.runc.scratch import DEFAULT_RESERVE_BYTES
 from aerodrome.runtime.runc.source import ImageSource
 from aerodrome.runtime.runc.supervisor import Supervisor, become_subreaper, process_start_time, reap_exited
 from aerodrome.runtime.runc.userns import IdAllocator, IdRange
@@ -83,6 +84,7 @@ class RuncRuntime:
         org_prefixlen: int = DEFAULT_ORG_PREFIXLEN,
         egress: bool = True,
         uplink: str | None = None,
+        reserve_bytes: int = DEFAULT_RESERVE_BYTES,
     ) -> None:
         """`egress`: machines may open connections out of the host, through `uplink` (default: the interface
         of the default route), masqueraded; off, they reach only their organisation's machines. Each organisation
@@ -92,6 +94,7 @@ class RuncRuntime:
         self.ipv4_pool = ipv4_pool
         self.egress = egress
         self.uplink = uplink
+        self.reserve = reserve_bytes
         self.runc = Runc(self.layout.runc_root)
         self.pool = AddressPool(self.layout.orgs, ipv4_pool, org_prefixlen)
         self.ids = IdAllocator()
@@ -141,6 +144,8 @@ class RuncRuntime:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._running.clear()
+        with contextlib.suppress(OSError):  # left while any machine still has its mount points there
+            self.layout.mounts.rmdir()
 
     # -- images and sandboxes -----------------------------------------------------------------------------
 
@@ -225,7 +230,7 @@ class RuncRuntime:
             await self._ensure_host()
             with map_runtime_errors(f"start machine {machine_id}"):
                 uid, gid = await asyncio.to_thread(guestfs.resolve_user, Path(machine.lower), machine.spec.user)
-                run = instance.Run(machine.spec, machine.lower, machine.network, machine.ids, uid, gid)
+                run = instance.Run(machine.spec, machine.lower, machine.network, machine.ids, uid, gid, self.reserve)
                 pid, start_time = await instance.launch(self.runc, paths, run)
             self._running[machine_id] = _Running(pid, asyncio.get_running_loop().create_future())
             self.supervisor.watch(machine_id, pid, start_time, paths.log)

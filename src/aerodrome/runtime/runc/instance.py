@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from aerodrome.core import SandboxSpec
-from aerodrome.runtime.runc import bundle, guestfs, userns
+from aerodrome.runtime.runc import bundle, guestfs, scratch, userns
 from aerodrome.runtime.runc.cgroups import MachineCgroup, cgroups_path
 from aerodrome.runtime.runc.layout import MachinePaths, read_json, traversable_dirs, write_json
 from aerodrome.runtime.runc.network import (
@@ -43,6 +43,7 @@ class Run:
     ids: IdRange
     uid: int
     gid: int
+    reserve: int  # bytes of the host's data filesystem a start must leave free
 
 
 async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | None]:
@@ -59,7 +60,9 @@ async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | 
     named = asyncio.ensure_future(create_netns(network, namespaces.pid))
     links: asyncio.Future[None] | None = None
     try:
+        scratch.check_reserve(paths.dir, run.reserve)
         guestfs.unmount(paths.rootfs)
+        await _mount_scratch(paths, spec.rootfs_bytes)
         if paths.upper.exists():
             await asyncio.to_thread(guestfs.discard_upper, paths)
         guestfs.mount_overlay(paths, run.lower, run.ids, namespaces.userns_fd)
@@ -89,6 +92,7 @@ async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | 
         await asyncio.gather(named, *([links] if links else []), return_exceptions=True)
         await runc.delete(spec.machine_id)
         guestfs.unmount(paths.rootfs)
+        guestfs.unmount(paths.scratch)
         await delete_network(network, wait=False)
         raise
     finally:
@@ -99,6 +103,14 @@ async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | 
     start_time = process_start_time(pid)
     write_json(paths.started, {"pid": pid, "start_time": start_time, "started_at": time.time()})
     return pid, start_time
+
+
+async def _mount_scratch(paths: MachinePaths, size: int) -> None:
+    """The filesystem that bounds the machine's writes, made at its first start or when its size changed."""
+    if guestfs.is_mounted(paths.scratch):
+        return  # an earlier start got this far
+    await scratch.prepare_image(paths.scratch_image, size)
+    scratch.mount_image(paths.scratch_image, paths.scratch)
 
 
 def _attach_volumes(paths: MachinePaths, spec: SandboxSpec, userns_fd: int) -> tuple[str, ...]:
@@ -134,7 +146,8 @@ async def teardown(runc: Runc, machine_id: str, paths: MachinePaths, network: Al
     if network is not None:
         # The kernel finishes removing the veth in the background; the next start clears what is left.
         await delete_network(network, wait=False)
-    await asyncio.to_thread(guestfs.discard_upper, paths)
+    await asyncio.to_thread(guestfs.discard_upper, paths)  # while mounted: `discard` hands the blocks back
+    guestfs.unmount(paths.scratch)
     for stale in (paths.started, paths.stop_requested, paths.pid_file, paths.network_ready):
         stale.unlink(missing_ok=True)
 
@@ -146,6 +159,7 @@ async def clear_unfinished_start(runc: Runc, machine_id: str, paths: MachinePath
     if await runc.state(machine_id) is not None or guestfs.is_mounted(paths.rootfs):
         await runc.delete(machine_id)
         guestfs.unmount(paths.rootfs)
+    guestfs.unmount(paths.scratch)
     if network_exists(network):
         await delete_network(network)
 
@@ -160,6 +174,7 @@ async def remove(runc: Runc, pool: AddressPool, machine_id: str, paths: MachineP
     """Remove every trace of a machine from the host, and free its addresses."""
     await runc.delete(machine_id)
     guestfs.unmount(paths.rootfs)
+    guestfs.unmount(paths.scratch)
     allocation = recorded_network(paths, read_json(paths.record))
     if allocation is not None:
         await delete_network(allocation)

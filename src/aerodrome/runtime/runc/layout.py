@@ -8,7 +8,8 @@
                                   user-id range (create's one record; older versions kept the allocation in
                                   network.json beside it, and the env in the clear)
     config.json                   names the pipe through which each start hands runc its OCI config
-    upper/ work/                  the writable layer, discarded on every stop
+    rootfs.img                    a sparse ext4 image the size of the machine's rootfs, mounted on scratch/
+    scratch/upper/ scratch/work/  while it runs: the writable layer, bounded by the image and emptied on stop
     network-ready                 present once a run's network was up and its program released
     started.json                  the running instance: host pid of its init, start time
     exit.json                     the last exit, and whether it was reported
@@ -57,12 +58,20 @@ class MachinePaths:
         return self.mounts / "rootfs"
 
     @property
+    def scratch_image(self) -> Path:
+        return self.dir / "rootfs.img"
+
+    @property
+    def scratch(self) -> Path:
+        return self.dir / "scratch"
+
+    @property
     def upper(self) -> Path:
-        return self.dir / "upper"
+        return self.scratch / "upper"
 
     @property
     def work(self) -> Path:
-        return self.dir / "work"
+        return self.scratch / "work"
 
     @property
     def volumes(self) -> Path:
