@@ -74,6 +74,12 @@ def serve(
     volume_check_interval: Annotated[
         float, typer.Option("--volume-check-interval", help="Seconds between volume auto-extend checks (0: off).")
     ] = 30.0,
+    disk_reserve_mb: Annotated[
+        int,
+        typer.Option(
+            "--disk-reserve-mb", min=0, help="MiB of the data filesystem kept free: no machine starts below it."
+        ),
+    ] = 1024,
     edge_timeout: Annotated[
         list[str] | None,
         typer.Option(
@@ -116,6 +122,7 @@ def serve(
         org_prefix_len=org_prefix_len,
         egress=egress,
         image_gc_interval=image_gc_interval,
+        disk_reserve_bytes=disk_reserve_mb * 1024 * 1024,
         mirrors=mirrors,
         edge_timeouts=edge_timeouts,
     )

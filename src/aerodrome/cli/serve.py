@@ -41,6 +41,7 @@ class ServeOptions:
     machine_ipv4_pool: str = "172.30.0.0/16"
     org_prefix_len: int = 20
     image_gc_interval: float = 3600.0
+    disk_reserve_bytes: int = 1024**3
     egress: bool = True
     edge_timeouts: dict[str, float] = field(default_factory=dict)  # EDGE_TIMEOUTS name → seconds
 
@@ -85,6 +86,7 @@ async def serve(options: ServeOptions) -> None:
         ipv4_pool=options.machine_ipv4_pool,
         org_prefixlen=options.org_prefix_len,
         egress=options.egress,
+        reserve_bytes=options.disk_reserve_bytes,
     )
     registry = EmbeddedRegistry(layout.registry, options.registry)
     await registry.start()
