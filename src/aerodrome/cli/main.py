@@ -97,9 +97,10 @@ def serve(
     if problem:
         typer.echo(f"aerodrome: {problem}", err=True)
         raise typer.Exit(2)
-    from aerodrome.runtime import claim_subordinate_ids
+    from aerodrome.runtime import check_user_namespaces, claim_subordinate_ids
 
     try:
+        check_user_namespaces(data_dir(data_dir_))
         claim_subordinate_ids()  # machines' user namespaces take their host ids from this range
     except OSError as exc:
         typer.echo(f"aerodrome: {exc}", err=True)

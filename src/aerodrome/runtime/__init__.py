@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from aerodrome.runtime.images import ImageStore
 from aerodrome.runtime.registry import EmbeddedRegistry
-from aerodrome.runtime.runc import RuncRuntime, claim_subordinate_ids
+from aerodrome.runtime.runc import RuncRuntime, check_user_namespaces, claim_subordinate_ids
 from aerodrome.runtime.volumes import LoopVolumeBackend
 
-__all__ = ["EmbeddedRegistry", "ImageStore", "LoopVolumeBackend", "RuncRuntime", "claim_subordinate_ids"]
+__all__ = [
+    "EmbeddedRegistry",
+    "ImageStore",
+    "LoopVolumeBackend",
+    "RuncRuntime",
+    "check_user_namespaces",
+    "claim_subordinate_ids",
+]

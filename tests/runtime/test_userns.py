@@ -1,0 +1,77 @@
+"""The user-id ranges of machines, the range aerodrome records, and the kernel features they need."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from aerodrome.runtime.runc.userns import (
+    IDS_PER_MACHINE,
+    RANGE_START,
+    IdAllocator,
+    IdRange,
+    check_support,
+    claim_subordinate_ids,
+    idmapped_tree,
+    new_namespaces,
+)
+from tests.runtime.runc_fixtures import needs_root
+
+
+def test_a_machine_gets_the_same_slot_from_its_id_and_another_when_taken() -> None:
+    first, second = IdAllocator(), IdAllocator()
+    ids = first.allocate("m1")
+    assert ids == second.allocate("m1")  # derived from the id: two daemons agree without talking
+    assert ids.base % IDS_PER_MACHINE == 0 and ids.base >= RANGE_START
+    assert first.allocate("m1") == ids  # asking again keeps it
+    small = IdAllocator(count=2 * IDS_PER_MACHINE)
+    a, b = small.allocate("a"), small.allocate("b")
+    assert a != b
+    with pytest.raises(OSError, match="no user-id range left"):
+        small.allocate("c")
+    small.release("a", a)
+    assert small.allocate("c") == a
+
+
+def test_an_adopted_slot_is_not_handed_out_again() -> None:
+    allocator = IdAllocator(count=2 * IDS_PER_MACHINE)
+    allocator.adopt("old", IdRange(RANGE_START))
+    allocator.adopt("older", IdRange(RANGE_START + IDS_PER_MACHINE))
+    with pytest.raises(OSError):
+        allocator.allocate("new")
+
+
+def test_the_range_is_recorded_once_and_an_overlap_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "subuid").write_text("alice:100000:65536")  # no final newline
+    claim_subordinate_ids(etc=tmp_path)
+    claim_subordinate_ids(etc=tmp_path)
+    assert (tmp_path / "subuid").read_text() == "alice:100000:65536\naerodrome:2147483648:1073741824\n"
+    assert (tmp_path / "subgid").read_text() == "aerodrome:2147483648:1073741824\n"
+    (tmp_path / "subuid").write_text("bob:2147500000:65536\n")
+    with pytest.raises(OSError, match="'bob' overlaps aerodrome's"):
+        claim_subordinate_ids(etc=tmp_path)
+    assert (tmp_path / "subuid").read_text() == "bob:2147500000:65536\n"
+
+
+@needs_root
+def test_an_idmapped_tree_shows_files_in_the_machine_range(tmp_path: Path) -> None:
+    (tmp_path / "owned").write_text("x")
+    os.chown(tmp_path / "owned", 1000, 1000)
+    namespaces = new_namespaces(IdRange(RANGE_START))
+    try:
+        assert Path(f"/proc/{namespaces.pid}/uid_map").read_text().split() == ["0", str(RANGE_START), "65536"]
+        with idmapped_tree(tmp_path, namespaces.userns_fd) as tree:
+            assert os.stat(f"{tree}/owned").st_uid == RANGE_START + 1000
+        assert os.stat(tmp_path / "owned").st_uid == 1000  # on disk, unchanged
+    finally:
+        namespaces.close()
+    assert namespaces.pid == 0
+
+
+@needs_root
+def test_a_filesystem_without_idmapped_mounts_is_named() -> None:
+    with pytest.raises(OSError, match="idmapped mounts of /proc/self are not possible here"):
+        check_support(Path("/proc/self"))
+    check_support(Path(__file__).parent)
