@@ -9,6 +9,7 @@ import logging
 import os
 import signal as signals
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from aerodrome.core import (
 from aerodrome.runtime.process import map_runtime_errors
 from aerodrome.runtime.runc import bundle, exits, firewall, guestfs, instance, procfs
 from aerodrome.runtime.runc.cgroups import MachineCgroup, cgroups_path
+from aerodrome.runtime.runc.egress import Egress, check_allow, check_uplink
 from aerodrome.runtime.runc.layout import Layout, MachinePaths, read_json, spec_from_json, spec_to_json, write_json
 from aerodrome.runtime.runc.network import (
     DEFAULT_ORG_PREFIXLEN,
@@ -70,18 +72,22 @@ class RuncRuntime:
         ipv4_pool: str = "172.30.0.0/16",
         org_prefixlen: int = DEFAULT_ORG_PREFIXLEN,
         egress: bool = True,
+        egress_allow: Sequence[str] = (),
         uplink: str | None = None,
     ) -> None:
         """`egress`: machines may open connections out of the host, through `uplink` (default: the interface
-        of the default route), masqueraded; off, they reach only their organisation's machines. Each organisation
-        gets an `org_prefixlen` subnet of `ipv4_pool`."""
+        of the default route), masqueraded, to anything but link-local, loopback, private (RFC 1918, CGNAT, ULA),
+        multicast and reserved addresses; `egress_allow` opens IPv4 networks among those (a LAN service), with
+        egress on or off. Machines never reach the host's own addresses nor another organisation's machines.
+        Each organisation gets an `org_prefixlen` subnet of `ipv4_pool`. Bad values are InvalidArgumentErrors."""
         self.layout = Layout(root)
         self.images = images
         self.ipv4_pool = ipv4_pool
-        self.egress = egress
-        self.uplink = uplink
-        self.runc = Runc(self.layout.runc_root)
         self.pool = AddressPool(self.layout.orgs, ipv4_pool, org_prefixlen)
+        self.egress = egress
+        self.egress_allow = check_allow(egress_allow, ipv4_pool)
+        self.uplink = check_uplink(uplink)
+        self.runc = Runc(self.layout.runc_root)
         self._machines: dict[str, _Machine] = {}
         self._running: dict[str, _Running] = {}
         self._callbacks: list[ExitCallback] = []
@@ -102,16 +108,25 @@ class RuncRuntime:
             if record is not None and allocation is not None:
                 self._machines[machine_id] = _Machine(spec_from_json(record["spec"]), record["lower"], allocation)
 
+    async def prepare_host(self) -> None:
+        """Set up the host's machine networking now rather than at the first create, start or recover; a
+        FailedPreconditionError says why this host cannot take it (a route of its own in the machine pool)."""
+        await self._ensure_host()
+
     async def _ensure_host(self) -> None:
         if self._host_ready:
             return
         subnets = [self.pool.subnet_of(slot) for slot in self.pool.slots.values()]
         orgs6 = [str(org_prefix6(org)) for org in self.pool.slots]
         with map_runtime_errors("configure host networking"):
-            await firewall.install(self.ipv4_pool, subnets, orgs6)
-            uplink = (self.uplink or await firewall.default_uplink()) if self.egress else None
-            await firewall.set_egress(self.ipv4_pool, uplink)
+            await firewall.install(self.ipv4_pool, subnets, orgs6, await self._egress())
         self._host_ready = True
+
+    async def _egress(self) -> Egress:
+        if not self.egress and not self.egress_allow:
+            return Egress()
+        uplink = self.uplink or await firewall.default_uplink()
+        return Egress(uplink, public=self.egress, allow=self.egress_allow)
 
     def on_exit(self, callback: ExitCallback) -> None:
         """Register the coroutine called once for every exit of a machine's main process."""

@@ -8,9 +8,11 @@ nothing. The host side of every veth carries the organisation's gateway addresse
 machine directly and machines of one organisation reach each other through the host's forwarding.
 
 Isolation (iptables and ip6tables, chain AERODROME; see firewall.py): forwarding between machines is accepted
-only within one organisation's subnet; egress (when on) only out through the uplink; reverse-path filtering
-drops spoofed sources; of the host, machines reach only their organisation's flycast addresses. Unreachable
-routes for the whole pools keep a stray packet from leaving the host.
+only within one organisation's subnet; egress (when on) only out through the uplink, and never to private
+ranges (egress.py); reverse-path filtering drops spoofed sources; of the host, machines reach only their
+organisation's flycast addresses. Unreachable routes for the whole pools keep a stray packet from leaving the
+host (routes.py). The host forwards what a machine sends because its veth's forwarding sysctls are on: nothing
+host-wide is switched on.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ CHAIN = "AERODROME"
 IFACE_PREFIX = "ad-"
 IPV6_PREFIX = ipaddress.IPv6Network("fdaa::/16")
 NETNS_DIR = "/run/netns"
+#: Linux 6.17 and later forward IPv6 per interface (`force_forwarding`); older kernels only host-wide.
+IPV6_PER_INTERFACE = os.path.exists("/proc/sys/net/ipv6/conf/default/force_forwarding")
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +270,7 @@ def _netns_script(a: Allocation) -> str:
         [
             "set -e",
             f"if [ -e {a.netns_path} ]; then ip netns del {a.netns}; fi",
-            f"if [ -e /sys/class/net/{a.host_iface} ]; then ip link del {a.host_iface} 2>/dev/null || true; fi",
+            f"if [ -e {_iface_conf(a)} ]; then ip link del {a.host_iface} 2>/dev/null || true; fi",
             f"ip netns add {a.netns}",
         ]
     )
@@ -303,11 +307,20 @@ def _link_script(a: Allocation) -> str:
         [
             "set -e",
             *_heredoc("ip -batch -", host_down),
+            *_forwarding_lines(a.host_iface),
             # nsenter, not `ip netns exec`: the latter remounts /sys and costs more.
             *_heredoc(f"nsenter --net={a.netns_path} ip -batch -", inside),
             *_heredoc("ip -batch -", host_up),
         ]
     )
+
+
+def _forwarding_lines(iface: str) -> list[str]:
+    """Forward what the machine sends (the ingress interface decides), with the shell's builtins: no process."""
+    lines = [f"echo 1 > /proc/sys/net/ipv4/conf/{iface}/forwarding"]
+    if IPV6_PER_INTERFACE:
+        lines.append(f"echo 1 > /proc/sys/net/ipv6/conf/{iface}/force_forwarding")
+    return lines
 
 
 def _heredoc(command: str, lines: list[str]) -> list[str]:
@@ -360,8 +373,14 @@ def _netns_exists(allocation: Allocation) -> bool:
     return os.path.exists(allocation.netns_path)
 
 
+def _iface_conf(allocation: Allocation) -> str:
+    # /proc/sys/net shows the reader's network namespace; /sys/class/net shows the one sysfs was mounted in,
+    # which is not the daemon's when it runs in a namespace of its own (`nsenter --net`).
+    return f"/proc/sys/net/ipv4/conf/{allocation.host_iface}"
+
+
 def _iface_exists(allocation: Allocation) -> bool:
-    return os.path.exists(f"/sys/class/net/{allocation.host_iface}")
+    return os.path.exists(_iface_conf(allocation))
 
 
 def network_exists(allocation: Allocation) -> bool:
