@@ -93,6 +93,7 @@ class RuncRuntime:
         self._callbacks: list[ExitCallback] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._host_ready = False
+        self._orgs = asyncio.Lock()  # an organisation's subnet and rules come and go under it
         self.supervisor = Supervisor(self._process_exited)
         self._load_records()
 
@@ -116,10 +117,15 @@ class RuncRuntime:
     async def _ensure_host(self) -> None:
         if self._host_ready:
             return
-        subnets = [self.pool.subnet_of(slot) for slot in self.pool.slots.values()]
-        orgs6 = [str(org_prefix6(org)) for org in self.pool.slots]
-        with map_runtime_errors("configure host networking"):
-            await firewall.install(self.ipv4_pool, subnets, orgs6, await self._egress())
+        async with self._orgs:
+            with map_runtime_errors("configure host networking"):
+                if self.pool.replaced_pool is not None:  # a pool this host used before, with nothing left in it
+                    await firewall.uninstall(self.pool.replaced_pool)
+                    self.pool.record()
+                await self._release_empty_orgs()
+                subnets = [self.pool.subnet_of(slot) for slot in self.pool.slots.values()]
+                orgs6 = [str(org_prefix6(org)) for org in self.pool.slots]
+                await firewall.install(self.ipv4_pool, subnets, orgs6, await self._egress())
         self._host_ready = True
 
     async def _egress(self) -> Egress:
@@ -128,16 +134,28 @@ class RuncRuntime:
         uplink = self.uplink or await firewall.default_uplink()
         return Egress(uplink, public=self.egress, allow=self.egress_allow)
 
+    async def _release_empty_orgs(self) -> None:
+        """Give back the subnets, and remove the rules, of organisations with no machine left here."""
+        for org in self.pool.empty_orgs():
+            await firewall.forget_org(*self.pool.release_org(org))
+
     def on_exit(self, callback: ExitCallback) -> None:
         """Register the coroutine called once for every exit of a machine's main process."""
         self._callbacks.append(callback)
 
     async def close(self) -> None:
-        """Stop watching; machines keep running and are re-adopted by `recover` in the next daemon."""
+        """Stop watching; machines keep running and are re-adopted by `recover` in the next daemon. With no
+        machine left on the host, its rules and routes go too (the next start makes them again)."""
         await self.supervisor.close()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._running.clear()
+        if self._host_ready and not self.layout.machine_ids():
+            async with self._orgs:
+                with map_runtime_errors("remove host networking"):
+                    await self._release_empty_orgs()
+                    await firewall.uninstall(self.ipv4_pool)
+            self._host_ready = False
 
     # -- images and sandboxes -----------------------------------------------------------------------------
 
@@ -187,10 +205,11 @@ class RuncRuntime:
             await delete_network(existing.network)
             self.pool.release(existing.network)
         paths.dir.mkdir(exist_ok=True)
-        new_org = spec.org_network_id not in self.pool.slots
-        allocation = self.pool.allocate(spec.machine_id, spec.org_network_id)
-        if new_org:
-            await firewall.allow_org(allocation.subnet4, allocation.subnet6)
+        async with self._orgs:
+            new_org = spec.org_network_id not in self.pool.slots
+            allocation = self.pool.allocate(spec.machine_id, spec.org_network_id)
+            if new_org:
+                await firewall.allow_org(allocation.subnet4, allocation.subnet6)
         return allocation
 
     def _machine(self, machine_id: str) -> _Machine:
@@ -366,6 +385,9 @@ class RuncRuntime:
             with map_runtime_errors(f"destroy machine {machine_id}"):
                 await instance.remove(self.runc, self.pool, machine_id, paths)
             self._machines.pop(machine_id, None)
+        async with self._orgs:
+            with map_runtime_errors(f"destroy machine {machine_id}"):
+                await self._release_empty_orgs()
 
     # -- recovery -----------------------------------------------------------------------------------------
 
@@ -380,6 +402,9 @@ class RuncRuntime:
                 statuses[machine_id] = status
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        async with self._orgs:
+            with map_runtime_errors("recover host networking"):
+                await self._release_empty_orgs()  # of creates that never finished
         return statuses
 
     async def _recover_one(self, machine_id: str) -> SandboxStatus | None:

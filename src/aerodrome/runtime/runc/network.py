@@ -172,6 +172,9 @@ class AddressPool:
         self.org_prefixlen = org_prefixlen
         self.org_size = 2 ** (32 - org_prefixlen)
         recorded_pool, recorded_prefixlen, self.slots = _read_slots(orgs_file)
+        #: The pool this host's rules and routes were last made for, when it was another (and no organisation
+        #: holds a subnet of it, or the pool could not change): what of it is on the host is to be removed.
+        self.replaced_pool = recorded_pool if recorded_pool not in (None, str(self.pool4)) else None
         if self.slots and recorded_pool not in (None, str(self.pool4)):
             raise FailedPreconditionError(
                 f"organisations on this host have subnets of the machine pool {recorded_pool}; the pool cannot change "
@@ -250,9 +253,26 @@ class AddressPool:
         if not free:
             raise RuntimeFailureError("no free organisation subnet in the IPv4 pool on this host")
         self.slots[org] = min(free)
+        self.record()
+        return self.slots[org]
+
+    def record(self) -> None:
+        """Write the pool, the subnet size and the slots down."""
         slots = {str(k): v for k, v in self.slots.items()}
         write_json(self.orgs_file, {"pool": str(self.pool4), "org_prefixlen": self.org_prefixlen, "slots": slots})
-        return self.slots[org]
+        self.replaced_pool = None
+
+    def empty_orgs(self) -> list[int]:
+        """Organisations that hold a subnet but no machine address."""
+        return [org for org, slot in self.slots.items() if not (hosts := self.used.get(slot)) or not hosts.taken]
+
+    def release_org(self, org: int) -> tuple[str, str]:
+        """Give back the subnet of an organisation without machines here; returns its IPv4 and IPv6 subnets."""
+        slot = self.slots.pop(org)
+        self.used.pop(slot, None)
+        self._subnets.pop((org, slot), None)
+        self.record()
+        return self.subnet_of(slot), str(org_prefix6(org))
 
 
 def _read_slots(orgs_file: Path) -> tuple[str | None, int, dict[int, int]]:
