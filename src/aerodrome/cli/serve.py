@@ -11,8 +11,9 @@ from pathlib import Path
 import uvicorn
 
 from aerodrome.api import build_app
-from aerodrome.cli.config import EDGE_TIMEOUTS, Layout, split_hostport
+from aerodrome.cli.config import EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
 from aerodrome.control import ControlPlane, Secrets, Settings
+from aerodrome.core import FailedPreconditionError, InvalidArgumentError
 from aerodrome.proxy import Edge, EdgeSettings, native
 from aerodrome.proxy.control_directory import ControlDirectory
 from aerodrome.proxy.dedicated import DedicatedAddresses
@@ -42,6 +43,8 @@ class ServeOptions:
     org_prefix_len: int = 20
     image_gc_interval: float = 3600.0
     egress: bool = True
+    egress_allow: tuple[str, ...] = ()  # IPv4 networks machines reach despite egress's denied ranges
+    uplink: str | None = None  # egress's interface; None: the default route's
     edge_timeouts: dict[str, float] = field(default_factory=dict)  # EDGE_TIMEOUTS name → seconds
 
 
@@ -67,14 +70,11 @@ async def serve(options: ServeOptions) -> None:
     layout = Layout(options.data_dir)
     store = await open_store(layout)
     images = ImageStore(layout.images, registries=(options.registry,), mirrors=options.mirrors)
-    # Before anything starts: the runtime refuses an address layout that the data directory cannot take.
-    runtime = RuncRuntime(
-        layout.runtime,
-        images,
-        ipv4_pool=options.machine_ipv4_pool,
-        org_prefixlen=options.org_prefix_len,
-        egress=options.egress,
-    )
+    try:
+        runtime = await open_runtime(options, layout, images)
+    except BaseException:
+        await store.close()
+        raise
     registry = EmbeddedRegistry(layout.registry, options.registry)
     await registry.start()
     volumes = LoopVolumeBackend(layout.volumes)
@@ -132,6 +132,25 @@ async def serve(options: ServeOptions) -> None:
         await registry.stop()
         await store.close()
         log.info("stopped; machines keep running and are adopted at the next start")
+
+
+async def open_runtime(options: ServeOptions, layout: Layout, images: ImageStore) -> RuncRuntime:
+    """The runtime, with the host's networking set up: before anything starts, it refuses an address layout
+    the data directory cannot take, bad egress settings, and a host whose routes overlap the machine pool."""
+    try:
+        runtime = RuncRuntime(
+            layout.runtime,
+            images,
+            ipv4_pool=options.machine_ipv4_pool,
+            org_prefixlen=options.org_prefix_len,
+            egress=options.egress,
+            egress_allow=options.egress_allow,
+            uplink=options.uplink,
+        )
+        await runtime.prepare_host()
+    except (FailedPreconditionError, InvalidArgumentError) as exc:
+        raise HostCheckError(exc.message) from None
+    return runtime
 
 
 async def collect_unused_images(store: SqlStore, images: ImageStore, interval: float) -> None:
