@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,6 +122,7 @@ async def serve(options: ServeOptions) -> None:
             log.warning("the edge's data path runs as plain Python (slower): `aerodrome build-edge` compiles it")
         collector = asyncio.create_task(collect_unused_images(store, images, options.image_gc_interval))
         try:
+            keep_running_after_signals()
             await server.serve()
         finally:
             collector.cancel()
@@ -132,6 +134,14 @@ async def serve(options: ServeOptions) -> None:
         await registry.stop()
         await store.close()
         log.info("stopped; machines keep running and are adopted at the next start")
+
+
+def keep_running_after_signals() -> None:
+    """Once it has shut down, uvicorn raises again the signal that stopped it: with the default handlers that
+    would end the process there, before the runtime (whose rules and routes go when no machine is left), the
+    registry and the store are closed. A signal during that close is ignored; SIGKILL still ends it."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
 
 
 async def open_runtime(options: ServeOptions, layout: Layout, images: ImageStore) -> RuncRuntime:
