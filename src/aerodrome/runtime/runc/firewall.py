@@ -127,7 +127,8 @@ async def set_egress(pool4: str, uplink: str | None, *, public: bool = True, all
     """Let the pool's machines open connections out through `uplink`, masqueraded: to anything not denied with
     `public`, and to the `allow`ed networks; with None, through nothing."""
     tables = await save(IPV4)
-    change = egress.plan(tables, pool4, Egress(egress.check_uplink(uplink), public, allow))
+    way_out = Egress(egress.check_uplink(uplink), public, egress.check_allow(allow, pool4))
+    change = egress.plan(tables, pool4, way_out)
     egress.set_forwarding(change.disable, "0")
     await restore(IPV4, merge(change.script, _hooks(tables, change.guards, change.stale_guards, installing=False)))
     egress.set_forwarding(change.enable, "1")
