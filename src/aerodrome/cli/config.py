@@ -22,6 +22,10 @@ EDGE_TIMEOUTS = {
 }
 
 
+class HostCheckError(Exception):
+    """This host, or the settings given for it, cannot serve: one line for the user, and exit status 2."""
+
+
 def data_dir(explicit: str | None) -> Path:
     return Path(explicit or os.environ.get("AERODROME_DATA_DIR") or DEFAULT_DATA_DIR)
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from aerodrome.cli.config import EDGE_TIMEOUTS, Layout, data_dir, missing_requirements
+from aerodrome.cli.config import EDGE_TIMEOUTS, HostCheckError, Layout, data_dir, missing_requirements
 from aerodrome.cli.images import app as images_app
 from aerodrome.core import AerodromeError
 
@@ -59,8 +59,22 @@ def serve(
         typer.Option("--org-prefix-len", help="Size of each organisation's subnet of the pool (20: 4094 machines)."),
     ] = 20,
     egress: Annotated[
-        bool, typer.Option("--egress/--no-egress", help="Let machines open connections out of the host (NAT).")
+        bool,
+        typer.Option(
+            "--egress/--no-egress",
+            help="Let machines open connections out of the host (NAT), never to private or link-local addresses.",
+        ),
     ] = True,
+    egress_allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--egress-allow",
+            help="An IPv4 network machines may reach despite that (a LAN service), repeatable; also with --no-egress.",
+        ),
+    ] = None,
+    uplink: Annotated[
+        str | None, typer.Option("--uplink", help="The interface egress leaves by (default: the default route's).")
+    ] = None,
     image_gc_interval: Annotated[
         float, typer.Option("--image-gc-interval", help="Seconds between removals of images no machine uses.")
     ] = 3600.0,
@@ -122,12 +136,18 @@ def serve(
         machine_ipv4_pool=machine_ipv4_pool,
         org_prefix_len=org_prefix_len,
         egress=egress,
+        egress_allow=tuple(egress_allow or ()),
+        uplink=uplink,
         image_gc_interval=image_gc_interval,
         disk_reserve_bytes=disk_reserve_mb * 1024 * 1024,
         mirrors=mirrors,
         edge_timeouts=edge_timeouts,
     )
-    _run(run_serve(options))
+    try:
+        _run(run_serve(options))
+    except HostCheckError as exc:
+        typer.echo(f"aerodrome: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def parse_mirrors(values: list[str]) -> dict[str, str]:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
 
 from aerodrome.api import build_app
-from aerodrome.cli.config import EDGE_TIMEOUTS, Layout, split_hostport
+from aerodrome.cli.config import EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
 from aerodrome.control import ControlPlane, Secrets, Settings
+from aerodrome.core import FailedPreconditionError, InvalidArgumentError
 from aerodrome.proxy import Edge, EdgeSettings, native
 from aerodrome.proxy.control_directory import ControlDirectory
 from aerodrome.proxy.dedicated import DedicatedAddresses
@@ -43,6 +45,8 @@ class ServeOptions:
     image_gc_interval: float = 3600.0
     disk_reserve_bytes: int = 1024**3
     egress: bool = True
+    egress_allow: tuple[str, ...] = ()  # IPv4 networks machines reach despite egress's denied ranges
+    uplink: str | None = None  # egress's interface; None: the default route's
     edge_timeouts: dict[str, float] = field(default_factory=dict)  # EDGE_TIMEOUTS name → seconds
 
 
@@ -79,15 +83,11 @@ async def serve(options: ServeOptions) -> None:
     layout = Layout(options.data_dir)
     store = await open_store(layout)
     images = ImageStore(layout.images, registries=(options.registry,), mirrors=options.mirrors)
-    # Before anything starts: the runtime refuses an address layout that the data directory cannot take.
-    runtime = RuncRuntime(
-        layout.runtime,
-        images,
-        ipv4_pool=options.machine_ipv4_pool,
-        org_prefixlen=options.org_prefix_len,
-        egress=options.egress,
-        reserve_bytes=options.disk_reserve_bytes,
-    )
+    try:
+        runtime = await open_runtime(options, layout, images)
+    except BaseException:
+        await store.close()
+        raise
     registry = EmbeddedRegistry(layout.registry, options.registry)
     await registry.start()
     volumes = LoopVolumeBackend(layout.volumes)
@@ -134,6 +134,7 @@ async def serve(options: ServeOptions) -> None:
             log.warning("the edge's data path runs as plain Python (slower): `aerodrome build-edge` compiles it")
         collector = asyncio.create_task(collect_unused_images(store, images, options.image_gc_interval))
         try:
+            keep_running_after_signals()
             await server.serve()
         finally:
             collector.cancel()
@@ -145,6 +146,34 @@ async def serve(options: ServeOptions) -> None:
         await registry.stop()
         await store.close()
         log.info("stopped; machines keep running and are adopted at the next start")
+
+
+def keep_running_after_signals() -> None:
+    """Once it has shut down, uvicorn raises again the signal that stopped it: with the default handlers that
+    would end the process there, before the runtime (whose rules and routes go when no machine is left), the
+    registry and the store are closed. A signal during that close is ignored; SIGKILL still ends it."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+
+
+async def open_runtime(options: ServeOptions, layout: Layout, images: ImageStore) -> RuncRuntime:
+    """The runtime, with the host's networking set up: before anything starts, it refuses an address layout
+    the data directory cannot take, bad egress settings, and a host whose routes overlap the machine pool."""
+    try:
+        runtime = RuncRuntime(
+            layout.runtime,
+            images,
+            ipv4_pool=options.machine_ipv4_pool,
+            org_prefixlen=options.org_prefix_len,
+            egress=options.egress,
+            egress_allow=options.egress_allow,
+            uplink=options.uplink,
+            reserve_bytes=options.disk_reserve_bytes,
+        )
+        await runtime.prepare_host()
+    except (FailedPreconditionError, InvalidArgumentError) as exc:
+        raise HostCheckError(exc.message) from None
+    return runtime
 
 
 async def collect_unused_images(store: SqlStore, images: ImageStore, interval: float) -> None:

@@ -9,6 +9,7 @@ import logging
 import os
 import signal as signals
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from aerodrome.core import (
 from aerodrome.runtime.process import map_runtime_errors
 from aerodrome.runtime.runc import bundle, exits, firewall, guestfs, instance, procfs
 from aerodrome.runtime.runc.cgroups import MachineCgroup
+from aerodrome.runtime.runc.egress import Egress, check_allow, check_uplink
 from aerodrome.runtime.runc.layout import (
     Layout,
     MachinePaths,
@@ -83,20 +85,24 @@ class RuncRuntime:
         ipv4_pool: str = "172.30.0.0/16",
         org_prefixlen: int = DEFAULT_ORG_PREFIXLEN,
         egress: bool = True,
+        egress_allow: Sequence[str] = (),
         uplink: str | None = None,
         reserve_bytes: int = DEFAULT_RESERVE_BYTES,
     ) -> None:
         """`egress`: machines may open connections out of the host, through `uplink` (default: the interface
-        of the default route), masqueraded; off, they reach only their organisation's machines. Each organisation
-        gets an `org_prefixlen` subnet of `ipv4_pool`."""
+        of the default route), masqueraded, to anything but link-local, loopback, private (RFC 1918, CGNAT, ULA),
+        multicast and reserved addresses; `egress_allow` opens IPv4 networks among those (a LAN service), with
+        egress on or off. Machines never reach the host's own addresses nor another organisation's machines.
+        Each organisation gets an `org_prefixlen` subnet of `ipv4_pool`. Bad values are InvalidArgumentErrors."""
         self.layout = Layout(root)
         self.images = images
         self.ipv4_pool = ipv4_pool
+        self.pool = AddressPool(self.layout.orgs, ipv4_pool, org_prefixlen)
         self.egress = egress
-        self.uplink = uplink
+        self.egress_allow = check_allow(egress_allow, ipv4_pool)
+        self.uplink = check_uplink(uplink)
         self.reserve = reserve_bytes
         self.runc = Runc(self.layout.runc_root)
-        self.pool = AddressPool(self.layout.orgs, ipv4_pool, org_prefixlen)
         self.ids = IdAllocator()
         self._key = load_key(self.layout.records_key)
         self._machines: dict[str, _Machine] = {}
@@ -104,6 +110,7 @@ class RuncRuntime:
         self._callbacks: list[ExitCallback] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._host_ready = False
+        self._orgs = asyncio.Lock()  # an organisation's subnet and rules come and go under it
         become_subreaper()
         self.supervisor = Supervisor(self._process_exited)
         self._load_records()
@@ -123,27 +130,53 @@ class RuncRuntime:
                 spec = spec_from_json(record["spec"], self._key)
                 self._machines[machine_id] = _Machine(spec, record["lower"], allocation, ids)
 
+    async def prepare_host(self) -> None:
+        """Set up the host's machine networking now rather than at the first create, start or recover; a
+        FailedPreconditionError says why this host cannot take it (a route of its own in the machine pool)."""
+        await self._ensure_host()
+
     async def _ensure_host(self) -> None:
         if self._host_ready:
             return
-        subnets = [self.pool.subnet_of(slot) for slot in self.pool.slots.values()]
-        orgs6 = [str(org_prefix6(org)) for org in self.pool.slots]
-        with map_runtime_errors("configure host networking"):
-            await firewall.install(self.ipv4_pool, subnets, orgs6)
-            uplink = (self.uplink or await firewall.default_uplink()) if self.egress else None
-            await firewall.set_egress(self.ipv4_pool, uplink)
+        async with self._orgs:
+            with map_runtime_errors("configure host networking"):
+                if self.pool.replaced_pool is not None:  # a pool this host used before, with nothing left in it
+                    await firewall.uninstall(self.pool.replaced_pool)
+                    self.pool.record()
+                await self._release_empty_orgs()
+                subnets = [self.pool.subnet_of(slot) for slot in self.pool.slots.values()]
+                orgs6 = [str(org_prefix6(org)) for org in self.pool.slots]
+                await firewall.install(self.ipv4_pool, subnets, orgs6, await self._egress())
         self._host_ready = True
+
+    async def _egress(self) -> Egress:
+        if not self.egress and not self.egress_allow:
+            return Egress()
+        uplink = self.uplink or await firewall.default_uplink()
+        return Egress(uplink, public=self.egress, allow=self.egress_allow)
+
+    async def _release_empty_orgs(self) -> None:
+        """Give back the subnets, and remove the rules, of organisations with no machine left here."""
+        for org in self.pool.empty_orgs():
+            await firewall.forget_org(*self.pool.release_org(org))
 
     def on_exit(self, callback: ExitCallback) -> None:
         """Register the coroutine called once for every exit of a machine's main process."""
         self._callbacks.append(callback)
 
     async def close(self) -> None:
-        """Stop watching; machines keep running and are re-adopted by `recover` in the next daemon."""
+        """Stop watching; machines keep running and are re-adopted by `recover` in the next daemon. With no
+        machine left on the host, its rules and routes go too (the next start makes them again)."""
         await self.supervisor.close()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._running.clear()
+        if self._host_ready and not self.layout.machine_ids():
+            async with self._orgs:
+                with map_runtime_errors("remove host networking"):
+                    await self._release_empty_orgs()
+                    await firewall.uninstall(self.ipv4_pool)
+            self._host_ready = False
         with contextlib.suppress(OSError):  # left while any machine still has its mount points there
             self.layout.mounts.rmdir()
 
@@ -200,10 +233,11 @@ class RuncRuntime:
             await delete_network(existing.network)
             self.pool.release(existing.network)
         paths.dir.mkdir(exist_ok=True)
-        new_org = spec.org_network_id not in self.pool.slots
-        allocation = self.pool.allocate(spec.machine_id, spec.org_network_id)
-        if new_org:
-            await firewall.allow_org(allocation.subnet4, allocation.subnet6)
+        async with self._orgs:
+            new_org = spec.org_network_id not in self.pool.slots
+            allocation = self.pool.allocate(spec.machine_id, spec.org_network_id)
+            if new_org:
+                await firewall.allow_org(allocation.subnet4, allocation.subnet6)
         return allocation
 
     def _machine(self, machine_id: str) -> _Machine:
@@ -386,6 +420,9 @@ class RuncRuntime:
             if machine is not None:
                 self.ids.release(machine_id, machine.ids)
             self._machines.pop(machine_id, None)
+        async with self._orgs:
+            with map_runtime_errors(f"destroy machine {machine_id}"):
+                await self._release_empty_orgs()
 
     # -- recovery -----------------------------------------------------------------------------------------
 
@@ -400,6 +437,9 @@ class RuncRuntime:
                 statuses[machine_id] = status
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        async with self._orgs:
+            with map_runtime_errors("recover host networking"):
+                await self._release_empty_orgs()  # of creates that never finished
         return statuses
 
     async def _recover_one(self, machine_id: str) -> SandboxStatus | None:

@@ -1,4 +1,4 @@
-"""The host-wide part of machine networking: forwarding, unreachable routes, egress, and the isolation rules.
+"""The host-wide part of machine networking: unreachable routes, egress, and the isolation rules.
 
 Each family's missing rules are loaded in one `iptables-restore --noflush` (a process per rule would cost
 more than a machine start); every daemon start re-adds the rules of the organisations it knows, so a crash
@@ -6,46 +6,40 @@ between allocating an organisation's subnet and adding its rules heals itself.
 
 Per organisation: forwarding within its subnets, and (IPv6) input from its /64 to its flycast /80, where the
 edge binds the organisation's flycast addresses on the host; nothing else of the host is open to machines.
-Egress, when on, lets the IPv4 pool out through one interface (the default route's), masqueraded.
+aerodrome's jumps lead FORWARD, INPUT and raw PREROUTING, so no earlier rule of the host decides for machines.
+Egress (egress.py) lets the IPv4 pool out through one interface, masqueraded, to anything but private ranges.
+
+Forwarding is turned on per interface, never host-wide: IPv4's on each machine's veth (network.py) and on the
+uplink while egress uses it (egress.py); IPv6's (`force_forwarding`) on each veth, or, on kernels before 6.17
+that lack it, host-wide with a warning.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
+import logging
 from pathlib import Path
 
 from aerodrome.runtime.process import run
-from aerodrome.runtime.runc.network import CHAIN, IFACE_PREFIX, IPV6_PREFIX, flycast_prefix6
+from aerodrome.runtime.runc import egress, routes
+from aerodrome.runtime.runc.egress import OUT_CHAIN, Egress
+from aerodrome.runtime.runc.iptables import IPV4, IPV6, Family, Script, Tables, first_in_chain, merge, restore, save
+from aerodrome.runtime.runc.network import CHAIN, IFACE_PREFIX, IPV6_PER_INTERFACE, flycast_prefix6
+
+log = logging.getLogger(__name__)
 
 INPUT_CHAIN = f"{CHAIN}-IN"
 MATCH = f"{IFACE_PREFIX}+"
+IPV6_ALL_FORWARDING = Path("/proc/sys/net/ipv6/conf/all/forwarding")
 
 
-@dataclass(frozen=True, slots=True)
-class Family:
-    name: str
-    restore: str
-    save: str
-    tool: str
-    icmp: str
-    forwarding: str
-
-
-IPV4 = Family("ipv4", "iptables-restore", "iptables-save", "iptables", "icmp", "/proc/sys/net/ipv4/ip_forward")
-IPV6 = Family(
-    "ipv6", "ip6tables-restore", "ip6tables-save", "ip6tables", "ipv6-icmp", "/proc/sys/net/ipv6/conf/all/forwarding"
-)
-
-
-def _jumps(family: Family) -> list[tuple[str, str]]:
-    """(table, rule) pairs that hook the chains into the built-in ones."""
+def _jumps() -> list[tuple[str, str, str]]:
+    """(table, built-in chain, rule) that hook aerodrome's chains in, first in each."""
     return [
-        ("filter", f"-A FORWARD -i {MATCH} -j {CHAIN}"),
-        ("filter", f"-A FORWARD -o {MATCH} -j {CHAIN}"),
-        ("filter", f"-A INPUT -i {MATCH} -j {INPUT_CHAIN}"),
-        ("raw", f"-A PREROUTING -i {MATCH} -m rpfilter --invert -j DROP"),
+        ("filter", "FORWARD", f"-i {MATCH} -j {CHAIN}"),
+        ("filter", "FORWARD", f"-o {MATCH} -j {CHAIN}"),
+        ("filter", "INPUT", f"-i {MATCH} -j {INPUT_CHAIN}"),
+        ("raw", "PREROUTING", f"-i {MATCH} -m rpfilter --invert -j DROP"),
     ]
 
 
@@ -57,47 +51,98 @@ def _flycast_rule(subnet6: str) -> str:
     return f"-s {subnet6} -d {flycast_prefix6(subnet6)} -j ACCEPT"
 
 
-async def install(pool4: str, subnets4: list[str], subnets6: list[str]) -> None:
-    """Enable forwarding, route the pools nowhere but to machines, and (re)load the isolation rules."""
-    await run(["ip", "-4", "route", "replace", "unreachable", pool4], timeout=10)
-    await run(["ip", "-6", "route", "replace", "unreachable", str(IPV6_PREFIX)], timeout=10)
-    await _load(IPV4, subnets4, [])
-    await _load(IPV6, subnets6, [_flycast_rule(s) for s in subnets6])
-    for family in (IPV4, IPV6):
-        _enable_forwarding(family)
+def _input_base(family: Family) -> list[str]:
+    return ["-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", f"-p {family.icmp} -j ACCEPT", "-j DROP"]
 
 
-def _enable_forwarding(family: Family) -> None:
-    Path(family.forwarding).write_text("1")
+async def install(pool4: str, subnets4: list[str], subnets6: list[str], way_out: Egress) -> None:
+    """Route the pools nowhere but to machines (or refuse, FailedPreconditionError, if the host routes part of
+    them), enable IPv6 forwarding where the kernel cannot per interface, and (re)load the rules."""
+    await routes.claim(pool4)
+    if not IPV6_PER_INTERFACE:
+        _enable_ipv6_forwarding_host_wide()
+    await _load(IPV4, subnets4, [], (pool4, way_out))
+    await _load(IPV6, subnets6, [_flycast_rule(s) for s in subnets6], None)
 
 
-async def _load(family: Family, subnets: list[str], input_rules: list[str]) -> None:
+_warned = False
+
+
+def _enable_ipv6_forwarding_host_wide() -> None:
+    global _warned
+    if IPV6_ALL_FORWARDING.read_text().strip() == "1":
+        return
+    if not _warned:
+        log.warning(
+            "this kernel has no per-interface IPv6 forwarding (net.ipv6.conf.<dev>.force_forwarding, Linux 6.17+): "
+            "setting net.ipv6.conf.all.forwarding=1, which also stops this host accepting router advertisements"
+        )
+        _warned = True
+    IPV6_ALL_FORWARDING.write_text("1")
+
+
+def _base(tables: Tables, family: Family, subnets: list[str], input_rules: list[str]) -> list[str]:
     """Add what is missing, and only that: other runtimes on the host (tests, a second root) share the chains."""
-    saved = (await run([family.save], timeout=10)).text
-    rules = set(saved.splitlines())
-    filter_script: list[str] = []
-    for chain in (CHAIN, INPUT_CHAIN):
-        if f":{chain} " not in saved:
-            filter_script.append(f":{chain} - [0:0]")
-    if f"-A {CHAIN} -j DROP" not in rules:
-        filter_script.append(f"-A {CHAIN} -j DROP")
-    filter_script += [f"-I {CHAIN} 1 {_org_rule(s)}" for s in subnets if f"-A {CHAIN} {_org_rule(s)}" not in rules]
-    if f"-A {INPUT_CHAIN} -j DROP" not in rules:
-        filter_script += [
-            f"-F {INPUT_CHAIN}",
-            f"-A {INPUT_CHAIN} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
-            f"-A {INPUT_CHAIN} -p {family.icmp} -j ACCEPT",
-            f"-A {INPUT_CHAIN} -j DROP",
-        ]
-    filter_script += [f"-I {INPUT_CHAIN} 1 {r}" for r in input_rules if f"-A {INPUT_CHAIN} {r}" not in rules]
-    jumps = [(table, rule) for table, rule in _jumps(family) if rule not in rules]
-    filter_script += [rule for table, rule in jumps if table == "filter"]  # after the chains they jump to
-    raw_script = [rule for table, rule in jumps if table == "raw"]
-    script = (["*filter", *filter_script, "COMMIT"] if filter_script else []) + (
-        ["*raw", *raw_script, "COMMIT"] if raw_script else []
-    )
-    if script:
-        await run([family.restore, "--noflush"], stdin="\n".join(script).encode() + b"\n", timeout=10)
+    lines = [f":{chain} - [0:0]" for chain in (CHAIN, INPUT_CHAIN) if not tables.has_chain("filter", chain)]
+    forward = tables.rules("filter", CHAIN)
+    if "-j DROP" not in forward:
+        lines.append(f"-A {CHAIN} -j DROP")
+    lines += [f"-I {CHAIN} 1 {_org_rule(s)}" for s in subnets if _org_rule(s) not in forward]
+    present = tables.rules("filter", INPUT_CHAIN)
+    if "-j DROP" not in present:
+        lines += [f"-F {INPUT_CHAIN}", *(f"-A {INPUT_CHAIN} {rule}" for rule in _input_base(family))]
+        present = []
+    lines += [f"-I {INPUT_CHAIN} 1 {r}" for r in input_rules if r not in present]
+    return lines
+
+
+def _hooks(tables: Tables, guards: list[str], stale: list[str], *, installing: bool) -> Script:
+    """Lines that put aerodrome's rules first in the built-in chains (only those present, unless installing)."""
+    by_chain: dict[tuple[str, str], list[str]] = {("filter", "FORWARD"): list(guards)}
+    for table, chain, rule in _jumps():
+        if installing or rule in tables.rules(table, chain):
+            by_chain.setdefault((table, chain), []).append(rule)
+    forward = tables.rules("filter", "FORWARD")
+    script: Script = {"filter": [f"-D FORWARD {rule}" for rule in stale if rule in forward]}
+    for (table, chain), ours in by_chain.items():
+        present = [rule for rule in tables.rules(table, chain) if rule not in stale]
+        script.setdefault(table, []).extend(first_in_chain(present, chain, ours))
+    return script
+
+
+async def _load(family: Family, subnets: list[str], input_rules: list[str], way_out: tuple[str, Egress] | None) -> None:
+    tables = await save(family)
+    script: Script = {"filter": _base(tables, family, subnets, input_rules)}
+    if way_out is None:
+        await restore(family, merge(script, _hooks(tables, [], [], installing=True)))
+        return
+    change = egress.plan(tables, *way_out)
+    egress.set_forwarding(change.disable, "0")  # before the guards that stand for them go
+    hooks = _hooks(tables, change.guards, change.stale_guards, installing=True)
+    await restore(family, merge(script, change.script, hooks))
+    egress.set_forwarding(change.enable, "1")  # once the guards are in place
+
+
+async def set_egress(pool4: str, uplink: str | None, *, public: bool = True, allow: tuple[str, ...] = ()) -> None:
+    """Let the pool's machines open connections out through `uplink`, masqueraded: to anything not denied with
+    `public`, and to the `allow`ed networks; with None, through nothing."""
+    tables = await save(IPV4)
+    way_out = Egress(egress.check_uplink(uplink), public, egress.check_allow(allow, pool4))
+    change = egress.plan(tables, pool4, way_out)
+    egress.set_forwarding(change.disable, "0")
+    await restore(IPV4, merge(change.script, _hooks(tables, change.guards, change.stale_guards, installing=False)))
+    egress.set_forwarding(change.enable, "1")
+
+
+async def egress_rules(pool4: str) -> list[tuple[str, str]]:
+    """The egress rules of the pool on the host now, through whichever interface."""
+    return egress.egress_rules(await save(IPV4), pool4)
+
+
+async def default_uplink() -> str | None:
+    """The interface of the host's IPv4 default route, if it has one."""
+    routes_ = json.loads((await run(["ip", "-j", "-4", "route", "show", "default"], timeout=10)).stdout or b"[]")
+    return next((str(r["dev"]) for r in routes_ if r.get("dev")), None)
 
 
 async def allow_org(subnet4: str, subnet6: str) -> None:
@@ -117,70 +162,55 @@ async def _insert_once(family: Family, chain: str, rule: str) -> None:
         await run([family.tool, "-I", chain, "1", *rule.split()], timeout=10)
 
 
+async def _machines_run_in(subnet4: str) -> bool:
+    """Whether machines with addresses in `subnet4` run on the host: another runtime's, on the same pool."""
+    found = await run(["ip", "-o", "-4", "route", "show", "root", subnet4], timeout=10)
+    return any(f" dev {IFACE_PREFIX}" in line for line in found.text.splitlines())
+
+
+async def forget_org(subnet4: str, subnet6: str) -> None:
+    """Remove an organisation's rules, unless machines of its subnet still run (the rules are shared)."""
+    if not await _machines_run_in(subnet4):
+        await forget_orgs([subnet4], [subnet6])
+
+
 async def forget_orgs(subnets4: list[str], subnets6: list[str]) -> None:
-    """Remove the rules of these organisation subnets."""
-    for family, subnets in ((IPV4, subnets4), (IPV6, subnets6)):
-        for subnet in subnets:
-            await run([family.tool, "-D", CHAIN, *_org_rule(subnet).split()], timeout=10, check=False)
-    for subnet in subnets6:
-        await run([IPV6.tool, "-D", INPUT_CHAIN, *_flycast_rule(subnet).split()], timeout=10, check=False)
-
-
-async def default_uplink() -> str | None:
-    """The interface of the host's IPv4 default route, if it has one."""
-    routes = json.loads((await run(["ip", "-j", "-4", "route", "show", "default"], timeout=10)).stdout or b"[]")
-    return next((str(r["dev"]) for r in routes if r.get("dev")), None)
-
-
-def _egress_rules(pool4: str, uplink: str) -> list[tuple[str, str]]:
-    """(table, rule) pairs, spelled as iptables-save prints them."""
-    return [
-        ("filter", f"-A {CHAIN} -s {pool4} -o {uplink} -j ACCEPT"),
-        ("filter", f"-A {CHAIN} -d {pool4} -i {uplink} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
-        ("nat", f"-A POSTROUTING -s {pool4} -o {uplink} -j MASQUERADE"),
-    ]
-
-
-async def egress_rules(pool4: str) -> list[tuple[str, str]]:
-    """The egress rules of the pool on the host now, through whichever interface."""
-    patterns = [(t, re.compile(re.escape(r).replace("UPLINK", r"\S+"))) for t, r in _egress_rules(pool4, "UPLINK")]
-    found: list[tuple[str, str]] = []
-    table = ""
-    for line in (await run([IPV4.save], timeout=10)).text.splitlines():
-        if line.startswith("*"):
-            table = line[1:]
-        found += [(table, line) for t, pattern in patterns if t == table and pattern.fullmatch(line)]
-    return found
-
-
-async def set_egress(pool4: str, uplink: str | None) -> None:
-    """Let the pool's machines open connections out through `uplink`, masqueraded; with None, through nothing.
-
-    Other organisations' machines stay unreachable (they sit behind other interfaces) and so does the host
-    (that is INPUT, not FORWARD).
-    """
-    wanted = _egress_rules(pool4, uplink) if uplink else []
-    present = await egress_rules(pool4)
-    for table, rule in present:
-        if (table, rule) not in wanted:
-            await run([IPV4.tool, "-t", table, "-D", *rule.split()[1:]], timeout=10, check=False)
-    for table, rule in wanted:
-        if (table, rule) not in present:
-            chain, *spec = rule.split()[1:]
-            await run([IPV4.tool, "-t", table, "-I", chain, "1", *spec], timeout=10)
+    """Remove the rules of these organisation subnets, in one transaction per family."""
+    for family, subnets, flycast in ((IPV4, subnets4, False), (IPV6, subnets6, True)):
+        tables = await save(family)
+        lines = [f"-D {CHAIN} {_org_rule(s)}" for s in subnets if _org_rule(s) in tables.rules("filter", CHAIN)]
+        if flycast:
+            inputs = tables.rules("filter", INPUT_CHAIN)
+            lines += [f"-D {INPUT_CHAIN} {_flycast_rule(s)}" for s in subnets if _flycast_rule(s) in inputs]
+        await restore(family, {"filter": lines})
 
 
 async def uninstall(pool4: str) -> None:
-    """Remove the pool's unreachable route and egress, and the chains too once no machine interface is left."""
-    await run(["ip", "-4", "route", "del", "unreachable", pool4], timeout=10, check=False)
+    """Remove the pool's unreachable route and egress, and the chains too once no machine interface is left
+    and no other pool's rules are in them. Nothing goes while machines of the pool run (another runtime's)."""
+    if await _machines_run_in(pool4):
+        return
     await set_egress(pool4, None)
+    await routes.release(pool4, prefix6=False)
     links = (await run(["ip", "-o", "link", "show"], timeout=10)).text
     if any(line.split()[1].startswith(IFACE_PREFIX) for line in links.splitlines()):
         return
-    for family in (IPV4, IPV6):
-        for table, rule in _jumps(family):
-            await run([family.tool, "-t", table, "-D", *rule.split()[1:]], timeout=10, check=False)
-        for chain in (CHAIN, INPUT_CHAIN):
-            await run([family.tool, "-F", chain], timeout=10, check=False)
-            await run([family.tool, "-X", chain], timeout=10, check=False)
-    await run(["ip", "-6", "route", "del", "unreachable", str(IPV6_PREFIX)], timeout=10, check=False)
+    removed = [await _remove_chains(family) for family in (IPV4, IPV6)]
+    if removed[1]:
+        await routes.release(pool4, prefix6=True)
+
+
+async def _remove_chains(family: Family) -> bool:
+    """Unhook and delete the chains if they hold nothing but their skeleton; whether they are gone."""
+    tables = await save(family)
+    skeleton = {CHAIN: ["-j DROP"], INPUT_CHAIN: _input_base(family), OUT_CHAIN: egress.out_chain({}, [])}
+    chains = [chain for chain in skeleton if tables.has_chain("filter", chain)]
+    if any(tables.rules("filter", chain) not in ([], skeleton[chain]) for chain in chains):
+        return False  # another pool's organisations or egress
+    script: Script = {}
+    for table, chain, rule in _jumps():
+        if rule in tables.rules(table, chain):
+            script.setdefault(table, []).append(f"-D {chain} {rule}")
+    script.setdefault("filter", []).extend([*(f"-F {c}" for c in chains), *(f"-X {c}" for c in chains)])
+    await restore(family, script)
+    return True

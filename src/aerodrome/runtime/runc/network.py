@@ -8,9 +8,11 @@ nothing. The host side of every veth carries the organisation's gateway addresse
 machine directly and machines of one organisation reach each other through the host's forwarding.
 
 Isolation (iptables and ip6tables, chain AERODROME; see firewall.py): forwarding between machines is accepted
-only within one organisation's subnet; egress (when on) only out through the uplink; reverse-path filtering
-drops spoofed sources; of the host, machines reach only their organisation's flycast addresses. Unreachable
-routes for the whole pools keep a stray packet from leaving the host.
+only within one organisation's subnet; egress (when on) only out through the uplink, and never to private
+ranges (egress.py); reverse-path filtering drops spoofed sources; of the host, machines reach only their
+organisation's flycast addresses. Unreachable routes for the whole pools keep a stray packet from leaving the
+host (routes.py). The host forwards what a machine sends because its veth's forwarding sysctls are on: nothing
+host-wide is switched on.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ CHAIN = "AERODROME"
 IFACE_PREFIX = "ad-"
 IPV6_PREFIX = ipaddress.IPv6Network("fdaa::/16")
 NETNS_DIR = "/run/netns"
+#: Linux 6.17 and later forward IPv6 per interface (`force_forwarding`); older kernels only host-wide.
+IPV6_PER_INTERFACE = os.path.exists("/proc/sys/net/ipv6/conf/default/force_forwarding")
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +172,9 @@ class AddressPool:
         self.org_prefixlen = org_prefixlen
         self.org_size = 2 ** (32 - org_prefixlen)
         recorded_pool, recorded_prefixlen, self.slots = _read_slots(orgs_file)
+        #: The pool this host's rules and routes were last made for, when it was another (and no organisation
+        #: holds a subnet of it, or the pool could not change): what of it is on the host is to be removed.
+        self.replaced_pool = recorded_pool if recorded_pool not in (None, str(self.pool4)) else None
         if self.slots and recorded_pool not in (None, str(self.pool4)):
             raise FailedPreconditionError(
                 f"organisations on this host have subnets of the machine pool {recorded_pool}; the pool cannot change "
@@ -246,9 +253,26 @@ class AddressPool:
         if not free:
             raise RuntimeFailureError("no free organisation subnet in the IPv4 pool on this host")
         self.slots[org] = min(free)
+        self.record()
+        return self.slots[org]
+
+    def record(self) -> None:
+        """Write the pool, the subnet size and the slots down."""
         slots = {str(k): v for k, v in self.slots.items()}
         write_json(self.orgs_file, {"pool": str(self.pool4), "org_prefixlen": self.org_prefixlen, "slots": slots})
-        return self.slots[org]
+        self.replaced_pool = None
+
+    def empty_orgs(self) -> list[int]:
+        """Organisations that hold a subnet but no machine address."""
+        return [org for org, slot in self.slots.items() if not (hosts := self.used.get(slot)) or not hosts.taken]
+
+    def release_org(self, org: int) -> tuple[str, str]:
+        """Give back the subnet of an organisation without machines here; returns its IPv4 and IPv6 subnets."""
+        slot = self.slots.pop(org)
+        self.used.pop(slot, None)
+        self._subnets.pop((org, slot), None)
+        self.record()
+        return self.subnet_of(slot), str(org_prefix6(org))
 
 
 def _read_slots(orgs_file: Path) -> tuple[str | None, int, dict[int, int]]:
@@ -267,7 +291,7 @@ def _netns_script(a: Allocation, holder: int) -> str:
         [
             "set -e",
             f"if [ -e {a.netns_path} ]; then ip netns del {a.netns}; fi",
-            f"if [ -e /sys/class/net/{a.host_iface} ]; then ip link del {a.host_iface} 2>/dev/null || true; fi",
+            f"if [ -e {_iface_conf(a)} ]; then ip link del {a.host_iface} 2>/dev/null || true; fi",
             f"ip netns attach {a.netns} {holder}",
         ]
     )
@@ -304,11 +328,20 @@ def _link_script(a: Allocation) -> str:
         [
             "set -e",
             *_heredoc("ip -batch -", host_down),
+            *_forwarding_lines(a.host_iface),
             # nsenter, not `ip netns exec`: the latter remounts /sys and costs more.
             *_heredoc(f"nsenter --net={a.netns_path} ip -batch -", inside),
             *_heredoc("ip -batch -", host_up),
         ]
     )
+
+
+def _forwarding_lines(iface: str) -> list[str]:
+    """Forward what the machine sends (the ingress interface decides), with the shell's builtins: no process."""
+    lines = [f"echo 1 > /proc/sys/net/ipv4/conf/{iface}/forwarding"]
+    if IPV6_PER_INTERFACE:
+        lines.append(f"echo 1 > /proc/sys/net/ipv6/conf/{iface}/force_forwarding")
+    return lines
 
 
 def _heredoc(command: str, lines: list[str]) -> list[str]:
@@ -361,8 +394,14 @@ def _netns_exists(allocation: Allocation) -> bool:
     return os.path.exists(allocation.netns_path)
 
 
+def _iface_conf(allocation: Allocation) -> str:
+    # /proc/sys/net shows the reader's network namespace; /sys/class/net shows the one sysfs was mounted in,
+    # which is not the daemon's when it runs in a namespace of its own (`nsenter --net`).
+    return f"/proc/sys/net/ipv4/conf/{allocation.host_iface}"
+
+
 def _iface_exists(allocation: Allocation) -> bool:
-    return os.path.exists(f"/sys/class/net/{allocation.host_iface}")
+    return os.path.exists(_iface_conf(allocation))
 
 
 def network_exists(allocation: Allocation) -> bool:
