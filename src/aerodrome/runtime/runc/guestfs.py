@@ -52,6 +52,11 @@ def mount_overlay(paths: MachinePaths, lower: str, ids: IdRange, userns_fd: int)
     for directory in (paths.upper, paths.work):
         directory.mkdir(mode=0o700, exist_ok=True)
     traversable_dirs(paths.rootfs)
+    # The mounted rootfs is the whole guest tree, and its files keep the guest's modes (most readable by
+    # others): the machine's mount directory lets through host root and the machine's root (runc mounts the
+    # rootfs and volumes from inside the machine's user namespace), never any other user of the host.
+    os.chown(paths.mounts, 0, ids.base)
+    os.chmod(paths.mounts, 0o710)
     # The upper's root is the merged root: 0755 as in every image (an unpack's own root has the daemon's
     # umask, whatever the image says), and the machine's root owns it.
     os.chmod(paths.upper, 0o755)

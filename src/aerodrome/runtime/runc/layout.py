@@ -16,10 +16,11 @@
     stop-requested                present while a stop is in progress
     machine.log, machine.log.1    stdout and stderr of the machine, capped
 
-/run/aerodrome/<digest of root>/<id>/   mount points only, on a path every machine's root may traverse (runc
+/run/aerodrome/<digest of root>/<id>/   mount points only, on a path a machine's root may traverse (runc
     rootfs/                       mounts them from inside the machine's user namespace, where the data
     volumes/<n>/                  directory, 0700, is closed): the overlay, and each volume idmapped while
-                                  runc starts the machine
+                                  runc starts the machine. The parents are 0711; <id> is 0710 with the
+                                  machine's root as its group, so no other user of the host reaches the guest
 """
 
 from __future__ import annotations

@@ -36,7 +36,11 @@ class Runc:
         the machine's log file, never a pipe the daemon reads. The config never touches the disk: it goes
         through a pipe that `config.json` names, so the env (secrets included) is only ever in memory.
         """
-        paths.runc_log.unlink(missing_ok=True)
+        # runc runs under umask 022 (for the mount points it makes) and would create its log 0644: start it
+        # empty and 0600 here, as every file of the daemon's is; runc appends to it and keeps its mode.
+        fd = os.open(paths.runc_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o600)  # one an older version left keeps its mode through O_TRUNC
+        os.close(fd)
         argv = self._argv("--log", str(paths.runc_log), "--log-format", "json", "run", "-d")
         argv += ["--pid-file", str(paths.pid_file), "--bundle", str(paths.dir), machine_id]
         log_fd = os.open(paths.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
@@ -58,6 +62,7 @@ class Runc:
             raise
         if returncode != 0:
             raise RuntimeFailureError(f"machine {machine_id} failed to start: {last_error(paths.runc_log)}")
+        os.chmod(paths.pid_file, 0o600)  # runc wrote it under umask 022
         return int(paths.pid_file.read_text())
 
     def known(self, machine_id: str) -> bool:
