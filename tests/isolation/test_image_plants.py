@@ -198,9 +198,11 @@ def test_a_real_passwd_still_names_the_user(server: Server, api: httpx.Client) -
     """The control for the cases above: from a regular /etc/passwd in the image, `User: app` is honoured."""
     passwd = f"root:x:0:0::/:/bin/sh\napp:x:{PLANTED_UID}:{PLANTED_UID}::/:/bin/sh\n".encode()
     image = server.push_image("plant-control", user="app", files={"/etc/passwd": passwd})
-    machine = create_machine(api, APP, {"image": image})
+    machine = create_machine(api, APP, {"image": image, "files": _files("/etc/app/conf")})
     try:
         wait_for(api, APP, machine["id"], "started")
         assert machine_exec(api, APP, machine["id"], "id", "-u")["stdout"].strip() == str(PLANTED_UID)
+        # The directory made for a file is the machine's and open to its users, whatever the daemon's umask.
+        assert machine_exec(api, APP, machine["id"], "cat", "/etc/app/conf")["stdout"] == "from the API\n"
     finally:
         api.delete(f"/v1/apps/{APP}/machines/{machine['id']}", params={"force": "true"})

@@ -132,8 +132,10 @@ def open_dir(root_fd: int, guest_dir: str, *, where: str = "in the guest", owner
             next_fd = _resolve(fd, _join(parts[:depth]), [part], os.O_RDONLY | os.O_DIRECTORY, where)
             os.close(fd)
             fd = next_fd
-            if made and owner is not None:
-                os.fchown(fd, owner, owner)
+            if made:
+                os.fchmod(fd, 0o755)  # whatever the daemon's umask: the machine's users must reach what is in it
+                if owner is not None:
+                    os.fchown(fd, owner, owner)
     except BaseException:
         os.close(fd)
         raise
