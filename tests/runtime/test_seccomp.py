@@ -41,3 +41,8 @@ def test_each_call_is_allowed_denied_or_conditional_once() -> None:
     assert [name for name, count in Counter(names).items() if count > 1] == []
     rules = seccomp.profile()["syscalls"]
     assert {name for rule in rules[1:] for name in rule["names"]} == set(CONDITIONAL)
+
+
+def test_only_native_calls_pass_unless_32_bit_programs_are_allowed() -> None:
+    assert seccomp.profile()["architectures"] == ["SCMP_ARCH_X86_64"]
+    assert seccomp.profile(compat_32bit=True)["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]

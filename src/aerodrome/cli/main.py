@@ -94,6 +94,10 @@ def serve(
             "--disk-reserve-mb", min=0, help="MiB of the data filesystem kept free: no machine starts below it."
         ),
     ] = 1024,
+    allow_32bit: Annotated[
+        bool,
+        typer.Option("--allow-32bit", help="Let machines run 32-bit x86 programs (a wider seccomp filter)."),
+    ] = False,
     edge_timeout: Annotated[
         list[str] | None,
         typer.Option(
@@ -140,6 +144,7 @@ def serve(
         uplink=uplink,
         image_gc_interval=image_gc_interval,
         disk_reserve_bytes=disk_reserve_mb * 1024 * 1024,
+        compat_32bit=allow_32bit,
         mirrors=mirrors,
         edge_timeouts=edge_timeouts,
     )

@@ -44,6 +44,7 @@ class ServeOptions:
     org_prefix_len: int = 20
     image_gc_interval: float = 3600.0
     disk_reserve_bytes: int = 1024**3
+    compat_32bit: bool = False
     egress: bool = True
     egress_allow: tuple[str, ...] = ()  # IPv4 networks machines reach despite egress's denied ranges
     uplink: str | None = None  # egress's interface; None: the default route's
@@ -169,6 +170,7 @@ async def open_runtime(options: ServeOptions, layout: Layout, images: ImageStore
             egress_allow=options.egress_allow,
             uplink=options.uplink,
             reserve_bytes=options.disk_reserve_bytes,
+            compat_32bit=options.compat_32bit,
         )
         await runtime.prepare_host()
     except (FailedPreconditionError, InvalidArgumentError) as exc:

@@ -74,6 +74,7 @@ def build_config(
     volume_sources: tuple[str, ...],
     rootfs: str,
     cgroups_path: str,
+    compat_32bit: bool = False,
 ) -> dict[str, Any]:
     """The config.json of a machine, whose root filesystem is mounted at `rootfs`.
 
@@ -99,7 +100,7 @@ def build_config(
             "gidMappings": ids.to_oci(),
             "cgroupsPath": cgroups_path,
             "resources": _resources(spec),
-            "seccomp": _seccomp(),
+            "seccomp": seccomp.profile(compat_32bit),
             "maskedPaths": MASKED_PATHS,
             "readonlyPaths": READONLY_PATHS,
         },
@@ -161,10 +162,6 @@ def _resources(spec: SandboxSpec) -> dict[str, Any]:
         "cpu": {"quota": spec.cpus * CPU_PERIOD_US, "period": CPU_PERIOD_US},
         "pids": {"limit": PIDS_LIMIT},
     }
-
-
-def _seccomp() -> dict[str, Any]:
-    return seccomp.profile()
 
 
 def system_files(spec: SandboxSpec, ipv4: str, ipv6: str) -> tuple[GuestFile, ...]:

@@ -48,7 +48,7 @@ from aerodrome.runtime.runc.network import (
     org_prefix6,
 )
 from aerodrome.runtime.runc.runc import Runc
-from aerodrome.runtime.runc.scratch import DEFAULT_RESERVE_BYTES
+from aerodrome.runtime.runc.scratch import DEFAULT_RESERVE_BYTES, ImagePool
 from aerodrome.runtime.runc.source import ImageSource
 from aerodrome.runtime.runc.supervisor import Supervisor, become_subreaper, process_start_time, reap_exited
 from aerodrome.runtime.runc.userns import IdAllocator, IdRange
@@ -88,6 +88,7 @@ class RuncRuntime:
         egress_allow: Sequence[str] = (),
         uplink: str | None = None,
         reserve_bytes: int = DEFAULT_RESERVE_BYTES,
+        compat_32bit: bool = False,
     ) -> None:
         """`egress`: machines may open connections out of the host, through `uplink` (default: the interface
         of the default route), masqueraded, to anything but link-local, loopback, private (RFC 1918, CGNAT, ULA),
@@ -102,6 +103,8 @@ class RuncRuntime:
         self.egress_allow = check_allow(egress_allow, ipv4_pool)
         self.uplink = check_uplink(uplink)
         self.reserve = reserve_bytes
+        self.compat_32bit = compat_32bit
+        self.scratch_pool = ImagePool(self.layout.root / "scratch-pool")
         self.runc = Runc(self.layout.runc_root)
         self.ids = IdAllocator()
         self._key = load_key(self.layout.records_key)
@@ -168,6 +171,7 @@ class RuncRuntime:
         """Stop watching; machines keep running and are re-adopted by `recover` in the next daemon. With no
         machine left on the host, its rules and routes go too (the next start makes them again)."""
         await self.supervisor.close()
+        await self.scratch_pool.close()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._running.clear()
@@ -264,7 +268,17 @@ class RuncRuntime:
             await self._ensure_host()
             with map_runtime_errors(f"start machine {machine_id}"):
                 uid, gid = await asyncio.to_thread(guestfs.resolve_user, Path(machine.lower), machine.spec.user)
-                run = instance.Run(machine.spec, machine.lower, machine.network, machine.ids, uid, gid, self.reserve)
+                run = instance.Run(
+                    machine.spec,
+                    machine.lower,
+                    machine.network,
+                    machine.ids,
+                    uid,
+                    gid,
+                    self.reserve,
+                    self.compat_32bit,
+                    self.scratch_pool,
+                )
                 pid, start_time = await instance.launch(self.runc, paths, run)
             self._running[machine_id] = _Running(pid, asyncio.get_running_loop().create_future())
             self.supervisor.watch(machine_id, pid, start_time, paths.log)

@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -44,6 +45,8 @@ class Run:
     uid: int
     gid: int
     reserve: int  # bytes of the host's data filesystem a start must leave free
+    compat_32bit: bool = False  # let 32-bit programs' system calls through seccomp
+    pool: scratch.ImagePool | None = None  # formatted writable-layer images, ready for first starts
 
 
 async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | None]:
@@ -62,7 +65,7 @@ async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | 
     try:
         scratch.check_reserve(paths.dir, run.reserve)
         guestfs.unmount(paths.rootfs)
-        await _mount_scratch(paths, spec.rootfs_bytes)
+        await _mount_scratch(paths, spec.rootfs_bytes, run.pool)
         if paths.upper.exists():
             await asyncio.to_thread(guestfs.discard_upper, paths)
         guestfs.mount_overlay(paths, run.lower, run.ids, namespaces.userns_fd)
@@ -81,6 +84,7 @@ async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | 
             volume_sources=sources,
             rootfs=str(paths.rootfs),
             cgroups_path=cgroups_path(spec.machine_id),
+            compat_32bit=run.compat_32bit,
         )
         await named
         links = asyncio.ensure_future(connect_netns(network))
@@ -105,12 +109,21 @@ async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | 
     return pid, start_time
 
 
-async def _mount_scratch(paths: MachinePaths, size: int) -> None:
-    """The filesystem that bounds the machine's writes, made at its first start or when its size changed."""
+async def _mount_scratch(paths: MachinePaths, size: int, pool: scratch.ImagePool | None) -> None:
+    """The filesystem that bounds the machine's writes, taken ready-made from `pool` at its first start (or when
+    its size changed), else made now."""
     if guestfs.is_mounted(paths.scratch):
         return  # an earlier start got this far
-    await scratch.prepare_image(paths.scratch_image, size)
+    if not _has_size(paths.scratch_image, size) and not (pool and pool.take(size, paths.scratch_image)):
+        await scratch.prepare_image(paths.scratch_image, size)
     scratch.mount_image(paths.scratch_image, paths.scratch)
+
+
+def _has_size(image: Path, size: int) -> bool:
+    try:
+        return os.stat(image).st_size == size
+    except FileNotFoundError:
+        return False
 
 
 def _attach_volumes(paths: MachinePaths, spec: SandboxSpec, userns_fd: int) -> tuple[str, ...]:

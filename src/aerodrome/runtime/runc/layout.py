@@ -2,6 +2,7 @@
 
 <root>/runc/                      runc's own state (`runc --root`), apart from any other runc user
 <root>/orgs.json                  the size of organisation subnets, and each organisation's slot of the pool
+<root>/scratch-pool/<size>-*.img  formatted writable-layer images, ready for machines' first starts
 <root>/records.key                the key that seals each record's env and files (secrets among them), 0600
 <root>/machines/<id>/
     machine.json                  the SandboxSpec (env and files sealed), image rootfs, network allocation and
