@@ -8,7 +8,7 @@ import time
 import httpx
 
 from tests.api.helpers import create_machine, http_inside, wait_for
-from tests.support.server import running_server
+from tests.support.server import Server, running_server
 
 
 def test_sigkill_then_restart_keeps_machines_running() -> None:
@@ -106,11 +106,17 @@ def test_sigkill_during_starts_then_recovery_agrees_with_the_host() -> None:
         for index, starter in enumerate(starters):
             starter.start()
             time.sleep(0.01 * index)  # the kill lands at a different step of each start
+        killed = server.process.pid if server.process else 0
         server.kill()
         for starter in starters:
             starter.join()
         server.start()
         with server.client() as api:
+            # Nothing of the killed daemon lives on: a start it cut short may have left a paused clone of it
+            # holding the machine's namespaces, which the new daemon ends by the pid it recorded.
+            for machine_id in ids:
+                wait_for(api, "midstart", machine_id, "settled", timeout=60)
+            assert _clones_of(server, killed) == []
             for machine_id in ids:
                 settled = wait_for(api, "midstart", machine_id, "settled", timeout=60)
                 if settled["state"] == "started":
@@ -120,3 +126,22 @@ def test_sigkill_during_starts_then_recovery_agrees_with_the_host() -> None:
                     assert api.post(f"/v1/apps/midstart/machines/{machine_id}/start").status_code == 200
                     wait_for(api, "midstart", machine_id, "started")
                     assert "hello" in http_inside(api, "midstart", machine_id)
+
+
+def _clones_of(server: Server, pid: int) -> list[int]:
+    """Processes still running the killed daemon's command line (its clones share it), by pid."""
+    import os
+
+    own = server.process.pid if server.process else 0
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in (own, pid):
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if cmdline.split(b"\0")[1:4] == [b"-m", b"aerodrome", b"serve"] and str(server.data_dir).encode() in cmdline:
+            found.append(int(entry))
+    return found

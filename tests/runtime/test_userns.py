@@ -15,6 +15,7 @@ from aerodrome.runtime.runc.userns import (
     check_support,
     claim_subordinate_ids,
     idmapped_tree,
+    kill_stale_holder,
     new_namespaces,
 )
 from tests.runtime.runc_fixtures import needs_root
@@ -75,3 +76,16 @@ def test_a_filesystem_without_idmapped_mounts_is_named() -> None:
     with pytest.raises(OSError, match="idmapped mounts of /proc/self are not possible here"):
         check_support(Path("/proc/self"))
     check_support(Path(__file__).parent)
+
+
+@needs_root
+def test_a_recorded_holder_is_ended_by_its_pid_and_start_time(tmp_path: Path) -> None:
+    record = tmp_path / "holder"
+    namespaces = new_namespaces(IdRange(RANGE_START), record)
+    pid = namespaces.pid
+    assert record.read_text().split()[0] == str(pid)
+    kill_stale_holder(record)  # as the next daemon does for a start its predecessor did not finish
+    assert not record.exists() and not Path(f"/proc/{pid}").exists()
+    record.write_text(f"{os.getpid()} 0")  # a pid that now belongs to another process is left alone
+    kill_stale_holder(record)
+    assert not record.exists()

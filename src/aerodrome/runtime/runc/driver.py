@@ -51,7 +51,7 @@ from aerodrome.runtime.runc.runc import Runc
 from aerodrome.runtime.runc.scratch import DEFAULT_RESERVE_BYTES, ImagePool
 from aerodrome.runtime.runc.source import ImageSource
 from aerodrome.runtime.runc.supervisor import Supervisor, become_subreaper, process_start_time, reap_exited
-from aerodrome.runtime.runc.userns import IdAllocator, IdRange
+from aerodrome.runtime.runc.userns import IdAllocator, IdRange, kill_stale_holder
 
 log = logging.getLogger(__name__)
 
@@ -458,6 +458,8 @@ class RuncRuntime:
 
     async def _recover_one(self, machine_id: str) -> SandboxStatus | None:
         paths = self.layout.machine(machine_id)
+        if machine_id not in self._running:
+            kill_stale_holder(paths.holder)  # a start the last daemon did not finish may have left its holder
         if machine_id not in self._machines:  # create never finished
             await instance.remove(self.runc, self.pool, machine_id, paths)
             return None

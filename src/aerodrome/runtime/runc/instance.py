@@ -58,7 +58,8 @@ async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | 
     """
     spec, network = run.spec, run.network
     paths.network_ready.unlink(missing_ok=True)
-    namespaces = userns.new_namespaces(run.ids)
+    userns.kill_stale_holder(paths.holder)  # a start cut short by a daemon's death may have left one
+    namespaces = userns.new_namespaces(run.ids, paths.holder)
     gate_read, gate_write = os.pipe()
     named = asyncio.ensure_future(create_netns(network, namespaces.pid))
     links: asyncio.Future[None] | None = None
@@ -148,8 +149,11 @@ def _detach_volumes(paths: MachinePaths) -> None:
 
 
 def network_ready(paths: MachinePaths) -> bool:
-    """Whether a container found running got past its start (its program runs, with its network)."""
-    return paths.network_ready.exists()
+    """Whether a container found running got past its start (its program runs, with its network).
+
+    A machine started by an older version, which kept the mark in its state directory, is adopted as it runs.
+    """
+    return paths.network_ready.exists() or (paths.dir / "state" / "network").exists()
 
 
 async def teardown(runc: Runc, machine_id: str, paths: MachinePaths, network: Allocation | None) -> None:
@@ -168,6 +172,7 @@ async def teardown(runc: Runc, machine_id: str, paths: MachinePaths, network: Al
 async def clear_unfinished_start(runc: Runc, machine_id: str, paths: MachinePaths, network: Allocation) -> None:
     """Undo a start the daemon did not live to finish (or a network an older version built at create)."""
     paths.network_ready.unlink(missing_ok=True)
+    userns.kill_stale_holder(paths.holder)
     _detach_volumes(paths)
     if await runc.state(machine_id) is not None or guestfs.is_mounted(paths.rootfs):
         await runc.delete(machine_id)
@@ -186,6 +191,7 @@ def recorded_network(paths: MachinePaths, record: dict[str, Any] | None) -> Allo
 async def remove(runc: Runc, pool: AddressPool, machine_id: str, paths: MachinePaths) -> None:
     """Remove every trace of a machine from the host, and free its addresses."""
     await runc.delete(machine_id)
+    userns.kill_stale_holder(paths.holder)
     guestfs.unmount(paths.rootfs)
     guestfs.unmount(paths.scratch)
     allocation = recorded_network(paths, read_json(paths.record))

@@ -11,6 +11,7 @@
     config.json                   names the pipe through which each start hands runc its OCI config
     rootfs.img                    a sparse ext4 image the size of the machine's rootfs, mounted on scratch/
     scratch/upper/ scratch/work/  while it runs: the writable layer, bounded by the image and emptied on stop
+    holder                        pid and start time of the process holding a start's namespaces, while it lives
     network-ready                 present once a run's network was up and its program released
     started.json                  the running instance: host pid of its init, start time
     exit.json                     the last exit, and whether it was reported
@@ -78,6 +79,10 @@ class MachinePaths:
     @property
     def volumes(self) -> Path:
         return self.mounts / "volumes"
+
+    @property
+    def holder(self) -> Path:
+        return self.dir / "holder"
 
     @property
     def network_ready(self) -> Path:

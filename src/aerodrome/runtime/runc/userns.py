@@ -125,6 +125,7 @@ class Namespaces:
     pid: int
     userns_fd: int
     stack: ctypes.Array[ctypes.c_char] | None = None  # the holder's, kept until it is dead
+    record: Path | None = None  # where the holder's pid is written down while it lives
 
     @property
     def userns_path(self) -> str:
@@ -145,10 +146,16 @@ class Namespaces:
                 os.waitpid(self.pid, 0)
             self.pid = 0
         self.stack = None
+        if self.record is not None:
+            self.record.unlink(missing_ok=True)
 
 
-def new_namespaces(ids: IdRange) -> Namespaces:
-    """Make a user namespace mapped to `ids` and a network namespace inside it."""
+def new_namespaces(ids: IdRange, record: Path | None = None) -> Namespaces:
+    """Make a user namespace mapped to `ids` and a network namespace inside it.
+
+    The holder blocks every signal but SIGKILL, so a daemon that dies before killing it leaves it paused: its
+    pid and start time go to `record` at once, and `kill_stale_holder(record)` ends it by that id later.
+    """
     stack = ctypes.create_string_buffer(_STACK_SIZE)
     top = ctypes.addressof(stack) + _STACK_SIZE - 64
     # The holder shares the daemon's memory: with every signal blocked it can only ever be SIGKILLed, so no
@@ -160,8 +167,10 @@ def new_namespaces(ids: IdRange) -> Namespaces:
             raise _errno_error("clone a user namespace")
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-    namespaces = Namespaces(pid, -1, stack)
+    namespaces = Namespaces(pid, -1, stack, record)
     try:
+        if record is not None:
+            _write_holder(record, pid)
         for kind in ("uid_map", "gid_map"):
             with open(f"/proc/{pid}/{kind}", "w") as f:
                 f.write(ids.mapping())
@@ -170,6 +179,33 @@ def new_namespaces(ids: IdRange) -> Namespaces:
         namespaces.close()
         raise
     return namespaces
+
+
+def _write_holder(record: Path, pid: int) -> None:
+    tmp = record.with_name(record.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{pid} {_start_time(pid)}")
+    os.replace(tmp, record)
+
+
+def _start_time(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[19]
+
+
+def kill_stale_holder(record: Path) -> None:
+    """SIGKILL the holder `record` names if it is still that process (same start time), and forget it."""
+    try:
+        pid_text, start = record.read_text().split()
+        pid = int(pid_text)
+        if _start_time(pid) == start:
+            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)  # ours only if this very process made it; a SIGKILLed one exits at once
+    except (OSError, ValueError):
+        pass  # no record, or its process is gone
+    record.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
