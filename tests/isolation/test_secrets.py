@@ -179,11 +179,13 @@ def assert_machine_has(api: httpx.Client, machine_id: str, values: Values) -> No
 
 def _may_be_at(host: Host, label: str, where: str, *, running: bool) -> bool:
     """Whether the module's docstring lets the value `label` be at `where`: the config's env var and file (as
-    base64, its `raw_value`) in the database, the file in the clear in the upper layer while the machine runs."""
+    base64, its `raw_value`) in the database, the file in the clear in the upper layer while the machine runs (at
+    its guest path, and in the image of the machine's own filesystem that holds that layer)."""
     path = Path(where)
     if label in ("env", "file (base64)"):
         return path.parent == host.data and path.name in ("aerodrome.db", "aerodrome.db-wal")
-    return label == "file" and running and path == host.machine_dir / "upper" / FILE_PATH.lstrip("/")
+    in_layer = path in (host.machine_dir / "scratch" / "upper" / FILE_PATH.lstrip("/"), host.machine_dir / "rootfs.img")
+    return label == "file" and running and in_layer
 
 
 def assert_nothing_in_the_clear(host: Host, values: Values, *, running: bool) -> Findings:
@@ -247,7 +249,7 @@ def _guest_tree(host: Host, path: Path) -> bool:
     return (
         parts[:3] == ("images", "layout", "blobs")
         or (parts[:2] == ("images", "rootfs") and len(parts) > 3)
-        or (parts[:2] == ("runtime", "machines") and len(parts) > 3 and parts[3] in ("upper", "work"))
+        or (parts[:2] == ("runtime", "machines") and len(parts) > 3 and parts[3] == "scratch")
     )
 
 
@@ -311,7 +313,7 @@ def test_another_user_of_the_host_reads_nothing(host: Host) -> None:
         f"read:{host.runtime / 'records.key'}",
         f"read:{machine_dir / 'machine.json'}",
         f"read:{machine_dir / 'machine.log'}",
-        f"read:{machine_dir / 'upper' / FILE_PATH.lstrip('/')}",
+        f"read:{machine_dir / 'scratch' / 'upper' / FILE_PATH.lstrip('/')}",
         f"list:{host.mounts}",
         f"list:{mounts}",
         f"stat:{mounts / 'rootfs'}",
