@@ -166,6 +166,9 @@ def test_string_maps() -> None:
     [
         ({"image": "x" * 300_000}, r"invalid config\.image: 300000 characters, at most 4096"),
         ({"image": "busybox latest"}, r"invalid config\.image: must not contain spaces"),
+        ({"image": "127.0.0.1:5000/" + "a" * 4000}, r"invalid config\.image: its name is 4015 characters, at most 255"),
+        ({"image": "library/" + "a" * 190}, r"invalid config\.image: its name is 198 characters, at most 191"),
+        ({"image": "busybox:" + "t" * 129}, r"invalid config\.image: its tag is 129 characters, at most 128"),
         ({"image": "busybox\x00"}, r"invalid config\.image: must not contain a NUL"),
         ({"image": ["busybox"]}, r"invalid config\.image: \['busybox'\] is not a string"),
         ({"image": "b", "env": {"A": "x" * 200_000}}, r"invalid env\.A: 200000 characters"),
@@ -199,6 +202,8 @@ def test_a_reasonable_config_passes() -> None:
         }
     )
     assert spec.image == "registry.local/busybox:latest"
+    longest = "r.local:5000/" + "a" * 242 + ":" + "t" * 128 + "@sha256:" + "0" * 64
+    assert normalize_config({"image": longest})[1].image == longest
     assert spec.stop_timeout == 30.0
 
 

@@ -24,6 +24,7 @@ DEFAULT_ROOTFS_GB = 8  # Fly's: a machine's root filesystem holds 8 GB of writes
 MAX_ROOTFS_GB = 500
 RESTART_POLICIES = ("no", "always", "on-failure", "spot-price")
 AUTOSTOP_VALUES = ("off", "stop", "suspend")
+MAX_IMAGE_NAME, MAX_IMAGE_TAG = 255, 128  # distribution/reference's NameTotalLengthMax and tag grammar
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,7 @@ def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
     image = parse_text(image, "config.image", MAX_IMAGE).strip()
     if any(c.isspace() or not c.isprintable() for c in image):
         raise InvalidArgumentError("invalid config.image: must not contain spaces or control characters")
+    _image_lengths(image)
     parse_string_map(config.get("metadata"), "config.metadata")
     guest = _guest(config)
     services = tuple(_service(s, i) for i, s in enumerate(_list(config, "services")))
@@ -129,6 +131,22 @@ def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
     if len(spec.mounts) > 1:
         raise InvalidArgumentError("invalid config: a machine can mount at most one volume")
     return config, spec
+
+
+def _image_lengths(image: str) -> None:
+    """The lengths Docker's reference grammar allows: a name (registry host included) of 255, a tag of 128."""
+    name = image.split("@", 1)[0]
+    tag = ""
+    if name.rfind(":") > name.rfind("/"):
+        name, tag = name.rsplit(":", 1)
+    first = name.split("/", 1)[0]
+    qualified = "/" in name and ("." in first or ":" in first or first == "localhost")
+    # a name without a registry host gets one when it is resolved (the embedded registry's, or docker.io/library)
+    limit = MAX_IMAGE_NAME if qualified else MAX_IMAGE_NAME - 64
+    if len(name) > limit:
+        raise InvalidArgumentError(f"invalid config.image: its name is {len(name)} characters, at most {limit} allowed")
+    if len(tag) > MAX_IMAGE_TAG:
+        raise InvalidArgumentError(f"invalid config.image: its tag is {len(tag)} characters, at most {MAX_IMAGE_TAG}")
 
 
 def _rootfs_size(config: JSON) -> int:
