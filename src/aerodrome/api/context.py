@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 
 from aerodrome.control import ControlPlane
-from aerodrome.core import App, InvalidArgumentError, NotFoundError, Organization, Token
+from aerodrome.core import App, InvalidArgumentError, NotFoundError, Organization, Token, parse_json
 
 NONCE_HEADER = "fly-machine-lease-nonce"
+_INTEGER = re.compile(r"\s*-?[0-9]{1,18}\s*")  # a query integer fits in 64 bits
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +60,7 @@ class Call:
             if required:
                 raise InvalidArgumentError("request body is required")
             return {}
-        try:
-            value = json.loads(raw)
-        except ValueError as exc:
-            raise InvalidArgumentError(f"invalid JSON body: {exc}") from None
+        value = parse_json(raw)  # finite numbers only, bounded nesting: Go's json, not Python's
         if not isinstance(value, dict):
             raise InvalidArgumentError("request body must be a JSON object")
         return value
@@ -81,7 +79,6 @@ class Call:
         raw = self.request.query_params.get(name)
         if raw is None or raw == "":
             return default
-        try:
-            return int(raw)
-        except ValueError:
-            raise InvalidArgumentError(f"invalid {name}: {raw!r} is not an integer") from None
+        if not _INTEGER.fullmatch(raw):
+            raise InvalidArgumentError(f"invalid {name}: {raw[:40]!r} is not an integer")
+        return int(raw)

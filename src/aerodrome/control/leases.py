@@ -7,6 +7,10 @@ from typing import Any
 
 from aerodrome.control.machine_base import MachineBase
 from aerodrome.core import (
+    MAX_ITEMS,
+    MAX_KEY,
+    MAX_LEASE_TTL,
+    MAX_VALUE,
     App,
     FailedPreconditionError,
     InvalidArgumentError,
@@ -15,6 +19,7 @@ from aerodrome.core import (
     Machine,
     NotFoundError,
     nonce,
+    parse_text,
 )
 
 
@@ -27,8 +32,8 @@ class Leases(MachineBase):
         self, app: App, mid: str, *, ttl: int, description: str, owner: str, nonce_: str | None
     ) -> Lease:
         """Take the lease, or refresh it when `nonce_` is the holder's. Another holder → LeaseConflictError."""
-        if ttl <= 0 or ttl > 3600 * 24:
-            raise InvalidArgumentError("invalid ttl: must be between 1 and 86400 seconds")
+        if not 1 <= ttl <= MAX_LEASE_TTL:
+            raise InvalidArgumentError(f"invalid lease ttl: must be between 1 and {MAX_LEASE_TTL} seconds")
         async with self.locked(mid):
             machine = await self.find(app, mid)
             held = self.active_lease(machine)
@@ -72,6 +77,11 @@ class Metadata(MachineBase):
         for key, value in changes.items():
             if not isinstance(key, str) or not key or not (value is None or isinstance(value, str)):
                 raise InvalidArgumentError("invalid metadata: keys and values must be strings")
+            parse_text(key, "metadata key", MAX_KEY)
+            if value is not None:
+                parse_text(value, f"metadata.{key[:64]}", MAX_VALUE)
+        if len(changes) > MAX_ITEMS:
+            raise InvalidArgumentError(f"invalid metadata: {len(changes)} entries, at most {MAX_ITEMS} allowed")
         async with self.locked(mid):
             machine = await self.find(app, mid)
             if machine_version and machine_version != machine.instance_id:

@@ -146,8 +146,8 @@ class Lifecycle(MachineBase):
 
     async def reclaim_memory(self, app: App, mid: str, amount_mb: object) -> int:
         """Fly's balloon reclaim, for a container: returns the MiB given back."""
-        if isinstance(amount_mb, bool) or not isinstance(amount_mb, int) or amount_mb <= 0:
-            raise InvalidArgumentError("invalid amount_mb: must be a positive number of MiB")
+        if isinstance(amount_mb, bool) or not isinstance(amount_mb, int) or not 0 < amount_mb <= 256 * 1024:
+            raise InvalidArgumentError("invalid amount_mb: must be a number of MiB between 1 and 262144")
         machine = await self.find(app, mid)
         check_action(Action.EXEC, machine.state)
         return await self.runtime.reclaim_memory(mid, amount_mb) // (1024 * 1024)

@@ -13,6 +13,8 @@ from aerodrome.control.lifecycle import Lifecycle
 from aerodrome.control.secrets import Secrets
 from aerodrome.control.volumes import Volumes
 from aerodrome.core import (
+    MAX_LEASE_TTL,
+    MAX_NAME,
     Action,
     AerodromeError,
     App,
@@ -33,6 +35,9 @@ from aerodrome.core import (
     machine_name,
     nonce,
     normalize_config,
+    parse_bool,
+    parse_int,
+    parse_text,
     rfc3339,
     ulid,
 )
@@ -62,7 +67,8 @@ class Machines(Lifecycle, Leases, Metadata):
     def region_for(self, requested: object) -> str:
         region = requested or self.default_region
         if not isinstance(region, str) or len(region) != 3 or not region.isalpha():
-            raise InvalidArgumentError(f"invalid region {region!r}: use a three-letter region code")
+            shown = repr(region) if len(repr(region)) <= 40 else repr(region)[:37] + "..."
+            raise InvalidArgumentError(f"invalid region {shown}: use a three-letter region code")
         if self.regions is not None and region not in self.regions:
             raise InvalidArgumentError(
                 f"region {region!r} is not served here; available regions: {', '.join(sorted(self.regions))}"
@@ -70,11 +76,14 @@ class Machines(Lifecycle, Leases, Metadata):
         return region.lower()
 
     async def create(self, app: App, org_network_id: int, body: dict[str, Any]) -> Machine:
+        # Every field is checked before anything is pulled, made or written: a refused create leaves no trace.
         config, spec = normalize_config(body.get("config"))
         region = self.region_for(body.get("region"))
-        name = body.get("name") or machine_name()
-        if not isinstance(name, str):
-            raise InvalidArgumentError("invalid name: must be a string")
+        name = parse_text(body.get("name") or machine_name(), "name", MAX_NAME)
+        lease_ttl = body.get("lease_ttl")
+        lease_ttl = None if lease_ttl in (None, 0) else parse_int(lease_ttl, "lease_ttl", 1, MAX_LEASE_TTL)
+        skip_launch = parse_bool(body.get("skip_launch"), "skip_launch", False)
+        cordoned = parse_bool(body.get("skip_service_registration"), "skip_service_registration", False)
         image = await self.runtime.pull_image(spec.image)
         mid, version, now = machine_id(), ulid(), rfc3339(self.clock.now())
         try:
@@ -98,13 +107,12 @@ class Machines(Lifecycle, Leases, Metadata):
             image_ref=image.image_ref,
             created_at=now,
             updated_at=now,
-            cordoned=bool(body.get("skip_service_registration", False)),
+            cordoned=cordoned,
         )
         await self.store.add_machine(machine, self.new_event(machine, "launch", "created", "user"))
-        lease_ttl = body.get("lease_ttl")
-        if lease_ttl:
+        if lease_ttl is not None:
             machine = await self._lease_on_create(machine, lease_ttl)
-        if not body.get("skip_launch"):
+        if not skip_launch:
             # As on Fly, create answers with the machine `created` and it starts right after; clients `wait`.
             self.spawn(self._launch(app, mid, machine.lease.nonce if machine.lease else None))
         return machine
@@ -115,9 +123,7 @@ class Machines(Lifecycle, Leases, Metadata):
         except AerodromeError as exc:
             log.warning("machine %s did not start after create: %s", mid, exc)
 
-    async def _lease_on_create(self, machine: Machine, ttl: object) -> Machine:
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
-            raise InvalidArgumentError("invalid lease_ttl: must be a positive number of seconds")
+    async def _lease_on_create(self, machine: Machine, ttl: int) -> Machine:
         lease = Lease(nonce(), "", "", int(self.clock.now()) + ttl, machine.instance_id)
         await self.store.set_lease(machine.id, lease)
         return dataclasses.replace(machine, lease=lease)
@@ -126,11 +132,15 @@ class Machines(Lifecycle, Leases, Metadata):
         self, app: App, org_network_id: int, mid: str, body: dict[str, Any], nonce_: str | None
     ) -> Machine:
         config, spec = normalize_config(body.get("config"))
+        name = None if body.get("name") is None else parse_text(body["name"], "name", MAX_NAME)
+        skip_launch = parse_bool(body.get("skip_launch"), "skip_launch", False)
+        expected = body.get("current_version")
+        if expected is not None and not isinstance(expected, str):
+            raise InvalidArgumentError("invalid current_version: must be a string")
         async with self.locked(mid):
             machine = await self.find(app, mid)
             self.check_lease(machine, nonce_)
             check_action(Action.UPDATE, machine.state)
-            expected = body.get("current_version")
             if expected and expected != machine.instance_id:
                 raise FailedPreconditionError(
                     f"machine version {machine.instance_id} does not match current_version {expected}"
@@ -162,9 +172,9 @@ class Machines(Lifecycle, Leases, Metadata):
                 image_ref=image.image_ref,
                 private_ip=sandbox.private_ip,
                 private_ipv4=sandbox.private_ipv4,
-                name=body.get("name") or machine.name,
+                name=name or machine.name,
             )
-        if not body.get("skip_launch"):
+        if not skip_launch:
             await self.start(app, mid, nonce_)
             machine = await self.find(app, mid)
         return machine

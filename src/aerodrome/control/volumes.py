@@ -21,6 +21,8 @@ from aerodrome.core import (
     VolumeMount,
     VolumeSnapshot,
     VolumeUsage,
+    parse_bool,
+    parse_int,
     rfc3339,
     snapshot_id,
     volume_id,
@@ -28,6 +30,7 @@ from aerodrome.core import (
 
 GIB = 1024**3
 MAX_SIZE_GB = 500  # Fly's largest volume
+MAX_RETENTION_DAYS = 60
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
 log = logging.getLogger("aerodrome.volumes")
 
@@ -49,6 +52,9 @@ class Volumes:
         fstype = body.get("fstype") or "ext4"
         if fstype not in ("ext4", "raw"):
             raise InvalidArgumentError("invalid fstype: must be ext4 or raw")
+        retention = _retention(body.get("snapshot_retention"), 5)
+        encrypted = parse_bool(body.get("encrypted"), "encrypted", False)
+        auto_backup = parse_bool(body.get("auto_backup_enabled"), "auto_backup_enabled", True)
         source_snapshot, source_volume, source_gb = await self._sources(app, body)
         size_gb = body.get("size_gb")
         if size_gb is None:
@@ -66,9 +72,9 @@ class Volumes:
             fstype=fstype,
             state="created",
             created_at=rfc3339(self._clock.now()),
-            encrypted=bool(body.get("encrypted", False)),
-            snapshot_retention=int(body.get("snapshot_retention") or 5),
-            auto_backup_enabled=bool(body.get("auto_backup_enabled", True)),
+            encrypted=encrypted,
+            snapshot_retention=retention,
+            auto_backup_enabled=auto_backup,
         )
         await self._backend.create(
             volume.id, size_gb * self.unit_bytes, fstype, from_snapshot=source_snapshot, from_volume=source_volume
@@ -102,12 +108,12 @@ class Volumes:
         return await self._store.list_volumes(app.name)
 
     async def update(self, app: App, vol_id: str, body: dict[str, Any]) -> Volume:
-        volume = await self.get(app, vol_id)
         changes: dict[str, Any] = {}
         if body.get("snapshot_retention") is not None:
-            changes["snapshot_retention"] = int(body["snapshot_retention"])
+            changes["snapshot_retention"] = _retention(body["snapshot_retention"], 5)
         if body.get("auto_backup_enabled") is not None:
-            changes["auto_backup_enabled"] = bool(body["auto_backup_enabled"])
+            changes["auto_backup_enabled"] = parse_bool(body["auto_backup_enabled"], "auto_backup_enabled", True)
+        volume = await self.get(app, vol_id)
         volume = dataclasses.replace(volume, **changes)
         await self._store.save_volume(volume)
         return volume
@@ -266,3 +272,8 @@ class Volumes:
     def grow_pending(self, vol_id: str) -> bool:
         """True when the volume was extended but its filesystem grows only at its machine's next start."""
         return vol_id in self._grow_pending
+
+
+def _retention(value: object, default: int) -> int:
+    """Days a snapshot is kept: Fly's range is 1 to 60; absent or 0 is the default."""
+    return default if value in (None, 0) else parse_int(value, "snapshot_retention", 1, MAX_RETENTION_DAYS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aerodrome.core.clock import Clock, SystemClock, rfc3339
 from aerodrome.core.config import GuestFile, MachineSpec, MountSpec, PortSpec, ServiceSpec, normalize_config
-from aerodrome.core.durations import parse_duration, parse_signal, signal_name
+from aerodrome.core.durations import MAX_DURATION, parse_duration, parse_signal, signal_name
 from aerodrome.core.errors import (
     AerodromeError,
     AlreadyExistsError,
@@ -36,7 +36,23 @@ from aerodrome.core.models import (
     Volume,
     VolumeSnapshot,
 )
+from aerodrome.core.parsing import (
+    MAX_DESCRIPTION,
+    MAX_ITEMS,
+    MAX_KEY,
+    MAX_LEASE_TTL,
+    MAX_NAME,
+    MAX_VALUE,
+    parse_bool,
+    parse_int,
+    parse_json,
+    parse_string_map,
+    parse_text,
+)
 from aerodrome.core.ports import (
+    EXEC_OUTPUT_CAP,
+    EXEC_TIMEOUT_DEFAULT,
+    EXEC_TIMEOUT_MAX,
     ExecResult,
     ExitCallback,
     ImageInfo,
@@ -57,6 +73,16 @@ from aerodrome.core.store_port import Store
 
 __all__ = [
     "APP_DESTROYING",
+    "EXEC_OUTPUT_CAP",
+    "EXEC_TIMEOUT_DEFAULT",
+    "EXEC_TIMEOUT_MAX",
+    "MAX_DESCRIPTION",
+    "MAX_DURATION",
+    "MAX_ITEMS",
+    "MAX_KEY",
+    "MAX_LEASE_TTL",
+    "MAX_NAME",
+    "MAX_VALUE",
     "Action",
     "AerodromeError",
     "AlreadyExistsError",
@@ -111,8 +137,13 @@ __all__ = [
     "machine_name",
     "nonce",
     "normalize_config",
+    "parse_bool",
     "parse_duration",
+    "parse_int",
+    "parse_json",
     "parse_signal",
+    "parse_string_map",
+    "parse_text",
     "restart_backoff",
     "rfc3339",
     "should_restart",

@@ -14,6 +14,7 @@ from typing import Any
 
 from aerodrome.core.durations import parse_duration, parse_signal
 from aerodrome.core.errors import InvalidArgumentError
+from aerodrome.core.parsing import MAX_IMAGE, MAX_ITEMS, MAX_PATH, MAX_VALUE, parse_bool, parse_string_map, parse_text
 
 JSON = dict[str, Any]
 
@@ -23,6 +24,7 @@ DEFAULT_ROOTFS_GB = 8  # Fly's: a machine's root filesystem holds 8 GB of writes
 MAX_ROOTFS_GB = 500
 RESTART_POLICIES = ("no", "always", "on-failure", "spot-price")
 AUTOSTOP_VALUES = ("off", "stop", "suspend")
+MAX_IMAGE_NAME, MAX_IMAGE_TAG = 255, 128  # distribution/reference's NameTotalLengthMax and tag grammar
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +90,13 @@ def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
         raise InvalidArgumentError("config is required")
     config: JSON = copy.deepcopy(raw)
     image = config.get("image")
-    if not isinstance(image, str) or not image.strip():
+    if image is None or (isinstance(image, str) and not image.strip()):
         raise InvalidArgumentError("invalid config: image is required")
+    image = parse_text(image, "config.image", MAX_IMAGE).strip()
+    if any(c.isspace() or not c.isprintable() for c in image):
+        raise InvalidArgumentError("invalid config.image: must not contain spaces or control characters")
+    _image_lengths(image)
+    parse_string_map(config.get("metadata"), "config.metadata")
     guest = _guest(config)
     services = tuple(_service(s, i) for i, s in enumerate(_list(config, "services")))
     config["services"] = [
@@ -103,7 +110,7 @@ def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
         raise InvalidArgumentError(f"invalid restart policy {policy!r}: must be one of {', '.join(RESTART_POLICIES)}")
     stop = _dict(config, "stop_config")
     spec = MachineSpec(
-        image=image.strip(),
+        image=image,
         init_exec=_argv(config, "exec"),
         init_entrypoint=_argv(config, "entrypoint"),
         init_cmd=_argv(config, "cmd"),
@@ -118,12 +125,28 @@ def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
         restart_max_retries=_int(restart.get("max_retries", 10), "restart.max_retries", 0, 10_000),
         stop_signal=parse_signal(stop.get("signal", "SIGINT")),
         stop_timeout=parse_duration(stop.get("timeout", "10s"), field="stop_config.timeout"),
-        auto_destroy=bool(config.get("auto_destroy", False)),
+        auto_destroy=parse_bool(config.get("auto_destroy"), "config.auto_destroy", False),
         rootfs_size_gb=_rootfs_size(config),
     )
     if len(spec.mounts) > 1:
         raise InvalidArgumentError("invalid config: a machine can mount at most one volume")
     return config, spec
+
+
+def _image_lengths(image: str) -> None:
+    """The lengths Docker's reference grammar allows: a name (registry host included) of 255, a tag of 128."""
+    name = image.split("@", 1)[0]
+    tag = ""
+    if name.rfind(":") > name.rfind("/"):
+        name, tag = name.rsplit(":", 1)
+    first = name.split("/", 1)[0]
+    qualified = "/" in name and ("." in first or ":" in first or first == "localhost")
+    # a name without a registry host gets one when it is resolved (the embedded registry's, or docker.io/library)
+    limit = MAX_IMAGE_NAME if qualified else MAX_IMAGE_NAME - 64
+    if len(name) > limit:
+        raise InvalidArgumentError(f"invalid config.image: its name is {len(name)} characters, at most {limit} allowed")
+    if len(tag) > MAX_IMAGE_TAG:
+        raise InvalidArgumentError(f"invalid config.image: its tag is {len(tag)} characters, at most {MAX_IMAGE_TAG}")
 
 
 def _rootfs_size(config: JSON) -> int:
@@ -137,7 +160,7 @@ def _rootfs_size(config: JSON) -> int:
 
 def _guest(config: JSON) -> JSON:
     guest = {**DEFAULT_GUEST, **_dict(config, "guest")}
-    if guest["cpu_kind"] not in MAX_CPUS:
+    if not isinstance(guest["cpu_kind"], str) or guest["cpu_kind"] not in MAX_CPUS:
         raise InvalidArgumentError(f"invalid guest.cpu_kind {guest['cpu_kind']!r}: must be shared or performance")
     guest["cpus"] = _int(guest["cpus"], "guest.cpus", 1, MAX_CPUS[guest["cpu_kind"]])
     guest["memory_mb"] = _int(guest["memory_mb"], "guest.memory_mb", 256, 256 * 1024)
@@ -228,6 +251,8 @@ def _file(raw: object) -> GuestFile:
     if not isinstance(raw, dict):
         raise InvalidArgumentError("invalid files: each file must be an object")
     path = raw.get("guest_path")
+    if isinstance(path, str):
+        parse_text(path, "files.guest_path", MAX_PATH)
     if not isinstance(path, str) or not path.startswith("/"):
         raise InvalidArgumentError(f"invalid files: guest_path {path!r} must be absolute")
     if ".." in path.split("/"):
@@ -244,14 +269,18 @@ def _argv(config: JSON, key: str) -> tuple[str, ...]:
     value = init.get(key) or []
     if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
         raise InvalidArgumentError(f"invalid init.{key}: must be a list of strings")
-    return tuple(value)
+    if len(value) > MAX_ITEMS:
+        raise InvalidArgumentError(f"invalid init.{key}: {len(value)} arguments, at most {MAX_ITEMS} allowed")
+    return tuple(parse_text(a, f"init.{key}[{i}]", MAX_VALUE) for i, a in enumerate(value))
 
 
 def _env(config: JSON) -> dict[str, str]:
     env = _dict(config, "env")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise InvalidArgumentError("invalid env: keys and values must be strings")
-    return dict(env)
+    if any("=" in k for k in env):
+        raise InvalidArgumentError("invalid env: a variable's name must not contain '='")
+    return parse_string_map(env, "env")
 
 
 def _dict(config: JSON, key: str) -> JSON:
@@ -265,6 +294,8 @@ def _list(config: JSON, key: str) -> list[Any]:
     value = config.get(key) or []
     if not isinstance(value, list):
         raise InvalidArgumentError(f"invalid {key}: must be a list")
+    if len(value) > MAX_ITEMS:
+        raise InvalidArgumentError(f"invalid {key}: {len(value)} entries, at most {MAX_ITEMS} allowed")
     return value
 
 

@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
+import math
 import re
 import signal as _signal
 
 from aerodrome.core.errors import InvalidArgumentError
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
 
 
-def parse_duration(value: object, *, field: str = "timeout") -> float:
-    """Seconds from a Go duration string, or from an integer of nanoseconds (fly-go's encoding)."""
+MAX_DURATION = 24 * 3600.0  # the longest stop or restart timeout accepted: a day
+
+
+def parse_duration(value: object, *, field: str = "timeout", maximum: float = MAX_DURATION) -> float:
+    """Seconds from a Go duration string, or from a number of nanoseconds (fly-go's encoding).
+
+    The result is finite, at least 0 and at most `maximum` seconds; anything else is an InvalidArgumentError
+    naming `field`.
+    """
     if isinstance(value, bool):
-        raise InvalidArgumentError(f"invalid {field}: {value!r}")
+        raise InvalidArgumentError(f"invalid {field}: {value!r} is not a duration")
     if isinstance(value, int | float):
-        return float(value) / 1e9
-    if not isinstance(value, str) or not value:
-        raise InvalidArgumentError(f"invalid {field}: {value!r}")
+        seconds = float(value) / 1e9
+    elif isinstance(value, str) and value.strip() and len(value) <= 64:
+        seconds = _parse_text(value, field)
+    else:
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        raise InvalidArgumentError(f"invalid {field}: {shown} is not a duration")
+    if not math.isfinite(seconds) or not 0 <= seconds <= maximum:
+        raise InvalidArgumentError(f"invalid {field}: {value!r} must be between 0s and {maximum:g}s")
+    return seconds
+
+
+def _parse_text(value: str, field: str) -> float:
     text = value.strip()
-    if text.isdigit():  # a bare number of seconds, as `?timeout=30` is
+    if text.isascii() and text.isdigit():  # a bare number of seconds, as `?timeout=30` is
         return float(text)
     pos, total = 0, 0.0
     for match in _PART.finditer(text):
@@ -28,7 +45,7 @@ def parse_duration(value: object, *, field: str = "timeout") -> float:
             break
         total += float(match.group(1)) * _UNITS[match.group(2)]
         pos = match.end()
-    if pos != len(text):
+    if pos != len(text) or not text:
         raise InvalidArgumentError(f"invalid {field}: time: invalid duration {value!r}")
     return total
 

@@ -76,12 +76,20 @@ class SandboxStatus(StrEnum):
     STOPPED = "stopped"  # the main process has exited
 
 
+# Exec: the timeout a request gets unless it names one, the longest it may name (seconds), and the bytes kept of
+# each of stdout and stderr (the rest is read and dropped, so the process never blocks on a full pipe).
+EXEC_TIMEOUT_DEFAULT = 30
+EXEC_TIMEOUT_MAX = 300
+EXEC_OUTPUT_CAP = 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class ExecResult:
     exit_code: int
     stdout: bytes
     stderr: bytes
     exit_signal: int = 0
+    truncated: bool = False  # stdout or stderr went past EXEC_OUTPUT_CAP and was cut there
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,25 @@ from starlette.routing import Route
 from aerodrome.api import render
 from aerodrome.api.context import Call
 from aerodrome.api.responses import JSONResponse
-from aerodrome.core import InvalidArgumentError, parse_duration, parse_signal
+from aerodrome.core import (
+    EXEC_TIMEOUT_DEFAULT,
+    EXEC_TIMEOUT_MAX,
+    MAX_VALUE,
+    InvalidArgumentError,
+    parse_duration,
+    parse_int,
+    parse_signal,
+    parse_text,
+)
+
+MAX_EXEC_ARGS = 1024
+
+
+def _stop_timeout(value: object) -> float | None:
+    """A stop or restart timeout; absent, empty or zero (fly-go sends `"0s"` when none is set) is the default."""
+    if value is None or value == "":
+        return None
+    return parse_duration(value, field="stop timeout") or None
 
 
 async def start(request: Request) -> Response:
@@ -26,7 +44,7 @@ async def stop(request: Request) -> Response:
     call.limit("stop", call.machine_id)
     body = await call.body(required=False)
     signal = parse_signal(body["signal"]) if body.get("signal") else None
-    timeout = parse_duration(body["timeout"]) if body.get("timeout") not in (None, "", 0) else None
+    timeout = _stop_timeout(body.get("timeout"))
     await call.plane.machines.stop(app, call.machine_id, call.nonce, signal=signal, timeout=timeout)
     return JSONResponse({"ok": True})
 
@@ -45,7 +63,7 @@ async def restart(request: Request) -> Response:
     call.limit("restart", call.machine_id)
     query = request.query_params
     signal = parse_signal(query["signal"]) if query.get("signal") else None
-    timeout = parse_duration(query["timeout"]) if query.get("timeout") else None
+    timeout = _stop_timeout(query.get("timeout"))
     await call.plane.machines.restart(app, call.machine_id, call.nonce, signal=signal, timeout=timeout)
     return JSONResponse({"ok": True})
 
@@ -101,31 +119,39 @@ async def versions(request: Request) -> Response:
     return JSONResponse([render.version(v) for v in await call.plane.store.list_versions(machine.id)])
 
 
-async def exec_(request: Request) -> Response:
-    call = await Call.of(request)
-    app = await call.app()
-    call.limit("exec", call.machine_id)
-    body = await call.body()
+def _exec_request(body: dict[str, object]) -> tuple[list[str], bytes | None, int]:
+    """The command, stdin and timeout (seconds) of an exec body, each bounded."""
     command = body.get("command") or body.get("cmd")
     if isinstance(command, str):
         command = ["sh", "-c", command]  # the deprecated `cmd` string form
     if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
         raise InvalidArgumentError("invalid command: must be a non-empty list of strings")
+    if len(command) > MAX_EXEC_ARGS:
+        raise InvalidArgumentError(f"invalid command: {len(command)} arguments, at most {MAX_EXEC_ARGS} allowed")
+    command = [parse_text(a, f"command[{i}]", MAX_VALUE) for i, a in enumerate(command)]
     stdin = body.get("stdin")
-    timeout = body.get("timeout") or 30
-    if not isinstance(timeout, int) or timeout <= 0:
-        raise InvalidArgumentError("invalid timeout: must be a positive number of seconds")
-    result = await call.plane.machines.exec(
-        app, call.machine_id, command, stdin.encode() if isinstance(stdin, str) else None, float(timeout)
-    )
-    return JSONResponse(
-        {
-            "exit_code": result.exit_code,
-            "exit_signal": result.exit_signal,
-            "stdout": result.stdout.decode(errors="replace"),
-            "stderr": result.stderr.decode(errors="replace"),
-        }
-    )
+    if stdin is not None and not isinstance(stdin, str):
+        raise InvalidArgumentError("invalid stdin: must be a string")
+    # 0 or absent is the default, as on Fly; the longest is bounded so no request holds a process for good
+    timeout = parse_int(body.get("timeout") or EXEC_TIMEOUT_DEFAULT, "exec timeout", 1, EXEC_TIMEOUT_MAX)
+    return command, stdin.encode() if stdin else None, timeout
+
+
+async def exec_(request: Request) -> Response:
+    call = await Call.of(request)
+    app = await call.app()
+    call.limit("exec", call.machine_id)
+    command, stdin, timeout = _exec_request(await call.body())
+    result = await call.plane.machines.exec(app, call.machine_id, command, stdin, float(timeout))
+    reply: dict[str, object] = {
+        "exit_code": result.exit_code,
+        "exit_signal": result.exit_signal,
+        "stdout": result.stdout.decode(errors="replace"),
+        "stderr": result.stderr.decode(errors="replace"),
+    }
+    if result.truncated:
+        reply["truncated"] = True  # beyond EXEC_OUTPUT_CAP; an extra field, which Fly's clients ignore
+    return JSONResponse(reply)
 
 
 async def ps(request: Request) -> Response:

@@ -9,7 +9,7 @@ from starlette.routing import Route
 from aerodrome.api import render
 from aerodrome.api.context import Call
 from aerodrome.api.responses import JSONResponse
-from aerodrome.core import InvalidArgumentError, NotFoundError
+from aerodrome.core import MAX_DESCRIPTION, MAX_LEASE_TTL, InvalidArgumentError, NotFoundError, parse_int, parse_text
 
 
 async def acquire_lease(request: Request) -> Response:
@@ -17,13 +17,8 @@ async def acquire_lease(request: Request) -> Response:
     app = await call.app()
     body = await call.body(required=False)
     ttl = body.get("ttl", request.query_params.get("ttl", 30))  # fly-go sends `?ttl=`, the docs a body
-    try:
-        ttl = int(ttl)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"invalid ttl: {ttl!r}") from None
-    description = body.get("description") or ""
-    if not isinstance(description, str):
-        raise InvalidArgumentError("invalid description: must be a string")
+    ttl = parse_int(ttl, "lease ttl", 1, MAX_LEASE_TTL, strings=True)
+    description = parse_text(body.get("description") or "", "lease description", MAX_DESCRIPTION)
     lease = await call.plane.machines.acquire_lease(
         app, call.machine_id, ttl=ttl, description=description, owner=_owner(call), nonce_=call.nonce
     )

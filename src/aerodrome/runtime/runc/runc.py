@@ -11,7 +11,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from aerodrome.core import ExecResult, RuntimeFailureError
+from aerodrome.core import EXEC_OUTPUT_CAP, ExecResult, RuntimeFailureError
 from aerodrome.runtime.process import run, with_tool_umask
 from aerodrome.runtime.runc.layout import MachinePaths
 
@@ -96,9 +96,13 @@ class Runc:
         process: dict[str, Any],
         stdin: bytes | None,
         timeout: float,
+        output_cap: int = EXEC_OUTPUT_CAP,
     ) -> ExecResult:
         """Run the OCI `process` in the machine; after `timeout` seconds it is killed and its output so far
-        returned. The process spec (the machine's env) reaches runc through a pipe, as `run_detached`'s does."""
+        returned. The process spec (the machine's env) reaches runc through a pipe, as `run_detached`'s does.
+
+        Of each of stdout and stderr the first `output_cap` bytes are kept; the rest is read and dropped, so the
+        process never blocks on a full pipe and the daemon never holds more than the cap."""
         pid_file = paths.dir / f"exec-{os.urandom(4).hex()}.pid"
         with _Piped(json.dumps(process).encode()) as piped:
             proc = await asyncio.create_subprocess_exec(
@@ -111,13 +115,19 @@ class Runc:
             )
             await piped.sent()
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        reads = asyncio.gather(proc.stdout.read(), proc.stderr.read())
-        try:
+        out, err = _Capped(output_cap), _Capped(output_cap)
+        reads = [asyncio.create_task(out.drain(proc.stdout)), asyncio.create_task(err.drain(proc.stderr))]
+        writer = proc.stdin
+
+        async def feed_and_wait() -> int:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                proc.stdin.write(stdin or b"")
-                await proc.stdin.drain()
-            proc.stdin.close()
-            returncode = await asyncio.wait_for(proc.wait(), timeout)
+                writer.write(stdin or b"")
+                await writer.drain()  # under the timeout too: a process that never reads its stdin is killed
+            writer.close()
+            return await proc.wait()
+
+        try:
+            returncode = await asyncio.wait_for(feed_and_wait(), timeout)
         except TimeoutError:
             _kill_from_pid_file(pid_file)
             with contextlib.suppress(ProcessLookupError):
@@ -130,10 +140,41 @@ class Runc:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
-            out, err = await reads
+            # What is left in the pipes comes at once; a background child still holding them does not hold us.
+            _, pending = await asyncio.wait(reads, timeout=READ_GRACE)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*reads, return_exceptions=True)
             pid_file.unlink(missing_ok=True)
         exit_signal = returncode - 128 if returncode > 128 else 0
-        return ExecResult(exit_code=returncode, stdout=out, stderr=err, exit_signal=exit_signal)
+        return ExecResult(
+            exit_code=returncode,
+            stdout=bytes(out.kept),
+            stderr=bytes(err.kept),
+            exit_signal=exit_signal,
+            truncated=out.truncated or err.truncated,
+        )
+
+
+READ_GRACE = 2.0  # seconds to read what an exec left in its pipes once it has exited
+_CHUNK = 64 * 1024
+
+
+class _Capped:
+    """The first `cap` bytes of a stream; the rest is read to its end and dropped."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.kept = bytearray()
+        self.truncated = False
+
+    async def drain(self, stream: asyncio.StreamReader) -> None:
+        while chunk := await stream.read(_CHUNK):
+            room = self.cap - len(self.kept)
+            if len(chunk) > room:
+                self.truncated = True
+            if room > 0:
+                self.kept += chunk[:room]
 
 
 PIPE_MAX = 1024 * 1024  # Linux's default pipe-max-size: a config up to this is written without a thread
