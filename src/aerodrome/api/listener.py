@@ -1,0 +1,189 @@
+"""The API's HTTP/1.1 listener: uvicorn's httptools protocol, with the bounds uvicorn does not set.
+
+uvicorn with httptools reads a request head of any size and any number of header fields into memory
+(`h11_max_incomplete_event_size` exists for h11 only), gives a head unlimited time (its keep-alive timer is
+armed only after a reply and cancelled by any byte, so a head sent a byte at a time never ends) and admits any
+number of connections (`limit_concurrency` answers 503 in plain text, per request, to everyone alike). This
+subclass counts a head's bytes and fields as they arrive, gives each head a deadline, and admits a bounded
+number of connections in all and per client address; each refusal is Fly's `{"error": …}` and a close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from aerodrome.api.limits import ApiLimits
+from aerodrome.api.responses import encode
+
+
+class Admission:
+    """Open connections of one listener, in all and per client address."""
+
+    def __init__(self, limits: ApiLimits) -> None:
+        self.limits = limits
+        self.total = 0
+        self.by_address: dict[str, int] = {}
+
+    def admit(self, address: str) -> str | None:
+        """None, and the connection is counted; or why it is refused."""
+        if self.total >= self.limits.connections:
+            return f"too many connections to the API (at most {self.limits.connections})"
+        if self.by_address.get(address, 0) >= self.limits.connections_per_address:
+            return f"too many connections from {address} (at most {self.limits.connections_per_address})"
+        self.total += 1
+        self.by_address[address] = self.by_address.get(address, 0) + 1
+        return None
+
+    def release(self, address: str) -> None:
+        self.total -= 1
+        left = self.by_address.pop(address) - 1
+        if left:
+            self.by_address[address] = left
+
+
+class HeadRefusedError(Exception):
+    """Raised inside a parser callback to stop parsing a head that is over a limit."""
+
+
+def reply(status: int, error: str) -> bytes:
+    body = encode({"error": error})
+    return (
+        f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    limits: ClassVar[ApiLimits]
+    admission: ClassVar[Admission]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._address: str | None = None  # set while the connection is counted
+        self._refusal: tuple[int, str] | None = None
+        self._in_head = True  # the parser is between two requests' bodies: what arrives is a head
+        self._heads = 0  # heads completed, to tell a read that was all head
+        self._head_bytes = 0  # bytes of reads that were all head
+        self._head_parts = 0  # bytes of the URL and complete fields, as the parser hands them over
+        self._fields = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_data = False  # a byte came since the head timer was armed
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        address = self.client[0] if self.client else ""
+        refused = self.admission.admit(address)
+        if refused is not None:
+            self._refuse(503, refused)
+            return
+        self._address = address
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._address is not None:
+            self.admission.release(self._address)
+            self._address = None
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refusal is not None:
+            return
+        self._head_data = True
+        all_head, heads = self._in_head, self._heads
+        super().data_received(data)
+        if all_head and self._in_head and heads == self._heads and self._refusal is None:
+            self._head_bytes += len(data)  # the parser holds these until a field is complete
+            if self._head_bytes > self.limits.head_bytes:
+                self._refuse(431, self._too_large())
+
+    def send_400_response(self, msg: str) -> None:
+        if self._refusal is None:  # a malformed request, not one of ours
+            super().send_400_response(msg)
+
+    # Parser callbacks
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = self._head_parts = self._fields = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields += 1
+        if self._fields > self.limits.headers:
+            self._refuse(431, f"too many header fields: at most {self.limits.headers}")
+            raise HeadRefusedError
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._heads += 1
+        self._disarm_head_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._in_head and not self.pipeline and not self.transport.is_closing():
+            self._arm_head_timer()
+
+    # Limits
+
+    def _count(self, size: int) -> None:
+        self._head_parts += size
+        if self._head_parts > self.limits.head_bytes:
+            self._refuse(431, self._too_large())
+            raise HeadRefusedError
+
+    def _too_large(self) -> str:
+        return f"request header fields too large: the head is limited to {self.limits.head_bytes} bytes"
+
+    def _arm_head_timer(self) -> None:
+        self._disarm_head_timer()
+        self._head_data = False
+        self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self._head_data:  # an idle connection: nothing to answer
+            self._refusal = (408, "")
+            self.transport.close()
+            return
+        self._refuse(408, f"request head not received within {self.limits.head_timeout:g} seconds")
+
+    def _refuse(self, status: int, error: str) -> None:
+        """Answer `status` and close; a reply still being written is cut short instead of corrupted."""
+        self._refusal = (status, error)
+        self._disarm_head_timer()
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.write(reply(status, error))
+        self.transport.close()
+
+
+def guarded_protocol(limits: ApiLimits) -> type[GuardedProtocol]:
+    """The protocol class for one listener: its connections share one count."""
+
+    class Listener(GuardedProtocol):
+        pass
+
+    Listener.limits = limits
+    Listener.admission = Admission(limits)
+    return Listener
