@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
@@ -51,6 +51,7 @@ def build_app(
         exception_handlers={
             AerodromeError: errors.aerodrome_error,
             HTTPException: errors.http_error,
+            ClientDisconnect: errors.client_gone,
             Exception: errors.unexpected_error,
         },
     )

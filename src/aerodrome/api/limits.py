@@ -19,6 +19,7 @@ class ApiLimits:
     head_bytes: int = 64 * KIB  # request line and headers
     headers: int = 100
     head_timeout: float = 10.0  # from a connection (or the end of the previous reply) to the head's last byte
+    body_timeout: float = 30.0  # silence while a body is due (and the daemon is ready to read it)
     connections: int = 1024
     connections_per_address: int = 256  # loopback clients all share one address
     auth_header_bytes: int = 16 * KIB
@@ -36,6 +37,7 @@ API_LIMITS = {
     "head": "head_bytes",
     "headers": "headers",
     "head-timeout": "head_timeout",
+    "body-timeout": "body_timeout",
     "connections": "connections",
     "connections-per-address": "connections_per_address",
     "auth-header": "auth_header_bytes",
@@ -56,7 +58,7 @@ def parse_limits(values: dict[str, str], base: ApiLimits | None = None) -> ApiLi
         field = API_LIMITS.get(name)
         if field is None:
             raise ValueError(f"unknown limit {name!r}: one of {', '.join(API_LIMITS)}")
-        if field == "head_timeout":
+        if field.endswith("_timeout"):
             try:
                 seconds = float(raw)
             except ValueError:

@@ -3,9 +3,10 @@
 uvicorn with httptools reads a request head of any size and any number of header fields into memory
 (`h11_max_incomplete_event_size` exists for h11 only), gives a head unlimited time (its keep-alive timer is
 armed only after a reply and cancelled by any byte, so a head sent a byte at a time never ends) and admits any
-number of connections (`limit_concurrency` answers 503 in plain text, per request, to everyone alike). This
-subclass counts a head's bytes and fields as they arrive, gives each head a deadline, and admits a bounded
-number of connections in all and per client address; each refusal is Fly's `{"error": …}` and a close.
+number of connections (`limit_concurrency` answers 503 in plain text, per request, to everyone alike); nor does
+it bound a body's pauses. This subclass counts a head's bytes and fields as they arrive, gives each head a
+deadline and each body a longest silence, and admits a bounded number of connections in all and per client
+address; each refusal is Fly's `{"error": …}` and a close.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._fields = 0
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_data = False  # a byte came since the head timer was armed
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._last_data = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -88,12 +91,14 @@ class GuardedProtocol(HttpToolsProtocol):
             self.admission.release(self._address)
             self._address = None
         self._disarm_head_timer()
+        self._disarm_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
             return
         self._head_data = True
+        self._last_data = self.loop.time()
         all_head, heads = self._in_head, self._heads
         super().data_received(data)
         if all_head and self._in_head and heads == self._heads and self._refusal is None:
@@ -128,10 +133,13 @@ class GuardedProtocol(HttpToolsProtocol):
         self._heads += 1
         self._disarm_head_timer()
         super().on_headers_complete()
+        # disarmed by on_message_complete, at once when there is no body
+        self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_silent)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head = True
+        self._disarm_body_timer()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -167,14 +175,36 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         self._refuse(408, f"request head not received within {self.limits.head_timeout:g} seconds")
 
+    def _disarm_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_silent(self) -> None:
+        # Silence is the client's only while the daemon reads: not while reading is paused for a handler that
+        # has not taken what came, nor while a client that expects `100 Continue` waits for it.
+        waiting = self.flow.read_paused or (self.cycle is not None and self.cycle.waiting_for_100_continue)
+        remaining = self.limits.body_timeout - (self.loop.time() - self._last_data)
+        if waiting or remaining > 0:
+            delay = self.limits.body_timeout if waiting else remaining
+            self._body_timer = self.loop.call_later(delay, self._body_silent)
+            return
+        self._body_timer = None
+        self._refuse(408, f"request body not received: {self.limits.body_timeout:g} seconds without data")
+
     def _refuse(self, status: int, error: str) -> None:
-        """Answer `status` and close; a reply still being written is cut short instead of corrupted."""
+        """Answer `status` and close; a reply already started is cut short instead."""
         self._refusal = (status, error)
         self._disarm_head_timer()
+        self._disarm_body_timer()
         if self.transport.is_closing():
             return
-        if self.cycle is None or self.cycle.response_complete:
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.response_started:
             self.transport.write(reply(status, error))
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True  # as connection_lost will say: the handler's reads and writes end here
+            cycle.message_event.set()
         self.transport.close()
 
 
