@@ -18,17 +18,20 @@ import httpx
 import pytest
 
 from aerodrome.api import ApiLimits, parse_limits
+from aerodrome.api.listener import Admission
 from tests.support.server import Server, running_server
 
 HEAD_TIMEOUT = 2.0
+BODY_TIMEOUT = 2.0
 PER_ADDRESS = 16
 MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
+    limits = {"head-timeout": HEAD_TIMEOUT, "body-timeout": BODY_TIMEOUT, "connections-per-address": PER_ADDRESS}
     with running_server(
-        "--api-limit", f"head-timeout={HEAD_TIMEOUT}", "--api-limit", f"connections-per-address={PER_ADDRESS}"
+        *(arg for name, value in limits.items() for arg in ("--api-limit", f"{name}={value}"))
     ) as started:
         started.push_image("busybox")
         yield started
@@ -181,6 +184,21 @@ def test_a_head_sent_a_byte_at_a_time_meets_its_deadline(server: Server) -> None
     assert reply.startswith(b"HTTP/1.1 408 ") and b"request head not received within 2 seconds" in reply
 
 
+def test_a_body_that_stops_coming_meets_its_deadline(server: Server) -> None:
+    with connection(server) as sock:
+        sock.sendall(
+            b"POST /v1/apps HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer " + server.token.encode() + b"\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"app_name": '
+        )
+        sock.settimeout(BODY_TIMEOUT + 3)
+        started = time.monotonic()
+        status, _, body = read_reply(sock)
+        elapsed = time.monotonic() - started
+        assert closed(sock)
+    assert status == 408 and BODY_TIMEOUT - 0.5 < elapsed < BODY_TIMEOUT + 3
+    assert json.loads(body) == {"error": "request body not received: 2 seconds without data"}
+
+
 def test_connections_per_address_are_bounded(server: Server) -> None:
     with contextlib.ExitStack() as stack:
         held = [stack.enter_context(connection(server, "127.0.0.3")) for _ in range(PER_ADDRESS)]
@@ -303,6 +321,16 @@ def test_the_guides_requests_still_pass(server: Server) -> None:
         assert machine.status_code == 200, machine.text
         assert len(machine.request.content) > MIB
         assert api.get(f"/v1/apps/{app}/machines/{machine.json()['id']}").status_code == 200
+
+
+def test_connections_are_bounded_in_all() -> None:
+    admission = Admission(ApiLimits(connections=3, connections_per_address=2))
+    assert admission.admit("a") is None and admission.admit("a") is None
+    assert admission.admit("a") == "too many connections from a (at most 2)"
+    assert admission.admit("b") is None
+    assert admission.admit("c") == "too many connections to the API (at most 3)"
+    admission.release("a")
+    assert admission.admit("c") is None and admission.by_address == {"a": 1, "b": 1, "c": 1}
 
 
 def test_limits_are_settings() -> None:
