@@ -35,6 +35,8 @@ def server() -> Iterator[Server]:
     ) as started:
         started.push_image("busybox")
         yield started
+        log = started.log_path.read_text()
+        assert "Traceback" not in log and "unexpected error" not in log, log[-4000:]
 
 
 def rss_kib(server: Server) -> int:
