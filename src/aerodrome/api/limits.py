@@ -7,6 +7,8 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
+from aerodrome.control import MAX_AUTHORIZATION_BYTES, MAX_TOKENS
+
 KIB = 1024
 MIB = 1024 * KIB
 
@@ -22,8 +24,8 @@ class ApiLimits:
     body_timeout: float = 30.0  # silence while a body is due (and the daemon is ready to read it)
     connections: int = 1024
     connections_per_address: int = 256  # loopback clients all share one address
-    auth_header_bytes: int = 16 * KIB
-    auth_tokens: int = 8  # comma-joined tokens (FlyV1 macaroon lists) in one Authorization header
+    auth_header_bytes: int = MAX_AUTHORIZATION_BYTES
+    auth_tokens: int = MAX_TOKENS  # comma-joined tokens (FlyV1 macaroon lists) in one Authorization header
     graphql_depth: int = 12
     graphql_fields: int = 500  # field selections, each fragment counted where it is spread
     graphql_tokens: int = 10_000  # lexical tokens: parsing stops there
