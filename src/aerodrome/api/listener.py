@@ -15,6 +15,7 @@ import asyncio
 import http
 from typing import Any, ClassVar
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from aerodrome.api.limits import ApiLimits
@@ -50,6 +51,25 @@ class HeadRefusedError(Exception):
     """Raised inside a parser callback to stop parsing a head that is over a limit."""
 
 
+class QuietParser:
+    """The parser, for uvicorn, except that a head refused by a callback (answered already) is not then logged
+    as an invalid request and answered 400 by uvicorn."""
+
+    def __init__(self, parser: httptools.HttpRequestParser, protocol: GuardedProtocol) -> None:
+        self._parser = parser
+        self._protocol = protocol
+
+    def feed_data(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            if self._protocol.refused is None:  # a malformed request, not a refusal of ours
+                raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._parser, name)
+
+
 def reply(status: int, error: str) -> bytes:
     body = encode({"error": error})
     return (
@@ -64,8 +84,9 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.parser = QuietParser(self.parser, self)  # type: ignore[assignment]
         self._address: str | None = None  # set while the connection is counted
-        self._refusal: tuple[int, str] | None = None
+        self.refused: tuple[int, str] | None = None  # the answer, once one was given
         self._in_head = True  # the parser is between two requests' bodies: what arrives is a head
         self._heads = 0  # heads completed, to tell a read that was all head
         self._head_bytes = 0  # bytes of reads that were all head
@@ -79,9 +100,9 @@ class GuardedProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         address = self.client[0] if self.client else ""
-        refused = self.admission.admit(address)
-        if refused is not None:
-            self._refuse(503, refused)
+        reason = self.admission.admit(address)
+        if reason is not None:
+            self._refuse(503, reason)
             return
         self._address = address
         self._arm_head_timer()
@@ -95,20 +116,16 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._refusal is not None:
+        if self.refused is not None:
             return
         self._head_data = True
         self._last_data = self.loop.time()
         all_head, heads = self._in_head, self._heads
         super().data_received(data)
-        if all_head and self._in_head and heads == self._heads and self._refusal is None:
+        if all_head and self._in_head and heads == self._heads and self.refused is None:
             self._head_bytes += len(data)  # the parser holds these until a field is complete
             if self._head_bytes > self.limits.head_bytes:
                 self._refuse(431, self._too_large())
-
-    def send_400_response(self, msg: str) -> None:
-        if self._refusal is None:  # a malformed request, not one of ours
-            super().send_400_response(msg)
 
     # Parser callbacks
 
@@ -170,7 +187,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def _head_timed_out(self) -> None:
         self._head_timer = None
         if not self._head_data:  # an idle connection: nothing to answer
-            self._refusal = (408, "")
+            self.refused = (408, "")
             self.transport.close()
             return
         self._refuse(408, f"request head not received within {self.limits.head_timeout:g} seconds")
@@ -194,7 +211,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, error: str) -> None:
         """Answer `status` and close; a reply already started is cut short instead."""
-        self._refusal = (status, error)
+        self.refused = (status, error)
         self._disarm_head_timer()
         self._disarm_body_timer()
         if self.transport.is_closing():
