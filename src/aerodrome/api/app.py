@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from aerodrome.api import errors, graphql
+from aerodrome.api.bodies import BodyLimitMiddleware
+from aerodrome.api.limits import ApiLimits
 from aerodrome.api.responses import JSONResponse
 from aerodrome.api.routes import actions, apps, certificates, ips, leases, machines, platform, secrets, volumes
 from aerodrome.control import ControlPlane
@@ -36,15 +39,22 @@ def build_routes(extra: list[BaseRoute] | None = None) -> list[BaseRoute]:
     ]
 
 
-def build_app(plane: ControlPlane, extra_routes: list[BaseRoute] | None = None) -> Starlette:
-    """The API application; the server owns the plane's start and close."""
+def build_app(
+    plane: ControlPlane, extra_routes: list[BaseRoute] | None = None, limits: ApiLimits | None = None
+) -> Starlette:
+    """The API application; the server owns the plane's start and close (and the listener's limits: see
+    `guarded_protocol`)."""
+    limits = limits or ApiLimits()
     app = Starlette(
         routes=build_routes(extra_routes),
+        middleware=[Middleware(BodyLimitMiddleware, limits=limits)],
         exception_handlers={
             AerodromeError: errors.aerodrome_error,
             HTTPException: errors.http_error,
+            ClientDisconnect: errors.client_gone,
             Exception: errors.unexpected_error,
         },
     )
     app.state.plane = plane
+    app.state.limits = limits
     return app

@@ -8,11 +8,21 @@ from typing import Any
 
 from starlette.requests import Request
 
+from aerodrome.api.limits import ApiLimits
 from aerodrome.control import ControlPlane
 from aerodrome.core import App, InvalidArgumentError, NotFoundError, Organization, Token, parse_json
 
 NONCE_HEADER = "fly-machine-lease-nonce"
 _INTEGER = re.compile(r"\s*-?[0-9]{1,18}\s*")  # a query integer fits in 64 bits
+
+
+async def authenticate(request: Request) -> Token:
+    """The caller, from the Authorization header alone: no body is read before this."""
+    plane: ControlPlane = request.app.state.plane
+    limits: ApiLimits = request.app.state.limits
+    return await plane.tokens.authenticate(
+        request.headers.get("authorization"), max_tokens=limits.auth_tokens, max_bytes=limits.auth_header_bytes
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +33,7 @@ class Call:
 
     @classmethod
     async def of(cls, request: Request) -> Call:
-        plane: ControlPlane = request.app.state.plane
-        caller = await plane.tokens.authenticate(request.headers.get("authorization"))
-        return cls(plane, caller, request)
+        return cls(request.app.state.plane, await authenticate(request), request)
 
     async def app(self, *, destroying: bool = False) -> App:
         """The path's app; `destroying=True` for the app's own GET and DELETE, which still see one being deleted."""

@@ -69,6 +69,12 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, str(exc.detail).lower() if exc.status_code == 404 else str(exc.detail))
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client went (or the listener closed it: a body too slow) while a handler read the body; nobody reads
+    this reply."""
+    return error_response(400, "the client closed the connection")
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("%s %s: unexpected error", request.method, request.url.path)
     return error_response(500, f"internal error: {type(exc).__name__}")

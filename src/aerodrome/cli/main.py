@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from aerodrome.cli.config import EDGE_TIMEOUTS, HostCheckError, Layout, data_dir, missing_requirements
 from aerodrome.cli.images import app as images_app
 from aerodrome.core import AerodromeError
+
+if TYPE_CHECKING:
+    from aerodrome.api import ApiLimits
 
 app = typer.Typer(help="aerodrome: the Fly.io Machines API on your own Linux host.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Organisation tokens.", no_args_is_help=True)
@@ -105,12 +108,17 @@ def serve(
             help=f"An edge timeout NAME=SECONDS, repeatable; NAME is one of {', '.join(EDGE_TIMEOUTS)}.",
         ),
     ] = None,
+    api_limit: Annotated[
+        list[str] | None,
+        typer.Option("--api-limit", help="An API listener limit NAME=VALUE, repeatable (see the README)."),
+    ] = None,
 ) -> None:
     """Run the API, the machines runtime and the embedded registry in the foreground."""
     from aerodrome.cli.serve import ServeOptions
     from aerodrome.cli.serve import serve as run_serve
 
     mirrors, edge_timeouts = parse_mirrors(mirror or []), parse_edge_timeouts(edge_timeout or [])
+    api_limits = parse_api_limits(api_limit or [])
     problem = missing_requirements()
     if problem:
         typer.echo(f"aerodrome: {problem}", err=True)
@@ -147,6 +155,7 @@ def serve(
         compat_32bit=allow_32bit,
         mirrors=mirrors,
         edge_timeouts=edge_timeouts,
+        api_limits=api_limits,
     )
     try:
         _run(run_serve(options))
@@ -182,6 +191,21 @@ def parse_edge_timeouts(values: list[str]) -> dict[str, float]:
         if not timeouts[name] > 0:
             raise typer.BadParameter(f"{value!r}: a timeout must be more than 0 seconds", param_hint=_EDGE_TIMEOUT)
     return timeouts
+
+
+def parse_api_limits(values: list[str]) -> ApiLimits:
+    from aerodrome.api import parse_limits
+
+    pairs = {}
+    for value in values:
+        name, sep, setting = value.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{value!r}: use NAME=VALUE", param_hint="--api-limit")
+        pairs[name] = setting
+    try:
+        return parse_limits(pairs)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--api-limit") from None
 
 
 @app.command("build-edge")

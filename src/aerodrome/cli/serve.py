@@ -11,7 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
-from aerodrome.api import build_app
+from aerodrome.api import ApiLimits, build_app, guarded_protocol
 from aerodrome.cli.config import EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
 from aerodrome.control import ControlPlane, Secrets, Settings
 from aerodrome.core import FailedPreconditionError, InvalidArgumentError
@@ -49,6 +49,7 @@ class ServeOptions:
     egress_allow: tuple[str, ...] = ()  # IPv4 networks machines reach despite egress's denied ranges
     uplink: str | None = None  # egress's interface; None: the default route's
     edge_timeouts: dict[str, float] = field(default_factory=dict)  # EDGE_TIMEOUTS name → seconds
+    api_limits: ApiLimits = field(default_factory=ApiLimits)
 
 
 def load_secrets_key(path: Path) -> bytes:
@@ -126,7 +127,12 @@ async def serve(options: ServeOptions) -> None:
         host, port = split_hostport(options.api, 4280)
         server = uvicorn.Server(
             uvicorn.Config(
-                build_app(plane), host=host, port=port, http="httptools", lifespan="off", log_level="warning"
+                build_app(plane, limits=options.api_limits),
+                host=host,
+                port=port,
+                http=guarded_protocol(options.api_limits),  # httptools, with bounded heads and connections
+                lifespan="off",
+                log_level="warning",
             )
         )
         log.info("API on http://%s:%d, registry on %s, data in %s", host, port, options.registry, layout.root)

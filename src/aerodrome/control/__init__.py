@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aerodrome.control.auth import candidate_tokens, hash_token
+from aerodrome.control.auth import MAX_AUTHORIZATION_BYTES, MAX_TOKENS, candidate_tokens, hash_token
 from aerodrome.control.certificates import CertificateInfo, Certificates, CheckReport, describe
 from aerodrome.control.ips import IPs
 from aerodrome.control.machines import Machines, resolve_argv
@@ -12,6 +12,8 @@ from aerodrome.control.volumes import GIB, Volumes
 
 __all__ = [
     "GIB",
+    "MAX_AUTHORIZATION_BYTES",
+    "MAX_TOKENS",
     "CertificateInfo",
     "Certificates",
     "CheckReport",

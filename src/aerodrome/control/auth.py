@@ -16,15 +16,20 @@ def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def candidate_tokens(authorization: str) -> list[str]:
-    """The tokens in an Authorization header: `Bearer T`, `FlyV1 T`, `Bearer FlyV1 T`, comma-joined lists."""
+MAX_TOKENS = 8  # comma-joined tokens in one header: a FlyV1 macaroon and its discharges
+MAX_AUTHORIZATION_BYTES = 16 * 1024
+
+
+def candidate_tokens(authorization: str, limit: int = MAX_TOKENS) -> list[str]:
+    """The tokens in an Authorization header: `Bearer T`, `FlyV1 T`, `Bearer FlyV1 T`, comma-joined lists of at
+    most `limit` (each is a lookup: more is refused before any)."""
     value = authorization
-    while True:  # schemes may be stacked ("Bearer FlyV1 …")
-        stripped = _SCHEMES.sub("", value, count=1)
-        if stripped == value:
-            break
-        value = stripped
-    return [part.strip() for part in value.split(",") if part.strip()]
+    for _ in range(2):  # schemes may be stacked ("Bearer FlyV1 …"), twice at most
+        value = _SCHEMES.sub("", value, count=1)
+    parts = value.split(",", limit)
+    if len(parts) > limit:
+        raise UnauthenticatedError(f"too many tokens in the authorization header (at most {limit})")
+    return [part.strip() for part in parts if part.strip()]
 
 
 class Tokens:
@@ -43,10 +48,18 @@ class Tokens:
         await self._store.add_token(token, hash_token(secret))
         return secret
 
-    async def authenticate(self, authorization: str | None) -> Token:
+    async def authenticate(
+        self,
+        authorization: str | None,
+        *,
+        max_tokens: int = MAX_TOKENS,
+        max_bytes: int = MAX_AUTHORIZATION_BYTES,
+    ) -> Token:
         if not authorization:
             raise UnauthenticatedError("missing authorization header")
-        for candidate in candidate_tokens(authorization):
+        if len(authorization) > max_bytes:
+            raise UnauthenticatedError(f"authorization header too long (at most {max_bytes} bytes)")
+        for candidate in candidate_tokens(authorization, max_tokens):
             digest = hash_token(candidate)
             token = self._known.get(digest) or await self._store.find_token(digest)
             if token is not None:

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from importlib import resources
 from typing import Any
 
-from graphql import GraphQLError, GraphQLObjectType, GraphQLSchema, build_schema, graphql
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    GraphQLObjectType,
+    GraphQLSchema,
+    build_schema,
+    parse,
+    validate,
+)
+from graphql import execute as execute_document
 
 from aerodrome.api.errors import status_of
 from aerodrome.api.graphql.resolvers import FIELD_RESOLVERS, Context
@@ -66,11 +77,21 @@ def format_error(error: GraphQLError) -> JSON:
     return body
 
 
-async def execute(context: Context, query: str, variables: JSON | None, operation_name: str | None) -> JSON:
+async def execute(
+    context: Context, query: str | DocumentNode, variables: JSON | None, operation_name: str | None
+) -> JSON:
     """Run one operation; the reply is `{"data": …}` plus `"errors"` when any field failed."""
-    result = await graphql(
-        schema(), query, context_value=context, variable_values=variables, operation_name=operation_name
+    try:
+        document = parse(query) if isinstance(query, str) else query
+    except GraphQLError as error:
+        return {"data": None, "errors": [format_error(error)]}
+    errors = validate(schema(), document)
+    if errors:
+        return {"data": None, "errors": [format_error(error) for error in errors]}
+    outcome = execute_document(
+        schema(), document, context_value=context, variable_values=variables, operation_name=operation_name
     )
+    result: ExecutionResult = await outcome if inspect.isawaitable(outcome) else outcome
     reply: JSON = {"data": result.data}
     if result.errors:
         reply["errors"] = [format_error(error) for error in result.errors]
