@@ -27,7 +27,7 @@ from aerodrome.core import (
     SandboxSpec,
     SandboxStatus,
 )
-from aerodrome.runtime.process import map_runtime_errors
+from aerodrome.runtime.process import ToolError, map_runtime_errors
 from aerodrome.runtime.runc import bundle, exits, firewall, guestfs, instance, procfs
 from aerodrome.runtime.runc.cgroups import MachineCgroup
 from aerodrome.runtime.runc.egress import Egress, check_allow, check_uplink
@@ -241,7 +241,14 @@ class RuncRuntime:
             new_org = spec.org_network_id not in self.pool.slots
             allocation = self.pool.allocate(spec.machine_id, spec.org_network_id)
             if new_org:
-                await firewall.allow_org(allocation.subnet4, allocation.subnet6)
+                try:
+                    await firewall.allow_org(allocation.subnet4, allocation.subnet6)
+                except ToolError:
+                    # Another runtime on this host removed the shared chains while this one had no machine:
+                    # put the host's set-up back, then the organisation's rules.
+                    self._host_ready = False
+                    await self._ensure_host()
+                    await firewall.allow_org(allocation.subnet4, allocation.subnet6)
         return allocation
 
     def _machine(self, machine_id: str) -> _Machine:

@@ -195,6 +195,9 @@ async def uninstall(pool4: str) -> None:
     links = (await run(["ip", "-o", "link", "show"], timeout=10)).text
     if any(line.split()[1].startswith(IFACE_PREFIX) for line in links.splitlines()):
         return
+    # Another runtime's pool keeps its unreachable route while it runs, machines or not: the chains are its too.
+    if (await run(["ip", "-4", "route", "show", "type", "unreachable"], timeout=10)).text.strip():
+        return
     removed = [await _remove_chains(family) for family in (IPV4, IPV6)]
     if removed[1]:
         await routes.release(pool4, prefix6=True)
