@@ -20,7 +20,7 @@ from aerodrome.runtime.runc.exits import last_exit
 from aerodrome.runtime.runc.instance import read_started
 from aerodrome.runtime.runc.layout import Layout, MachinePaths, read_json, spec_from_json, spec_to_json, write_json
 from aerodrome.runtime.runc.network import AddressPool, netns_name
-from tests.api.helpers import create_machine, wait_for
+from tests.api.helpers import create_machine, http_inside, wait_for
 from tests.support.server import Server, running_server
 
 POOL = "10.99.0.0/16"
@@ -132,7 +132,7 @@ def test_an_unreadable_orgs_file_is_rebuilt_from_the_machines(tmp_path: Path) ->
     a, b = first.allocate("a", 1), first.allocate("b", 7)
     orgs.write_bytes(orgs.read_bytes()[:10])  # half of it
     rebuilt = AddressPool(orgs, POOL, org_prefixlen=24)
-    assert rebuilt.rebuilding
+    assert rebuilt.damage is not None
     rebuilt.adopt(a)
     rebuilt.adopt(b)
     rebuilt.rebuilt()
@@ -150,6 +150,7 @@ def test_an_unreadable_orgs_file_with_machines_of_another_pool_refuses_to_start(
     pool.adopt(allocation)
     with pytest.raises(FailedPreconditionError, match="was unreadable"):
         pool.rebuilt()
+    assert orgs.read_text() == "garbage"  # left for a start with the right pool to rebuild
 
 
 # -- a real daemon ---------------------------------------------------------------------------------------------
@@ -217,3 +218,40 @@ def test_damaged_machine_records_fail_their_machines_and_the_daemon_starts() -> 
             for machine_id in (machines["intact"], machines["resting"], *broken):  # a failed machine starts again
                 assert api.post(f"/v1/apps/records/machines/{machine_id}/start").status_code == 200, machine_id
                 wait_for(api, "records", machine_id, "started")
+
+
+def test_an_unreadable_orgs_file_is_rebuilt_for_the_running_machines_or_refused() -> None:
+    with running_server() as server:
+        image = server.push_image("busybox")
+        with server.client() as api:
+            assert api.post("/v1/apps", json={"app_name": "records", "org_slug": "personal"}).status_code == 201
+            running = create_machine(api, "records", {"image": image})
+            wait_for(api, "records", running["id"], "started")
+        server.stop()
+        orgs = server.data_dir / "runtime" / "orgs.json"
+        recorded = json.loads(orgs.read_bytes())
+        orgs.write_bytes(orgs.read_bytes()[:7])
+        # Given another subnet size than the lost file named, the machines' subnets cannot be rebuilt: serve refuses
+        # with one line and leaves the file.
+        log_start = server.log_path.stat().st_size
+        server.extra_args = ("--org-prefix-len", "24")
+        with pytest.raises(RuntimeError, match="exited early"):
+            server.start()
+        assert server.process is not None and server.process.returncode == 2
+        log = server.log_path.read_bytes()[log_start:].decode(errors="replace").splitlines()
+        assert len([line for line in log if "orgs.json was unreadable" in line]) == 1
+        assert len(orgs.read_bytes()) == 7
+        server.extra_args = ()
+        log_start = server.log_path.stat().st_size
+        server.start()
+        assert json.loads(orgs.read_bytes()) == recorded
+        log = server.log_path.read_bytes()[log_start:].decode(errors="replace").splitlines()
+        assert len([line for line in log if "host: " in line and "orgs.json is unreadable" in line]) == 1
+        assert _quarantined(server.data_dir / "runtime", "host")[0].startswith("orgs.json.corrupt-")
+        with server.client() as api:
+            assert _state(api, running["id"]) == "started"
+            assert "hello" in http_inside(api, "records", running["id"])
+            other = create_machine(api, "records", {"image": image})
+            assert other["private_ip"].split(":")[:3] == running["private_ip"].split(":")[:3]
+            assert other["private_ip"] != running["private_ip"]
+            wait_for(api, "records", other["id"], "started")

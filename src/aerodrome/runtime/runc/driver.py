@@ -148,9 +148,7 @@ class RuncRuntime:
                 ids = IdRange(uid_base) if uid_base is not None else self.ids.allocate(machine_id)
                 self.ids.adopt(machine_id, ids)
                 self._machines[machine_id] = _Machine(spec, lower, allocation, ids)
-        if self.pool.rebuilding:  # orgs.json was unreadable: its slots are those the machines' records name
-            self.pool.rebuilt()
-            log.warning("rebuilt %s from the records of %d machines", self.layout.orgs, len(self._machines))
+        self.pool.rebuilt()  # when orgs.json was unreadable: its slots are those the machines' records name
 
     def _is_id_slot(self, base: int) -> bool:
         offset = base - self.ids.start

@@ -189,15 +189,14 @@ class AddressPool:
         check_org_prefixlen(self.pool4, org_prefixlen)
         self.org_prefixlen = org_prefixlen
         self.org_size = 2 ** (32 - org_prefixlen)
-        #: Whether orgs.json was unreadable: the slots come from the machines' records instead.
-        self.rebuilding = False
+        self.quarantine = quarantine or orgs_file.parent / "quarantine"
+        #: Why orgs.json did not read, when it did not: the slots then come from the machines' records.
+        self.damage: Exception | None = None
         try:
             recorded_pool, recorded_prefixlen, self.slots = _read_slots(orgs_file)
         except RECORD_ERRORS as error:
-            then = "rebuilding it from the machines' records"
-            set_aside(quarantine or orgs_file.parent / "quarantine", "host", orgs_file, error, then=then)
             recorded_pool, recorded_prefixlen, self.slots = None, org_prefixlen, {}
-            self.rebuilding = True
+            self.damage = error
         self._misfits = 0  # allocations adopted while rebuilding that are not in this pool's subnets
         #: The pool this host's rules and routes were last made for, when it was another (and no organisation
         #: holds a subnet of it, or the pool could not change): what of it is on the host is to be removed.
@@ -218,7 +217,7 @@ class AddressPool:
 
     def adopt(self, allocation: Allocation) -> None:
         """Mark an allocation found on disk as taken."""
-        if self.rebuilding and (
+        if self.damage is not None and (
             self.slots.setdefault(allocation.org, allocation.slot) != allocation.slot
             or allocation.slot >= 2 ** (self.org_prefixlen - self.pool4.prefixlen)
             or allocation.subnet4 != self.subnet_of(allocation.slot)
@@ -228,17 +227,21 @@ class AddressPool:
         self._hosts(allocation.slot).adopt(allocation.index)
 
     def rebuilt(self) -> None:
-        """Write down the slots adopted from the machines' records in place of an unreadable orgs.json, once they
-        are known to fit this pool; a FailedPreconditionError when they do not (they were cut from another pool or
-        subnet size, which the lost file named)."""
+        """Set an unreadable orgs.json aside and write down in its place the slots adopted from the machines'
+        records, once they are known to fit this pool; a FailedPreconditionError when they do not (they were cut
+        from another pool or subnet size, which the lost file named), and the file is left where it is."""
+        if self.damage is None:
+            return
         if self._misfits or len(set(self.slots.values())) != len(self.slots):
             raise FailedPreconditionError(
                 f"{self.orgs_file} was unreadable, and the machines' records do not fit the machine pool "
                 f"{self.pool4} in /{self.org_prefixlen} subnets: start with the pool and subnet size this data "
                 "directory was made with"
             )
+        then = f"rebuilt it from the machines' records ({len(self.slots)} organisations)"
+        set_aside(self.quarantine, "host", self.orgs_file, self.damage, then=then)
         self.record()
-        self.rebuilding = False
+        self.damage = None
 
     def allocate(self, machine_id: str, org: int) -> Allocation:
         slot = self._slot(org)
