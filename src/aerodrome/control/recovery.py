@@ -54,6 +54,9 @@ async def _reconcile_locked(machines: Machines, store: Store, machine: Machine, 
         await machines.runtime.destroy(current.id)
         await machines.transition(current, S.DESTROYED, event=("destroy", "flyd"), deleted=True)
         return
+    if status is SandboxStatus.FAILED:
+        await _fail(machines, current)
+        return
     if status is SandboxStatus.ABSENT:
         await machines.recreate_sandbox(current)
     if status in _RUNNING and current.state in (S.STARTING, S.RESTARTING, S.STARTED):
@@ -69,3 +72,15 @@ async def _reconcile_locked(machines: Machines, store: Store, machine: Machine, 
         await machines.runtime.stop(current.id, spec.stop_signal, spec.stop_timeout)
     if current.state not in (S.CREATED, S.STOPPED, S.FAILED):
         await machines.transition(current, S.STOPPED, event=("exit", "flyd"))
+
+
+async def _fail(machines: Machines, machine: Machine) -> None:
+    """The host lost its record of the machine (it did not read; the runtime set it aside and ended whatever of
+    the machine ran): the machine is `failed`, as Fly shows a machine its host could not keep, with an event that
+    says why. Its sandbox is then made again from the database's config, so that a start brings it back."""
+    request = {"error": "the host's record of this machine was unreadable and was set aside; start it again"}
+    machine = await machines.transition(machine, S.FAILED, event=("exit", "flyd"), request=request)
+    try:
+        await machines.recreate_sandbox(machine)
+    except Exception:
+        log.exception("could not prepare machine %s again; it stays failed until updated or destroyed", machine.id)

@@ -74,6 +74,7 @@ class SandboxStatus(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"  # frozen: suspended
     STOPPED = "stopped"  # the main process has exited
+    FAILED = "failed"  # its record on the host did not read (set aside): to be created again, or destroyed
 
 
 # Exec: the timeout a request gets unless it names one, the longest it may name (seconds), and the bytes kept of

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet
 
@@ -32,10 +33,13 @@ from aerodrome.runtime.runc import bundle, exits, firewall, guestfs, instance, p
 from aerodrome.runtime.runc.cgroups import MachineCgroup
 from aerodrome.runtime.runc.egress import Egress, check_allow, check_uplink
 from aerodrome.runtime.runc.layout import (
+    RECORD_ERRORS,
     Layout,
     MachinePaths,
+    fsync_dir,
     load_key,
     read_json,
+    set_aside,
     spec_from_json,
     spec_to_json,
     write_json,
@@ -51,7 +55,7 @@ from aerodrome.runtime.runc.runc import Runc
 from aerodrome.runtime.runc.scratch import DEFAULT_RESERVE_BYTES, ImagePool
 from aerodrome.runtime.runc.source import ImageSource
 from aerodrome.runtime.runc.supervisor import Supervisor, become_subreaper, process_start_time, reap_exited
-from aerodrome.runtime.runc.userns import IdAllocator, IdRange, kill_stale_holder
+from aerodrome.runtime.runc.userns import IDS_PER_MACHINE, IdAllocator, IdRange, kill_stale_holder
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +102,7 @@ class RuncRuntime:
         self.layout = Layout(root)
         self.images = images
         self.ipv4_pool = ipv4_pool
-        self.pool = AddressPool(self.layout.orgs, ipv4_pool, org_prefixlen)
+        self.pool = AddressPool(self.layout.orgs, ipv4_pool, org_prefixlen, quarantine=self.layout.quarantine)
         self.egress = egress
         self.egress_allow = check_allow(egress_allow, ipv4_pool)
         self.uplink = check_uplink(uplink)
@@ -109,6 +113,8 @@ class RuncRuntime:
         self.ids = IdAllocator()
         self._key = load_key(self.layout.records_key)
         self._machines: dict[str, _Machine] = {}
+        #: Machines whose record did not read (set aside): FAILED until re-created or destroyed.
+        self._failed: set[str] = set()
         self._running: dict[str, _Running] = {}
         self._callbacks: list[ExitCallback] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -121,17 +127,32 @@ class RuncRuntime:
     # -- lifecycle of the runtime itself ------------------------------------------------------------------
 
     def _load_records(self) -> None:
+        """Read every machine's record. One that does not read is set aside and its machine FAILED: the daemon
+        starts without it rather than not at all (the control plane has the machine's config, and re-creates it)."""
         for machine_id in self.layout.machine_ids():
             paths = self.layout.machine(machine_id)
-            record = read_json(paths.record)
-            allocation = instance.recorded_network(paths, record)
+            try:
+                record = read_json(paths.record)
+                allocation = instance.recorded_network(paths, record)
+                loaded = None if record is None or allocation is None else _read_record(record, self._key)
+                if loaded is not None and loaded[2] is not None and not self._is_id_slot(loaded[2]):
+                    raise ValueError(f"uid_base {loaded[2]} is not a slot of this host's user-id range")
+            except RECORD_ERRORS as error:
+                set_aside(self.layout.quarantine, machine_id, paths.record, error, then="the machine is failed")
+                self._failed.add(machine_id)
+                continue
             if allocation is not None:
                 self.pool.adopt(allocation)
-            if record is not None and allocation is not None:
-                ids = IdRange(record["uid_base"]) if "uid_base" in record else self.ids.allocate(machine_id)
+            if loaded is not None and allocation is not None:
+                spec, lower, uid_base = loaded
+                ids = IdRange(uid_base) if uid_base is not None else self.ids.allocate(machine_id)
                 self.ids.adopt(machine_id, ids)
-                spec = spec_from_json(record["spec"], self._key)
-                self._machines[machine_id] = _Machine(spec, record["lower"], allocation, ids)
+                self._machines[machine_id] = _Machine(spec, lower, allocation, ids)
+        self.pool.rebuilt()  # when orgs.json was unreadable: its slots are those the machines' records name
+
+    def _is_id_slot(self, base: int) -> bool:
+        offset = base - self.ids.start
+        return offset % IDS_PER_MACHINE == 0 and 0 <= offset // IDS_PER_MACHINE < self.ids.slots
 
     async def prepare_host(self) -> None:
         """Set up the host's machine networking now rather than at the first create, start or recover; a
@@ -205,8 +226,9 @@ class RuncRuntime:
         await self._ensure_host()
         paths = self.layout.machine(spec.machine_id)
         existing = self._machines.get(spec.machine_id)
-        if existing is None and paths.dir.exists():  # an earlier create failed half-way
+        if existing is None and paths.dir.exists():  # an earlier create failed half-way, or its record was unreadable
             await instance.remove(self.runc, self.pool, spec.machine_id, paths)
+            self._failed.discard(spec.machine_id)
         async with existing.lock if existing else contextlib.nullcontext():
             if spec.machine_id in self._running:
                 raise FailedPreconditionError(f"machine {spec.machine_id} is running; stop it before re-creating it")
@@ -218,7 +240,8 @@ class RuncRuntime:
                     # Refuse an unknown user, or an image start could not write its files into, now: not at start.
                     files = (*bundle.system_files(spec, allocation.ipv4, allocation.ipv6), *spec.files)
                     await asyncio.to_thread(guestfs.check_image, Path(image.rootfs), spec, files)
-                    _write_record(paths, machine, self._key)
+                    # Off the event loop: its fsyncs take milliseconds, which concurrent creates then share.
+                    await asyncio.to_thread(_write_record, paths, machine, self._key, new=existing is None)
                 except BaseException:
                     if existing is None or allocation is not existing.network:
                         self.pool.release(allocation)  # nothing recorded holds it
@@ -254,6 +277,10 @@ class RuncRuntime:
     def _machine(self, machine_id: str) -> _Machine:
         machine = self._machines.get(machine_id)
         if machine is None:
+            if machine_id in self._failed:
+                raise FailedPreconditionError(
+                    f"machine {machine_id}'s record on this host was unreadable (set aside); create it again"
+                )
             raise NotFoundError(f"machine {machine_id} not found on this host")
         return machine
 
@@ -333,7 +360,7 @@ class RuncRuntime:
             killed=running is not None and running.killed,
             now=time.time(),
         )
-        exits.record_exit(paths, info, reported=False)
+        await asyncio.to_thread(exits.record_exit, paths, info, reported=False)  # durable: off the event loop
         try:
             machine = self._machines.get(machine_id)
             await instance.teardown(self.runc, machine_id, paths, machine.network if machine else None)
@@ -389,7 +416,8 @@ class RuncRuntime:
                 if machine_id in self._running:
                     MachineCgroup(machine_id).set_memory_limit(memory_mb * 1024 * 1024)
                 machine.spec = dataclasses.replace(machine.spec, memory_mb=memory_mb)
-                _write_record(paths, machine, self._key)  # and every start writes its bundle from the spec
+                # and every start writes its bundle from the spec
+                await asyncio.to_thread(_write_record, paths, machine, self._key)
 
     async def reclaim_memory(self, machine_id: str, amount_mb: int) -> int:
         """Have the kernel reclaim up to `amount_mb` of the running machine's memory; return the bytes freed."""
@@ -416,7 +444,7 @@ class RuncRuntime:
     async def status(self, machine_id: str) -> SandboxStatus:
         """Where the machine is in its life, as this host sees it."""
         if machine_id not in self._machines:
-            return SandboxStatus.ABSENT
+            return SandboxStatus.FAILED if machine_id in self._failed else SandboxStatus.ABSENT
         if machine_id in self._running:
             frozen = MachineCgroup(machine_id).freezer_state() == "FROZEN"
             return SandboxStatus.PAUSED if frozen else SandboxStatus.RUNNING
@@ -441,6 +469,7 @@ class RuncRuntime:
             if machine is not None:
                 self.ids.release(machine_id, machine.ids)
             self._machines.pop(machine_id, None)
+            self._failed.discard(machine_id)
         async with self._orgs:
             with map_runtime_errors(f"destroy machine {machine_id}"):
                 await self._release_empty_orgs()
@@ -467,17 +496,20 @@ class RuncRuntime:
         paths = self.layout.machine(machine_id)
         if machine_id not in self._running:
             kill_stale_holder(paths.holder)  # a start the last daemon did not finish may have left its holder
+        if machine_id in self._failed:  # without its record it cannot be adopted: whatever of it runs is ended
+            await instance.end_unreadable(self.runc, machine_id, paths)
+            return SandboxStatus.FAILED
         if machine_id not in self._machines:  # create never finished
             await instance.remove(self.runc, self.pool, machine_id, paths)
             return None
         if machine_id in self._running:
             return await self.status(machine_id)
         state = await self.runc.state(machine_id)
-        started = read_json(paths.started)
+        started = instance.read_started(paths)
         if state is not None and state["status"] in ("running", "paused") and instance.network_ready(paths):
             pid = int(state["pid"])
             start_time = started["start_time"] if started and started["pid"] == pid else process_start_time(pid)
-            write_json(paths.started, {"pid": pid, "start_time": start_time, "started_at": time.time()})
+            write_json(paths.started, {"pid": pid, "start_time": start_time, "started_at": time.time()}, durable=False)
             self._running[machine_id] = _Running(pid, asyncio.get_running_loop().create_future())
             self.supervisor.watch(machine_id, pid, start_time, paths.log)
             return await self.status(machine_id)
@@ -493,8 +525,17 @@ class RuncRuntime:
         return await self.status(machine_id)
 
 
-def _write_record(paths: MachinePaths, machine: _Machine, key: Fernet) -> None:
-    """The machine's one record, written at once: a crash before it leaves only a directory to remove."""
+def _read_record(record: dict[str, Any], key: Fernet) -> tuple[SandboxSpec, str, int | None]:
+    """The spec, image rootfs and user-id base of a machine's record; one of RECORD_ERRORS when it is damaged."""
+    lower, uid_base = record["lower"], record.get("uid_base")
+    if not isinstance(lower, str) or not (uid_base is None or type(uid_base) is int):
+        raise TypeError("lower or uid_base")
+    return spec_from_json(record["spec"], key), lower, uid_base
+
+
+def _write_record(paths: MachinePaths, machine: _Machine, key: Fernet, *, new: bool = False) -> None:
+    """The machine's one record, written at once: a crash before it leaves only a directory to remove. A `new`
+    machine's directory is flushed into the machines' directory too, so that a host crash keeps the record."""
     record = {
         "spec": spec_to_json(machine.spec, key),
         "lower": machine.lower,
@@ -502,3 +543,5 @@ def _write_record(paths: MachinePaths, machine: _Machine, key: Fernet) -> None:
         "uid_base": machine.ids.base,
     }
     write_json(paths.record, record)
+    if new:
+        fsync_dir(paths.dir.parent)

@@ -12,7 +12,7 @@ import signal
 from datetime import UTC, datetime
 
 from aerodrome.core import ExitInfo
-from aerodrome.runtime.runc.layout import MachinePaths, read_json, write_json
+from aerodrome.runtime.runc.layout import RECORD_ERRORS, MachinePaths, read_json, set_aside, write_json
 
 UNKNOWN_EXIT = -1
 
@@ -36,6 +36,7 @@ def read_exit(paths: MachinePaths, code: int | None, *, oom_kills: int, killed: 
 
 
 def record_exit(paths: MachinePaths, info: ExitInfo, *, reported: bool) -> None:
+    """Write the exit down: durably until it is reported (only this record holds it), then not (see `write_json`)."""
     write_json(
         paths.last_exit,
         {
@@ -46,13 +47,25 @@ def record_exit(paths: MachinePaths, info: ExitInfo, *, reported: bool) -> None:
             "exited_at": info.exited_at,
             "reported": reported,
         },
+        durable=not reported,
     )
 
 
 def last_exit(paths: MachinePaths) -> tuple[ExitInfo, bool] | None:
-    """The last recorded exit and whether it was reported, or None."""
-    data = read_json(paths.last_exit)
-    if data is None:
+    """The last recorded exit and whether it was reported, or None: none recorded, or one that did not read
+    (set aside, as if the machine had not run)."""
+    try:
+        data = read_json(paths.last_exit)
+        if data is None:
+            return None
+        reported = data.pop("reported", False)
+        info = ExitInfo(**data)
+        if type(reported) is not bool or any(type(getattr(info, f)) is not t for f, t in _EXIT_TYPES.items()):
+            raise TypeError("a value is of the wrong type")
+    except RECORD_ERRORS as error:
+        set_aside(paths.quarantine, paths.dir.name, paths.last_exit, error, then="its last exit is unknown")
         return None
-    reported = bool(data.pop("reported", False))
-    return ExitInfo(**data), reported
+    return info, reported
+
+
+_EXIT_TYPES = {"exit_code": int, "signal": int, "oom_killed": bool, "requested_stop": bool, "exited_at": str}

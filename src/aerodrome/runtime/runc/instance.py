@@ -20,13 +20,21 @@ import orjson
 from aerodrome.core import SandboxSpec
 from aerodrome.runtime.runc import bundle, guestfs, scratch, userns
 from aerodrome.runtime.runc.cgroups import MachineCgroup, cgroups_path
-from aerodrome.runtime.runc.layout import MachinePaths, read_json, traversable_dirs, write_json
+from aerodrome.runtime.runc.layout import (
+    RECORD_ERRORS,
+    MachinePaths,
+    read_json,
+    set_aside,
+    traversable_dirs,
+    write_json,
+)
 from aerodrome.runtime.runc.network import (
     AddressPool,
     Allocation,
     connect_netns,
     create_netns,
     delete_network,
+    named_only,
     network_exists,
 )
 from aerodrome.runtime.runc.runc import Runc
@@ -106,7 +114,8 @@ async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | 
         namespaces.close()
         _detach_volumes(paths)
     start_time = process_start_time(pid)
-    write_json(paths.started, {"pid": pid, "start_time": start_time, "started_at": time.time()})
+    # Not durable: after a host crash nothing runs, and this pid means nothing (see `write_json`).
+    write_json(paths.started, {"pid": pid, "start_time": start_time, "started_at": time.time()}, durable=False)
     return pid, start_time
 
 
@@ -188,15 +197,47 @@ def recorded_network(paths: MachinePaths, record: dict[str, Any] | None) -> Allo
     return None if data is None else Allocation.from_json(data)
 
 
+def read_started(paths: MachinePaths) -> dict[str, Any] | None:
+    """The running instance recorded at its start (`pid`, `start_time`), or None: none recorded, or one that did
+    not read (set aside; recovery then asks the kernel)."""
+    try:
+        started = read_json(paths.started)
+        if started is not None and (type(started["pid"]) is not int or not _number_or_none(started["start_time"])):
+            raise TypeError("pid or start_time is not a number")
+    except RECORD_ERRORS as error:
+        set_aside(paths.quarantine, paths.dir.name, paths.started, error, then="its pid comes from runc")
+        return None
+    return started if isinstance(started, dict) else None
+
+
+def _number_or_none(value: object) -> bool:
+    return value is None or type(value) is int
+
+
+async def end_unreadable(runc: Runc, machine_id: str, paths: MachinePaths) -> None:
+    """End whatever runs of a machine whose record did not read: without its spec and addresses it cannot be
+    adopted. Its netns and veth are found by the names its id gives them."""
+    await runc.delete(machine_id)
+    guestfs.unmount(paths.rootfs)
+    _detach_volumes(paths)
+    guestfs.unmount(paths.scratch)
+    await delete_network(named_only(machine_id))
+    for stale in (paths.started, paths.stop_requested, paths.pid_file, paths.network_ready):
+        stale.unlink(missing_ok=True)
+
+
 async def remove(runc: Runc, pool: AddressPool, machine_id: str, paths: MachinePaths) -> None:
     """Remove every trace of a machine from the host, and free its addresses."""
     await runc.delete(machine_id)
     userns.kill_stale_holder(paths.holder)
     guestfs.unmount(paths.rootfs)
     guestfs.unmount(paths.scratch)
-    allocation = recorded_network(paths, read_json(paths.record))
+    try:
+        allocation = recorded_network(paths, read_json(paths.record))
+    except RECORD_ERRORS:  # its addresses are unknown: only its netns and veth, named by its id, can go
+        allocation = None
+    await delete_network(allocation or named_only(machine_id))
     if allocation is not None:
-        await delete_network(allocation)
         pool.release(allocation)
     MachineCgroup(machine_id).remove_leftovers()
     _detach_volumes(paths)

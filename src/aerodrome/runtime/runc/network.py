@@ -22,13 +22,13 @@ import hashlib
 import heapq
 import ipaddress
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from aerodrome.core import FailedPreconditionError, InvalidArgumentError, RuntimeFailureError
 from aerodrome.runtime.process import run
-from aerodrome.runtime.runc.layout import read_json, write_json
+from aerodrome.runtime.runc.layout import RECORD_ERRORS, read_json, set_aside, write_json
 
 CHAIN = "AERODROME"
 IFACE_PREFIX = "ad-"
@@ -70,7 +70,15 @@ class Allocation:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Allocation:
-        return cls(**data)
+        """The allocation of a record; a TypeError when a value is missing or of the wrong type."""
+        allocation = cls(**data)
+        for name in _ALLOCATION_FIELDS:
+            if type(getattr(allocation, name)) is not (int if name in ("org", "slot", "index") else str):
+                raise TypeError(f"network.{name} is not a {'number' if name in ('org', 'slot', 'index') else 'string'}")
+        return allocation
+
+
+_ALLOCATION_FIELDS = tuple(f.name for f in fields(Allocation))
 
 
 def host_iface_name(machine_id: str) -> str:
@@ -163,15 +171,33 @@ class AddressPool:
 
     orgs.json records the pool and the subnet size with the slots: slots cannot be moved or re-cut while machines
     and firewall rules use them, so another pool or `org_prefixlen` for a host with organisations is refused.
+
+    An orgs.json that does not read is set aside and rebuilt from the machines' records, each of which holds its
+    organisation's slot and subnet (`adopt`, then `rebuilt`): the slots of running machines must not move.
     """
 
-    def __init__(self, orgs_file: Path, pool4: str, org_prefixlen: int = DEFAULT_ORG_PREFIXLEN) -> None:
+    def __init__(
+        self,
+        orgs_file: Path,
+        pool4: str,
+        org_prefixlen: int = DEFAULT_ORG_PREFIXLEN,
+        *,
+        quarantine: Path | None = None,
+    ) -> None:
         self.orgs_file = orgs_file
         self.pool4 = ipaddress.IPv4Network(pool4)
         check_org_prefixlen(self.pool4, org_prefixlen)
         self.org_prefixlen = org_prefixlen
         self.org_size = 2 ** (32 - org_prefixlen)
-        recorded_pool, recorded_prefixlen, self.slots = _read_slots(orgs_file)
+        self.quarantine = quarantine or orgs_file.parent / "quarantine"
+        #: Why orgs.json did not read, when it did not: the slots then come from the machines' records.
+        self.damage: Exception | None = None
+        try:
+            recorded_pool, recorded_prefixlen, self.slots = _read_slots(orgs_file)
+        except RECORD_ERRORS as error:
+            recorded_pool, recorded_prefixlen, self.slots = None, org_prefixlen, {}
+            self.damage = error
+        self._misfits = 0  # allocations adopted while rebuilding that are not in this pool's subnets
         #: The pool this host's rules and routes were last made for, when it was another (and no organisation
         #: holds a subnet of it, or the pool could not change): what of it is on the host is to be removed.
         self.replaced_pool = recorded_pool if recorded_pool not in (None, str(self.pool4)) else None
@@ -191,8 +217,31 @@ class AddressPool:
 
     def adopt(self, allocation: Allocation) -> None:
         """Mark an allocation found on disk as taken."""
+        if self.damage is not None and (
+            self.slots.setdefault(allocation.org, allocation.slot) != allocation.slot
+            or allocation.slot >= 2 ** (self.org_prefixlen - self.pool4.prefixlen)
+            or allocation.subnet4 != self.subnet_of(allocation.slot)
+        ):
+            self._misfits += 1
         self.slots.setdefault(allocation.org, allocation.slot)
         self._hosts(allocation.slot).adopt(allocation.index)
+
+    def rebuilt(self) -> None:
+        """Set an unreadable orgs.json aside and write down in its place the slots adopted from the machines'
+        records, once they are known to fit this pool; a FailedPreconditionError when they do not (they were cut
+        from another pool or subnet size, which the lost file named), and the file is left where it is."""
+        if self.damage is None:
+            return
+        if self._misfits or len(set(self.slots.values())) != len(self.slots):
+            raise FailedPreconditionError(
+                f"{self.orgs_file} was unreadable, and the machines' records do not fit the machine pool "
+                f"{self.pool4} in /{self.org_prefixlen} subnets: start with the pool and subnet size this data "
+                "directory was made with"
+            )
+        then = f"rebuilt it from the machines' records ({len(self.slots)} organisations)"
+        set_aside(self.quarantine, "host", self.orgs_file, self.damage, then=then)
+        self.record()
+        self.damage = None
 
     def allocate(self, machine_id: str, org: int) -> Allocation:
         slot = self._slot(org)
@@ -369,6 +418,12 @@ async def create_network(allocation: Allocation, holder: int) -> None:
 
 
 VETH_GONE_POLLS = 2000  # of 5 ms each: how long to wait for the kernel to remove a veth
+
+
+def named_only(machine_id: str) -> Allocation:
+    """An allocation that names a machine's netns and veth, for removing them when its addresses are unknown
+    (its record was unreadable): those names come from the machine id alone."""
+    return Allocation(machine_id, 0, 0, 0, "", "", "", "", "", "")
 
 
 async def delete_network(allocation: Allocation, *, wait: bool = True) -> None:
