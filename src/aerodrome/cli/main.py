@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from aerodrome.cli.config import EDGE_TIMEOUTS, HostCheckError, Layout, data_dir, missing_requirements
+from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, data_dir, missing_requirements
 from aerodrome.cli.images import app as images_app
 from aerodrome.core import AerodromeError
 
@@ -105,12 +105,20 @@ def serve(
             help=f"An edge timeout NAME=SECONDS, repeatable; NAME is one of {', '.join(EDGE_TIMEOUTS)}.",
         ),
     ] = None,
+    edge_limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--edge-limit",
+            help=f"An edge limit NAME=N, repeatable; NAME is one of {', '.join(EDGE_LIMITS)}.",
+        ),
+    ] = None,
 ) -> None:
     """Run the API, the machines runtime and the embedded registry in the foreground."""
     from aerodrome.cli.serve import ServeOptions
     from aerodrome.cli.serve import serve as run_serve
 
     mirrors, edge_timeouts = parse_mirrors(mirror or []), parse_edge_timeouts(edge_timeout or [])
+    edge_limits = parse_edge_limits(edge_limit or [])
     problem = missing_requirements()
     if problem:
         typer.echo(f"aerodrome: {problem}", err=True)
@@ -147,6 +155,7 @@ def serve(
         compat_32bit=allow_32bit,
         mirrors=mirrors,
         edge_timeouts=edge_timeouts,
+        edge_limits=edge_limits,
     )
     try:
         _run(run_serve(options))
@@ -182,6 +191,22 @@ def parse_edge_timeouts(values: list[str]) -> dict[str, float]:
         if not timeouts[name] > 0:
             raise typer.BadParameter(f"{value!r}: a timeout must be more than 0 seconds", param_hint=_EDGE_TIMEOUT)
     return timeouts
+
+
+_EDGE_LIMIT = "--edge-limit"
+
+
+def parse_edge_limits(values: list[str]) -> dict[str, int]:
+    limits = {}
+    for value in values:
+        name, sep, count = value.partition("=")
+        if not sep or name not in EDGE_LIMITS:
+            choices = ", ".join(EDGE_LIMITS)
+            raise typer.BadParameter(f"{value!r}: use NAME=N, NAME one of {choices}", param_hint=_EDGE_LIMIT)
+        if not count.strip().isdigit() or int(count) < 1:
+            raise typer.BadParameter(f"{value!r}: a limit is a whole number, at least 1", param_hint=_EDGE_LIMIT)
+        limits[name] = int(count)
+    return limits
 
 
 @app.command("build-edge")
