@@ -87,6 +87,16 @@ class CertificateAuthority:
             return False
         return True
 
+    def permits(self, hostname: str) -> bool:
+        """Whether the CA's name constraints let it certify the DNS name `hostname`."""
+        try:
+            constraints = self.certificate.extensions.get_extension_for_class(x509.NameConstraints).value
+        except x509.ExtensionNotFound:
+            return True
+        name = hostname.lower().rstrip(".")
+        permitted = [n.value.lower() for n in constraints.permitted_subtrees or () if isinstance(n, x509.DNSName)]
+        return not permitted or any(name == base or name.endswith("." + base) for base in permitted)
+
     def _create(self) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self._name)])
@@ -174,6 +184,14 @@ class CertificateStore:
         self.ca = CertificateAuthority(data_dir / "ca", domain)
         self.domain = domain.strip(".").lower()
         self._max = max_certificates
+        if not self.ca.permits(f"app.{self.domain}"):
+            log.warning(
+                "the edge's CA (%s) was made for another domain and cannot certify names under %s (clients will "
+                "refuse its leaves): serve with the --domain it was made for, or remove %s to have one made for this",
+                self.ca.cert_path,
+                self.domain,
+                self.ca.directory,
+            )
         if self.ca.constrained:
             self.hostname_authority: CertificateAuthority | _HostnameAuthority = _HostnameAuthority(
                 data_dir / "hostnames-ca", self.ca
