@@ -278,7 +278,7 @@ async def test_an_sni_flood_writes_nothing_and_memory_stays_bounded(
     await asyncio.gather(*(one(name) for name in names))
     assert files_under(tmp_path) == before
     assert len(edge.certificates._contexts) == contexts
-    assert edge.context.admitted == 0 or await eventually(lambda: edge.context.admitted == 0) is None
+    await eventually(lambda: edge.context.admitted == 0)
 
 
 async def test_issued_certificates_are_bounded_on_disk_and_in_memory(directory: TestDirectory, tmp_path: Path) -> None:
@@ -349,6 +349,18 @@ async def test_custom_hostnames_take_certificates_from_a_ca_of_their_own(edge: E
     assert len(bundle) == 2 and bundle[0] == own and bundle[1].subject == issuer
     with pytest.raises(x509.ExtensionNotFound):
         bundle[1].extensions.get_extension_for_class(x509.NameConstraints)
+
+
+async def test_a_ca_made_for_another_domain_is_kept_with_a_warning(
+    directory: TestDirectory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aerodrome.proxy import CertificateAuthority
+
+    CertificateAuthority(tmp_path / "tls" / "ca", "example.test")
+    edge = await started(directory, tmp_path)
+    await edge.close()
+    assert edge.certificates.ca.permits("www.example.test") and not edge.certificates.ca.permits("a.localhost")
+    assert "made for another domain" in caplog.text and "under localhost" in caplog.text
 
 
 async def test_an_old_ca_without_constraints_is_kept(directory: TestDirectory, tmp_path: Path) -> None:
