@@ -19,6 +19,16 @@ EDGE_TIMEOUTS = {
     "upstream-idle": "upstream_idle_timeout",  # an idle pooled connection to a machine
     "queue": "queue_timeout",  # waiting for capacity when every machine is at its hard limit
     "start": "start_timeout",  # an autostart, until the service port accepts connections
+    "head": "head_timeout",  # a client's request head, from its first byte until complete
+}
+
+# `serve --edge-limit NAME=N`: each name and the edge setting it sets.
+EDGE_LIMITS = {
+    "head-bytes": "max_head_bytes",  # a request head: its target and header fields, in bytes
+    "headers": "max_headers",  # header fields in one request head
+    "connections": "max_connections",  # client connections open at once, in all
+    "connections-per-ip": "max_connections_per_ip",  # client connections open at once from one address
+    "certificates": "max_certificates",  # certificates issued for hostnames, kept in memory and on disk
 }
 
 

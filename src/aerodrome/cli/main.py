@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from aerodrome.cli.config import EDGE_TIMEOUTS, HostCheckError, Layout, data_dir, missing_requirements
+from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, data_dir, missing_requirements
 from aerodrome.cli.images import app as images_app
 from aerodrome.core import AerodromeError
 
@@ -112,6 +112,13 @@ def serve(
         list[str] | None,
         typer.Option("--api-limit", help="An API listener limit NAME=VALUE, repeatable (see the README)."),
     ] = None,
+    edge_limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--edge-limit",
+            help=f"An edge limit NAME=N, repeatable; NAME is one of {', '.join(EDGE_LIMITS)}.",
+        ),
+    ] = None,
 ) -> None:
     """Run the API, the machines runtime and the embedded registry in the foreground."""
     from aerodrome.cli.serve import ServeOptions
@@ -119,6 +126,7 @@ def serve(
 
     mirrors, edge_timeouts = parse_mirrors(mirror or []), parse_edge_timeouts(edge_timeout or [])
     api_limits = parse_api_limits(api_limit or [])
+    edge_limits = parse_edge_limits(edge_limit or [])
     problem = missing_requirements()
     if problem:
         typer.echo(f"aerodrome: {problem}", err=True)
@@ -156,6 +164,7 @@ def serve(
         mirrors=mirrors,
         edge_timeouts=edge_timeouts,
         api_limits=api_limits,
+        edge_limits=edge_limits,
     )
     try:
         _run(run_serve(options))
@@ -206,6 +215,22 @@ def parse_api_limits(values: list[str]) -> ApiLimits:
         return parse_limits(pairs)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--api-limit") from None
+
+
+_EDGE_LIMIT = "--edge-limit"
+
+
+def parse_edge_limits(values: list[str]) -> dict[str, int]:
+    limits = {}
+    for value in values:
+        name, sep, count = value.partition("=")
+        if not sep or name not in EDGE_LIMITS:
+            choices = ", ".join(EDGE_LIMITS)
+            raise typer.BadParameter(f"{value!r}: use NAME=N, NAME one of {choices}", param_hint=_EDGE_LIMIT)
+        if not count.strip().isdigit() or int(count) < 1:
+            raise typer.BadParameter(f"{value!r}: a limit is a whole number, at least 1", param_hint=_EDGE_LIMIT)
+        limits[name] = int(count)
+    return limits
 
 
 @app.command("build-edge")

@@ -8,11 +8,12 @@ import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from aerodrome.api import ApiLimits, build_app, guarded_protocol
-from aerodrome.cli.config import EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
+from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
 from aerodrome.control import ControlPlane, Secrets, Settings
 from aerodrome.core import FailedPreconditionError, InvalidArgumentError
 from aerodrome.proxy import Edge, EdgeSettings, native
@@ -50,6 +51,7 @@ class ServeOptions:
     uplink: str | None = None  # egress's interface; None: the default route's
     edge_timeouts: dict[str, float] = field(default_factory=dict)  # EDGE_TIMEOUTS name → seconds
     api_limits: ApiLimits = field(default_factory=ApiLimits)
+    edge_limits: dict[str, int] = field(default_factory=dict)  # EDGE_LIMITS name → count or bytes
 
 
 def load_secrets_key(path: Path) -> bytes:
@@ -113,7 +115,9 @@ async def serve(options: ServeOptions) -> None:
     dedicated = DedicatedAddresses(edge, directory.service_ports, pool_v6=plane.settings.ipv6_pool)
     directory.dedicated = dedicated.app_for
     directory.hostnames = plane.certificates.app_for
-    plane.certificates.attach_edge(edge.certificates.ca, lambda: (edge.settings.https_host, edge.https_port))
+    plane.certificates.attach_edge(
+        edge.certificates.hostname_authority, lambda: (edge.settings.https_host, edge.https_port)
+    )
     plane.certificates.subscribe(
         installed=lambda cert: edge.add_certificate(cert.hostname, cert.fullchain, cert.private_key),
         removed=lambda cert: edge.certificates.remove_certificate(cert.hostname),
@@ -202,6 +206,8 @@ async def collect_unused_images(store: SqlStore, images: ImageStore, interval: f
 def edge_settings(options: ServeOptions, layout: Layout) -> EdgeSettings:
     http_host, http_port = split_hostport(options.edge_http, 8080)
     https_host, https_port = split_hostport(options.edge_https, 8443)
+    chosen: dict[str, Any] = {EDGE_TIMEOUTS[name]: seconds for name, seconds in options.edge_timeouts.items()}
+    chosen.update({EDGE_LIMITS[name]: count for name, count in options.edge_limits.items()})
     return EdgeSettings(
         data_dir=layout.edge,
         http_host=http_host,
@@ -211,5 +217,6 @@ def edge_settings(options: ServeOptions, layout: Layout) -> EdgeSettings:
         region=options.default_region,
         autostop_idle=options.autostop_idle,
         autostop_interval=min(options.autostop_interval, max(options.autostop_idle / 2, 0.5)),
-        **{EDGE_TIMEOUTS[name]: seconds for name, seconds in options.edge_timeouts.items()},
+        domain=options.domain,
+        **chosen,
     )

@@ -3,6 +3,10 @@
 One `HttpConnection` per client connection, driven by a `ConnState`. The common case (a cached route, a
 machine under its soft limit, an idle pooled connection) is handled synchronously in the parser callback;
 anything that must wait — the directory, a start, a new connection — runs as one task per request.
+
+A request head is bounded while it is parsed, before anything of it is forwarded: its size (the target and
+header fields, counted as the parser hands them over, and the reads a head spans while incomplete, so that a
+field the parser still holds counts too), its header fields, and the time from its first byte to its end.
 """
 
 from __future__ import annotations
@@ -23,8 +27,13 @@ from aerodrome.proxy.exchange import PendingRequest
 from aerodrome.proxy.upstream import UpstreamConnection
 
 _BUFFER_LIMIT = 256 * 1024  # request body held while no machine is ready, before reading pauses
+_LINGER = 2.0  # seconds a refused head's connection is read (and dropped) after the reply, before it closes
 # Reasons client reading is paused; it resumes when none is left.
 _PAUSE_UPSTREAM, _PAUSE_QUEUE, _PAUSE_BUFFER = 1, 2, 4
+
+
+class _HeadRefused(Exception):
+    """Raised in a parser callback to stop parsing a head the edge refuses (`HttpConnection._refusal` says why)."""
 
 
 class ConnState(enum.Enum):
@@ -42,23 +51,33 @@ class HttpConnection(asyncio.Protocol):
         "_active",
         "_activity",
         "_activity_seen",
+        "_admitted",
         "_backend",
         "_client_ip",
         "_close_after",
+        "_fields_left",
         "_forwarded",
+        "_head_bytes",
+        "_head_room",
+        "_head_since",
         "_https_port",
         "_incoming",
         "_local",
+        "_max_head_bytes",
+        "_max_headers",
         "_out",
         "_parser",
         "_paused",
+        "_phase",
         "_queue",
+        "_refusal",
         "_response_chunked",
         "_response_started",
         "_retried",
         "_route",
         "_route_redirects",
         "_sent_at",
+        "_swept_phase",
         "_task",
         "_tunnel_backlog",
         "_upstream",
@@ -72,9 +91,19 @@ class HttpConnection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, edge: EdgeContext, edge_port: int, scheme: str, local: tuple[str, int] | None = None) -> None:
-        """`local`: the address the listener is bound to, when it is one address (it spares asking the socket)."""
+    def __init__(
+        self,
+        edge: EdgeContext,
+        edge_port: int,
+        scheme: str,
+        local: tuple[str, int] | None = None,
+        *,
+        admitted: bool = False,
+    ) -> None:
+        """`local`: the address the listener is bound to, when it is one address (it spares asking the socket);
+        `admitted`: the connection was already counted against the connection limits (by an `Acceptor`)."""
         self.edge = edge
+        self._admitted = admitted
         self._local = local
         self.edge_port = edge_port
         self.scheme = scheme
@@ -106,6 +135,15 @@ class HttpConnection(asyncio.Protocol):
         self._retried = False
         self._tunnel_backlog: list[bytes] | None = None  # client bytes after an Upgrade request, before the 101
         self._https_port = 443
+        # The head being parsed: room left in its size and field count; bytes of the reads it spanned while
+        # incomplete; `_phase` counts heads and bodies ended, so it is even while a head is parsed.
+        self._max_head_bytes = self._head_room = edge.settings.max_head_bytes  # copied: read once per request
+        self._max_headers = self._fields_left = edge.settings.max_headers
+        self._head_bytes = 0
+        self._phase = 0
+        self._swept_phase = -1  # the phase the sweep last saw, and since when it has seen that head incomplete
+        self._head_since = 0.0
+        self._refusal = b""
 
     # --- client transport -----------------------------------------------------------------------------
 
@@ -113,6 +151,13 @@ class HttpConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
         peer, local = transport.get_extra_info("peername"), self._local or transport.get_extra_info("sockname")
         self.client_ip, self.local_addr = peer[0], local[0]
+        if not self._admitted:
+            if not self.edge.admit(self.client_ip):
+                self.state = ConnState.CLOSED
+                self._parser = None
+                self.transport.close()  # over a connection limit: closed before a byte is read
+                return
+            self._admitted = True
         # Reached on the shared HTTP listener, https lives on the shared HTTPS one; on a dedicated address, on 443.
         self._https_port = self.edge.https_port if local[1] == self.edge.http_port else 443
         self._forwarded = _forwarded_lines(self.client_ip, self.scheme, self.edge_port)
@@ -132,19 +177,52 @@ class HttpConnection(asyncio.Protocol):
         parser = self._parser
         if parser is None:
             return
+        phase = self._phase
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self._tunnel_backlog = [data[exc.args[0] :]]
+            return
         except httptools.HttpParserError:
+            if self._refusal:
+                self._refuse_head(int(self._refusal[:3]), self._refusal[4:].decode())
+                return
             if self._active is None and self.transport is not None:
                 self.transport.write(messages.error_response(400, "malformed HTTP request", close=True))
+            self._close()
+            return
+        if phase == self._phase and not phase & 1:  # a head was being parsed before this read and still is
+            self._head_bytes += len(data)
+            if self._head_bytes > self._max_head_bytes:
+                self._refuse_head(431, "the request head is too large")
+
+    def _refuse_head(self, status: int, message: str) -> None:
+        """Answer a request head the edge will not take (431, 414, 408) and close; nothing of it was forwarded."""
+        self._parser = None  # nothing more is parsed: what the client still sends is dropped
+        transport = self.transport
+        if transport is None or self.state is ConnState.CLOSED:
+            return
+        if self._active is not None:
+            self._close()  # a response is under way: it is cut short, as for a malformed request after it
+            return
+        self._out.append(messages.error_response(status, message, close=True))
+        self.flush()
+        self.state, self._incoming = ConnState.CLOSED, None  # answered: no sweep answers it again
+        if transport.can_write_eof():
+            # Closed at once with the client still sending, the socket would be reset and the reply lost with
+            # it: the edge stops writing, and reads and drops what comes for a moment before it closes.
+            transport.write_eof()
+            asyncio.get_running_loop().call_later(_LINGER, transport.close)
+        else:
             self._close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = ConnState.CLOSED
         self._parser = None
         self.edge.connections.discard(self)
+        if self._admitted:
+            self._admitted = False
+            self.edge.leave(self.client_ip)
         if self._task is not None:
             self._task.cancel()
             self._task = None
@@ -192,15 +270,29 @@ class HttpConnection(asyncio.Protocol):
         request = self._incoming
         if request is None:
             request = self._incoming = PendingRequest()
+            self._head_room, self._fields_left = self._max_head_bytes, self._max_headers
         request.target += url
+        self._head_room -= len(url)
+        if self._head_room < 0:
+            self._refusal = b"414 the request target is too long"
+            raise _HeadRefused
 
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self._incoming is not None
+        # Trailer fields spend what the head left: the head and trailers together stay within the limits.
+        self._head_room -= len(name) + len(value)
+        self._fields_left -= 1
+        if self._head_room < 0 or self._fields_left < 0:
+            too_many = self._fields_left < 0
+            self._refusal = b"431 too many header fields" if too_many else b"431 the request head is too large"
+            raise _HeadRefused
         self._incoming.add_header(name, value)
 
     def on_headers_complete(self) -> None:
         request, parser = self._incoming, self._parser
         assert request is not None and parser is not None
+        self._phase += 1
+        self._head_bytes = 0
         request.head_complete()
         request.method = parser.get_method()
         request.keep_alive = parser.should_keep_alive()
@@ -227,6 +319,7 @@ class HttpConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         request, self._incoming = self._incoming, None
         assert request is not None
+        self._phase += 1
         request.complete = True
         if request.chunked:
             end = messages.last_chunk(request.trailers)
@@ -421,7 +514,11 @@ class HttpConnection(asyncio.Protocol):
         if self._activity != self._activity_seen:
             self._activity_seen, self.last_activity = self._activity, now
         settings = self.edge.settings
-        if self.state is ConnState.IDLE and now - self.last_activity > settings.keepalive_timeout:
+        if self.state is ConnState.IDLE and self._head_started(now):
+            # A head under way: it has its deadline, and silence within it is bounded as between requests.
+            if now - self._head_since > settings.head_timeout or now - self.last_activity > settings.keepalive_timeout:
+                self._refuse_head(408, "the request head did not arrive in time")
+        elif self.state is ConnState.IDLE and now - self.last_activity > settings.keepalive_timeout:
             self._close()
         elif self.state is ConnState.PROXYING and not self._response_started:
             if now - self._sent_at > settings.read_timeout:
@@ -431,6 +528,15 @@ class HttpConnection(asyncio.Protocol):
                 self._reply(504, "the machine did not answer in time", close=True)
         elif self.state in (ConnState.PROXYING, ConnState.TUNNEL) and now - self.last_activity > settings.idle_timeout:
             self._close()
+
+    def _head_started(self, now: float) -> bool:
+        """Whether part of a request head has arrived; the first sweep to see a head marks when it began."""
+        phase = self._phase
+        if phase & 1 or (not self._head_bytes and self._incoming is None):
+            return False
+        if phase != self._swept_phase:
+            self._swept_phase, self._head_since = phase, now
+        return True
 
     def shutdown(self) -> None:
         """Close at once: the edge is closing."""

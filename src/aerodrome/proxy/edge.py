@@ -38,7 +38,9 @@ class Edge:
         self.balancer = Balancer(self.fleet, region=settings.region, queue_timeout=settings.queue_timeout)
         self.pool = UpstreamPool(connect_timeout=settings.connect_timeout, idle_timeout=settings.upstream_idle_timeout)
         self.context = EdgeContext(settings, self.fleet, self.balancer, self.pool)
-        self.certificates = CertificateStore(settings.data_dir / "tls")
+        self.certificates = CertificateStore(
+            settings.data_dir / "tls", domain=settings.domain, max_certificates=settings.max_certificates
+        )
         self.autostopper = Autostopper(
             self.fleet, idle_period=settings.autostop_idle, interval=settings.autostop_interval
         )
@@ -71,6 +73,7 @@ class Edge:
         """Bind the shared listeners and start the timeout sweeper and the autostop loop."""
         loop = asyncio.get_running_loop()
         context = self.context
+        self.certificates.default_context(self.settings.domain)  # made now: a handshake without a route writes nothing
         http = await loop.create_server(
             lambda: HttpConnection(context, 80, "http", context.http_local),
             self.settings.http_host,
@@ -78,14 +81,12 @@ class Edge:
             reuse_address=True,
             backlog=_BACKLOG,
         )
-        https = await loop.create_server(
-            lambda: Acceptor(context, self.certificates, 443, tls_done=True),
+        https = await loop.create_server(  # TLS is terminated by the acceptor, once SNI is routed
+            lambda: Acceptor(context, self.certificates, 443, shared_tls=True),
             self.settings.https_host,
             self.settings.https_port,
             reuse_address=True,
             backlog=_BACKLOG,
-            ssl=self.certificates.server_context(),
-            ssl_handshake_timeout=self.settings.connect_timeout,
         )
         self._shared = [http, https]
         context.http_port = http.sockets[0].getsockname()[1]
@@ -110,7 +111,7 @@ class Edge:
         for service_port, listen_port in mapping.items():
             servers.append(
                 await loop.create_server(
-                    lambda p=service_port: Acceptor(self.context, self.certificates, p, tls_done=False),
+                    lambda p=service_port: Acceptor(self.context, self.certificates, p, shared_tls=False),
                     address,
                     listen_port,
                     family=family,

@@ -23,9 +23,11 @@ def _write_eof_or_close(transport: asyncio.Transport) -> None:
 class TcpConnection(asyncio.Protocol):
     """A client's connection to a TCP service; holds one unit of its machine's load while open."""
 
-    def __init__(self, edge: EdgeContext, route: AppRoute) -> None:
+    def __init__(self, edge: EdgeContext, route: AppRoute, *, admitted_from: str | None = None) -> None:
+        """`admitted_from`: the client address this connection was counted for against the connection limits."""
         self.edge = edge
         self.route = route
+        self._admitted_from = admitted_from
         self.transport: asyncio.Transport | None = None
         self.machine: _MachineSide | None = None
         self.last_activity = time.monotonic()
@@ -86,6 +88,9 @@ class TcpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.edge.connections.discard(self)
+        if self._admitted_from is not None:
+            self.edge.leave(self._admitted_from)
+            self._admitted_from = None
         if self._task is not None:
             self._task.cancel()
         if self.machine is not None and self.machine.transport is not None:
