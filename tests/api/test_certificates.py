@@ -81,7 +81,7 @@ def test_aerodrome_certificate_round_trip(api: httpx.Client, app_name: str) -> N
     assert detail["hostname"] == host and detail["acme_requested"] and detail["configured"]
     [entry] = detail["certificates"]
     assert entry["source"] == "fly" and entry["status"] == "active"
-    assert entry["issuer"] == "aerodrome local CA" and entry["issued"][0]["type"] == "ecdsa"
+    assert entry["issuer"] == "aerodrome custom hostnames CA" and entry["issued"][0]["type"] == "ecdsa"
     assert detail["dns_requirements"]["cname"] == f"{app_name}.localhost"
 
     again = api.post(f"/v1/apps/{app_name}/certificates/acme", json={"hostname": host})
