@@ -19,7 +19,7 @@ from aerodrome.runtime.registry import EmbeddedRegistry
 from aerodrome.runtime.runc import RuncRuntime
 from aerodrome.runtime.runc.cgroups import MachineCgroup
 from aerodrome.runtime.runc.firewall import forget_orgs, uninstall
-from aerodrome.runtime.runc.layout import Layout
+from aerodrome.runtime.runc.layout import mounts_dir
 from aerodrome.runtime.runc.network import host_iface_name, org_prefix6
 from tests.runtime.conformance import Harness
 
@@ -55,7 +55,7 @@ async def host_leftovers(root: Path, machine_ids: list[str]) -> list[str]:
     """Everything of these machines still on the host; the id "" stands for any machine under `root`."""
     listing = (await run(["runc", "--root", str(root / "runc"), "list", "-q"], check=False)).text.split()
     found = [f"runc container {c}" for c in listing if any(m in c for m in machine_ids)]
-    mounts_root = Layout(root).mounts
+    mounts_root = mounts_dir(root)
     for under in (root, mounts_root):
         found += [f"mount {target}" for target in _mounts_under(under) if any(m in target for m in machine_ids)]
     loops = (await run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"], check=False)).text

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from aerodrome.runtime.runc.layout import mounts_dir
 from tests.support.images import build_busybox_image
 from tests.support.registry import free_loopback_port
 
@@ -149,3 +150,5 @@ def running_server(*extra_args: str) -> Iterator[Server]:
         finally:
             server.stop()
             shutil.rmtree(workdir, ignore_errors=True)
+            with contextlib.suppress(OSError):  # left where a machine still has mount points there
+                mounts_dir(server.data_dir / "runtime").rmdir()

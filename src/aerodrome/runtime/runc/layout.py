@@ -135,8 +135,7 @@ class Layout:
         self.orgs = root / "orgs.json"
         self.records_key = root / "records.key"
         self.quarantine = root / "quarantine"
-        digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
-        self.mounts = mounts or MOUNTS_ROOT / digest
+        self.mounts = mounts or mounts_dir(root)
         for path in (self.machines, self.runc_root):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
         traversable_dirs(self.mounts)
@@ -151,6 +150,11 @@ class Layout:
 
 
 MOUNTS_ROOT = Path("/run/aerodrome")
+
+
+def mounts_dir(root: Path) -> Path:
+    """Where the runtime under `root` keeps its machines' mount points (made by Layout, not here)."""
+    return MOUNTS_ROOT / hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
 
 
 def traversable_dirs(path: Path) -> None:
