@@ -119,10 +119,29 @@ def serve(
             help=f"An edge limit NAME=N, repeatable; NAME is one of {', '.join(EDGE_LIMITS)}.",
         ),
     ] = None,
+    events_per_machine: Annotated[
+        int, typer.Option("--events-per-machine", min=1, help="Events kept per machine, the newest.")
+    ] = 100,
+    event_max_age: Annotated[
+        float, typer.Option("--event-max-age", min=0, help="Seconds an event is kept (30 days).")
+    ] = 30 * 86400.0,
+    versions_per_machine: Annotated[
+        int, typer.Option("--versions-per-machine", min=1, help="Versions kept per machine, the current among them.")
+    ] = 10,
+    destroyed_machine_age: Annotated[
+        float,
+        typer.Option(
+            "--destroyed-machine-age", min=0, help="Seconds a destroyed machine stays listed with include_deleted."
+        ),
+    ] = 7 * 86400.0,
+    retention_interval: Annotated[
+        float, typer.Option("--retention-interval", min=0, help="Seconds between retention sweeps (0: off).")
+    ] = 60.0,
 ) -> None:
     """Run the API, the machines runtime and the embedded registry in the foreground."""
     from aerodrome.cli.serve import ServeOptions
     from aerodrome.cli.serve import serve as run_serve
+    from aerodrome.control import RetentionSettings
 
     mirrors, edge_timeouts = parse_mirrors(mirror or []), parse_edge_timeouts(edge_timeout or [])
     api_limits = parse_api_limits(api_limit or [])
@@ -165,6 +184,13 @@ def serve(
         edge_timeouts=edge_timeouts,
         api_limits=api_limits,
         edge_limits=edge_limits,
+        retention=RetentionSettings(
+            events_per_machine=events_per_machine,
+            event_max_age=event_max_age,
+            versions_per_machine=versions_per_machine,
+            destroyed_machine_age=destroyed_machine_age,
+            interval=retention_interval,
+        ),
     )
     try:
         _run(run_serve(options))

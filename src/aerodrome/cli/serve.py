@@ -14,7 +14,7 @@ import uvicorn
 
 from aerodrome.api import ApiLimits, build_app, guarded_protocol
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
-from aerodrome.control import ControlPlane, Secrets, Settings
+from aerodrome.control import ControlPlane, RetentionSettings, Secrets, Settings
 from aerodrome.core import FailedPreconditionError, InvalidArgumentError
 from aerodrome.proxy import Edge, EdgeSettings, native
 from aerodrome.proxy.control_directory import ControlDirectory
@@ -52,6 +52,7 @@ class ServeOptions:
     edge_timeouts: dict[str, float] = field(default_factory=dict)  # EDGE_TIMEOUTS name → seconds
     api_limits: ApiLimits = field(default_factory=ApiLimits)
     edge_limits: dict[str, int] = field(default_factory=dict)  # EDGE_LIMITS name → count or bytes
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
 
 def load_secrets_key(path: Path) -> bytes:
@@ -108,6 +109,7 @@ async def serve(options: ServeOptions) -> None:
             volume_unit_bytes=options.volume_unit_bytes,
             volume_check_interval=options.volume_check_interval,
             app_domain=options.domain,
+            retention=options.retention,
         ),
     )
     directory = ControlDirectory(store, plane.machines, domain=options.domain)

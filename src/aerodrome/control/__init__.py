@@ -7,6 +7,7 @@ from aerodrome.control.certificates import CertificateInfo, Certificates, CheckR
 from aerodrome.control.ips import IPs
 from aerodrome.control.machines import Machines, resolve_argv
 from aerodrome.control.plane import ControlPlane, Settings
+from aerodrome.control.retention import Retention, RetentionSettings
 from aerodrome.control.secrets import Secrets
 from aerodrome.control.volumes import GIB, Volumes
 
@@ -20,6 +21,8 @@ __all__ = [
     "ControlPlane",
     "IPs",
     "Machines",
+    "Retention",
+    "RetentionSettings",
     "Secrets",
     "Settings",
     "Volumes",

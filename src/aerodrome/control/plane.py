@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aerodrome.control.apps import Apps
 from aerodrome.control.auth import Tokens
@@ -14,6 +14,7 @@ from aerodrome.control.events import ChangeFeed
 from aerodrome.control.ips import IPs
 from aerodrome.control.machines import Machines
 from aerodrome.control.recovery import recover
+from aerodrome.control.retention import Retention, RetentionSettings
 from aerodrome.control.secrets import Secrets
 from aerodrome.control.volumes import GIB, Volumes
 from aerodrome.core import (
@@ -41,6 +42,8 @@ class Settings:
     ipv4_pool: str = "127.0.1.0/24"
     ipv6_pool: str = "fdae:ad::/48"  # a ULA prefix apart from fd00::/64 (eth0) and fdaa::/16 (6PN)
     app_domain: str = "localhost"  # apps answer as <name>.<app_domain> on the edge
+    # what is kept of machines' events and versions, and of destroyed machines
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
 
 class ControlPlane:
@@ -81,6 +84,7 @@ class ControlPlane:
             regions=self.settings.regions,
         )
         self.autoextend = AutoExtend(store, self.machines, self.volumes, interval=self.settings.volume_check_interval)
+        self.retention = Retention(store, self.clock, self.settings.retention)
         self.limiter = RateLimiter(self.clock, enabled=self.settings.rate_limits)
         self._take_downs: dict[str, asyncio.Task[None]] = {}  # apps being deleted, by name
 
@@ -95,6 +99,7 @@ class ControlPlane:
         await self.volumes.recover(attached)
         await self.certificates.load()
         self.autoextend.start()
+        self.retention.start()
         for app in await self.store.list_apps(None):
             if app.destroying:
                 log.info("resuming the deletion of app %s", app.name)
@@ -151,4 +156,5 @@ class ControlPlane:
             task.cancel()
         await asyncio.gather(*self._take_downs.values(), return_exceptions=True)
         await self.autoextend.close()
+        await self.retention.close()
         await self.machines.close()

@@ -102,6 +102,21 @@ class Store(Protocol):
 
     async def set_lease(self, machine_id: str, lease: Lease | None) -> None: ...
 
+    async def prune(
+        self,
+        *,
+        events_per_machine: int,
+        events_before_ms: int,
+        versions_per_machine: int,
+        destroyed_before: str,
+        batch: int = 500,
+    ) -> int:
+        """Remove, for up to `batch` machines each: events past a machine's newest `events_per_machine` or timed
+        before `events_before_ms`; versions past its newest `versions_per_machine` (never its current one); and
+        machines destroyed before `destroyed_before` (RFC 3339), with their events and versions. Returns how many
+        rows went; a sweep repeats while it is not 0."""
+        ...
+
     # volumes
     async def add_volume(self, volume: Volume) -> None: ...
     async def get_volume(self, volume_id: str) -> Volume | None: ...

@@ -26,7 +26,7 @@ from aerodrome.core import (
     Volume,
     VolumeSnapshot,
 )
-from aerodrome.store import app_resources, certificates, machines, orgs, volumes
+from aerodrome.store import app_resources, certificates, machines, orgs, retention, volumes
 from aerodrome.store.cache import ALL, RecordCache
 from aerodrome.store.database import (
     SQLITE_WRITER,
@@ -202,6 +202,30 @@ class SqlStore:
             await self._runner.write(machines.set_lease, machine_id, lease)
         finally:
             self._cache.machines.pop(machine_id, None)
+
+    async def prune(
+        self,
+        *,
+        events_per_machine: int,
+        events_before_ms: int,
+        versions_per_machine: int,
+        destroyed_before: str,
+        batch: int = 500,
+    ) -> int:
+        pruned = await self._runner.write(
+            retention.prune,
+            events_per_machine=events_per_machine,
+            events_before_ms=events_before_ms,
+            versions_per_machine=versions_per_machine,
+            destroyed_before=destroyed_before,
+            batch=batch,
+        )
+        for machine_id in pruned.touched:
+            self._cache.forget_events(machine_id)
+        for machine_id in pruned.machines:
+            self._cache.machines.pop(machine_id, None)
+            self._cache.forget_events(machine_id)
+        return pruned.total
 
     # volumes
     async def add_volume(self, volume: Volume) -> None:
