@@ -299,6 +299,75 @@ def tokens_create(
     typer.echo(asyncio.run(create()))
 
 
+ApiUrl = Annotated[str, typer.Option("--api", envvar="FLY_API_HOSTNAME", help="Machines API.")]
+ApiToken = Annotated[str, typer.Option("--token", envvar="FLY_API_TOKEN", help="An organisation token.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _tokens_api(api_url: str, token: str, method: str, path: str, **params: str) -> dict[str, object]:
+    """A call to the running server: a revoke must reach the process that remembers tokens it has seen."""
+    import httpx
+
+    if not token:
+        typer.echo("an organisation token is needed: --token or FLY_API_TOKEN", err=True)
+        raise typer.Exit(2)
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        with httpx.Client(base_url=api_url, headers=headers, timeout=30) as client:
+            reply = client.request(method, path, params=params)
+    except httpx.HTTPError as exc:
+        typer.echo(f"cannot reach the API at {api_url}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if reply.status_code >= 400:
+        try:
+            message = reply.json().get("error") or reply.text
+        except ValueError:
+            message = reply.text
+        typer.echo(f"{reply.status_code}: {message}", err=True)
+        raise typer.Exit(1)
+    body: dict[str, object] = reply.json()
+    return body
+
+
+@tokens_app.command("list")
+def tokens_list(
+    org: Annotated[str, typer.Option("--org", help="Organisation (the token's own; default: it).")] = "",
+    json_: JsonOut = False,
+    api_url: ApiUrl = "http://127.0.0.1:4280",
+    token: ApiToken = "",
+) -> None:
+    """List the organisation's tokens: id, name, created, last used (to the minute), revoked. Never a secret."""
+    import json
+
+    listed = _tokens_api(api_url, token, "GET", "/v1/tokens", **({"org_slug": org} if org else {}))["tokens"]
+    assert isinstance(listed, list)
+    if json_:
+        typer.echo(json.dumps(listed, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("ID", "NAME", "CREATED", "LAST USED", "REVOKED")
+    for row in listed:
+        table.add_row(row["id"], row["name"], row["created_at"], row["last_used_at"] or "", row["revoked_at"] or "")
+    Console().print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id, as `tokens list` shows it.")],
+    json_: JsonOut = False,
+    api_url: ApiUrl = "http://127.0.0.1:4280",
+    token: ApiToken = "",
+) -> None:
+    """Revoke a token of the organisation: it is refused from its next request."""
+    import json
+    from urllib.parse import quote
+
+    revoked = _tokens_api(api_url, token, "DELETE", f"/v1/tokens/{quote(token_id, safe='')}")
+    typer.echo(json.dumps(revoked, indent=2) if json_ else f"revoked {revoked['id']}")
+
+
 @orgs_app.command("create")
 def orgs_create(slug: str, data_dir_: DataDir = None, name: str = "") -> None:
     """Create an organisation (machines of different organisations cannot reach each other)."""

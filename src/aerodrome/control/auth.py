@@ -1,4 +1,5 @@
-"""Organisation tokens: issued once in plain text, stored hashed, accepted in every header form Fly's clients send."""
+"""Organisation tokens: issued once in plain text, stored hashed, accepted in every header form Fly's clients send,
+listed without their secrets, and revoked."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def hash_token(secret: str) -> str:
 
 MAX_TOKENS = 8  # comma-joined tokens in one header: a FlyV1 macaroon and its discharges
 MAX_AUTHORIZATION_BYTES = 16 * 1024
+LAST_USED_EVERY = 60.0  # seconds: a token's last use is written at most this often, never once per request
 
 
 def candidate_tokens(authorization: str, limit: int = MAX_TOKENS) -> list[str]:
@@ -36,8 +38,9 @@ class Tokens:
     def __init__(self, store: Store, clock: Clock) -> None:
         self._store = store
         self._clock = clock
-        # Tokens are never changed once issued, so a found one is remembered: every request authenticates.
+        # Every request authenticates, so a found token is remembered; revoke() forgets it before it answers.
         self._known: dict[str, Token] = {}
+        self._last_written: dict[str, float] = {}  # token id -> monotonic time its last use was written
 
     async def create(self, org_slug: str, name: str = "") -> str:
         """Issue a token for `org_slug`; the plain text is returned once and never stored."""
@@ -62,8 +65,33 @@ class Tokens:
         for candidate in candidate_tokens(authorization, max_tokens):
             digest = hash_token(candidate)
             token = self._known.get(digest) or await self._store.find_token(digest)
-            if token is not None:
-                if len(self._known) < 10_000:
-                    self._known[digest] = token
-                return token
+            if token is None:
+                continue
+            if token.revoked_at is not None:
+                raise UnauthenticatedError("token revoked")
+            if len(self._known) < 10_000:
+                self._known[digest] = token
+            await self._note_use(token)
+            return token
         raise UnauthenticatedError("invalid token")
+
+    async def of_org(self, org_slug: str) -> list[Token]:
+        return await self._store.list_tokens(org_slug)
+
+    async def revoke(self, org_slug: str, token_id: str) -> Token:
+        """Revoke `org_slug`'s token `token_id`: refused from its next request. Another organisation's is absent."""
+        token = await self._store.revoke_token(org_slug, token_id, rfc3339(self._clock.now()))
+        if token is None:
+            raise NotFoundError(f"token {token_id!r} not found")
+        for digest in [digest for digest, known in self._known.items() if known.id == token_id]:
+            del self._known[digest]
+        return token
+
+    async def _note_use(self, token: Token) -> None:
+        now = self._clock.monotonic()
+        if now - self._last_written.get(token.id, -LAST_USED_EVERY) < LAST_USED_EVERY:
+            return
+        if len(self._last_written) >= 10_000:
+            self._last_written.clear()
+        self._last_written[token.id] = now
+        await self._store.touch_tokens({token.id: rfc3339(self._clock.now())})

@@ -24,6 +24,8 @@ class Token:
     org_slug: str
     name: str
     created_at: str
+    last_used_at: str | None = None  # to the minute: written at most once a minute per token
+    revoked_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,14 @@ def org_from_row(row: Row[Any]) -> Organization:
 
 
 def token_from_row(row: Row[Any]) -> Token:
-    return Token(id=row.id, org_slug=row.org_slug, name=row.name, created_at=row.created_at)
+    return Token(
+        id=row.id,
+        org_slug=row.org_slug,
+        name=row.name,
+        created_at=row.created_at,
+        last_used_at=row.last_used_at,
+        revoked_at=row.revoked_at,
+    )
 
 
 def app_to_row(app: App) -> Values:

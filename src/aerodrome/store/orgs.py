@@ -66,6 +66,24 @@ def find_token(conn: Connection, secret_hash: str) -> Token | None:
     return None if row is None else mapping.token_from_row(row)
 
 
+def list_tokens(conn: Connection, org_slug: str) -> list[Token]:
+    query = select(tokens).where(tokens.c.org_slug == org_slug).order_by(tokens.c.created_at, tokens.c.id)
+    return [mapping.token_from_row(row) for row in conn.execute(query)]
+
+
+def revoke_token(conn: Connection, org_slug: str, token_id: str, at: str) -> Token | None:
+    mine = (tokens.c.id == token_id) & (tokens.c.org_slug == org_slug)
+    conn.execute(update(tokens).where(mine, tokens.c.revoked_at.is_(None)).values(revoked_at=at))
+    row = conn.execute(select(tokens).where(mine)).first()
+    return None if row is None else mapping.token_from_row(row)
+
+
+def touch_tokens(conn: Connection, used: dict[str, str]) -> None:
+    if used:
+        statement = update(tokens).where(tokens.c.id == bindparam("token_id")).values(last_used_at=bindparam("at"))
+        conn.execute(statement, [{"token_id": token_id, "at": at} for token_id, at in used.items()])
+
+
 def add_app(conn: Connection, app: App) -> None:
     if conn.execute(select(exists().where(apps.c.name == app.name))).scalar():
         raise AlreadyExistsError(f"app name {app.name!r} is already taken")

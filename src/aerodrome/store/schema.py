@@ -50,6 +50,8 @@ tokens = Table(
     Column("name", String(256), nullable=False),
     Column("secret_hash", String(128), nullable=False, unique=True),
     Column("created_at", String(40), nullable=False),
+    Column("last_used_at", String(40), nullable=True),
+    Column("revoked_at", String(40), nullable=True),
 )
 
 apps = Table(

@@ -87,6 +87,15 @@ class SqlStore:
     async def find_token(self, secret_hash: str) -> Token | None:
         return await self._runner.read(orgs.find_token, secret_hash)
 
+    async def list_tokens(self, org_slug: str) -> list[Token]:
+        return await self._runner.read(orgs.list_tokens, org_slug)
+
+    async def revoke_token(self, org_slug: str, token_id: str, at: str) -> Token | None:
+        return await self._runner.write(orgs.revoke_token, org_slug, token_id, at)
+
+    async def touch_tokens(self, used: dict[str, str]) -> None:
+        await self._runner.write(orgs.touch_tokens, used)
+
     # apps
     async def add_app(self, app: App) -> None:
         await self._runner.write(orgs.add_app, app)

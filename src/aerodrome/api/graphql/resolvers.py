@@ -1,4 +1,5 @@
-"""Resolvers of the GraphQL subset: apps and their organisation, IP address allocation and release.
+"""Resolvers of the GraphQL subset: apps and their organisation, IP address allocation and release, token
+revocation.
 
 Objects are plain dicts whose keys are the schema's field names (graphql-core's default resolver reads them);
 only fields that need the store or arguments have a resolver of their own, bound in `schema.py`.
@@ -200,6 +201,14 @@ async def release_ip_address(_: None, info: Info, input: JSON) -> JSON:
     return {"app": await app_node(context, app), "clientMutationId": input.get("clientMutationId")}
 
 
+async def delete_limited_access_token(_: None, info: Info, input: JSON) -> JSON:
+    context = info.context
+    if not input.get("id"):
+        raise InvalidArgumentError("a token is revoked by its id")
+    token = await context.plane.tokens.revoke(context.caller.org_slug, str(input["id"]))
+    return {"clientMutationId": input.get("clientMutationId"), "revokedBy": input.get("revokedBy"), "token": token.id}
+
+
 async def _owner(context: Context, address: str | None, ip_id: str | None) -> App:
     for app in await context.plane.apps.list(context.caller, context.caller.org_slug):
         if await context.plane.ips.find(app, address=address, ip_id=ip_id) is not None:
@@ -213,6 +222,7 @@ FIELD_RESOLVERS: dict[tuple[str, str], Any] = {
     ("Query", "organization"): query_organization,
     ("Mutation", "allocateIpAddress"): allocate_ip_address,
     ("Mutation", "releaseIpAddress"): release_ip_address,
+    ("Mutation", "deleteLimitedAccessToken"): delete_limited_access_token,
     ("App", "ipAddresses"): app_ip_addresses,
     ("App", "ipAddress"): app_ip_address,
     ("App", "sharedIpAddress"): app_shared_ip_address,

@@ -1,4 +1,5 @@
-"""Tokens and platform: `/v1/tokens/current`, `/v1/platform/regions`, and aerodrome's own OpenAPI document."""
+"""Tokens and platform: `/v1/tokens/current`, the organisation's tokens (`/v1/tokens`, an aerodrome extension),
+`/v1/platform/regions`, and aerodrome's own OpenAPI document."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aerodrome.api.context import Call
 from aerodrome.api.openapi import implemented_spec
 from aerodrome.api.regions import REGIONS
 from aerodrome.api.responses import JSONResponse
+from aerodrome.core import NotFoundError, Token
 
 
 async def current_token(request: Request) -> Response:
@@ -32,6 +34,33 @@ async def current_token(request: Request) -> Response:
     )
 
 
+def token_view(token: Token) -> dict[str, object]:
+    """A token as listed: never its secret, which is not stored."""
+    return {
+        "id": token.id,
+        "name": token.name,
+        "org_slug": token.org_slug,
+        "created_at": token.created_at,
+        "last_used_at": token.last_used_at,
+        "revoked_at": token.revoked_at,
+        "revoked": token.revoked_at is not None,
+    }
+
+
+async def list_tokens(request: Request) -> Response:
+    call = await Call.of(request)
+    org_slug = request.query_params.get("org_slug") or call.caller.org_slug
+    if org_slug != call.caller.org_slug:
+        raise NotFoundError(f"organization {org_slug!r} not found")
+    return JSONResponse({"tokens": [token_view(t) for t in await call.plane.tokens.of_org(org_slug)]})
+
+
+async def revoke_token(request: Request) -> Response:
+    call = await Call.of(request)
+    token = await call.plane.tokens.revoke(call.caller.org_slug, str(request.path_params["token_id"]))
+    return JSONResponse(token_view(token))
+
+
 async def regions(request: Request) -> Response:
     await Call.of(request)
     served = request.app.state.plane.settings.regions
@@ -46,6 +75,8 @@ async def openapi(request: Request) -> Response:
 
 routes = [
     Route("/v1/tokens/current", current_token, methods=["GET"]),
+    Route("/v1/tokens", list_tokens, methods=["GET"]),
+    Route("/v1/tokens/{token_id}", revoke_token, methods=["DELETE"]),
     Route("/v1/platform/regions", regions, methods=["GET"]),
     Route("/v1/openapi.json", openapi, methods=["GET"]),
 ]

@@ -1,0 +1,98 @@
+"""Organisation tokens against a real `aerodrome serve`: named, listed without secrets, revoked at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.server import Server, running_server
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with running_server() as running:
+        running.cli("orgs", "create", "other")
+        yield running
+
+
+def tokens_cli(server: Server, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FLY_API_TOKEN": token, "FLY_API_HOSTNAME": server.api_url}
+    argv = [sys.executable, "-m", "aerodrome", "tokens", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_tokens_are_listed_by_name_without_secrets_and_a_revoked_one_is_refused_at_once(server: Server) -> None:
+    first = server.cli("tokens", "create", "--name", "deploy").strip()
+    second = server.cli("tokens", "create", "--name", "ci").strip()
+    with server.client(first) as one, server.client(second) as two:
+        assert one.get("/v1/tokens/current").status_code == 200  # remembered by the server from here on
+        listed = one.get("/v1/tokens").json()["tokens"]
+        by_name = {t["name"]: t for t in listed}
+        assert {"deploy", "ci"} <= set(by_name)
+        assert all(t["org_slug"] == "personal" and not t["revoked"] for t in listed)
+        assert by_name["deploy"]["last_used_at"] is not None
+        text = json.dumps(listed)
+        assert first not in text and second not in text and "secret" not in text
+
+        revoked = one.delete(f"/v1/tokens/{by_name['ci']['id']}")
+        assert revoked.status_code == 200
+        assert revoked.json()["revoked"] and revoked.json()["revoked_at"]
+        refused = two.get("/v1/tokens/current")
+        assert refused.status_code == 401
+        assert "error" in refused.json()
+        assert two.get("/v1/apps", params={"org_slug": "personal"}).status_code == 401
+        assert one.get("/v1/tokens/current").status_code == 200
+        again = {t["name"]: t for t in one.get("/v1/tokens").json()["tokens"]}
+        assert again["ci"]["revoked"] and not again["deploy"]["revoked"]
+
+
+def test_another_organisations_token_is_absent(server: Server) -> None:
+    other = server.cli("tokens", "create", "--org", "other", "--name", "theirs").strip()
+    with server.client(other) as theirs, server.client() as mine:
+        (their_token,) = theirs.get("/v1/tokens").json()["tokens"]
+        assert their_token["name"] == "theirs"
+        assert all(t["org_slug"] == "personal" for t in mine.get("/v1/tokens").json()["tokens"])
+        assert mine.delete(f"/v1/tokens/{their_token['id']}").status_code == 404
+        assert mine.get("/v1/tokens", params={"org_slug": "other"}).status_code == 404
+        assert theirs.get("/v1/tokens/current").status_code == 200
+
+
+def test_graphql_deletes_a_limited_access_token_by_id(server: Server) -> None:
+    doomed = server.cli("tokens", "create", "--name", "graphql").strip()
+    with server.client(doomed) as it, server.client() as mine:
+        assert it.get("/v1/tokens/current").status_code == 200
+        token_id = it.get("/v1/tokens/current").json()["tokens"][0]["token_id"]
+        mutation = "mutation($id: ID) { deleteLimitedAccessToken(input: {id: $id}) { token } }"
+        reply = mine.post("/graphql", json={"query": mutation, "variables": {"id": token_id}}).json()
+        assert reply == {"data": {"deleteLimitedAccessToken": {"token": token_id}}}
+        assert it.get("/v1/tokens/current").status_code == 401
+        missing = mine.post("/graphql", json={"query": mutation, "variables": {"id": "nope"}}).json()
+        assert missing["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+def test_the_cli_lists_and_revokes_through_the_api(server: Server) -> None:
+    kept = server.cli("tokens", "create", "--name", "cli-kept").strip()
+    doomed = server.cli("tokens", "create", "--name", "cli-doomed").strip()
+    listed = tokens_cli(server, kept, "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    by_name = {t["name"]: t for t in json.loads(listed.stdout)}
+    assert kept not in listed.stdout and doomed not in listed.stdout
+    with server.client(doomed) as it:
+        assert it.get("/v1/tokens/current").status_code == 200
+        revoked = tokens_cli(server, kept, "revoke", by_name["cli-doomed"]["id"], "--json")
+        assert revoked.returncode == 0, revoked.stderr
+        assert json.loads(revoked.stdout)["revoked"] is True
+        assert it.get("/v1/tokens/current").status_code == 401
+    after = {t["name"]: t for t in json.loads(tokens_cli(server, kept, "list", "--json").stdout)}
+    assert after["cli-doomed"]["revoked"] and not after["cli-kept"]["revoked"]
+    table = tokens_cli(server, kept, "list")
+    assert table.returncode == 0 and "cli-kept" in table.stdout
+    assert tokens_cli(server, kept, "list", "--org", "other").returncode == 1
+    missing = tokens_cli(server, kept, "revoke", "nope")
+    assert missing.returncode == 1 and "404" in missing.stderr
+    assert tokens_cli(server, doomed, "list").returncode == 1  # the revoked token itself is refused
