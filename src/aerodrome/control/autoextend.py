@@ -9,11 +9,10 @@ where the kernel allows it, otherwise the filesystem grows when the machine next
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from aerodrome.control.machines import Machines
+from aerodrome.control.periodic import Periodic
 from aerodrome.control.volumes import MAX_SIZE_GB, Volumes
 from aerodrome.core import AerodromeError, Machine, MachineState, MountSpec, Store, Volume, VolumeUsage
 
@@ -48,26 +47,13 @@ class AutoExtend:
         self._machines = machines
         self._volumes = volumes
         self.interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("volume-autoextend", interval, self.check, log)
 
     def start(self) -> None:
-        if self._task is None and self.interval > 0:
-            self._task = asyncio.create_task(self._run(), name="volume-autoextend")
+        self._periodic.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.check()
-            except Exception:  # one bad pass must not end the monitor
-                log.exception("auto-extend pass failed")
+        await self._periodic.close()
 
     async def check(self) -> int:
         """One pass over every started machine; returns how many volumes grew."""

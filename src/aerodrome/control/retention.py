@@ -8,11 +8,10 @@ part of each event's insert, so the write path of a create or a start stays as i
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
+from aerodrome.control.periodic import Periodic
 from aerodrome.core import Clock, Store, rfc3339
 
 log = logging.getLogger("aerodrome.retention")
@@ -36,26 +35,13 @@ class Retention:
         self._store = store
         self._clock = clock
         self.settings = settings
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("retention", settings.interval, self.sweep, log)
 
     def start(self) -> None:
-        if self._task is None and self.settings.interval > 0:
-            self._task = asyncio.create_task(self._run(), name="retention")
+        self._periodic.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.interval)
-            try:
-                await self.sweep()
-            except Exception:  # one bad sweep must not end them
-                log.exception("retention sweep failed")
+        await self._periodic.close()
 
     async def sweep(self) -> int:
         """One sweep, in batches until nothing is left to remove; returns how many rows went."""

@@ -1,0 +1,38 @@
+"""A pass of work repeated every `interval` seconds on one asyncio task, which one failed pass does not end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+
+class Periodic:
+    """Runs `work` every `interval` seconds between `start()` and `close()`; an interval of 0 runs nothing."""
+
+    def __init__(self, name: str, interval: float, work: Callable[[], Awaitable[object]], log: logging.Logger) -> None:
+        self.name = name
+        self.interval = interval
+        self._work = work
+        self._log = log
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None and self.interval > 0:
+            self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self._work()
+            except Exception:  # one bad pass must not end the ones after it
+                self._log.exception("%s pass failed", self.name)
