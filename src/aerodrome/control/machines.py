@@ -10,6 +10,7 @@ from typing import Any
 from aerodrome.control.events import ChangeFeed
 from aerodrome.control.leases import Leases, Metadata
 from aerodrome.control.lifecycle import Lifecycle
+from aerodrome.control.registry import RegistryAccess
 from aerodrome.control.secrets import Secrets
 from aerodrome.control.volumes import Volumes
 from aerodrome.core import (
@@ -54,6 +55,7 @@ class Machines(Lifecycle, Leases, Metadata):
         feed: ChangeFeed,
         volumes: Volumes,
         secrets: Secrets,
+        registry: RegistryAccess,
         *,
         default_region: str,
         regions: frozenset[str] | None,
@@ -61,6 +63,7 @@ class Machines(Lifecycle, Leases, Metadata):
         super().__init__(store, runtime, clock, feed)
         self.volumes = volumes
         self.secrets = secrets
+        self.registry = registry
         self.default_region = default_region
         self.regions = regions
 
@@ -84,7 +87,7 @@ class Machines(Lifecycle, Leases, Metadata):
         lease_ttl = None if lease_ttl in (None, 0) else parse_int(lease_ttl, "lease_ttl", 1, MAX_LEASE_TTL)
         skip_launch = parse_bool(body.get("skip_launch"), "skip_launch", False)
         cordoned = parse_bool(body.get("skip_service_registration"), "skip_service_registration", False)
-        image = await self.runtime.pull_image(spec.image)
+        image = await self.runtime.pull_image(spec.image, await self.registry.pull_grant(app.org_slug))
         mid, version, now = machine_id(), ulid(), rfc3339(self.clock.now())
         try:
             mounts = await self._attach_volumes(app, spec, region, mid)
@@ -150,7 +153,7 @@ class Machines(Lifecycle, Leases, Metadata):
             mounted = [m.get("volume") or m.get("name") for m in machine.config.get("mounts") or []]
             if mounted and mounted != [m.volume for m in spec.mounts]:
                 raise InvalidArgumentError("a machine's mounted volume cannot be changed by an update")
-            image = await self.runtime.pull_image(spec.image)
+            image = await self.runtime.pull_image(spec.image, await self.registry.pull_grant(app.org_slug))
             previous = machine.state
             machine = await self.transition(machine, MachineState.REPLACING)
             if previous in (MachineState.STARTED, MachineState.SUSPENDED):
@@ -202,7 +205,7 @@ class Machines(Lifecycle, Leases, Metadata):
         if app is None or org is None:
             return
         spec = self.spec_of(machine)
-        image = await self.runtime.pull_image(spec.image)
+        image = await self.runtime.pull_image(spec.image)  # admitted at its create or update: the host's own pull
         mounts = await self._attach_volumes(app, spec, machine.region, machine.id)
         await self.runtime.create(
             await self._sandbox_spec(
