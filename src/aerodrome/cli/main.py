@@ -85,6 +85,14 @@ def serve(
         list[str] | None,
         typer.Option("--mirror", help="Image name mapping FROM=TO, e.g. docker.io/library=127.0.0.1:5000/library."),
     ] = None,
+    allow_registry: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-registry",
+            help="A registry HOST[:PORT] image references may name, repeatable (default: the embedded one and the "
+            "mirrors' targets).",
+        ),
+    ] = None,
     volume_unit_mb: Annotated[
         int, typer.Option("--volume-unit-mb", help="Size of one volume 'GB' in MiB (tests use 1).", hidden=True)
     ] = 1024,
@@ -181,6 +189,7 @@ def serve(
         disk_reserve_bytes=disk_reserve_mb * 1024 * 1024,
         compat_32bit=allow_32bit,
         mirrors=mirrors,
+        allow_registries=tuple(allow_registry or ()),
         edge_timeouts=edge_timeouts,
         api_limits=api_limits,
         edge_limits=edge_limits,
