@@ -174,7 +174,7 @@ async def warm_edge(server: Server, app: str, token: str, rounds: int) -> tuple[
 async def main(cold_runs: int, rounds: int) -> None:
     layout = build_mcp_layout(McpImageRecipe(preinstall=(SERVER,)))
     with running_server() as server, tempfile.TemporaryDirectory() as scratch:
-        push_layout(layout, f"{server.registry}/flyio/mcp:latest")
+        push_layout(layout, server.image("flyio/mcp"), credentials=server.operator_credentials)
         with server.client() as api:
             command = ["npx", "-f", SERVER, "/data/"]
             machine_id, token = launch_app(api, "bench-mcp", "personal", "iad", "flyio/mcp:latest", command, 1)

@@ -161,7 +161,7 @@ FILESYSTEM = ["npx", "-f", "@modelcontextprotocol/server-filesystem", "/data/"]
 @pytest.fixture(scope="module")
 def server(mcp_layout: Path) -> Iterator[Server]:
     with running_server() as started:
-        push_layout(mcp_layout, f"{started.registry}/flyio/mcp:latest")
+        push_layout(mcp_layout, started.image("flyio/mcp"), credentials=started.operator_credentials)
         yield started
 
 
