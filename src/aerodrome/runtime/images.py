@@ -233,7 +233,8 @@ class ImageStore:
                 self._prepare_dirs()
                 if transport is not None:
                     report(f"pulling {digest}")
-                    await self._skopeo_copy(transport, _tag(digest), tls, transport, registry)
+                    shown = transport.removeprefix("docker://")
+                    await self._skopeo_copy(transport, _tag(digest), tls, shown, registry)
                 report(f"unpacking {digest}")
                 started = time.monotonic()
                 info = await self._unpack(digest)
