@@ -259,6 +259,7 @@ def test_machine_create_applies_the_same_policy(server: Server, orgs: tuple[Org,
             f"{server.registry}/{b.app}/private:v1",
             f"{server.registry}/{b.app}/private@{digest}",
             f"{server.registry}/{b.app}/private:v1@{digest}",
+            f"localhost:{server.registry_port}/{b.app}/private:v1",  # another name of the same registry
             f"{server.registry}/{a.app}/anything@{digest}",  # A's own name over B's digest
             f"{server.registry}/{a.app}@{digest}",
         ):

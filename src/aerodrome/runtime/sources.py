@@ -23,7 +23,7 @@ from aerodrome.core import (
     UnavailableError,
 )
 from aerodrome.runtime.process import ToolError
-from aerodrome.runtime.references import ImageReference, parse_reference
+from aerodrome.runtime.references import ImageReference, is_loopback_host, parse_reference
 from aerodrome.runtime.registry_tokens import RegistryTokens
 
 log = logging.getLogger("aerodrome.images")
@@ -75,7 +75,14 @@ class RegistryGate:
         self.embedded = embedded
 
     def is_embedded(self, source: ImageReference) -> bool:
-        return self.embedded is not None and source.registry == self.embedded.host
+        """The embedded registry, by its name or by another loopback name of its port (`localhost:5000` is
+        `127.0.0.1:5000`): an alias must not escape its rules."""
+        if self.embedded is None:
+            return False
+        host = self.embedded.host
+        if source.registry == host:
+            return True
+        return is_loopback_host(host) and is_loopback_host(source.registry) and _port(source.registry) == _port(host)
 
     def admit(
         self, reference: str, candidates: Sequence[ImageReference], grant: PullGrant | None
@@ -85,7 +92,7 @@ class RegistryGate:
         repositories left belong to another organisation."""
         if not candidates:
             raise NotFoundError(f"image {reference} not found: no registry is configured for short names")
-        allowed = [c for c in candidates if self.allowed is None or c.registry in self.allowed]
+        allowed = [c for c in candidates if self.allowed is None or c.registry in self.allowed or self.is_embedded(c)]
         if not allowed:
             host = candidates[0].registry
             raise InvalidArgumentError(
@@ -113,6 +120,11 @@ class RegistryGate:
         if self.embedded is None or not self.is_embedded(source):
             return ()
         return self.embedded.flags(prefix, source.repository, actions, lifetime)
+
+
+def _port(host: str) -> str:
+    _, sep, port = host.rpartition(":")
+    return port if sep and port.isdigit() else ""
 
 
 def classify(exc: ToolError, what: str, registry: str) -> AerodromeError:
