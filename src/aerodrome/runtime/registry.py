@@ -151,34 +151,32 @@ class EmbeddedRegistry:
     async def supervise(self) -> None:
         """Watch the registry for good; when it dies, log it and start it again after a backoff (bounded by
         RESTART_DELAY_MAX), however often it dies. Cancel this task before `stop`."""
-        delay = RESTART_DELAY
-        up_since = time.monotonic()
+        delay, up_since, reason = RESTART_DELAY, time.monotonic(), "not running"
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
             if self.running:
                 if time.monotonic() - up_since >= STABLE_AFTER:
                     delay = RESTART_DELAY
                 continue
-            status = self._proc.returncode if self._proc is not None else None
-            self._problem = f"the registry process exited (status {status}); restarting in {delay:g}s"
-            log.warning("registry on %s exited (status %s): restarting in %gs", self.listen, status, delay)
+            if self._proc is not None:  # it died: reap it
+                proc, self._proc = self._proc, None
+                reason = f"the registry process exited (status {proc.wait()})"
+                log.warning("registry on %s: %s", self.listen, reason)
+            self._problem = f"{reason}; restarting in {delay:g}s"
             await asyncio.sleep(delay)
             delay = min(delay * 2, RESTART_DELAY_MAX)
             try:
-                await self._restart()
-            except UnavailableError as exc:
-                self._problem = f"the registry does not start again: {exc.message}"
-                log.error("registry on %s does not start again: %s", self.listen, exc.message)
+                await self.start()
+            except (UnavailableError, OSError) as exc:
+                reason = (
+                    f"the registry does not start again: {exc.message if isinstance(exc, UnavailableError) else exc}"
+                )
+                log.error("registry on %s: %s", self.listen, reason)
+                self._problem = reason
                 continue
             self._restarts += 1
             up_since = time.monotonic()
             log.info("registry on %s restarted (pid %d)", self.listen, self._proc.pid if self._proc else -1)
-
-    async def _restart(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            proc.wait()  # reaped: it has exited
-        await self.start()
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Terminate the registry, kill it if it outlives `timeout`, and reap it."""
