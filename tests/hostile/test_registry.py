@@ -297,3 +297,35 @@ def test_a_hostile_registry_is_never_echoed(server: Server, orgs: tuple[Org, Org
                 assert 400 <= answer.status_code < 600 and answer.status_code != 500, (mode, answer.text)
                 assert MARKER not in answer.text and MARKER.lower() not in answer.text.lower(), (mode, answer.text)
                 assert hostile.host in answer.json()["error"], answer.text
+
+
+def test_bad_token_requests_are_4xx(server: Server) -> None:
+    realm = f"{server.api_url}/v2/token"
+    auth = ("x", server.token)
+    for params in (
+        {"scope": "repository:UPPER/case:pull"},
+        {"scope": "repository::pull"},
+        {"scope": "nonsense"},
+        {"scope": " ".join(["repository:library/busybox:pull"] * 40)},
+        {"scope": "repository:" + "a" * 300 + ":pull"},
+        {"service": "someone-else"},
+    ):
+        answer = httpx.get(realm, params=params, auth=auth)
+        assert answer.status_code == 400 and "error" in answer.json(), (params, answer.text)
+    for header in ("Basic !!!", "Basic " + "QUJD", "Bearer", "Basic " + "A" * 20000):
+        answer = httpx.get(realm, headers={"Authorization": header})
+        assert answer.status_code == 401 and "error" in answer.json(), (header, answer.text)
+    form = "&".join(f"f{i}=x" for i in range(100))
+    crowded = httpx.post(realm, content=form, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert crowded.status_code == 400, crowded.text
+    granted = httpx.post(
+        realm,
+        data={"grant_type": "password", "username": "x", "password": server.token, "scope": "repository:flyio/x:pull"},
+    )
+    assert granted.status_code == 200 and granted.json()["token"], granted.text
+    # a scope beyond the caller's rights is left out of the token, which the registry then refuses
+    limited = httpx.get(realm, params={"scope": "repository:library/busybox:push"}, auth=auth).json()["token"]
+    pushed = httpx.post(
+        f"http://{server.registry}/v2/library/busybox/blobs/uploads/", headers={"Authorization": f"Bearer {limited}"}
+    )
+    assert pushed.status_code == 401

@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from aerodrome.api.responses import JSONResponse
 from aerodrome.control import ControlPlane
+from aerodrome.core import InvalidArgumentError
 
 
 async def token(request: Request) -> Response:
@@ -30,7 +31,10 @@ async def token(request: Request) -> Response:
 async def oauth_token(request: Request) -> Response:
     """OAuth2's form (`grant_type=password&username=…&password=…&scope=…`), where clients send one."""
     plane: ControlPlane = request.app.state.plane
-    form = urllib.parse.parse_qs((await request.body()).decode(errors="replace"), max_num_fields=32)
+    try:
+        form = urllib.parse.parse_qs((await request.body()).decode(errors="replace"), max_num_fields=32)
+    except ValueError:
+        raise InvalidArgumentError("too many form fields") from None
     authorization = request.headers.get("authorization")
     if not authorization and form.get("password"):
         pair = f"{(form.get('username') or ['x'])[0] or 'x'}:{form['password'][0]}"
