@@ -116,8 +116,9 @@ class AsyncClient:
             on_poll(machine)
             if plan.check(machine):
                 return machine
+            chunk = plan.next_chunk()  # raises at the deadline
             with contextlib.suppress(WaitTimeoutError):
-                await self.wait_machine(app, machine_id, state, timeout=plan.next_chunk())
+                await self.wait_machine(app, machine_id, state, timeout=chunk)
 
     @contextlib.asynccontextmanager
     async def machine_lease(

@@ -114,8 +114,9 @@ class Client:
             on_poll(machine)
             if plan.check(machine):
                 return machine
+            chunk = plan.next_chunk()  # raises at the deadline
             with contextlib.suppress(WaitTimeoutError):
-                self.wait_machine(app, machine_id, state, timeout=plan.next_chunk())
+                self.wait_machine(app, machine_id, state, timeout=chunk)
 
     @contextlib.contextmanager
     def machine_lease(self, app: str, machine_id: str, *, ttl: int = 30, description: str = "") -> Iterator[Lease]:
