@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 import tomllib
 import uuid
@@ -138,3 +139,21 @@ def test_login_keeps_a_checked_token_in_a_private_file_and_logout_removes_it(cli
     assert not cli.config.exists()
     after = cli.run("orgs", "list", AERODROME_API="", AERODROME_TOKEN="")
     assert after.code == 2 and "login" in after.stderr
+
+
+def test_mcp_launch_runs_the_guides_calls_through_the_client(cli: Cli, server: Server) -> None:
+    name = f"mcp-{uuid.uuid4().hex[:10]}"
+    launched = cli.run("mcp", "launch", "--app", name, "--image", f"{server.registry}/busybox:latest")
+    try:
+        assert launched.code == 0, launched.stderr
+        config = json.loads(launched.stdout)["mcpServers"][name]
+        assert config["args"][:3] == ["mcp", "proxy", "--url"] and config["args"][3] == f"http://{name}.localhost:8080/"
+        assert [s["name"] for s in cli.json("secrets", "list", "--app", name)] == ["FLY_MCP_BEARER_TOKEN"]
+        assert sorted(ip["type"] for ip in cli.json("ips", "list", "--app", name)) == ["shared_v4", "v6"]
+        assert [v["name"] for v in cli.json("volumes", "list", "--app", name)] == ["data"]
+        (machine,) = cli.json("machine", "list", "--app", name)
+        assert machine["state"] == "created" and machine["config"]["mounts"][0]["path"] == "/data"
+        again = cli.run("mcp", "launch", "--app", name, "--image", f"{server.registry}/busybox:latest")
+        assert again.code == 1 and "HTTP 422" in again.stderr
+    finally:
+        cli.run("apps", "destroy", name, "--yes")
