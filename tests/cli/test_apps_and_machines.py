@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from aerodrome.client import Client, ClientSettings
@@ -140,3 +141,27 @@ def test_usage_errors_and_an_unreachable_api(cli: Cli, server: Server, app_name:
     unreachable = cli.run("apps", "list", "--api", "http://127.0.0.1:9")
     assert unreachable.code == 4 and "cannot reach" in unreachable.stderr
     assert len(unreachable.stderr.strip().splitlines()) == 1
+
+
+def test_the_quick_starts_cli_form(cli: Cli, server: Server) -> None:
+    """The README's commands, with busybox standing in for flyio/mcp (and its httpd for the MCP server)."""
+    server.push_image("flyio/mcp", "latest")
+    name = f"mcp-demo-{uuid.uuid4().hex[:8]}"
+    on = ("--app", name)
+    try:
+        cli.json("apps", "create", name, "--org", "personal")
+        assert cli.json("ips", "allocate-v4", "--shared", *on)["type"] == "shared_v4"
+        assert cli.json("ips", "allocate-v6", *on)["type"] == "v6"
+        cli.json("volumes", "create", "data", *on, "--region", "iad", "--size", "1")
+        machine = cli.json(
+            "machine", "run", "flyio/mcp:latest", *on, "--region", "iad", "--cmd", "httpd -f -p 8080 -h /data",
+            "--vm-cpus", "1", "--vm-memory", "1024", "--volume", "data:/data", "--port", "80:8080/tcp:http",
+            "--port", "443:8080/tcp:http:tls", "--autostop", "stop", "--autostart",
+        )  # fmt: skip
+        assert machine["state"] == "started"
+        cli.run("machine", "exec", machine["id"], *on, "--", "sh", "-c", "echo served > /data/index.html")
+        edge = f"http://127.0.0.1:{server.edge_http_port}/"
+        reply = httpx.get(edge, headers={"Host": f"{name}.localhost"}, timeout=60)
+        assert reply.status_code == 200 and reply.text == "served\n"
+    finally:
+        cli.run("apps", "destroy", name, "--yes")

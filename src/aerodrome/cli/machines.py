@@ -26,7 +26,8 @@ def wait_with_spinner(session: Session, app_name: str, machine: Machine, state: 
     with session.status_console.status(f"machine {machine.id}: {machine.state}") as spinner:
 
         def show(current: Machine) -> None:
-            spinner.update(f"machine {current.id}: {current.state}, waiting for {state}")
+            waiting = "" if current.state == state else f", waiting for {state}"
+            spinner.update(f"machine {current.id}: {current.state}{waiting}")
 
         return session.client.wait(app_name, machine.id, state, timeout=timeout, poll=2.0, on_poll=show)
 
