@@ -25,6 +25,7 @@ from mcp.types import TextContent
 
 from aerodrome.cli.mcp import launch_app
 from aerodrome.cli.mcp_image import push_layout
+from aerodrome.client import Client, ClientSettings
 from tests.api.helpers import wait_for
 from tests.support.server import Server, running_server
 
@@ -167,7 +168,7 @@ def server(mcp_layout: Path) -> Iterator[Server]:
 
 def launch(server: Server, app: str) -> tuple[str, str]:
     """`aerodrome mcp launch`'s flow for one user; (machine id, bearer token)."""
-    with server.client() as api:
+    with Client(ClientSettings(server.api_url, server.token, timeout=120.0)) as api:
         return launch_app(api, app, "personal", "iad", "flyio/mcp:latest", FILESYSTEM, 1)
 
 
