@@ -52,7 +52,7 @@ def test_apps_create_list_status_destroy(cli: Cli) -> None:
 
 def test_machine_run_waits_for_started_and_builds_the_config(cli: Cli, server: Server, app_name: str) -> None:
     machine = cli.json(
-        "machine", "run", f"{server.registry}/busybox:latest", "--app", app_name, "--name", "web",
+        "machine", "run", server.image(), "--app", app_name, "--name", "web",
         "--region", "iad", "--env", "GREETING=hello world", "--cmd", "httpd -f -p 8081 -h /", "--vm-cpus", "1",
         "--vm-memory", "256", "--port", "80:8081/tcp:http", "--port", "443:8081/tcp:http:tls",
         "--autostop", "suspend", "--autostart", "--restart", "on-failure", "--metadata", "role=web",
@@ -79,7 +79,7 @@ def test_machine_run_waits_for_started_and_builds_the_config(cli: Cli, server: S
 
 
 def test_machine_lifecycle_commands(cli: Cli, server: Server, app_name: str) -> None:
-    image = f"{server.registry}/busybox:latest"
+    image = server.image()
     machine_id = cli.json("machine", "run", image, "--app", app_name)["id"]
     on = ("--app", app_name)
     assert cli.json("machine", "stop", machine_id, *on)["ok"] is True
@@ -106,7 +106,7 @@ def test_machine_lifecycle_commands(cli: Cli, server: Server, app_name: str) -> 
 
 
 def test_machine_leases_shows_and_clears_the_holder(cli: Cli, server: Server, app_name: str) -> None:
-    machine_id = cli.json("machine", "run", f"{server.registry}/busybox:latest", "--app", app_name, "--detach")["id"]
+    machine_id = cli.json("machine", "run", server.image(), "--app", app_name, "--detach")["id"]
     assert cli.json("machine", "leases", machine_id, "--app", app_name) == {"lease": None}
     with Client(ClientSettings(server.api_url, server.token)) as client:
         client.acquire_lease(app_name, machine_id, ttl=300, description="deploying")
@@ -122,7 +122,7 @@ def test_machine_leases_shows_and_clears_the_holder(cli: Cli, server: Server, ap
 
 
 def test_usage_errors_and_an_unreachable_api(cli: Cli, server: Server, app_name: str) -> None:
-    image = f"{server.registry}/busybox:latest"
+    image = server.image()
     for flags, complaint in (
         (("--port", "eighty"), "--port"),
         (("--env", "NOVALUE"), "--env"),

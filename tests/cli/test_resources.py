@@ -46,7 +46,7 @@ def test_volumes_and_their_snapshots(cli: Cli, server: Server, app_name: str) ->
     assert shown["id"] == volume["id"] and shown["bytes_total"] > 0
     extended = cli.json("volumes", "extend", volume["id"], *on, "--size", "2")
     assert extended["volume"]["size_gb"] == 2 and extended["needs_restart"] is False
-    machine = cli.json("machine", "run", f"{server.registry}/busybox:latest", *on, "--volume", "data:/data")
+    machine = cli.json("machine", "run", server.image(), *on, "--volume", "data:/data")
     assert machine["config"]["mounts"][0]["path"] == "/data"
     snapshot = cli.json("volumes", "snapshots", "create", volume["id"], *on)
     assert snapshot["id"] and snapshot["status"]
@@ -84,7 +84,7 @@ def test_secrets_set_list_unset(cli: Cli, server: Server, app_name: str) -> None
     assert sorted(s["name"] for s in listed) == ["API_KEY", "OTHER", "PIPED"]
     assert all(s["value"] is None and s["digest"] for s in listed)  # never a value
     assert "abc" not in cli.run("secrets", "list", *on).stdout
-    machine = cli.json("machine", "run", f"{server.registry}/busybox:latest", *on)
+    machine = cli.json("machine", "run", server.image(), *on)
     said = cli.run("machine", "exec", machine["id"], *on, "--", "sh", "-c", 'echo "$OTHER/$PIPED"')
     assert said.stdout == "x=y/from stdin\n"
     unknown = cli.run("secrets", "unset", "API_KEY", "NOPE", *on)
@@ -143,7 +143,7 @@ def test_login_keeps_a_checked_token_in_a_private_file_and_logout_removes_it(cli
 
 def test_mcp_launch_runs_the_guides_calls_through_the_client(cli: Cli, server: Server) -> None:
     name = f"mcp-{uuid.uuid4().hex[:10]}"
-    launched = cli.run("mcp", "launch", "--app", name, "--image", f"{server.registry}/busybox:latest")
+    launched = cli.run("mcp", "launch", "--app", name, "--image", server.image())
     try:
         assert launched.code == 0, launched.stderr
         config = json.loads(launched.stdout)["mcpServers"][name]
@@ -153,7 +153,7 @@ def test_mcp_launch_runs_the_guides_calls_through_the_client(cli: Cli, server: S
         assert [v["name"] for v in cli.json("volumes", "list", "--app", name)] == ["data"]
         (machine,) = cli.json("machine", "list", "--app", name)
         assert machine["state"] == "created" and machine["config"]["mounts"][0]["path"] == "/data"
-        again = cli.run("mcp", "launch", "--app", name, "--image", f"{server.registry}/busybox:latest")
+        again = cli.run("mcp", "launch", "--app", name, "--image", server.image())
         assert again.code == 1 and "HTTP 422" in again.stderr
     finally:
         cli.run("apps", "destroy", name, "--yes")

@@ -53,7 +53,7 @@ def app_name(client: Client) -> Iterator[str]:
 
 
 def busybox(server: Server, **fields: object) -> CreateMachineRequest:
-    return CreateMachineRequest(config=MachineConfig(image=f"{server.registry}/busybox:latest"), **fields)
+    return CreateMachineRequest(config=MachineConfig(image=server.image()), **fields)
 
 
 class Statuses:
