@@ -9,6 +9,7 @@ from aerodrome.core.errors import (
     AerodromeError,
     AlreadyExistsError,
     FailedPreconditionError,
+    InsufficientStorageError,
     InvalidArgumentError,
     LeaseConflictError,
     NotFoundError,
@@ -18,6 +19,7 @@ from aerodrome.core.errors import (
     UnavailableError,
     UnprocessableError,
     WaitTimeoutError,
+    is_out_of_space,
 )
 from aerodrome.core.ids import machine_id, machine_name, nonce, snapshot_id, ulid, volume_id
 from aerodrome.core.models import (
@@ -96,6 +98,7 @@ __all__ = [
     "GuestFile",
     "IPAddress",
     "ImageInfo",
+    "InsufficientStorageError",
     "InvalidArgumentError",
     "Lease",
     "LeaseConflictError",
@@ -133,6 +136,7 @@ __all__ = [
     "VolumeUsage",
     "WaitTimeoutError",
     "check_action",
+    "is_out_of_space",
     "machine_id",
     "machine_name",
     "nonce",
