@@ -316,7 +316,8 @@ class HttpConnection(asyncio.Protocol):
         request.method = parser.get_method()
         if request.upgrade is not None and not parser.should_upgrade():
             request.upgrade = None
-        refusal = request.refusal()
+        version = parser.get_http_version()  # the parser takes HTTP/0.9 (no version) and any 1.x or 2.x
+        refusal = request.refusal() if version == "1.1" or version == "1.0" else b"505 HTTP/1.1 is served here"
         if refusal:
             self._refusal = refusal
             raise _HeadRefused
@@ -324,8 +325,7 @@ class HttpConnection(asyncio.Protocol):
         self._head_bytes = 0
         request.head_complete()
         request.keep_alive = parser.should_keep_alive()
-        # Without a Connection field, keep-alive means HTTP/1.1: the version is asked only when it could be 1.0.
-        request.http10 = (request.connection_listed or not request.keep_alive) and parser.get_http_version() == "1.0"
+        request.http10 = version == "1.0"
         if self._active is None:
             self._active = request
             self._dispatch()

@@ -41,6 +41,7 @@ _REASONS = {
     503: b"Service Unavailable",
     501: b"Not Implemented",
     504: b"Gateway Timeout",
+    505: b"HTTP Version Not Supported",
 }
 _request_ids = itertools.count(1)
 _REQUEST_ID_PREFIX = os.urandom(6).hex().encode()
