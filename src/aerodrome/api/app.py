@@ -79,6 +79,7 @@ def build_app(
             AerodromeError: errors.aerodrome_error,
             HTTPException: errors.http_error,
             ClientDisconnect: errors.client_gone,
+            OSError: errors.os_error,  # handled, not re-raised as `Exception` is: a full disk is no crash
             Exception: errors.unexpected_error,
         },
     )

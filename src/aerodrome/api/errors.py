@@ -12,6 +12,7 @@ from aerodrome.api.responses import JSONResponse
 from aerodrome.core import (
     AerodromeError,
     FailedPreconditionError,
+    InsufficientStorageError,
     InvalidArgumentError,
     LeaseConflictError,
     NotFoundError,
@@ -21,6 +22,7 @@ from aerodrome.core import (
     UnavailableError,
     UnprocessableError,
     WaitTimeoutError,
+    is_out_of_space,
 )
 
 log = logging.getLogger("aerodrome.api")
@@ -35,6 +37,7 @@ STATUS_BY_KIND: tuple[tuple[type[AerodromeError], int], ...] = (
     (UnprocessableError, 422),
     (RateLimitedError, 429),
     (UnavailableError, 503),
+    (InsufficientStorageError, 507),
     (RuntimeFailureError, 500),
 )
 
@@ -58,6 +61,8 @@ def error_response(
 async def aerodrome_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AerodromeError)
     status = status_of(exc)
+    if status >= 500 and status != 507 and is_out_of_space(exc):  # a tool's stderr said so
+        return await out_of_space(request, exc)
     if status >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
     headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, RateLimitedError) else None
@@ -75,6 +80,23 @@ async def client_gone(request: Request, exc: Exception) -> Response:
     return error_response(400, "the client closed the connection")
 
 
+async def out_of_space(request: Request, exc: Exception) -> Response:
+    """A write that found the data filesystem full: Fly's shape, 507, and a log line that names the cause."""
+    log.warning("%s %s: the data filesystem is full: %s", request.method, request.url.path, exc)
+    what = f"{request.method} {request.url.path}"
+    error = exc if isinstance(exc, InsufficientStorageError) else InsufficientStorageError(what)
+    return error_response(507, error.message)
+
+
+async def os_error(request: Request, exc: Exception) -> Response:
+    """An OSError no layer turned into an error kind: 507 when the disk is full, else as any unexpected error."""
+    if is_out_of_space(exc):
+        return await out_of_space(request, exc)
+    return await unexpected_error(request, exc)
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
+    if is_out_of_space(exc):  # SQLite or a library said so through an exception of its own
+        return await out_of_space(request, exc)
     log.exception("%s %s: unexpected error", request.method, request.url.path)
     return error_response(500, f"internal error: {type(exc).__name__}")

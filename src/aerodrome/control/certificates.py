@@ -99,10 +99,12 @@ def check_hostname(value: object, app_domain: str) -> str:
         raise UnprocessableError("hostname is required")
     hostname = value.strip().lower().rstrip(".")
     labels = hostname.split(".")
-    if len(hostname) > 253 or len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
-        raise UnprocessableError(f"invalid hostname {value!r}: use a DNS name such as www.example.com")
+    if len(hostname) > 253:  # not echoed: an error stays short whatever was sent
+        raise UnprocessableError(f"invalid hostname: {len(hostname)} characters, a DNS name has at most 253")
+    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+        raise UnprocessableError(f"invalid hostname {hostname!r}: use a DNS name such as www.example.com")
     if labels[-1].isdigit():
-        raise UnprocessableError(f"invalid hostname {value!r}: IP addresses take no certificate here")
+        raise UnprocessableError(f"invalid hostname {hostname!r}: IP addresses take no certificate here")
     domain = app_domain.strip(".").lower()
     if hostname == domain or hostname.endswith("." + domain):
         raise UnprocessableError(f"hostname {hostname!r} is under {domain}, where every app has its name already")

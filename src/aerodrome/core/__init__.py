@@ -9,6 +9,7 @@ from aerodrome.core.errors import (
     AerodromeError,
     AlreadyExistsError,
     FailedPreconditionError,
+    InsufficientStorageError,
     InvalidArgumentError,
     LeaseConflictError,
     NotFoundError,
@@ -18,6 +19,7 @@ from aerodrome.core.errors import (
     UnavailableError,
     UnprocessableError,
     WaitTimeoutError,
+    is_out_of_space,
 )
 from aerodrome.core.ids import machine_id, machine_name, nonce, snapshot_id, ulid, volume_id
 from aerodrome.core.models import (
@@ -106,6 +108,7 @@ __all__ = [
     "GuestFile",
     "IPAddress",
     "ImageInfo",
+    "InsufficientStorageError",
     "InvalidArgumentError",
     "Lease",
     "LeaseConflictError",
@@ -146,6 +149,7 @@ __all__ = [
     "WaitTimeoutError",
     "check_action",
     "granted_actions",
+    "is_out_of_space",
     "machine_id",
     "machine_name",
     "namespace_of",

@@ -11,12 +11,18 @@
      │    └── AlreadyExistsError
      ├── RateLimitedError            too many requests (429)
      ├── UnavailableError            a dependency is down or a start failed (503)
+     ├── InsufficientStorageError    the data filesystem is full (507)
      └── RuntimeFailureError         the host runtime failed to act (500)
 
 Only the API layer turns these into HTTP statuses and Fly's `{"error": ...}` bodies.
 """
 
 from __future__ import annotations
+
+import errno
+
+# What a full filesystem says through the layers that do not keep its errno: SQLite, and tools' stderr.
+_NO_SPACE_WORDS = ("no space left on device", "database or disk is full", "disk quota exceeded")
 
 
 class AerodromeError(Exception):
@@ -76,3 +82,24 @@ class UnavailableError(AerodromeError):
 
 class RuntimeFailureError(AerodromeError):
     pass
+
+
+class InsufficientStorageError(AerodromeError):
+    """The data filesystem is full: what failed wrote nothing of itself, and works again once there is room."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"no space left on the data filesystem: {what} failed; free space on it and retry")
+
+
+def is_out_of_space(error: BaseException) -> bool:
+    """Whether `error`, or an error it came from, is a filesystem out of space."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(words in str(current).lower() for words in _NO_SPACE_WORDS):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -63,6 +63,7 @@ class HttpConnection(asyncio.Protocol):
         "_https_port",
         "_incoming",
         "_local",
+        "_malformed",
         "_max_head_bytes",
         "_max_headers",
         "_out",
@@ -116,6 +117,9 @@ class HttpConnection(asyncio.Protocol):
         # Dropped when the connection ends: parser and connection refer to each other, and a cycle would wait
         # for the garbage collector, whose passes grow costly with one such cycle per connection.
         self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
+        # What follows a request that closes the connection is not a request: read and dropped, not refused.
+        self._parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self._malformed = False  # bytes after the request being served could not be parsed: close after it
         self._forwarded = b""  # the edge's header lines that depend only on this connection
         self._client_ip = b""
         self._out: list[bytes] = []  # client writes held until the end of one read from the machine
@@ -186,15 +190,33 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError:
             if self._refusal:
                 self._refuse_head(int(self._refusal[:3]), self._refusal[4:].decode())
-                return
-            if self._active is None and self.transport is not None:
-                self.transport.write(messages.error_response(400, "malformed HTTP request", close=True))
-            self._close()
+            else:
+                self._malformed_request()
             return
         if phase == self._phase and not phase & 1:  # a head was being parsed before this read and still is
             self._head_bytes += len(data)
             if self._head_bytes > self._max_head_bytes:
                 self._refuse_head(431, "the request head is too large")
+
+    def _malformed_request(self) -> None:
+        """Bytes the parser refused: nothing of them is forwarded. A body that goes wrong midway cuts the machine's
+        connection, so it never sees the request end; a bad request after a complete one waits for its answer."""
+        self._parser = None
+        active = self._active
+        if active is None:
+            self._refuse_head(400, "malformed HTTP request")
+        elif active.complete:
+            self._malformed = True  # pipelined after the one being served: answered, then the connection closes
+        elif self._response_started:
+            self._close()
+        else:
+            if self._upstream is not None:
+                self._upstream.abandon()
+                self._upstream = None
+            if self._task is not None:
+                self._task.cancel()
+                self._task = None
+            self._reply(400, "malformed HTTP request body", close=True)
 
     def _refuse_head(self, status: int, message: str) -> None:
         """Answer a request head the edge will not take (431, 414, 408) and close; nothing of it was forwarded."""
@@ -291,15 +313,19 @@ class HttpConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         request, parser = self._incoming, self._parser
         assert request is not None and parser is not None
+        request.method = parser.get_method()
+        if request.upgrade is not None and not parser.should_upgrade():
+            request.upgrade = None
+        version = parser.get_http_version()  # the parser takes HTTP/0.9 (no version) and any 1.x or 2.x
+        refusal = request.refusal() if version == "1.1" or version == "1.0" else b"505 HTTP/1.1 is served here"
+        if refusal:
+            self._refusal = refusal
+            raise _HeadRefused
         self._phase += 1
         self._head_bytes = 0
         request.head_complete()
-        request.method = parser.get_method()
         request.keep_alive = parser.should_keep_alive()
-        # Without a Connection field, keep-alive means HTTP/1.1: the version is asked only when it could be 1.0.
-        request.http10 = (request.connection_listed or not request.keep_alive) and parser.get_http_version() == "1.0"
-        if request.upgrade is not None and not parser.should_upgrade():
-            request.upgrade = None
+        request.http10 = version == "1.0"
         if self._active is None:
             self._active = request
             self._dispatch()
@@ -497,7 +523,7 @@ class HttpConnection(asyncio.Protocol):
         self._response_started = self._retried = False
         if self._paused:  # checked here first: reading is rarely paused, and this runs once per request
             self._resume(_PAUSE_UPSTREAM)
-        if close or self._tunnel_backlog is not None:
+        if close or self._tunnel_backlog is not None or (self._malformed and not self._queue):
             self._close()
             return
         self.state = ConnState.IDLE

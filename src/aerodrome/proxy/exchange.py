@@ -34,6 +34,7 @@ class PendingRequest:
         "force_instance",
         "headers",
         "host",
+        "hosts",
         "http10",
         "keep_alive",
         "method",
@@ -41,6 +42,7 @@ class PendingRequest:
         "target",
         "trailers",
         "trailers_accepted",
+        "transfer_codings",
         "upgrade",
         "x_forwarded_for",
     )
@@ -52,6 +54,8 @@ class PendingRequest:
         self.trailers: messages.Headers | None = None  # a list once the head is complete and the body is chunked
         self.dropped = messages.REQUEST_DROPPED  # what is not forwarded: hop-by-hop, and the edge's own headers
         self.host: str | None = None  # the Host header, lowercased, port included
+        self.hosts = 0  # Host fields sent: more than one is refused
+        self.transfer_codings = b""  # the Transfer-Encoding fields, joined
         self.force_instance: str | None = None  # Fly-Force-Instance-Id
         self.x_forwarded_for: bytes | None = None
         self.upgrade: bytes | None = None  # the Upgrade header's value
@@ -76,6 +80,7 @@ class PendingRequest:
             lowered = name.lower()
             if lowered == b"host":  # in every request: no call for it
                 self.host = value.decode("latin-1").lower()
+                self.hosts += 1
             elif lowered in _NOTED:
                 self._note(lowered, value)
 
@@ -85,6 +90,7 @@ class PendingRequest:
         elif lowered == b"x-forwarded-for":
             self.x_forwarded_for = value if self.x_forwarded_for is None else self.x_forwarded_for + b", " + value
         elif lowered == b"transfer-encoding":
+            self.transfer_codings += b", " + value if self.transfer_codings else value
             self.chunked = b"chunked" in value.lower()
         elif lowered == b"content-length":
             self.content_length = int(value) if value.strip().isdigit() else 0
@@ -101,13 +107,28 @@ class PendingRequest:
         if self.chunked:
             self.trailers = []
 
+    def refusal(self) -> bytes:
+        """Why a parsed head is refused (`<status> <reason>`), or nothing. The parser has already refused what it
+        cannot frame; these are heads it frames one way and a machine behind the edge could read another."""
+        if self.hosts > 1:
+            return b"400 a request has one Host field"
+        if self.transfer_codings and self.transfer_codings.strip().lower() != b"chunked":
+            return b"501 transfer codings other than chunked are not implemented"
+        if self.upgrade is not None and (self.chunked or self.content_length):
+            return b"400 an Upgrade request has no body"  # the parser takes what follows the head as the tunnel's
+        if self.method == b"CONNECT":
+            return b"405 CONNECT is not served"
+        target = self.target
+        if target[:1] != b"/" and target != b"*":  # absolute-form: its authority, not Host, names the server
+            authority = target.partition(b"://")[2].partition(b"/")[0].partition(b"?")[0].lower()
+            if _without_port(authority.decode("latin-1")) != self.host_name:
+                return b"400 the request target names another host than the Host field"
+        return b""
+
     @property
     def host_name(self) -> str:
         """The Host without its port."""
-        host = self.host or ""
-        if host.startswith("["):
-            return host.partition("]")[0] + "]"
-        return host.partition(":")[0]
+        return _without_port(self.host or "")
 
     @property
     def replayable(self) -> bool:
@@ -148,3 +169,9 @@ class PendingRequest:
         self._buffer.clear()
         self._buffered = 0
         return data
+
+
+def _without_port(host: str) -> str:
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.partition(":")[0]

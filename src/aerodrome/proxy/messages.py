@@ -33,16 +33,22 @@ _REASONS = {
     301: b"Moved Permanently",
     400: b"Bad Request",
     404: b"Not Found",
+    405: b"Method Not Allowed",
     408: b"Request Timeout",
     414: b"URI Too Long",
     431: b"Request Header Fields Too Large",
     502: b"Bad Gateway",
     503: b"Service Unavailable",
+    501: b"Not Implemented",
     504: b"Gateway Timeout",
+    505: b"HTTP Version Not Supported",
 }
 _request_ids = itertools.count(1)
 _REQUEST_ID_PREFIX = os.urandom(6).hex().encode()
 _CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
+# End-to-end fields a `Connection` option never removes: without its length or Host, the machine would read the
+# body as the next request (a smuggling trick) or the request as addressed to no one.
+_CONNECTION_KEPT = frozenset({b"content-length", b"host"})
 
 LAST_CHUNK = b"0\r\n\r\n"
 
@@ -61,7 +67,8 @@ class Dropped:
         """These names plus the options a `Connection` header value lists, other than its own keywords."""
         if connection_value.lower() in _CONNECTION_OPTIONS:
             return self  # the common case, `Connection: keep-alive` or `close`
-        named = {token.strip().lower() for token in connection_value.split(b",")} - _CONNECTION_OPTIONS - {b""}
+        named = {token.strip().lower() for token in connection_value.split(b",")}
+        named -= _CONNECTION_OPTIONS | _CONNECTION_KEPT | {b""}
         return Dropped(self.names | named) if named - self.names else self
 
 

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from aerodrome.core import RuntimeFailureError, UnavailableError
+from aerodrome.core import InsufficientStorageError, RuntimeFailureError, UnavailableError, is_out_of_space
 
 
 def with_tool_umask(argv: Sequence[str]) -> list[str]:
@@ -84,4 +84,6 @@ def map_runtime_errors(what: str) -> Iterator[None]:
     try:
         yield
     except (OSError, TimeoutError) as exc:
+        if is_out_of_space(exc):
+            raise InsufficientStorageError(what) from exc
         raise RuntimeFailureError(f"{what}: {exc}") from exc

@@ -13,6 +13,8 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine
 
+from aerodrome.core import InsufficientStorageError, is_out_of_space
+
 P = ParamSpec("P")
 T = TypeVar("T")
 Work = Callable[Concatenate[Connection, P], T]
@@ -68,7 +70,12 @@ class SyncRunner:
         if not self._committing:
             self._committing = True
             loop.call_soon(self._commit_next, loop)  # after the rest of this round has queued its writes too
-        result: T = await queued.future
+        try:
+            result: T = await queued.future
+        except Exception as exc:
+            if is_out_of_space(exc):  # the transaction was rolled back: nothing of it is on disk
+                raise InsufficientStorageError("writing to the database") from exc
+            raise
         return result
 
     def _commit_next(self, loop: asyncio.AbstractEventLoop) -> None:
