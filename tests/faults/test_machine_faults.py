@@ -92,7 +92,7 @@ def destroy(api: httpx.Client, app: str, machine_id: str) -> None:
 
 def test_a_crash_loop_restarts_with_backoff_and_harms_nothing(server: Server, api: httpx.Client, app_name: str) -> None:
     config = {
-        "image": f"{server.registry}/busybox:latest",
+        "image": server.image(),
         "init": {"exec": ["sh", "-c", "echo crashing; exit 3"]},
         "restart": {"policy": "always"},
     }
@@ -130,7 +130,7 @@ def test_an_oom_kill_is_reported_and_the_policy_decides(
     server: Server, api: httpx.Client, app_name: str, policy: dict[str, Any], starts: int
 ) -> None:
     config = {
-        "image": f"{server.registry}/busybox:latest",
+        "image": server.image(),
         "guest": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 256},
         "init": {"exec": ["sh", "-c", HOG]},
         "restart": policy,
@@ -235,7 +235,7 @@ def test_a_full_data_filesystem_refuses_clearly_and_recovers(tmp_path: Path) -> 
 
 def full_disk_scenario(server: Server, filesystem: Path) -> None:
     server.push_image("busybox")
-    image = f"{server.registry}/busybox:latest"
+    image = server.image()
     app = f"full-{uuid.uuid4().hex[:8]}"
     with server.client() as api:
         assert api.post("/v1/apps", json={"app_name": app, "org_slug": "personal"}).status_code == 201

@@ -163,7 +163,7 @@ def test_100_mb_of_exec_output(server: Server) -> None:
     app = f"ceiling-{uuid.uuid4().hex[:8]}"
     with server.client() as api:
         assert api.post("/v1/apps", json={"app_name": app, "org_slug": "personal"}).status_code == 201
-        config = {"image": f"{server.registry}/busybox:latest", "init": {"exec": ["sleep", "1000"]}}
+        config = {"image": server.image(), "init": {"exec": ["sleep", "1000"]}}
         machine = create_machine(api, app, config)["id"]
         wait_for(api, app, machine, "started")
         url = f"/v1/apps/{app}/machines/{machine}/exec"
