@@ -31,6 +31,7 @@ from aerodrome.core import (
     Store,
     VolumeMount,
     check_action,
+    fault_point,
     machine_id,
     machine_name,
     nonce,
@@ -88,9 +89,11 @@ class Machines(Lifecycle, Leases, Metadata):
         mid, version, now = machine_id(), ulid(), rfc3339(self.clock.now())
         try:
             mounts = await self._attach_volumes(app, spec, region, mid)
+            fault_point("machine.create.volumes_attached")
             sandbox = await self.runtime.create(
                 await self._sandbox_spec(app, org_network_id, mid, version, region, spec, image, mounts)
             )
+            fault_point("machine.create.runtime_created")
         except BaseException:
             await self.volumes.release_all(app.name, mid)  # a machine that was never made holds no volume
             raise
@@ -110,6 +113,7 @@ class Machines(Lifecycle, Leases, Metadata):
             cordoned=cordoned,
         )
         await self.store.add_machine(machine, self.new_event(machine, "launch", "created", "user"))
+        fault_point("machine.create.recorded")
         if lease_ttl is not None:
             machine = await self._lease_on_create(machine, lease_ttl)
         if not skip_launch:
@@ -153,14 +157,17 @@ class Machines(Lifecycle, Leases, Metadata):
             image = await self.runtime.pull_image(spec.image)
             previous = machine.state
             machine = await self.transition(machine, MachineState.REPLACING)
+            fault_point("machine.update.replacing")
             if previous in (MachineState.STARTED, MachineState.SUSPENDED):
                 current = self.spec_of(machine)
                 await self.runtime.stop(machine.id, current.stop_signal, current.stop_timeout)
+                fault_point("machine.update.runtime_stopped")
             version = ulid()
             mounts = await self._attach_volumes(app, spec, machine.region, machine.id)
             sandbox = await self.runtime.create(
                 await self._sandbox_spec(app, org_network_id, machine.id, version, machine.region, spec, image, mounts)
             )
+            fault_point("machine.update.runtime_created")
             resting = MachineState.CREATED if previous is MachineState.CREATED else MachineState.STOPPED
             machine = await self.transition(
                 machine,
@@ -174,6 +181,7 @@ class Machines(Lifecycle, Leases, Metadata):
                 private_ipv4=sandbox.private_ipv4,
                 name=name or machine.name,
             )
+            fault_point("machine.update.recorded")
         if not skip_launch:
             await self.start(app, mid, nonce_)
             machine = await self.find(app, mid)
@@ -186,9 +194,13 @@ class Machines(Lifecycle, Leases, Metadata):
                 self.check_lease(machine, nonce_)
             check_action(Action.DESTROY, machine.state, force=force)
             machine = await self.transition(machine, MachineState.DESTROYING)
+            fault_point("machine.destroy.destroying")
             await self.runtime.destroy(machine.id)
+            fault_point("machine.destroy.runtime_destroyed")
             await self.volumes.release_all(app.name, machine.id)
+            fault_point("machine.destroy.volumes_released")
             await self.transition(machine, MachineState.DESTROYED, event=("destroy", "user"), deleted=True, lease=None)
+            fault_point("machine.destroy.recorded")
 
     async def list(
         self, app: App, *, include_deleted: bool, region: str | None, states: Sequence[MachineState]

@@ -26,6 +26,7 @@ from aerodrome.core import (
     Store,
     SystemClock,
     VolumeBackend,
+    fault_point,
 )
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class ControlPlane:
         resumes the take-down, so an accepted delete always completes."""
         if not app.destroying:
             await self.store.set_app_status(app.name, APP_DESTROYING)
+            fault_point("app.delete.marked")
         self._take_down_later(app.name)
 
     def _take_down_later(self, name: str) -> None:
@@ -143,11 +145,14 @@ class ControlPlane:
                 await self.machines.destroy(app, machine_id, force=True, nonce_=None, ignore_lease=True)
 
         await asyncio.gather(*(destroy(m.id) for m in await self.store.list_machines(app.name)))
+        fault_point("app.delete.machines_destroyed")
         for volume in await self.store.list_volumes(app.name):
             await self.volumes.delete(app, volume.id)
+        fault_point("app.delete.volumes_deleted")
         await self.ips.release_all(app)
         await self.certificates.remove_all(app)
         await self.store.delete_app(app.name)
+        fault_point("app.delete.recorded")
         log.info("app %s deleted", app.name)
 
     async def close(self) -> None:

@@ -21,6 +21,7 @@ from aerodrome.core import (
     VolumeMount,
     VolumeSnapshot,
     VolumeUsage,
+    fault_point,
     parse_bool,
     parse_int,
     rfc3339,
@@ -79,7 +80,9 @@ class Volumes:
         await self._backend.create(
             volume.id, size_gb * self.unit_bytes, fstype, from_snapshot=source_snapshot, from_volume=source_volume
         )
+        fault_point("volume.create.image_built")
         await self._store.add_volume(volume)
+        fault_point("volume.create.recorded")
         return volume
 
     async def _sources(self, app: App, body: dict[str, Any]) -> tuple[str | None, str | None, int]:
@@ -139,8 +142,10 @@ class Volumes:
         if size_gb <= volume.size_gb:
             raise InvalidArgumentError(f"size_gb must be larger than the current size ({volume.size_gb})")
         online = await self._backend.extend(volume.id, size_gb * self.unit_bytes)
+        fault_point("volume.extend.resized")
         volume = dataclasses.replace(volume, size_gb=size_gb)
         await self._store.save_volume(volume)
+        fault_point("volume.extend.recorded")
         needs_restart = bool(volume.attached_machine_id) and not online
         if needs_restart:
             self._grow_pending.add(volume.id)
@@ -150,6 +155,7 @@ class Volumes:
         volume = await self.get(app, vol_id)
         snap_id = snapshot_id()
         info = await self._backend.snapshot(volume.id, snap_id)
+        fault_point("volume.snapshot.copied")
         snapshot = VolumeSnapshot(
             id=snap_id,
             volume_id=volume.id,
@@ -161,6 +167,7 @@ class Volumes:
             retention_days=volume.snapshot_retention,
         )
         await self._store.add_snapshot(snapshot)
+        fault_point("volume.snapshot.recorded")
         return snapshot
 
     async def snapshots(self, app: App, vol_id: str) -> builtins.list[VolumeSnapshot]:

@@ -19,6 +19,7 @@ from aerodrome.core.errors import (
     UnprocessableError,
     WaitTimeoutError,
 )
+from aerodrome.core.faults import FAULT_ENV, FAULT_STEPS, fault_point, parse_target
 from aerodrome.core.ids import machine_id, machine_name, nonce, snapshot_id, ulid, volume_id
 from aerodrome.core.models import (
     APP_DESTROYING,
@@ -76,6 +77,8 @@ __all__ = [
     "EXEC_OUTPUT_CAP",
     "EXEC_TIMEOUT_DEFAULT",
     "EXEC_TIMEOUT_MAX",
+    "FAULT_ENV",
+    "FAULT_STEPS",
     "MAX_DESCRIPTION",
     "MAX_DURATION",
     "MAX_ITEMS",
@@ -133,6 +136,7 @@ __all__ = [
     "VolumeUsage",
     "WaitTimeoutError",
     "check_action",
+    "fault_point",
     "machine_id",
     "machine_name",
     "nonce",
@@ -143,6 +147,7 @@ __all__ = [
     "parse_json",
     "parse_signal",
     "parse_string_map",
+    "parse_target",
     "parse_text",
     "restart_backoff",
     "rfc3339",

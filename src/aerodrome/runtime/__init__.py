@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aerodrome.runtime.images import ImageStore
 from aerodrome.runtime.registry import EmbeddedRegistry
-from aerodrome.runtime.runc import RuncRuntime, check_user_namespaces, claim_subordinate_ids
+from aerodrome.runtime.runc import RuncRuntime, check_user_namespaces, claim_subordinate_ids, host_leftovers
 from aerodrome.runtime.volumes import LoopVolumeBackend
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
     "RuncRuntime",
     "check_user_namespaces",
     "claim_subordinate_ids",
+    "host_leftovers",
 ]

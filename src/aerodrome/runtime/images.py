@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from aerodrome.core import AerodromeError, ImageInfo, InvalidArgumentError, NotFoundError, UnavailableError
+from aerodrome.core import AerodromeError, ImageInfo, InvalidArgumentError, NotFoundError, UnavailableError, fault_point
 from aerodrome.runtime.process import ToolError, map_runtime_errors, run, with_tool_umask
 from aerodrome.runtime.references import ImageReference, candidate_sources, is_loopback_host, parse_reference
 
@@ -215,6 +215,7 @@ class ImageStore:
                 if transport is not None:
                     report(f"pulling {digest}")
                     await self._skopeo_copy(transport, _tag(digest), tls, transport)
+                    fault_point("image.pull.fetched")
                 report(f"unpacking {digest}")
                 started = time.monotonic()
                 info = await self._unpack(digest)
@@ -237,8 +238,10 @@ class ImageStore:
                 timeout=self.transfer_timeout,
             )
             staging.rename(bundle)
+            fault_point("image.pull.unpacked")
             info = self._read_image_config(digest)
             _write_atomically(self._metadata_path(digest), json.dumps(dataclasses.asdict(info)).encode())
+            fault_point("image.pull.recorded")
         return info
 
     def _read_image_config(self, digest: str) -> ImageInfo:

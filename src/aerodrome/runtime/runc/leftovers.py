@@ -1,0 +1,87 @@
+"""What of some machines is still on the host: how `aerodrome doctor` (and tests) prove a run leaked nothing.
+
+Only what names these machines, this data directory or this address pool is reported, so that other runtimes
+working on the same host meanwhile are not mistaken for leaks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from aerodrome.runtime.process import run
+from aerodrome.runtime.runc.cgroups import MachineCgroup
+from aerodrome.runtime.runc.layout import mounts_dir
+from aerodrome.runtime.runc.network import host_iface_name, netns_name
+
+
+async def host_leftovers(
+    data_dir: Path, runtime_root: Path, machine_ids: Iterable[str], pool4: str, prefixes6: Sequence[str] = ()
+) -> list[str]:
+    """Containers, mounts, loop devices, cgroups, directories, netns, veths, firewall rules and routes that remain
+    of `machine_ids`, of files under `data_dir`, or of the IPv4 `pool4` and IPv6 `prefixes6` (organisations')."""
+    ids = sorted(set(machine_ids))
+    found = await _containers(runtime_root, ids)
+    found += _mounts(data_dir, mounts_dir(runtime_root), ids)
+    found += await _loop_devices(_real(data_dir))
+    for machine_id in ids:
+        found += [f"cgroup {path}" for path in MachineCgroup(machine_id).leftovers()]
+        for directory in (runtime_root / "machines" / machine_id, mounts_dir(runtime_root) / machine_id):
+            if directory.exists():
+                found.append(f"directory {directory}")
+    found += await _network(ids)
+    found += await _rules_and_routes(pool4, prefixes6)
+    return found
+
+
+async def _containers(runtime_root: Path, ids: list[str]) -> list[str]:
+    listing = (await run(["runc", "--root", str(runtime_root / "runc"), "list", "-q"], check=False)).text.split()
+    return [f"runc container {name}" for name in listing]
+
+
+def _real(path: Path) -> str:
+    return str(path.resolve())
+
+
+def _mounts(data_dir: Path, machine_mounts: Path, ids: list[str]) -> list[str]:
+    roots = (str(data_dir.resolve()), str(machine_mounts))
+    with open("/proc/self/mountinfo") as table:
+        targets = [line.split()[4] for line in table]
+    return [f"mount {t}" for t in targets if t.startswith(roots) or any(m in t for m in ids)]
+
+
+async def _loop_devices(data_dir: str) -> list[str]:
+    listing = (await run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"], check=False)).text
+    return [f"loop device {line.strip()}" for line in listing.splitlines() if data_dir in line]
+
+
+async def _network(ids: list[str]) -> list[str]:
+    veths = {host_iface_name(m) for m in ids}
+    links = (await run(["ip", "-o", "link", "show"], check=False)).text.splitlines()
+    found = [f"veth {line.split()[1]}" for line in links if line.split()[1].split("@")[0].rstrip(":") in veths]
+    namespaces = {netns_name(m) for m in ids}
+    listed = (await run(["ip", "netns", "list"], check=False)).text.split()
+    return found + [f"netns {name}" for name in listed if name in namespaces]
+
+
+async def _rules_and_routes(pool4: str, prefixes6: Sequence[str]) -> list[str]:
+    """Rules and routes naming the pool (or a subnet of it) or an organisation's IPv6 prefix."""
+    pool = ipaddress.IPv4Network(pool4)
+    marks4 = [str(pool.network_address).rsplit(".", 2)[0] + "."]  # "172.21." for 172.21.0.0/16
+    marks6 = [str(ipaddress.IPv6Network(p).network_address).rstrip(":") for p in prefixes6]
+    found = []
+    for tool, marks in (("iptables-save", marks4), ("ip6tables-save", marks6)):
+        if not marks:
+            continue
+        rules = (await run([tool], check=False)).text.splitlines()
+        found += [f"{tool.split('-')[0]} rule {r}" for r in rules if not r.startswith("#") and _names(r, marks)]
+    for family, marks in (("-4", marks4), ("-6", marks6)):
+        if marks:
+            routes = (await run(["ip", family, "route", "show", "table", "all"], check=False)).text.splitlines()
+            found += [f"route {r}" for r in routes if _names(r, marks)]
+    return found
+
+
+def _names(line: str, marks: Sequence[str]) -> bool:
+    return any(mark and mark in line for mark in marks)
