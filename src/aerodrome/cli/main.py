@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, data_dir, missing_requirements
+from aerodrome.cli.doctor import doctor
 from aerodrome.cli.images import app as images_app
 from aerodrome.core import AerodromeError
 
@@ -22,6 +23,7 @@ orgs_app = typer.Typer(help="Organisations.", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(images_app, name="images")
+app.command()(doctor)
 
 DataDir = Annotated[
     str | None, typer.Option("--data-dir", help="State directory (default $AERODROME_DATA_DIR or /var/lib/aerodrome).")

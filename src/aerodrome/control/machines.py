@@ -214,7 +214,7 @@ class Machines(Lifecycle, Leases, Metadata):
         if app is None or org is None:
             return
         spec = self.spec_of(machine)
-        image = await self.runtime.pull_image(spec.image)
+        image = await self.runtime.pull_image(_pinned(spec.image, machine.image_ref.get("digest")))
         mounts = await self._attach_volumes(app, spec, machine.region, machine.id)
         await self.runtime.create(
             await self._sandbox_spec(
@@ -270,6 +270,13 @@ class Machines(Lifecycle, Leases, Metadata):
             hostname=mid,
             rootfs_bytes=spec.rootfs_size_gb * self.volumes.unit_bytes,
         )
+
+
+def _pinned(reference: str, digest: object) -> str:
+    """The image the machine was made from, by digest: its tag may point elsewhere since."""
+    if not isinstance(digest, str) or not digest or "@" in reference:
+        return reference
+    return f"{reference}@{digest}"
 
 
 def resolve_argv(spec: MachineSpec, image: ImageInfo) -> tuple[str, ...]:

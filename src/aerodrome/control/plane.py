@@ -98,6 +98,7 @@ class ControlPlane:
             v for m in await self.store.live_machines() for v in await self.volumes.attached_to(m.app_name, m.id)
         ]
         await self.volumes.recover(attached)
+        await self.volumes.remove_orphans()
         await self.certificates.load()
         self.autoextend.start()
         self.retention.start()
@@ -148,6 +149,8 @@ class ControlPlane:
         fault_point("app.delete.machines_destroyed")
         for volume in await self.store.list_volumes(app.name):
             await self.volumes.delete(app, volume.id)
+        for volume in await self.store.list_volumes(app.name, include_destroyed=True):
+            await self.volumes.delete_snapshots(volume.id)  # the app's rows go, snapshots' included
         fault_point("app.delete.volumes_deleted")
         await self.ips.release_all(app)
         await self.certificates.remove_all(app)

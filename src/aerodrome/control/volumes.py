@@ -267,6 +267,24 @@ class Volumes:
                 continue
             self._grow_pending.discard(volume.id)
 
+    async def delete_snapshots(self, vol_id: str) -> None:
+        """Remove the files of a volume's snapshots (its app is going: the rows go with it)."""
+        for snapshot in await self._store.list_snapshots(vol_id):
+            await self._backend.delete_snapshot(snapshot.id)
+
+    async def remove_orphans(self) -> None:
+        """Delete the files of volumes and snapshots the database does not know: a create or a snapshot cut short
+        after its file was made and before it was recorded (and so never answered)."""
+        volume_ids, snapshot_ids = await self._backend.stored()
+        for vol_id in volume_ids:
+            if await self._store.get_volume(vol_id) is None:
+                log.warning("removing volume %s, which was never recorded", vol_id)
+                await self._backend.delete(vol_id)
+        for snap_id in snapshot_ids:
+            if await self._store.get_snapshot(snap_id) is None:
+                log.warning("removing snapshot %s, which was never recorded", snap_id)
+                await self._backend.delete_snapshot(snap_id)
+
     async def recover(self, attached: builtins.list[Volume]) -> None:
         """After a restart of the daemon, find again the attached volumes still waiting to grow."""
         for volume in attached:

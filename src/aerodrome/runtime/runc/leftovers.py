@@ -17,38 +17,44 @@ from aerodrome.runtime.runc.network import host_iface_name, netns_name
 
 
 async def host_leftovers(
-    data_dir: Path, runtime_root: Path, machine_ids: Iterable[str], pool4: str, prefixes6: Sequence[str] = ()
+    data_dir: Path,
+    runtime_root: Path,
+    machine_ids: Iterable[str],
+    *,
+    pool4: str | None = None,
 ) -> list[str]:
-    """Containers, mounts, loop devices, cgroups, directories, netns, veths, firewall rules and routes that remain
-    of `machine_ids`, of files under `data_dir`, or of the IPv4 `pool4` and IPv6 `prefixes6` (organisations')."""
+    """Containers, mounts, cgroups, directories, netns and veths that remain of `machine_ids`. With `pool4` (once
+    no machine should be left at all): also every container, mount and loop device under `data_dir`, and the
+    firewall rules and routes that name the IPv4 `pool4` or these machines' veths."""
     ids = sorted(set(machine_ids))
-    found = await _containers(runtime_root, ids)
-    found += _mounts(data_dir, mounts_dir(runtime_root), ids)
-    found += await _loop_devices(_real(data_dir))
+    found = await _containers(runtime_root, ids, everything=pool4 is not None)
+    found += _mounts(data_dir, mounts_dir(runtime_root), ids, everything=pool4 is not None)
     for machine_id in ids:
         found += [f"cgroup {path}" for path in MachineCgroup(machine_id).leftovers()]
         for directory in (runtime_root / "machines" / machine_id, mounts_dir(runtime_root) / machine_id):
             if directory.exists():
                 found.append(f"directory {directory}")
     found += await _network(ids)
-    found += await _rules_and_routes(pool4, prefixes6)
+    if pool4 is not None:
+        found += await _loop_devices(_real(data_dir))
+        found += await _rules_and_routes(pool4, ids)
     return found
 
 
-async def _containers(runtime_root: Path, ids: list[str]) -> list[str]:
+async def _containers(runtime_root: Path, ids: list[str], *, everything: bool) -> list[str]:
     listing = (await run(["runc", "--root", str(runtime_root / "runc"), "list", "-q"], check=False)).text.split()
-    return [f"runc container {name}" for name in listing]
+    return [f"runc container {name}" for name in listing if everything or name in ids]
 
 
 def _real(path: Path) -> str:
     return str(path.resolve())
 
 
-def _mounts(data_dir: Path, machine_mounts: Path, ids: list[str]) -> list[str]:
+def _mounts(data_dir: Path, machine_mounts: Path, ids: list[str], *, everything: bool) -> list[str]:
     roots = (str(data_dir.resolve()), str(machine_mounts))
     with open("/proc/self/mountinfo") as table:
         targets = [line.split()[4] for line in table]
-    return [f"mount {t}" for t in targets if t.startswith(roots) or any(m in t for m in ids)]
+    return [f"mount {t}" for t in targets if (everything and t.startswith(roots)) or any(m in t for m in ids)]
 
 
 async def _loop_devices(data_dir: str) -> list[str]:
@@ -65,18 +71,18 @@ async def _network(ids: list[str]) -> list[str]:
     return found + [f"netns {name}" for name in listed if name in namespaces]
 
 
-async def _rules_and_routes(pool4: str, prefixes6: Sequence[str]) -> list[str]:
-    """Rules and routes naming the pool (or a subnet of it) or an organisation's IPv6 prefix."""
+async def _rules_and_routes(pool4: str, ids: list[str]) -> list[str]:
+    """Rules and routes naming the IPv4 pool (or a subnet of it), or one of these machines' veths. An
+    organisation's IPv6 rules are not counted: every runtime on the host shares them (its org ids are the same)."""
     pool = ipaddress.IPv4Network(pool4)
     marks4 = [str(pool.network_address).rsplit(".", 2)[0] + "."]  # "172.21." for 172.21.0.0/16
-    marks6 = [str(ipaddress.IPv6Network(p).network_address).rstrip(":") for p in prefixes6]
+    veths = [host_iface_name(m) for m in ids]
     found = []
-    for tool, marks in (("iptables-save", marks4), ("ip6tables-save", marks6)):
-        if not marks:
-            continue
-        rules = (await run([tool], check=False)).text.splitlines()
-        found += [f"{tool.split('-')[0]} rule {r}" for r in rules if not r.startswith("#") and _names(r, marks)]
-    for family, marks in (("-4", marks4), ("-6", marks6)):
+    for tool, marks in (("iptables-save", [*marks4, *veths]), ("ip6tables-save", veths)):
+        if marks:
+            rules = (await run([tool], check=False)).text.splitlines()
+            found += [f"{tool.split('-')[0]} rule {r}" for r in rules if not r.startswith("#") and _names(r, marks)]
+    for family, marks in (("-4", [*marks4, *veths]), ("-6", veths)):
         if marks:
             routes = (await run(["ip", family, "route", "show", "table", "all"], check=False)).text.splitlines()
             found += [f"route {r}" for r in routes if _names(r, marks)]
