@@ -49,6 +49,7 @@ class Campaign:
         self.report.leaked += leaked
         self.report.end_problems += [f"leaked: {item}" for item in leaked]
         self.report.requests = sum(a.requests for a in self._apis)
+        self.report.operations = sum(a.operations for a in self._apis)
         self.report.server_errors = [e for a in self._apis for e in a.server_errors]
         return self.report
 
@@ -75,7 +76,6 @@ class Campaign:
                 machine = api.machine(mid) or {}
                 self._witness.append(("machine", mid, (machine.get("state"), machine.get("instance_id"))))
             self._witness += [("volume", volume, 1), ("snapshot", volume, snapshot["id"])]
-            self.report.operations += 7
 
     def _lost(self, client: httpx.Client) -> list[str]:
         api = self._api(client, WITNESS)
@@ -100,12 +100,10 @@ class Campaign:
         op, outcome = operation_of(step), Outcome(step)
         app = f"kill-{index}-{step.replace('.', '-').replace('_', '-')}"[:60].rstrip("-")
         fresh = self.daemon.push_image(f"fresh-{index}", app) if op == "image.pull" else image
-        target = Target(Api(httpx.Client(), app), image)
         try:
             with self.daemon.client() as client:
-                target.api = self._api(client, app)
+                target = Target(self._api(client, app), image)
                 setup_case(op, target)
-                self.report.operations += 2
             self.daemon.stop()
             self.daemon.start(fault=step)
             self._trigger_in_background(op, target, fresh)
@@ -118,7 +116,6 @@ class Campaign:
                 target.api.client = client
                 outcome.problems += self._lost(client)
                 outcome.problems += check_case(op, target, fresh)
-                self.report.operations += 2
                 outcome.problems += self._retire(target.api, target.mid)
         except (ProbeError, DaemonGone, httpx.HTTPError) as exc:
             outcome.problems.append(f"{type(exc).__name__}: {exc}")

@@ -23,10 +23,12 @@ class Api:
     client: httpx.Client
     app: str
     requests: int = 0
+    operations: int = 0  # the requests that change something
     server_errors: list[str] = field(default_factory=list)
 
     def call(self, method: str, path: str, expect: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
         self.requests += 1
+        self.operations += method != "GET"
         response = self.client.request(method, path, **kwargs)
         if response.status_code >= 500 and response.status_code != 503:
             self.server_errors.append(f"{method} {path}: {response.status_code} {response.text[:200]}")
