@@ -29,6 +29,7 @@ from tests.support.server import Server, running_server
 
 from aerodrome.cli.mcp import launch_app
 from aerodrome.cli.mcp_image import McpImageRecipe, build_mcp_layout, push_layout
+from aerodrome.client import Client, ClientSettings
 
 SERVER = "@modelcontextprotocol/server-filesystem"
 INIT = {"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}
@@ -174,8 +175,8 @@ async def warm_edge(server: Server, app: str, token: str, rounds: int) -> tuple[
 async def main(cold_runs: int, rounds: int) -> None:
     layout = build_mcp_layout(McpImageRecipe(preinstall=(SERVER,)))
     with running_server() as server, tempfile.TemporaryDirectory() as scratch:
-        push_layout(layout, f"{server.registry}/flyio/mcp:latest")
-        with server.client() as api:
+        push_layout(layout, server.image("flyio/mcp"), credentials=server.operator_credentials)
+        with Client(ClientSettings(server.api_url, server.token, timeout=120.0)) as api:
             command = ["npx", "-f", SERVER, "/data/"]
             machine_id, token = launch_app(api, "bench-mcp", "personal", "iad", "flyio/mcp:latest", command, 1)
         await cold_streamable(server, "bench-mcp", token)  # the first start pulls and unpacks the image: not counted

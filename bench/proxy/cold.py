@@ -71,7 +71,7 @@ def measure(server: Server, rounds: int) -> dict[str, list[float]]:
     }
     with server.client() as api:
         api.post("/v1/apps", json={"app_name": APP, "org_slug": "personal"})
-        config = {"image": f"{server.registry}/busybox:latest", "services": [SERVICE]}
+        config = {"image": server.image("busybox"), "services": [SERVICE]}
         machine_id = create_machine(api, APP, config)["id"]
         url = f"/v1/apps/{APP}/machines/{machine_id}"
         wait_for(api, APP, machine_id, "started")

@@ -34,7 +34,7 @@ def app_name(api: httpx.Client) -> Iterator[str]:
 
 @pytest.fixture
 def image(server: Server) -> str:
-    return f"{server.registry}/busybox:latest"
+    return server.image("busybox")
 
 
 @pytest.fixture

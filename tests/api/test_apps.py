@@ -30,7 +30,7 @@ def test_app_create_get_list_delete(api: httpx.Client) -> None:
 
 def test_delete_answers_at_once_and_takes_the_app_down_in_the_background(server: Server, app_name: str) -> None:
     with server.client() as api:
-        image = f"{server.registry}/busybox:latest"
+        image = server.image("busybox")
         machines = [create_machine(api, app_name, {"image": image}) for _ in range(3)]
         for machine in machines:
             wait_for(api, app_name, machine["id"], "started")

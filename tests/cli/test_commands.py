@@ -43,5 +43,14 @@ def test_tokens_create_prints_only_the_token(tmp_path: Path) -> None:
 def test_help_lists_the_commands() -> None:
     result = aerodrome("--help")
     assert result.returncode == 0
-    for command in ("serve", "tokens", "orgs", "mcp"):
+    for command in ("serve", "apps", "machine", "volumes", "ips", "secrets", "certs", "tokens", "orgs", "login", "mcp"):
         assert command in result.stdout
+
+
+def test_build_mcp_needs_the_operators_registry_credential(tmp_path: Path) -> None:
+    """Before building anything: without serve's data directory there is no credential to push with."""
+    result = aerodrome("images", "build-mcp", "--data-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache"))
+    assert result.returncode == 1
+    message = "".join(result.stderr.split())  # rich wraps the line
+    assert "registry/operator.credential" in message and "--creds" in message
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())

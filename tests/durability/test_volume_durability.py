@@ -58,7 +58,7 @@ def test_sigkill_during_writes_keeps_every_synced_byte(server: Server) -> None:
     with server.client() as api:
         volume = api.post(f"/v1/apps/{APP}/volumes", json={"name": "data", "region": "iad", "size_gb": 2}).json()
         config = {
-            "image": f"{server.registry}/busybox:latest",
+            "image": server.image("busybox"),
             "init": {"exec": ["/bin/sh", "-c", WRITER]},
             "mounts": [{"volume": volume["id"], "path": "/data"}],
         }
@@ -87,7 +87,7 @@ def test_a_pending_growth_survives_a_sigkill(server: Server) -> None:
         pytest.skip("this host grows mounted filesystems online: no growth is left pending")
     with server.client() as api:
         volume = api.post(f"/v1/apps/{APP}/volumes", json={"name": "data", "region": "iad", "size_gb": 1}).json()
-        config = {"image": f"{server.registry}/busybox:latest", "mounts": [{"volume": volume["id"], "path": "/data"}]}
+        config = {"image": server.image("busybox"), "mounts": [{"volume": volume["id"], "path": "/data"}]}
         mid = create_machine(api, APP, config)["id"]
         wait_for(api, APP, mid, "started")
         before = int(sh(api, mid, "df -k /data | tail -n 1 | awk '{print $2}'"))

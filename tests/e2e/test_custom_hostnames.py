@@ -69,7 +69,7 @@ def test_custom_certificate_is_served_and_routes_until_removed(server: Server, t
     with server.client() as api:
         assert api.post("/v1/apps", json={"app_name": APP, "org_slug": "personal"}).status_code == 201
         assert api.post("/v1/apps", json={"app_name": f"{APP}-other", "org_slug": "personal"}).status_code == 201
-        machine = create_machine(api, APP, {"image": f"{server.registry}/busybox:latest", "services": [service()]})
+        machine = create_machine(api, APP, {"image": server.image("busybox"), "services": [service()]})
         wait_for(api, APP, machine["id"], "started")
 
         body = {"hostname": HOST, "fullchain": chain, "private_key": key}
@@ -106,7 +106,7 @@ def test_custom_certificate_is_served_and_routes_until_removed(server: Server, t
 
         # Freed, the hostname can be claimed by the other app, and then routes there with a CA certificate.
         page = {"guest_path": "/www/index.html", "raw_value": base64.b64encode(b"the other app\n").decode()}
-        config = {"image": f"{server.registry}/busybox:latest", "services": [service()], "files": [page]}
+        config = {"image": server.image("busybox"), "services": [service()], "files": [page]}
         other = create_machine(api, f"{APP}-other", config)
         wait_for(api, f"{APP}-other", other["id"], "started")
         assert api.post(f"/v1/apps/{APP}-other/certificates/acme", json={"hostname": HOST}).status_code == 201

@@ -41,7 +41,7 @@ def test_autostart_then_autostop_then_wake(server: Server, autostop: str) -> Non
     app = f"edge-{autostop}"
     with server.client() as api:
         assert api.post("/v1/apps", json={"app_name": app, "org_slug": "personal"}).status_code == 201
-        config = {"image": f"{server.registry}/busybox:latest", "services": [service(autostop)]}
+        config = {"image": server.image("busybox"), "services": [service(autostop)]}
         machine = create_machine(api, app, config, skip_launch=True)
         assert machine["config"]["services"][0]["autostop"] == (True if autostop == "stop" else "suspend")
 
@@ -64,9 +64,7 @@ def test_unknown_app_and_autostart_off(server: Server) -> None:
     with server.client() as api:
         api.post("/v1/apps", json={"app_name": "edge-noauto", "org_slug": "personal"})
         svc = {**service("off"), "autostart": False}
-        create_machine(
-            api, "edge-noauto", {"image": f"{server.registry}/busybox:latest", "services": [svc]}, skip_launch=True
-        )
+        create_machine(api, "edge-noauto", {"image": server.image("busybox"), "services": [svc]}, skip_launch=True)
         refused = edge_get(server, "edge-noauto")
         assert refused.status_code == 503 and refused.text
         api.delete("/v1/apps/edge-noauto")
@@ -77,7 +75,7 @@ def test_burst_during_autostart_starts_once(server: Server) -> None:
 
     with server.client() as api:
         api.post("/v1/apps", json={"app_name": "edge-burst", "org_slug": "personal"})
-        config = {"image": f"{server.registry}/busybox:latest", "services": [service("off")]}
+        config = {"image": server.image("busybox"), "services": [service("off")]}
         machine = create_machine(api, "edge-burst", config, skip_launch=True)
         with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
             statuses = list(pool.map(lambda _: edge_get(server, "edge-burst").status_code, range(40)))
@@ -92,7 +90,7 @@ def test_a_silent_machine_gets_a_504_after_the_read_timeout(server: Server) -> N
         api.post("/v1/apps", json={"app_name": "edge-silent", "org_slug": "personal"})
         silent = ["nc", "-ll", "-p", "8080", "-e", "sleep", "600"]  # accepts connections, never answers
         config = {
-            "image": f"{server.registry}/busybox:latest",
+            "image": server.image("busybox"),
             "init": {"cmd": silent},
             "services": [service("off")],
         }
@@ -112,7 +110,7 @@ RELEASE = "mutation($input: ReleaseIPAddressInput!) { releaseIpAddress(input: $i
 def test_dedicated_v4_routes_without_host_until_released(server: Server) -> None:
     with server.client() as api:
         api.post("/v1/apps", json={"app_name": "edge-dedicated", "org_slug": "personal"})
-        config = {"image": f"{server.registry}/busybox:latest", "services": [service("off")]}
+        config = {"image": server.image("busybox"), "services": [service("off")]}
         create_machine(api, "edge-dedicated", config)
         variables = {"input": {"appId": "edge-dedicated", "type": "v4", "region": ""}}
         reply = api.post("/graphql", json={"query": ALLOCATE, "variables": variables}).json()
@@ -141,7 +139,7 @@ def test_tls_with_the_aerodrome_ca_and_force_https(server: Server) -> None:
             {"port": 80, "handlers": ["http"], "force_https": True},
             {"port": 443, "handlers": ["http", "tls"]},
         ]
-        create_machine(api, "edge-tls", {"image": f"{server.registry}/busybox:latest", "services": [svc]})
+        create_machine(api, "edge-tls", {"image": server.image("busybox"), "services": [svc]})
 
         redirect = edge_get(server, "edge-tls")
         assert redirect.status_code == 301 and redirect.headers["location"].startswith("https://edge-tls.localhost")
@@ -161,7 +159,7 @@ def test_tls_with_the_aerodrome_ca_and_force_https(server: Server) -> None:
 
 
 def test_flycast_reaches_the_app_from_its_organisation_only(server: Server) -> None:
-    image = f"{server.registry}/busybox:latest"
+    image = server.image("busybox")
     with server.client() as api:
         api.post("/v1/apps", json={"app_name": "flycast-app", "org_slug": "personal"})
         create_machine(api, "flycast-app", {"image": image, "services": [service("off")]})

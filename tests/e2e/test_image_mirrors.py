@@ -7,7 +7,7 @@ from tests.support.server import running_server
 
 
 def test_a_mirrored_name_runs_from_the_embedded_registry() -> None:
-    with running_server("--mirror", "registry.example.com/team=mirrored") as server:
+    with running_server("--mirror", "registry.example.com/team=library/mirrored") as server:
         server.push_image("mirrored/busybox")
         with server.client() as api:
             api.post("/v1/apps", json={"app_name": "mirrored", "org_slug": "personal"})

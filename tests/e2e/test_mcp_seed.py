@@ -25,6 +25,7 @@ from mcp.types import TextContent
 
 from aerodrome.cli.mcp import launch_app
 from aerodrome.cli.mcp_image import push_layout
+from aerodrome.client import Client, ClientSettings
 from tests.api.helpers import wait_for
 from tests.support.server import Server, running_server
 
@@ -161,13 +162,13 @@ FILESYSTEM = ["npx", "-f", "@modelcontextprotocol/server-filesystem", "/data/"]
 @pytest.fixture(scope="module")
 def server(mcp_layout: Path) -> Iterator[Server]:
     with running_server() as started:
-        push_layout(mcp_layout, f"{started.registry}/flyio/mcp:latest")
+        push_layout(mcp_layout, started.image("flyio/mcp"), credentials=started.operator_credentials)
         yield started
 
 
 def launch(server: Server, app: str) -> tuple[str, str]:
     """`aerodrome mcp launch`'s flow for one user; (machine id, bearer token)."""
-    with server.client() as api:
+    with Client(ClientSettings(server.api_url, server.token, timeout=120.0)) as api:
         return launch_app(api, app, "personal", "iad", "flyio/mcp:latest", FILESYSTEM, 1)
 
 

@@ -33,7 +33,7 @@ def _eventually(check: Callable[[], Any], what: str) -> Any:
 
 
 def test_retention_keeps_the_newest_and_removes_destroyed_machines(server: Server) -> None:
-    image = f"{server.registry}/busybox:latest"
+    image = server.image("busybox")
     app = f"test-{uuid.uuid4().hex[:10]}"
     with server.client() as api:
         assert api.post("/v1/apps", json={"app_name": app, "org_slug": "personal"}).status_code == 201

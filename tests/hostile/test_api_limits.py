@@ -295,7 +295,7 @@ def test_the_guides_requests_still_pass(server: Server) -> None:
         # the guide's machine, with a file that puts the body past the 1 MiB of other routes
         content = base64.b64encode(b"x" * (MIB + MIB // 2)).decode()
         config = {
-            "image": f"{server.registry}/busybox:latest",
+            "image": server.image("busybox"),
             "guest": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 256},
             "files": [{"guest_path": "/etc/large.txt", "raw_value": content}],
             "mounts": [

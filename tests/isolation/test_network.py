@@ -61,7 +61,7 @@ def second_org(server: Server) -> str:
 
 def listening_machine(server: Server, api: httpx.Client, app: str, org: str = "personal") -> dict[str, Any]:
     assert api.post("/v1/apps", json={"app_name": app, "org_slug": org}).status_code == 201
-    image = f"{server.registry}/busybox:latest"
+    image = server.image("busybox")
     machine = create_machine(api, app, {"image": image, "init": {"exec": list(LISTENER)}})
     wait_for(api, app, machine["id"], "started")
     script = f"for i in $(seq 100); do netstat -ltn | grep -q ':{PORT} ' && exit 0; sleep 0.05; done; exit 1"

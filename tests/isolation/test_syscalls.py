@@ -80,7 +80,7 @@ def machine(server: Server) -> Iterator[str]:
     """A machine whose program ran the probe, then serves /www with busybox httpd."""
     with server.client() as api:
         assert api.post("/v1/apps", json={"app_name": APP, "org_slug": "personal"}).status_code == 201
-        config = {"image": f"{server.registry}/isolation:latest", "init": {"cmd": ["sh", "-c", PROBE_THEN_SERVE]}}
+        config = {"image": server.image("isolation"), "init": {"cmd": ["sh", "-c", PROBE_THEN_SERVE]}}
         machine_id = str(create_machine(api, APP, config)["id"])
         wait_for(api, APP, machine_id, "started")
         yield machine_id

@@ -20,7 +20,7 @@ def server() -> Iterator[Server]:
 def test_get_machine_allows_a_burst_of_ten_then_429(server: Server) -> None:
     with server.client() as api:
         api.post("/v1/apps", json={"app_name": "limited", "org_slug": "personal"})
-        machine = create_machine(api, "limited", {"image": f"{server.registry}/busybox:latest"}, skip_launch=True)
+        machine = create_machine(api, "limited", {"image": server.image("busybox")}, skip_launch=True)
         url = f"/v1/apps/limited/machines/{machine['id']}"
         statuses = [api.get(url).status_code for _ in range(25)]
         assert statuses[:10] == [200] * 10
@@ -32,7 +32,7 @@ def test_get_machine_allows_a_burst_of_ten_then_429(server: Server) -> None:
 def test_actions_allow_a_burst_of_three_per_machine(server: Server) -> None:
     with server.client() as api:
         api.post("/v1/apps", json={"app_name": "limited-actions", "org_slug": "personal"})
-        machine = create_machine(api, "limited-actions", {"image": f"{server.registry}/busybox:latest"})
+        machine = create_machine(api, "limited-actions", {"image": server.image("busybox")})
         wait_for(api, "limited-actions", machine["id"], "started")
         url = f"/v1/apps/limited-actions/machines/{machine['id']}/stop"
         statuses = [api.post(url).status_code for _ in range(6)]
@@ -44,12 +44,12 @@ def test_regions_are_restricted(server: Server) -> None:
         api.post("/v1/apps", json={"app_name": "regional", "org_slug": "personal"})
         refused = api.post(
             "/v1/apps/regional/machines",
-            json={"region": "syd", "config": {"image": f"{server.registry}/busybox:latest"}},
+            json={"region": "syd", "config": {"image": server.image("busybox")}},
         )
         assert refused.status_code == 400 and "not served" in refused.json()["error"]
         listed = api.get("/v1/platform/regions").json()["regions"]
         assert sorted(r["code"] for r in listed) == ["ams", "iad"]
         volume = api.post("/v1/apps/regional/volumes", json={"name": "data", "region": "ams", "size_gb": 1}).json()
-        config = {"image": f"{server.registry}/busybox:latest", "mounts": [{"volume": volume["id"], "path": "/data"}]}
+        config = {"image": server.image("busybox"), "mounts": [{"volume": volume["id"], "path": "/data"}]}
         mismatch = api.post("/v1/apps/regional/machines", json={"region": "iad", "config": config})
         assert mismatch.status_code == 400 and "region" in mismatch.json()["error"]

@@ -87,8 +87,10 @@ async def build_busybox_image(
     user: str = "",
     symlinks: Mapping[str, str] | None = None,
     fifos: Sequence[str] = (),
+    credentials: str | None = None,
 ) -> str:
-    """Build a busybox image and push it to the (plain http) registry at `registry_url`; return its reference."""
+    """Build a busybox image and push it to the (plain http) registry at `registry_url`, logged in with
+    `credentials` (`user:password`) when given; return its reference."""
     reference = f"{registry_url}/{name}:{tag}"
     workdir = Path(tempfile.mkdtemp(prefix="aerodrome-image-"))
     try:
@@ -107,7 +109,8 @@ async def build_busybox_image(
             symlinks=symlinks,
             fifos=fifos,
         )
-        await run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", source, f"docker://{reference}"])
+        login = [f"--dest-creds={credentials}"] if credentials else []
+        await run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", *login, source, f"docker://{reference}"])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return reference

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from aerodrome.core import SHARED_NAMESPACES, namespace_of
+from aerodrome.runtime import load_operator_credentials
 from aerodrome.runtime.runc.layout import mounts_dir
 from tests.support.images import build_busybox_image
 from tests.support.registry import free_loopback_port
@@ -102,8 +104,22 @@ class Server:
         auth = token if token is not None else self.token
         return httpx.Client(base_url=self.api_url, headers={"Authorization": f"Bearer {auth}"}, timeout=90)
 
+    @property
+    def operator_credentials(self) -> str:
+        """The host operator's registry login (`operator:<secret>`), from the data directory."""
+        return load_operator_credentials(self.data_dir / "registry")
+
+    def image(self, name: str = "busybox", tag: str = "latest") -> str:
+        """The reference `push_image(name, tag)` pushes to: test images live in a shared namespace (`library/`
+        unless the name is in one already), so that every organisation's machines can be made from them."""
+        return f"{self.registry}/{shared_name(name)}:{tag}"
+
     def push_image(self, name: str = "busybox", tag: str = "latest", **options: object) -> str:
-        return asyncio.run(build_busybox_image(self.registry, name, tag, **options))  # type: ignore[arg-type]
+        """Build a busybox image and push it, as the host operator, to `image(name, tag)`; return that."""
+        pushed = build_busybox_image(
+            self.registry, shared_name(name), tag, credentials=self.operator_credentials, **options
+        )  # type: ignore[arg-type]
+        return asyncio.run(pushed)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -130,6 +146,10 @@ class Server:
                 if time.monotonic() > deadline:
                     raise TimeoutError("apps were still being deleted")
                 time.sleep(0.1)
+
+
+def shared_name(name: str) -> str:
+    return name if namespace_of(name) in SHARED_NAMESPACES else f"library/{name}"
 
 
 @contextlib.contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -13,13 +15,34 @@ from aerodrome.api import errors, graphql
 from aerodrome.api.bodies import BodyLimitMiddleware
 from aerodrome.api.limits import ApiLimits
 from aerodrome.api.responses import JSONResponse
-from aerodrome.api.routes import actions, apps, certificates, ips, leases, machines, platform, secrets, volumes
+from aerodrome.api.routes import (
+    actions,
+    apps,
+    certificates,
+    ips,
+    leases,
+    machines,
+    platform,
+    registry,
+    secrets,
+    volumes,
+)
 from aerodrome.control import ControlPlane
 from aerodrome.core import AerodromeError
 
+#: A part of the daemon `/health` reports on: None while it serves, else why it does not.
+HealthCheck = Callable[[], str | None]
+
 
 async def health(request: Request) -> Response:
-    return JSONResponse({"ok": True})
+    """200 while every part serves; 503 naming the parts that are down (the API answering is the API's part)."""
+    checks: Mapping[str, HealthCheck] = request.app.state.health
+    problems = {name: problem for name, check in checks.items() if (problem := check()) is not None}
+    parts = {"api": "up", **{name: "down" if name in problems else "up" for name in checks}}
+    if not problems:
+        return JSONResponse({"ok": True, "parts": parts})
+    message = "; ".join(f"{name} is down: {problem}" for name, problem in problems.items())
+    return JSONResponse({"ok": False, "error": message, "parts": parts, "problems": problems}, status_code=503)
 
 
 def build_routes(extra: list[BaseRoute] | None = None) -> list[BaseRoute]:
@@ -35,15 +58,19 @@ def build_routes(extra: list[BaseRoute] | None = None) -> list[BaseRoute]:
         *ips.routes,
         *certificates.routes,
         *graphql.routes,
+        *registry.routes,
         *(extra or []),
     ]
 
 
 def build_app(
-    plane: ControlPlane, extra_routes: list[BaseRoute] | None = None, limits: ApiLimits | None = None
+    plane: ControlPlane,
+    extra_routes: list[BaseRoute] | None = None,
+    limits: ApiLimits | None = None,
+    health_checks: Mapping[str, HealthCheck] | None = None,
 ) -> Starlette:
     """The API application; the server owns the plane's start and close (and the listener's limits: see
-    `guarded_protocol`)."""
+    `guarded_protocol`). `health_checks` are the other parts `/health` reports on (e.g. the registry)."""
     limits = limits or ApiLimits()
     app = Starlette(
         routes=build_routes(extra_routes),
@@ -57,4 +84,5 @@ def build_app(
     )
     app.state.plane = plane
     app.state.limits = limits
+    app.state.health = dict(health_checks or {})
     return app

@@ -131,8 +131,12 @@ class Daemon:
         return ""
 
     def push_image(self, tag: str, marker: str = "") -> str:
-        """Build a small busybox image (a distinct digest per `marker`) and push it to the daemon's registry."""
-        reference = f"{self.registry}/doctor:{tag}"
+        """Build a small busybox image (a distinct digest per `marker`) and push it, as the host's operator, to a
+        shared namespace of the daemon's registry (every organisation may pull from it)."""
+        from aerodrome.runtime import load_operator_credentials
+
+        reference = f"{self.registry}/library/doctor:{tag}"
+        login = f"--dest-creds={load_operator_credentials(self.data_dir / 'registry')}"
         build = Path(tempfile.mkdtemp(prefix="aerodrome-doctor-image-"))
         try:
             layout, bundle = build / "layout", build / "bundle"
@@ -144,7 +148,9 @@ class Daemon:
             _tool("umoci", "repack", "--image", image, str(bundle))
             cmd = [a for item in ("httpd", "-f", "-p", "8080", "-h", "/www") for a in ("--config.cmd", item)]
             _tool("umoci", "config", "--image", image, "--config.env", PATH_ENV, *cmd)
-            _tool("skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{image}", f"docker://{reference}")
+            _tool(
+                "skopeo", "copy", "--quiet", "--dest-tls-verify=false", login, f"oci:{image}", f"docker://{reference}"
+            )
         finally:
             shutil.rmtree(build, ignore_errors=True)
         return reference

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from aerodrome.cli.config import Layout, data_dir
 from aerodrome.cli.mcp_image import DEFAULT_CACHE_DIR, McpImageRecipe, build_mcp_layout, debian_mirror, push_layout
 
 __all__ = ["RichReporter", "app"]
@@ -54,6 +55,12 @@ def build_mcp(
     uv_version: Annotated[str, typer.Option(help="uv version (PyPI wheel)")] = "",
     cache_dir: Annotated[Path, typer.Option(help="where built rootfs and layouts are kept")] = DEFAULT_CACHE_DIR,
     fresh: Annotated[bool, typer.Option("--fresh", help="rebuild even if a cached build matches")] = False,
+    data_dir_: Annotated[
+        str | None, typer.Option("--data-dir", help="serve's data directory, for the operator's registry credential")
+    ] = None,
+    creds: Annotated[
+        str, typer.Option("--creds", help="user:password for the registry (default: the operator's credential)")
+    ] = "",
 ) -> None:
     """Build the image the MCP guide runs (python3, node, npx, uvx, wrap.py) and push it to the registry."""
     defaults = McpImageRecipe(mirror="-", npm_registry="-")
@@ -68,11 +75,23 @@ def build_mcp(
     console = Console(stderr=True)
     started = time.monotonic()
     try:
+        credentials = creds or operator_credentials(data_dir(data_dir_))
         layout = build_mcp_layout(recipe, cache_dir, RichReporter(console), fresh=fresh)
         reference = f"{registry}/{tag}"
-        push_layout(layout, reference, RichReporter(console))
+        push_layout(layout, reference, RichReporter(console), credentials)
     except RuntimeError as exc:
         console.print(f"[red]aerodrome: {exc}[/red]")
         raise typer.Exit(1) from None
     console.print(f"{reference} [dim](image {recipe.key()}, {time.monotonic() - started:.1f} s)[/dim]")
     typer.echo(reference)
+
+
+def operator_credentials(root: Path) -> str:
+    """The host operator's registry credential, which `aerodrome serve` keeps in its data directory (root's)."""
+    path = Layout(root).registry / "operator.credential"
+    try:
+        return path.read_text().strip()
+    except PermissionError:
+        raise RuntimeError(f"{path} is readable by root only: run as root, or pass --creds") from None
+    except FileNotFoundError:
+        raise RuntimeError(f"no {path}: start `aerodrome serve --data-dir {root}` once, or pass --creds") from None

@@ -2,32 +2,42 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, data_dir, missing_requirements
+from aerodrome.cli.apps import app as apps_app
+from aerodrome.cli.certs import app as certs_app
+from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, data_dir, missing_requirements
 from aerodrome.cli.doctor import doctor
 from aerodrome.cli.images import app as images_app
+from aerodrome.cli.ips import app as ips_app
+from aerodrome.cli.login import login, logout
+from aerodrome.cli.machines import app as machines_app
+from aerodrome.cli.secrets import app as secrets_app
+from aerodrome.cli.tokens import DataDir, orgs_app, tokens_app
+from aerodrome.cli.volumes import app as volumes_app
 from aerodrome.core import AerodromeError
 
 if TYPE_CHECKING:
     from aerodrome.api import ApiLimits
 
 app = typer.Typer(help="aerodrome: the Fly.io Machines API on your own Linux host.", no_args_is_help=True)
-tokens_app = typer.Typer(help="Organisation tokens.", no_args_is_help=True)
-orgs_app = typer.Typer(help="Organisations.", no_args_is_help=True)
+app.add_typer(apps_app, name="apps")
+app.add_typer(machines_app, name="machine")
+app.add_typer(machines_app, name="machines", hidden=True)  # flyctl takes both
+app.add_typer(volumes_app, name="volumes")
+app.add_typer(ips_app, name="ips")
+app.add_typer(secrets_app, name="secrets")
+app.add_typer(certs_app, name="certs")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(images_app, name="images")
+app.command("login")(login)
+app.command("logout")(logout)
 app.command()(doctor)
-
-DataDir = Annotated[
-    str | None, typer.Option("--data-dir", help="State directory (default $AERODROME_DATA_DIR or /var/lib/aerodrome).")
-]
 
 
 def _run(coro: object) -> None:
@@ -86,6 +96,14 @@ def serve(
     mirror: Annotated[
         list[str] | None,
         typer.Option("--mirror", help="Image name mapping FROM=TO, e.g. docker.io/library=127.0.0.1:5000/library."),
+    ] = None,
+    allow_registry: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-registry",
+            help="A registry HOST[:PORT] image references may name, repeatable (default: the embedded one and the "
+            "mirrors' targets).",
+        ),
     ] = None,
     volume_unit_mb: Annotated[
         int, typer.Option("--volume-unit-mb", help="Size of one volume 'GB' in MiB (tests use 1).", hidden=True)
@@ -183,6 +201,7 @@ def serve(
         disk_reserve_bytes=disk_reserve_mb * 1024 * 1024,
         compat_32bit=allow_32bit,
         mirrors=mirrors,
+        allow_registries=tuple(allow_registry or ()),
         edge_timeouts=edge_timeouts,
         api_limits=api_limits,
         edge_limits=edge_limits,
@@ -277,114 +296,6 @@ def build_edge(force: Annotated[bool, typer.Option("--force", help="Build even i
         typer.echo(f"could not compile the edge's data path; it runs as plain Python: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"compiled {len(native.MODULES)} modules into {native.DIRECTORY}")
-
-
-@tokens_app.command("create")
-def tokens_create(
-    data_dir_: DataDir = None,
-    org: Annotated[str, typer.Option("--org", help="Organisation the token acts for.")] = "personal",
-    name: Annotated[str, typer.Option("--name", help="A label for the token.")] = "",
-) -> None:
-    """Create an organisation token and print it (only the token) on stdout."""
-
-    async def create() -> str:
-        from aerodrome.cli.serve import open_store
-        from aerodrome.control.auth import Tokens
-        from aerodrome.core import SystemClock
-
-        store = await open_store(Layout(data_dir(data_dir_)))
-        try:
-            return await Tokens(store, SystemClock()).create(org, name)
-        finally:
-            await store.close()
-
-    typer.echo(asyncio.run(create()))
-
-
-ApiUrl = Annotated[str, typer.Option("--api", envvar="FLY_API_HOSTNAME", help="Machines API.")]
-ApiToken = Annotated[str, typer.Option("--token", envvar="FLY_API_TOKEN", help="An organisation token.")]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-
-
-def _tokens_api(api_url: str, token: str, method: str, path: str, **params: str) -> dict[str, object]:
-    """A call to the running server: a revoke must reach the process that remembers tokens it has seen."""
-    import httpx
-
-    if not token:
-        typer.echo("an organisation token is needed: --token or FLY_API_TOKEN", err=True)
-        raise typer.Exit(2)
-    headers = {"Authorization": f"Bearer {token}"}
-    try:
-        with httpx.Client(base_url=api_url, headers=headers, timeout=30) as client:
-            reply = client.request(method, path, params=params)
-    except httpx.HTTPError as exc:
-        typer.echo(f"cannot reach the API at {api_url}: {exc}", err=True)
-        raise typer.Exit(1) from None
-    if reply.status_code >= 400:
-        try:
-            message = reply.json().get("error") or reply.text
-        except ValueError:
-            message = reply.text
-        typer.echo(f"{reply.status_code}: {message}", err=True)
-        raise typer.Exit(1)
-    body: dict[str, object] = reply.json()
-    return body
-
-
-@tokens_app.command("list")
-def tokens_list(
-    org: Annotated[str, typer.Option("--org", help="Organisation (the token's own; default: it).")] = "",
-    json_: JsonOut = False,
-    api_url: ApiUrl = "http://127.0.0.1:4280",
-    token: ApiToken = "",
-) -> None:
-    """List the organisation's tokens: id, name, created, last used (to the minute), revoked. Never a secret."""
-    import json
-
-    listed = _tokens_api(api_url, token, "GET", "/v1/tokens", **({"org_slug": org} if org else {}))["tokens"]
-    assert isinstance(listed, list)
-    if json_:
-        typer.echo(json.dumps(listed, indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("ID", "NAME", "CREATED", "LAST USED", "REVOKED")
-    for row in listed:
-        table.add_row(row["id"], row["name"], row["created_at"], row["last_used_at"] or "", row["revoked_at"] or "")
-    Console().print(table)
-
-
-@tokens_app.command("revoke")
-def tokens_revoke(
-    token_id: Annotated[str, typer.Argument(help="The token's id, as `tokens list` shows it.")],
-    json_: JsonOut = False,
-    api_url: ApiUrl = "http://127.0.0.1:4280",
-    token: ApiToken = "",
-) -> None:
-    """Revoke a token of the organisation: it is refused from its next request."""
-    import json
-    from urllib.parse import quote
-
-    revoked = _tokens_api(api_url, token, "DELETE", f"/v1/tokens/{quote(token_id, safe='')}")
-    typer.echo(json.dumps(revoked, indent=2) if json_ else f"revoked {revoked['id']}")
-
-
-@orgs_app.command("create")
-def orgs_create(slug: str, data_dir_: DataDir = None, name: str = "") -> None:
-    """Create an organisation (machines of different organisations cannot reach each other)."""
-
-    async def create() -> None:
-        from aerodrome.cli.serve import open_store
-
-        store = await open_store(Layout(data_dir(data_dir_)))
-        try:
-            await store.ensure_org(slug, name or slug)
-        finally:
-            await store.close()
-
-    asyncio.run(create())
-    typer.echo(slug)
 
 
 def _mount_optional_commands() -> None:

@@ -14,9 +14,23 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from aerodrome.cli.credentials import resolve
+from aerodrome.cli.session import reported_errors
+from aerodrome.client import (
+    Client,
+    ClientSettings,
+    CreateMachineRequest,
+    CreateVolumeRequest,
+    Guest,
+    Init,
+    MachineConfig,
+    Mount,
+    Port,
+    Service,
+)
 from aerodrome.mcp import BridgeError, BridgeOptions, run_bridge, wrap
 
-__all__ = ["LaunchError", "app", "client_config", "launch_app", "machine_config", "resolve_localhost_names"]
+__all__ = ["app", "client_config", "launch_app", "machine_config", "resolve_localhost_names"]
 
 app = typer.Typer(help="Serve stdio MCP servers over HTTP and bridge them back to stdio clients.")
 
@@ -99,41 +113,32 @@ def resolve_localhost_names() -> None:
 
 # The guide's MCP server: the filesystem server over the volume mounted at /data.
 DEFAULT_SERVER = ("npx", "-f", "@modelcontextprotocol/server-filesystem", "/data/")
-ALLOCATE_IP = (
-    "mutation($input: AllocateIPAddressInput!) { allocateIpAddress(input: $input) { ipAddress { address type } } }"
-)
 
 
-class LaunchError(Exception):
-    """A step of `launch` was refused by the API."""
-
-
-def machine_config(image: str, command: list[str], force_https: bool = False) -> dict[str, object]:
+def machine_config(image: str, command: list[str], force_https: bool = False) -> MachineConfig:
     """The guide's machine config: `command` wrapped by the image's entrypoint, /data on an auto-extending volume,
     and a service on internal port 8080 that starts on the first request and stops when idle.
 
     The guide sets `force_https` on port 80; `launch` leaves it off by default because the URL it hands to the
     local proxy is plain HTTP on loopback, which a redirect to the edge's own CA would only break."""
-    return {
-        "image": image,
-        "init": {"cmd": command},
-        "guest": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 1024},
-        "mounts": [
-            {"volume": "data", "path": "/data", "extend_threshold_percent": 80, "add_size_gb": 1, "size_gb_limit": 100}
-        ],
-        "services": [
-            {
-                "protocol": "tcp",
-                "internal_port": 8080,
-                "autostop": "stop",
-                "autostart": True,
-                "ports": [
-                    {"port": 80, "handlers": ["http"], "force_https": force_https},
-                    {"port": 443, "handlers": ["http", "tls"]},
+    return MachineConfig(
+        image=image,
+        init=Init(cmd=command),
+        guest=Guest(cpu_kind="shared", cpus=1, memory_mb=1024),
+        mounts=[Mount(volume="data", path="/data", extend_threshold_percent=80, add_size_gb=1, size_gb_limit=100)],
+        services=[
+            Service(
+                protocol="tcp",
+                internal_port=8080,
+                autostop="stop",
+                autostart=True,
+                ports=[
+                    Port(port=80, handlers=["http"], force_https=force_https),
+                    Port(port=443, handlers=["http", "tls"]),
                 ],
-            }
+            )
         ],
-    }
+    )
 
 
 def client_config(app_name: str, url: str, bearer_token: str) -> dict[str, object]:
@@ -143,34 +148,23 @@ def client_config(app_name: str, url: str, bearer_token: str) -> dict[str, objec
 
 
 def launch_app(
-    api: httpx.Client, app_name: str, org: str, region: str, image: str, command: list[str], volume_size: int
+    api: Client, app_name: str, org: str, region: str, image: str, command: list[str], volume_size: int
 ) -> tuple[str, str]:
     """Run the guide's whole flow for one user: app, IPs, volume, bearer token secret, machine.
 
     Returns (machine id, bearer token). The machine is created without being started: the edge starts it on its
     first request, as in the guide.
     """
-
-    def call(method: str, path: str, body: dict[str, object]) -> dict[str, object]:
-        response = api.request(method, path, json=body)
-        if response.status_code >= 400:
-            raise LaunchError(f"{method} {path}: {response.status_code} {response.text.strip()}")
-        reply: dict[str, object] = response.json() if response.content else {}
-        if "errors" in reply:
-            raise LaunchError(f"{path}: {reply['errors']}")
-        return reply
-
-    call("POST", "/v1/apps", {"app_name": app_name, "org_slug": org})
+    api.create_app(app_name, org)
     for kind in ("shared_v4", "v6"):
-        variables = {"input": {"appId": app_name, "type": kind, "region": ""}}
-        call("POST", "/graphql", {"query": ALLOCATE_IP, "variables": variables})
-    call("POST", f"/v1/apps/{app_name}/volumes", {"name": "data", "region": region, "size_gb": volume_size})
+        api.allocate_ip(app_name, kind)
+    api.create_volume(app_name, CreateVolumeRequest(name="data", region=region, size_gb=volume_size))
     # As `fly mcp add --bearer-token`: a random token, kept as the secret wrap reads from its environment.
     token = secrets.token_urlsafe(32)
-    call("POST", f"/v1/apps/{app_name}/secrets", {"values": {"FLY_MCP_BEARER_TOKEN": token}})
-    body = {"region": region, "skip_launch": True, "config": machine_config(image, command)}
-    machine = call("POST", f"/v1/apps/{app_name}/machines", body)
-    return str(machine["id"]), token
+    api.set_secrets(app_name, {"FLY_MCP_BEARER_TOKEN": token})
+    request = CreateMachineRequest(region=region, skip_launch=True, config=machine_config(image, command))
+    machine = api.create_machine(app_name, request)
+    return machine.id, token
 
 
 @app.command("launch", context_settings={"ignore_unknown_options": True})
@@ -178,10 +172,8 @@ def launch_command(
     command: Annotated[
         list[str] | None, typer.Argument(help="the stdio MCP server, after -- (default: filesystem)")
     ] = None,
-    api_url: Annotated[
-        str, typer.Option("--api", envvar="FLY_API_HOSTNAME", help="Machines API")
-    ] = "http://127.0.0.1:4280",
-    token: Annotated[str, typer.Option(envvar="FLY_API_TOKEN", help="organisation token")] = "",
+    api_url: Annotated[str | None, typer.Option("--api", help="Machines API (else as for every command)")] = None,
+    token: Annotated[str | None, typer.Option(help="organisation token (else as for every command)")] = None,
     app_name: Annotated[str, typer.Option("--app", help="app name (default: mcp-<random>)")] = "",
     org: Annotated[str, typer.Option(help="organisation slug")] = "personal",
     region: Annotated[str, typer.Option(help="region of the volume and machine")] = "iad",
@@ -193,13 +185,11 @@ def launch_command(
 ) -> None:
     """Launch a per-user MCP server the way the Machines guide does, and print the MCP client configuration."""
     name = app_name or f"mcp-{uuid.uuid4().hex[-12:]}"
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        with httpx.Client(base_url=api_url, headers=headers, timeout=120) as api:
+    with reported_errors():
+        credentials = resolve(api_url, token)
+        settings = ClientSettings.from_env(credentials.api, credentials.token, env={}, timeout=120.0)
+        with Client(settings) as api:
             machine_id, bearer = launch_app(api, name, org, region, image, list(command or DEFAULT_SERVER), volume_size)
-    except (LaunchError, httpx.HTTPError) as exc:
-        typer.echo(f"aerodrome: {exc}", err=True)
-        raise typer.Exit(1) from None
     typer.echo(f"launched {name}: machine {machine_id} (starts on its first request)", err=True)
     typer.echo(json.dumps(client_config(name, edge.format(app=name), bearer), indent=2))
 

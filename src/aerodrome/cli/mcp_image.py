@@ -192,10 +192,30 @@ def build_mcp_layout(
     return layout
 
 
-def push_layout(layout: Path, reference: str, reporter: Reporter | None = None) -> None:
-    """Copy the layout's `latest` to `docker://<reference>` on a plain-HTTP registry."""
-    with (reporter or SilentReporter()).step(f"Pushing {reference}"):
-        _tool("skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:latest", f"docker://{reference}")
+def push_layout(layout: Path, reference: str, reporter: Reporter | None = None, credentials: str | None = None) -> None:
+    """Copy the layout's `latest` to `docker://<reference>` on a plain-HTTP registry, logged in with
+    `credentials` (`user:password`, e.g. the operator's) when given."""
+    with (reporter or SilentReporter()).step(f"Pushing {reference}"), registry_authfile(reference, credentials) as auth:
+        argv = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", *auth]
+        _tool(*argv, f"oci:{layout}:latest", f"docker://{reference}")
+
+
+@contextlib.contextmanager
+def registry_authfile(reference: str, credentials: str | None) -> Iterator[list[str]]:
+    """skopeo's `--dest-authfile` for the reference's registry, in a 0600 file removed afterwards: a password on
+    the command line would be readable by every user of the host."""
+    if credentials is None:
+        yield []
+        return
+    registry = reference.split("/", 1)[0]
+    auths = {"auths": {registry: {"auth": base64.b64encode(credentials.encode()).decode()}}}
+    fd, path = tempfile.mkstemp(prefix="aerodrome-auth-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(auths, out)
+        yield [f"--dest-authfile={path}"]
+    finally:
+        os.unlink(path)
 
 
 def _base_rootfs(recipe: McpImageRecipe, cache_dir: Path, report: Reporter, fresh: bool) -> Path:

@@ -19,7 +19,17 @@ from aerodrome.core import FailedPreconditionError, InvalidArgumentError
 from aerodrome.proxy import Edge, EdgeSettings, native
 from aerodrome.proxy.control_directory import ControlDirectory
 from aerodrome.proxy.dedicated import DedicatedAddresses
-from aerodrome.runtime import EmbeddedRegistry, ImageStore, LoopVolumeBackend, RuncRuntime
+from aerodrome.runtime import (
+    EmbeddedAccess,
+    EmbeddedRegistry,
+    ImageStore,
+    LoopVolumeBackend,
+    RegistryGate,
+    RegistryTokens,
+    RuncRuntime,
+    TokenAuth,
+    allowed_registries,
+)
 from aerodrome.store import SqlStore, sqlite_url
 
 log = logging.getLogger("aerodrome")
@@ -36,6 +46,7 @@ class ServeOptions:
     volume_unit_bytes: int = 1024**3
     volume_check_interval: float = 30.0
     mirrors: dict[str, str] = field(default_factory=dict)
+    allow_registries: tuple[str, ...] = ()  # registries image references may name, besides the embedded one
     edge_http: str = "127.0.0.1:8080"
     edge_https: str = "127.0.0.1:8443"
     domain: str = "localhost"
@@ -87,14 +98,24 @@ async def serve(options: ServeOptions) -> None:
     os.umask(0o077)  # nothing the daemon writes is for other users of the host
     layout = Layout(options.data_dir)
     store = await open_store(layout)
-    images = ImageStore(layout.images, registries=(options.registry,), mirrors=options.mirrors)
+    tokens = RegistryTokens(layout.registry)
+    registry = EmbeddedRegistry(layout.registry, options.registry, auth=registry_auth(options, tokens))
+    images = ImageStore(
+        layout.images,
+        registries=(options.registry,),
+        mirrors=options.mirrors,
+        gate=RegistryGate(
+            allowed_registries((options.registry,), options.mirrors, options.allow_registries),
+            EmbeddedAccess(options.registry, tokens, registry.problem),
+        ),
+    )
     try:
         runtime = await open_runtime(options, layout, images)
     except BaseException:
         await store.close()
         raise
-    registry = EmbeddedRegistry(layout.registry, options.registry)
     await registry.start()
+    watcher = asyncio.create_task(registry.supervise(), name="registry supervisor")
     volumes = LoopVolumeBackend(layout.volumes)
     await volumes.recover()
     plane = ControlPlane(
@@ -111,6 +132,7 @@ async def serve(options: ServeOptions) -> None:
             app_domain=options.domain,
             retention=options.retention,
         ),
+        registry_signer=tokens,
     )
     directory = ControlDirectory(store, plane.machines, domain=options.domain)
     edge = Edge(directory, edge_settings(options, layout))
@@ -133,7 +155,7 @@ async def serve(options: ServeOptions) -> None:
         host, port = split_hostport(options.api, 4280)
         server = uvicorn.Server(
             uvicorn.Config(
-                build_app(plane, limits=options.api_limits),
+                build_app(plane, limits=options.api_limits, health_checks={"registry": registry.problem}),
                 host=host,
                 port=port,
                 http=guarded_protocol(options.api_limits),  # httptools, with bounded heads and connections
@@ -156,9 +178,19 @@ async def serve(options: ServeOptions) -> None:
         await edge.close()
         await plane.close()
         await runtime.close()
+        watcher.cancel()
         await registry.stop()
         await store.close()
         log.info("stopped; machines keep running and are adopted at the next start")
+
+
+def registry_auth(options: ServeOptions, tokens: RegistryTokens) -> TokenAuth:
+    """The registry takes tokens from the API's /v2/token, at an address clients on this host can reach."""
+    host, port = split_hostport(options.api, 4280)
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    shown = f"[{host}]" if ":" in host else host
+    return TokenAuth(f"http://{shown}:{port}/v2/token", tokens.service, tokens.issuer, tokens.cert_path)
 
 
 def keep_running_after_signals() -> None:

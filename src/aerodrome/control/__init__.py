@@ -7,6 +7,7 @@ from aerodrome.control.certificates import CertificateInfo, Certificates, CheckR
 from aerodrome.control.ips import IPs
 from aerodrome.control.machines import Machines, resolve_argv
 from aerodrome.control.plane import ControlPlane, Settings
+from aerodrome.control.registry import Caller, RegistryAccess
 from aerodrome.control.retention import Retention, RetentionSettings
 from aerodrome.control.secrets import Secrets
 from aerodrome.control.volumes import GIB, Volumes
@@ -15,12 +16,14 @@ __all__ = [
     "GIB",
     "MAX_AUTHORIZATION_BYTES",
     "MAX_TOKENS",
+    "Caller",
     "CertificateInfo",
     "Certificates",
     "CheckReport",
     "ControlPlane",
     "IPs",
     "Machines",
+    "RegistryAccess",
     "Retention",
     "RetentionSettings",
     "Secrets",

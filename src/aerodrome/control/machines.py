@@ -10,6 +10,7 @@ from typing import Any
 from aerodrome.control.events import ChangeFeed
 from aerodrome.control.leases import Leases, Metadata
 from aerodrome.control.lifecycle import Lifecycle
+from aerodrome.control.registry import RegistryAccess
 from aerodrome.control.secrets import Secrets
 from aerodrome.control.volumes import Volumes
 from aerodrome.core import (
@@ -55,6 +56,7 @@ class Machines(Lifecycle, Leases, Metadata):
         feed: ChangeFeed,
         volumes: Volumes,
         secrets: Secrets,
+        registry: RegistryAccess,
         *,
         default_region: str,
         regions: frozenset[str] | None,
@@ -62,6 +64,7 @@ class Machines(Lifecycle, Leases, Metadata):
         super().__init__(store, runtime, clock, feed)
         self.volumes = volumes
         self.secrets = secrets
+        self.registry = registry
         self.default_region = default_region
         self.regions = regions
 
@@ -85,7 +88,7 @@ class Machines(Lifecycle, Leases, Metadata):
         lease_ttl = None if lease_ttl in (None, 0) else parse_int(lease_ttl, "lease_ttl", 1, MAX_LEASE_TTL)
         skip_launch = parse_bool(body.get("skip_launch"), "skip_launch", False)
         cordoned = parse_bool(body.get("skip_service_registration"), "skip_service_registration", False)
-        image = await self.runtime.pull_image(spec.image)
+        image = await self.runtime.pull_image(spec.image, await self.registry.pull_grant(app.org_slug))
         mid, version, now = machine_id(), ulid(), rfc3339(self.clock.now())
         try:
             mounts = await self._attach_volumes(app, spec, region, mid)
@@ -154,7 +157,7 @@ class Machines(Lifecycle, Leases, Metadata):
             mounted = [m.get("volume") or m.get("name") for m in machine.config.get("mounts") or []]
             if mounted and mounted != [m.volume for m in spec.mounts]:
                 raise InvalidArgumentError("a machine's mounted volume cannot be changed by an update")
-            image = await self.runtime.pull_image(spec.image)
+            image = await self.runtime.pull_image(spec.image, await self.registry.pull_grant(app.org_slug))
             previous = machine.state
             machine = await self.transition(machine, MachineState.REPLACING)
             fault_point("machine.update.replacing")
@@ -214,7 +217,7 @@ class Machines(Lifecycle, Leases, Metadata):
         if app is None or org is None:
             return
         spec = self.spec_of(machine)
-        image = await self.runtime.pull_image(_pinned(spec.image, machine.image_ref.get("digest")))
+        image = await self.runtime.pull_image(_pinned(spec.image, machine.image_ref.get("digest")))  # the host's own
         mounts = await self._attach_volumes(app, spec, machine.region, machine.id)
         await self.runtime.create(
             await self._sandbox_spec(

@@ -14,6 +14,7 @@ from aerodrome.control.events import ChangeFeed
 from aerodrome.control.ips import IPs
 from aerodrome.control.machines import Machines
 from aerodrome.control.recovery import recover
+from aerodrome.control.registry import RegistryAccess
 from aerodrome.control.retention import Retention, RetentionSettings
 from aerodrome.control.secrets import Secrets
 from aerodrome.control.volumes import GIB, Volumes
@@ -22,6 +23,7 @@ from aerodrome.core import (
     App,
     Clock,
     RateLimiter,
+    RegistrySigner,
     Runtime,
     Store,
     SystemClock,
@@ -56,6 +58,7 @@ class ControlPlane:
         secrets_key: bytes,
         settings: Settings | None = None,
         clock: Clock | None = None,
+        registry_signer: RegistrySigner | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.store = store
@@ -63,6 +66,7 @@ class ControlPlane:
         self.clock = clock or SystemClock()
         self.feed = ChangeFeed()
         self.tokens = Tokens(store, self.clock)
+        self.registry = RegistryAccess(store, self.tokens, self.clock, registry_signer)
         self.apps = Apps(store, self.clock)
         self.ips = IPs(
             store,
@@ -81,6 +85,7 @@ class ControlPlane:
             self.feed,
             self.volumes,
             self.secrets,
+            self.registry,
             default_region=self.settings.default_region,
             regions=self.settings.regions,
         )

@@ -68,11 +68,20 @@ from aerodrome.core.ports import (
     VolumeUsage,
 )
 from aerodrome.core.ratelimit import Limit, RateLimiter
+from aerodrome.core.registry import (
+    ALL_ACTIONS,
+    SHARED_NAMESPACES,
+    PullGrant,
+    RegistrySigner,
+    granted_actions,
+    namespace_of,
+)
 from aerodrome.core.restarts import restart_backoff, should_restart
 from aerodrome.core.states import Action, MachineState, check_action
 from aerodrome.core.store_port import Store
 
 __all__ = [
+    "ALL_ACTIONS",
     "APP_DESTROYING",
     "EXEC_OUTPUT_CAP",
     "EXEC_TIMEOUT_DEFAULT",
@@ -86,6 +95,7 @@ __all__ = [
     "MAX_LEASE_TTL",
     "MAX_NAME",
     "MAX_VALUE",
+    "SHARED_NAMESPACES",
     "Action",
     "AerodromeError",
     "AlreadyExistsError",
@@ -113,8 +123,10 @@ __all__ = [
     "Organization",
     "PortSpec",
     "ProcessInfo",
+    "PullGrant",
     "RateLimitedError",
     "RateLimiter",
+    "RegistrySigner",
     "Runtime",
     "RuntimeFailureError",
     "SandboxInfo",
@@ -137,8 +149,10 @@ __all__ = [
     "WaitTimeoutError",
     "check_action",
     "fault_point",
+    "granted_actions",
     "machine_id",
     "machine_name",
+    "namespace_of",
     "nonce",
     "normalize_config",
     "parse_bool",

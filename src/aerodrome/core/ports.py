@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from aerodrome.core.config import GuestFile
 from aerodrome.core.models import ExitInfo
+from aerodrome.core.registry import PullGrant
 
 JSON = dict[str, Any]
 
@@ -111,8 +112,11 @@ ExitCallback = Callable[[str, ExitInfo], Awaitable[None]]
 class Runtime(Protocol):
     """One host's machines. Every method is idempotent where it can be, and safe to call after a restart."""
 
-    async def pull_image(self, reference: str) -> ImageInfo:
-        """Pull (if not cached) and unpack an image; NotFoundError/UnavailableError name the reference."""
+    async def pull_image(self, reference: str, grant: PullGrant | None = None) -> ImageInfo:
+        """Pull (if not cached) and unpack an image; NotFoundError/UnavailableError name the reference.
+
+        `grant`: the organisation the machine is for may use only these repositories of the embedded registry
+        (None: the host's own pull, for a machine admitted before)."""
         ...
 
     async def create(self, spec: SandboxSpec) -> SandboxInfo:

@@ -9,6 +9,9 @@ Layout under `root`:
                             nothing reads them, and they go with the image)
     images/sha256-<hex>.json  what `get` returns; written last, so its presence means the rootfs is complete
     refs/<reference>.json   the digest a reference last resolved to: used when no registry can answer
+    seen/<hash>             one empty file per (repository, digest) resolved or pulled: a digest is taken from
+                            this host's copy only for a repository known to hold it (naming your own repository
+                            with another organisation's digest gets nothing)
     tmp/                    unpacks in progress, renamed into rootfs/ when complete
 """
 
@@ -28,9 +31,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from aerodrome.core import AerodromeError, ImageInfo, InvalidArgumentError, NotFoundError, UnavailableError, fault_point
+from aerodrome.core import ImageInfo, InvalidArgumentError, NotFoundError, PullGrant, UnavailableError, fault_point
 from aerodrome.runtime.process import ToolError, map_runtime_errors, run, with_tool_umask
 from aerodrome.runtime.references import ImageReference, candidate_sources, is_loopback_host, parse_reference
+from aerodrome.runtime.sources import RegistryGate, allowed_registries, classify
 
 Progress = Callable[[str], None]
 
@@ -40,8 +44,6 @@ RESOLVE_TIMEOUT = 30.0
 RESOLVE_TTL = 2.0
 TRANSFER_TIMEOUT = 900.0
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-_NOT_FOUND = ("manifest unknown", "name unknown", "not found", "no such file")
-_UNREACHABLE = ("connection refused", "no such host", "timeout", "unauthorized", "denied", "authentication", "tls")
 
 
 class ImageStore:
@@ -57,10 +59,13 @@ class ImageStore:
         resolve_timeout: float = RESOLVE_TIMEOUT,
         transfer_timeout: float = TRANSFER_TIMEOUT,
         resolve_ttl: float = RESOLVE_TTL,
+        gate: RegistryGate | None = None,
     ) -> None:
         self.root = Path(root)
         self.registries = tuple(registries)
         self.mirrors = dict(mirrors or {})
+        # by default, only the registries named here and the mirrors' targets are ever contacted
+        self.gate = gate or RegistryGate(allowed_registries(self.registries, self.mirrors))
         self.insecure = frozenset(insecure)
         self.resolve_timeout = resolve_timeout
         self.transfer_timeout = transfer_timeout
@@ -75,33 +80,40 @@ class ImageStore:
         # digest -> image, as its metadata file says: this process is the one that writes and removes them
         self._unpacked: dict[str, ImageInfo] = {}
 
-    async def pull(self, reference: str, progress: Progress | None = None) -> ImageInfo:
-        """Resolve `reference`, fetch and unpack its image unless present; NotFoundError/UnavailableError name it."""
+    async def pull(
+        self, reference: str, progress: Progress | None = None, *, grant: PullGrant | None = None
+    ) -> ImageInfo:
+        """Resolve `reference`, fetch and unpack its image unless present; NotFoundError/UnavailableError name it.
+
+        `grant` is the organisation the machine is for: the embedded registry's repositories it does not cover
+        are refused before anything is resolved, by tag and by digest alike (None: the daemon's own pull).
+        """
         report = progress or _ignore
         ref = parse_reference(reference)
+        candidates = self.gate.admit(reference, candidate_sources(ref, self.registries, self.mirrors), grant)
         lock = self._ref_locks.setdefault(str(ref), asyncio.Lock())
         async with lock:
-            if ref.digest and (cached := self.get(ref.digest)) is not None:
+            if ref.digest and (cached := self._cached(ref.digest, [ref, *candidates])) is not None:
                 report(f"using {ref.digest} already on this host")
                 return self._remember(reference, ref, cached)
-            fresh = self._fresh.get(reference)
+            fresh_key = "|".join([reference, *map(str, candidates)])
+            fresh = self._fresh.get(fresh_key)
             if fresh is not None and time.monotonic() - fresh[1] < self.resolve_ttl and self.get(fresh[0].digest):
                 report(f"using {fresh[0].digest}, resolved {time.monotonic() - fresh[1]:.1f}s ago")
                 return fresh[0]
             report(f"resolving {reference}")
             try:
-                source = await self._resolve(reference, ref)
+                source = await self._resolve(reference, candidates)
             except (NotFoundError, UnavailableError) as exc:
                 fallback = self._known_digest(ref)
-                if fallback is None or (cached := self.get(fallback)) is None:
+                if fallback is None or (cached := self._cached(fallback, [ref, *candidates])) is None:
                     raise
                 report(f"{exc.message}; using {fallback} already on this host")
                 return self._remember(reference, ref, cached)
-            info = await self._ensure(
-                source.digest, f"docker://{source.locator}", self._tls_flags(source, "src"), report
-            )
+            flags = (*self._tls_flags(source, "src"), *self._credentials(source, "src-", self.transfer_timeout))
+            info = await self._ensure(source.digest, f"docker://{source.locator}", flags, report, source.registry)
             remembered = self._remember(reference, source, info)
-            self._fresh[reference] = (remembered, time.monotonic())
+            self._fresh[fresh_key] = (remembered, time.monotonic())
             return remembered
 
     async def import_archive(self, source: str, reference: str, progress: Progress | None = None) -> ImageInfo:
@@ -114,11 +126,11 @@ class ImageStore:
         report(f"importing {source}")
         async with self._layout_lock:
             self._prepare_dirs()
-            await self._skopeo_copy(source, staging, (), reference)
+            await self._skopeo_copy(source, staging, (), reference, "")
             digest = self._layout_digest(staging)
             await run(["umoci", "tag", "--image", f"{self._layout}:{staging}", _tag(digest)])
             await run(["umoci", "rm", "--image", f"{self._layout}:{staging}"])
-        info = await self._ensure(digest, None, (), report)
+        info = await self._ensure(digest, None, (), report, "")
         return self._remember(reference, ref.pinned(digest), info)
 
     async def push(self, digest: str, destination: str) -> str:
@@ -131,12 +143,15 @@ class ImageStore:
         target = parse_reference(destination)
         if not target.registry:
             target = dataclasses.replace(target, registry=self.registries[0] if self.registries else "")
-        argv = ["skopeo", "copy", "--quiet", *self._tls_flags(target, "dest")]
+        self.gate.check_up(target)
+        credentials = self.gate.credentials(target, "dest-", ("pull", "push"), self.transfer_timeout)
+        argv = ["skopeo", "copy", "--quiet", *self._tls_flags(target, "dest"), *credentials]
         async with self._layout_lock:
             await self._skopeo(
                 [*argv, f"oci:{self._layout}:{_tag(digest)}", f"docker://{target.locator}"],
                 str(target),
                 self.transfer_timeout,
+                target.registry,
             )
         return str(target)
 
@@ -181,11 +196,11 @@ class ImageStore:
                 await run(["umoci", "gc", "--layout", str(self._layout)], timeout=self.transfer_timeout)
         return removed
 
-    async def _resolve(self, reference: str, ref: ImageReference) -> ImageReference:
+    async def _resolve(self, reference: str, candidates: Sequence[ImageReference]) -> ImageReference:
         """The first candidate source that knows the reference, pinned to its manifest digest."""
         not_found: list[str] = []
         unreachable: list[str] = []
-        for candidate in candidate_sources(ref, self.registries, self.mirrors):
+        for candidate in candidates:
             try:  # a digest is checked too, so a registry without it passes the turn to the next one
                 digest = await self._inspect_digest(candidate)
                 return candidate if candidate.digest else candidate.pinned(digest)
@@ -200,11 +215,15 @@ class ImageStore:
         raise UnavailableError(f"image {reference}: no registry could serve it: {'; '.join(unreachable)}")
 
     async def _inspect_digest(self, source: ImageReference) -> str:
-        argv = ["skopeo", "inspect", "--raw", *self._tls_flags(source, ""), f"docker://{source.locator}"]
-        manifest = await self._skopeo(argv, str(source), self.resolve_timeout)
+        self.gate.check_up(source)
+        flags = (*self._tls_flags(source, ""), *self._credentials(source, "", self.resolve_timeout))
+        argv = ["skopeo", "inspect", "--raw", *flags, f"docker://{source.locator}"]
+        manifest = await self._skopeo(argv, str(source), self.resolve_timeout, source.registry)
         return "sha256:" + hashlib.sha256(manifest).hexdigest()
 
-    async def _ensure(self, digest: str, transport: str | None, tls: Sequence[str], report: Progress) -> ImageInfo:
+    async def _ensure(
+        self, digest: str, transport: str | None, tls: Sequence[str], report: Progress, registry: str
+    ) -> ImageInfo:
         """Fetch (from `transport`, unless the layout has it) and unpack one digest, once."""
         async with self._digest_locks.setdefault(digest, asyncio.Lock()):
             if (cached := self.get(digest)) is not None:
@@ -214,7 +233,8 @@ class ImageStore:
                 self._prepare_dirs()
                 if transport is not None:
                     report(f"pulling {digest}")
-                    await self._skopeo_copy(transport, _tag(digest), tls, transport)
+                    shown = transport.removeprefix("docker://")
+                    await self._skopeo_copy(transport, _tag(digest), tls, shown, registry)
                     fault_point("image.pull.fetched")
                 report(f"unpacking {digest}")
                 started = time.monotonic()
@@ -274,6 +294,7 @@ class ImageStore:
         stamped = dataclasses.replace(info, reference=reference, image_ref=image_ref)
         metadata = self._metadata_path(info.digest)
         with map_runtime_errors(f"recording image {reference}"):
+            self._mark_seen(source.name, info.digest)
             if metadata.exists():  # never resurrect an image that remove_unused has just taken away
                 _write_atomically(metadata, json.dumps(dataclasses.asdict(stamped)).encode())
                 self._unpacked[info.digest] = stamped
@@ -289,6 +310,21 @@ class ImageStore:
         except FileNotFoundError:
             return False
 
+    def _cached(self, digest: str, sources: Sequence[ImageReference]) -> ImageInfo | None:
+        """This host's copy of `digest`, if one of `sources` is a repository known to hold it."""
+        if not any(self._seen_path(source.name, digest).exists() for source in sources):
+            return None
+        return self.get(digest)
+
+    def _seen_path(self, name: str, digest: str) -> Path:
+        return self.root / "seen" / hashlib.sha256(f"{name}@{digest}".encode()).hexdigest()
+
+    def _mark_seen(self, name: str, digest: str) -> None:
+        path = self._seen_path(name, digest)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+
     def _known_digest(self, ref: ImageReference) -> str | None:
         ref_file = self.root / "refs" / (urllib.parse.quote(str(ref), safe="") + ".json")
         try:
@@ -297,20 +333,21 @@ class ImageStore:
             return None
         return digest if isinstance(digest, str) else None
 
-    async def _skopeo_copy(self, source: str, tag: str, tls: Sequence[str], what: str) -> None:
-        argv = ["skopeo", "copy", "--quiet", *tls, source, f"oci:{self._layout}:{tag}"]
-        await self._skopeo(argv, what, self.transfer_timeout)
+    async def _skopeo_copy(self, source: str, tag: str, flags: Sequence[str], what: str, registry: str) -> None:
+        argv = ["skopeo", "copy", "--quiet", *flags, source, f"oci:{self._layout}:{tag}"]
+        await self._skopeo(argv, what, self.transfer_timeout, registry)
 
-    async def _skopeo(self, argv: Sequence[str], what: str, timeout: float) -> bytes:
+    async def _skopeo(self, argv: Sequence[str], what: str, timeout: float, registry: str) -> bytes:
         try:
             return (await run(argv, timeout=timeout)).stdout
         except TimeoutError:
-            raise UnavailableError(f"image {what}: the registry did not answer within {timeout:g}s") from None
+            where = f"registry {registry}" if registry else "the image source"
+            raise UnavailableError(f"image {what}: {where} did not answer within {timeout:g}s") from None
         except ToolError as exc:
-            kind = _classify(exc, what)
-            if kind is None:
-                raise
-            raise kind from exc
+            raise classify(exc, what, registry) from None
+
+    def _credentials(self, source: ImageReference, prefix: str, lifetime: float) -> tuple[str, ...]:
+        return self.gate.credentials(source, prefix, ("pull",), lifetime)
 
     def _tls_flags(self, source: ImageReference, prefix: str) -> tuple[str, ...]:
         flag = f"--{prefix}-tls-verify=false" if prefix else "--tls-verify=false"
@@ -338,16 +375,6 @@ class ImageStore:
 
     def _metadata_path(self, digest: str) -> Path:
         return self.root / "images" / f"{_tag(digest)}.json"
-
-
-def _classify(exc: ToolError, what: str) -> AerodromeError | None:
-    detail = exc.stderr.rsplit("msg=", 1)[-1].strip().strip('"')[-500:]
-    lowered = detail.lower()
-    if any(marker in lowered for marker in _NOT_FOUND):
-        return NotFoundError(f"image {what} not found: {detail}")
-    if any(marker in lowered for marker in _UNREACHABLE):
-        return UnavailableError(f"image {what}: registry unavailable: {detail}")
-    return None
 
 
 def _tag(digest: str) -> str:

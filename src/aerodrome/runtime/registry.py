@@ -5,6 +5,10 @@ bound to the event loop that started it, and the registry often outlives that lo
 in one loop and stops it in another). Its output goes to a log file, never a pipe. It dies with its parent
 (PR_SET_PDEATHSIG), and a registry left by a parent that was killed before that was set up is stopped by the
 next start on the same data directory (found through its pid file).
+
+With `auth` it takes only bearer tokens (distribution's `auth: token`): signed by `RegistryTokens`' key, whose
+certificate is its `rootcertbundle`, and issued at `realm` (the API's `/v2/token`). `supervise()` restarts a
+registry that died, with exponential backoff, and `problem` says meanwhile why it is down.
 """
 
 from __future__ import annotations
@@ -13,16 +17,20 @@ import asyncio
 import contextlib
 import ctypes
 import errno
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from aerodrome.core import UnavailableError
+
+log = logging.getLogger("aerodrome.registry")
 
 REGISTRY_BINARY = "docker-registry"
 START_TIMEOUT = 15.0
@@ -45,16 +53,50 @@ storage:
 http:
   addr: {listen}
 """
+_AUTH = """\
+auth:
+  token:
+    realm: {realm}
+    service: {service}
+    issuer: {issuer}
+    rootcertbundle: {bundle}
+"""
+# Restarts after a death: the first after RESTART_DELAY, doubling up to RESTART_DELAY_MAX; a registry that has
+# served STABLE_AFTER seconds starts over from the first delay.
+RESTART_DELAY = 0.5
+RESTART_DELAY_MAX = 30.0
+STABLE_AFTER = 60.0
+WATCH_INTERVAL = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class TokenAuth:
+    """distribution's `auth: token` settings."""
+
+    realm: str  # where clients get tokens: the API's /v2/token
+    service: str
+    issuer: str
+    rootcertbundle: Path
 
 
 class EmbeddedRegistry:
     """One `docker-registry serve` process storing its blobs under `data_dir`, answering plain http on `listen`."""
 
-    def __init__(self, data_dir: Path, listen: str = "127.0.0.1:5000", *, binary: str = REGISTRY_BINARY) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        listen: str = "127.0.0.1:5000",
+        *,
+        binary: str = REGISTRY_BINARY,
+        auth: TokenAuth | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.listen = listen
         self.binary = binary
+        self.auth = auth
         self._proc: subprocess.Popen[bytes] | None = None
+        self._problem: str | None = "not started"
+        self._restarts = 0
 
     @property
     def url(self) -> str:
@@ -72,6 +114,19 @@ class EmbeddedRegistry:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def restarts(self) -> int:
+        """How many times `supervise` has started the registry again after it died."""
+        return self._restarts
+
+    def problem(self) -> str | None:
+        """Why the registry cannot serve right now, or None while it does."""
+        if self.running and self._problem is None:
+            return None
+        if self._problem is None and self._proc is not None:
+            return f"the registry process exited (status {self._proc.returncode})"
+        return self._problem or "not running"
 
     async def start(self, timeout: float = START_TIMEOUT) -> None:
         """Start the registry and return once `GET /v2/` answers; UnavailableError says why it cannot."""
@@ -91,10 +146,42 @@ class EmbeddedRegistry:
         except BaseException:
             await self.stop()
             raise
+        self._problem = None
+
+    async def supervise(self) -> None:
+        """Watch the registry for good; when it dies, log it and start it again after a backoff (bounded by
+        RESTART_DELAY_MAX), however often it dies. Cancel this task before `stop`."""
+        delay, up_since, reason = RESTART_DELAY, time.monotonic(), "not running"
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            if self.running:
+                if time.monotonic() - up_since >= STABLE_AFTER:
+                    delay = RESTART_DELAY
+                continue
+            if self._proc is not None:  # it died: reap it
+                proc, self._proc = self._proc, None
+                reason = f"the registry process exited (status {proc.wait()})"
+                log.warning("registry on %s: %s", self.listen, reason)
+            self._problem = f"{reason}; restarting in {delay:g}s"
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESTART_DELAY_MAX)
+            try:
+                await self.start()
+            except (UnavailableError, OSError) as exc:
+                reason = (
+                    f"the registry does not start again: {exc.message if isinstance(exc, UnavailableError) else exc}"
+                )
+                log.error("registry on %s: %s", self.listen, reason)
+                self._problem = reason
+                continue
+            self._restarts += 1
+            up_since = time.monotonic()
+            log.info("registry on %s restarted (pid %d)", self.listen, self._proc.pid if self._proc else -1)
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Terminate the registry, kill it if it outlives `timeout`, and reap it."""
         proc, self._proc = self._proc, None
+        self._problem = "stopped"
         if proc is None:
             return
         if proc.poll() is None:
@@ -144,7 +231,11 @@ class EmbeddedRegistry:
         storage = self.data_dir / "storage"
         storage.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "config.yml"
-        config.write_text(_CONFIG.format(storage=storage, listen=self.listen))
+        text = _CONFIG.format(storage=storage, listen=self.listen)
+        if self.auth is not None:
+            auth = self.auth
+            text += _AUTH.format(realm=auth.realm, service=auth.service, issuer=auth.issuer, bundle=auth.rootcertbundle)
+        config.write_text(text)
         return config
 
     async def _wait_ready(self, host: str, port: int, timeout: float) -> None:

@@ -24,6 +24,7 @@ from aerodrome.core import (
     ImageInfo,
     NotFoundError,
     ProcessInfo,
+    PullGrant,
     SandboxInfo,
     SandboxSpec,
     SandboxStatus,
@@ -208,9 +209,9 @@ class RuncRuntime:
 
     # -- images and sandboxes -----------------------------------------------------------------------------
 
-    async def pull_image(self, reference: str) -> ImageInfo:
-        """Pull (if not cached) and unpack an image."""
-        return await self.images.pull(reference)
+    async def pull_image(self, reference: str, grant: PullGrant | None = None) -> ImageInfo:
+        """Pull (if not cached) and unpack an image, from the embedded registry's repositories `grant` covers."""
+        return await self.images.pull(reference, grant=grant)
 
     async def create(self, spec: SandboxSpec) -> SandboxInfo:
         """Record a machine and its addresses; re-creating a stopped machine replaces its config.

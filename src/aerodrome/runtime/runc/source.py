@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from aerodrome.core import ImageInfo
+from aerodrome.core import ImageInfo, PullGrant
 
 
 class ImageSource(Protocol):
     """Where images come from: `aerodrome.runtime.images.ImageStore` satisfies it."""
 
-    async def pull(self, reference: str) -> ImageInfo:
+    async def pull(self, reference: str, *, grant: PullGrant | None = None) -> ImageInfo:
         """Pull (if not cached) and unpack an image."""
         ...
 
