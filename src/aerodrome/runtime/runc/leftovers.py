@@ -6,7 +6,9 @@ working on the same host meanwhile are not mistaken for leaks.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from aerodrome.runtime.process import run
 from aerodrome.runtime.runc.cgroups import MachineCgroup
 from aerodrome.runtime.runc.layout import mounts_dir
 from aerodrome.runtime.runc.network import host_iface_name, netns_name
+
+_IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?\b")
 
 
 async def host_leftovers(
@@ -72,22 +76,25 @@ async def _network(ids: list[str]) -> list[str]:
 
 
 async def _rules_and_routes(pool4: str, ids: list[str]) -> list[str]:
-    """Rules and routes naming the IPv4 pool (or a subnet of it), or one of these machines' veths. An
-    organisation's IPv6 rules are not counted: every runtime on the host shares them (its org ids are the same)."""
+    """Rules and routes naming an address or network inside the IPv4 pool, or one of these machines' veths. An
+    organisation's IPv6 rules are not counted: every runtime on the host shares them (its org ids are the same);
+    nor are wider networks that contain the pool (egress rules for 172.16.0.0/12, shared as well)."""
     pool = ipaddress.IPv4Network(pool4)
-    marks4 = [str(pool.network_address).rsplit(".", 2)[0] + "."]  # "172.21." for 172.21.0.0/16
     veths = [host_iface_name(m) for m in ids]
     found = []
-    for tool, marks in (("iptables-save", [*marks4, *veths]), ("ip6tables-save", veths)):
-        if marks:
-            rules = (await run([tool], check=False)).text.splitlines()
-            found += [f"{tool.split('-')[0]} rule {r}" for r in rules if not r.startswith("#") and _names(r, marks)]
-    for family, marks in (("-4", [*marks4, *veths]), ("-6", veths)):
-        if marks:
-            routes = (await run(["ip", family, "route", "show", "table", "all"], check=False)).text.splitlines()
-            found += [f"route {r}" for r in routes if _names(r, marks)]
+    for tool, family in (("iptables-save", "-4"), ("ip6tables-save", "-6")):
+        rules = (await run([tool], check=False)).text.splitlines()
+        found += [f"{tool.split('-')[0]} rule {r}" for r in rules if not r.startswith("#") and _ours(r, pool, veths)]
+        routes = (await run(["ip", family, "route", "show", "table", "all"], check=False)).text.splitlines()
+        found += [f"route {r}" for r in routes if _ours(r, pool, veths)]
     return found
 
 
-def _names(line: str, marks: Sequence[str]) -> bool:
-    return any(mark and mark in line for mark in marks)
+def _ours(line: str, pool: ipaddress.IPv4Network, veths: Sequence[str]) -> bool:
+    if any(veth in line for veth in veths):
+        return True
+    for token in _IPV4.findall(line):
+        with contextlib.suppress(ValueError):
+            if ipaddress.IPv4Network(token, strict=False).subnet_of(pool):
+                return True
+    return False
