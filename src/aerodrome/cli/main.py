@@ -11,6 +11,7 @@ import typer
 from aerodrome.cli.apps import app as apps_app
 from aerodrome.cli.certs import app as certs_app
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, data_dir, missing_requirements
+from aerodrome.cli.doctor import doctor
 from aerodrome.cli.images import app as images_app
 from aerodrome.cli.ips import app as ips_app
 from aerodrome.cli.login import login, logout
@@ -36,6 +37,7 @@ app.add_typer(orgs_app, name="orgs")
 app.add_typer(images_app, name="images")
 app.command("login")(login)
 app.command("logout")(logout)
+app.command()(doctor)
 
 
 def _run(coro: object) -> None:

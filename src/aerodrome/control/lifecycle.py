@@ -22,6 +22,7 @@ from aerodrome.core import (
     ProcessInfo,
     WaitTimeoutError,
     check_action,
+    fault_point,
     normalize_config,
     restart_backoff,
     should_restart,
@@ -49,18 +50,21 @@ class Lifecycle(MachineBase):
             check_action(Action.START, machine.state)
             previous = machine.state
             machine = await self.transition(machine, S.STARTING)
+            fault_point("machine.start.starting")
             try:
                 if previous is S.SUSPENDED:
                     await self.runtime.resume(mid)
                 else:
                     await self.volumes.grow_before_start(app.name, mid)  # while nothing holds the volume
                     await self.runtime.start(mid)
+                fault_point("machine.start.runtime_started")
             except Exception:
                 await self.transition(
                     machine, S.FAILED if previous is S.CREATED else S.STOPPED, event=("start", source)
                 )
                 raise
             await self.transition(machine, S.STARTED, event=("start", source))
+            fault_point("machine.start.recorded")
             return previous
 
     async def stop(
@@ -88,12 +92,18 @@ class Lifecycle(MachineBase):
         spec = self.spec_of(machine)
         was_suspended = machine.state is S.SUSPENDED
         machine = await self.transition(machine, S.STOPPING)
+        fault_point("machine.stop.stopping")
         if was_suspended:
             await self.runtime.resume(machine.id)  # a frozen process cannot handle its signal
         exit = await self.runtime.stop(
             machine.id, signal or spec.stop_signal, spec.stop_timeout if timeout is None else timeout
         )
-        return await self.transition(machine, S.STOPPED, event=("stop", source), request=_exit_request(exit, machine))
+        fault_point("machine.stop.runtime_stopped")
+        machine = await self.transition(
+            machine, S.STOPPED, event=("stop", source), request=_exit_request(exit, machine)
+        )
+        fault_point("machine.stop.recorded")
+        return machine
 
     async def suspend(self, app: App, mid: str, nonce: str | None, *, source: str = "user") -> None:
         async with self.locked(mid):
@@ -102,8 +112,11 @@ class Lifecycle(MachineBase):
                 self.check_lease(machine, nonce)
             check_action(Action.SUSPEND, machine.state)
             machine = await self.transition(machine, S.SUSPENDING)
+            fault_point("machine.suspend.suspending")
             await self.runtime.suspend(mid)
+            fault_point("machine.suspend.runtime_frozen")
             await self.transition(machine, S.SUSPENDED, event=("suspend", source))
+            fault_point("machine.suspend.recorded")
 
     async def restart(
         self, app: App, mid: str, nonce: str | None, *, signal: int | None = None, timeout: float | None = None

@@ -32,6 +32,7 @@ from aerodrome.core import (
     Store,
     VolumeMount,
     check_action,
+    fault_point,
     machine_id,
     machine_name,
     nonce,
@@ -91,9 +92,11 @@ class Machines(Lifecycle, Leases, Metadata):
         mid, version, now = machine_id(), ulid(), rfc3339(self.clock.now())
         try:
             mounts = await self._attach_volumes(app, spec, region, mid)
+            fault_point("machine.create.volumes_attached")
             sandbox = await self.runtime.create(
                 await self._sandbox_spec(app, org_network_id, mid, version, region, spec, image, mounts)
             )
+            fault_point("machine.create.runtime_created")
         except BaseException:
             await self.volumes.release_all(app.name, mid)  # a machine that was never made holds no volume
             raise
@@ -113,6 +116,7 @@ class Machines(Lifecycle, Leases, Metadata):
             cordoned=cordoned,
         )
         await self.store.add_machine(machine, self.new_event(machine, "launch", "created", "user"))
+        fault_point("machine.create.recorded")
         if lease_ttl is not None:
             machine = await self._lease_on_create(machine, lease_ttl)
         if not skip_launch:
@@ -156,14 +160,17 @@ class Machines(Lifecycle, Leases, Metadata):
             image = await self.runtime.pull_image(spec.image, await self.registry.pull_grant(app.org_slug))
             previous = machine.state
             machine = await self.transition(machine, MachineState.REPLACING)
+            fault_point("machine.update.replacing")
             if previous in (MachineState.STARTED, MachineState.SUSPENDED):
                 current = self.spec_of(machine)
                 await self.runtime.stop(machine.id, current.stop_signal, current.stop_timeout)
+                fault_point("machine.update.runtime_stopped")
             version = ulid()
             mounts = await self._attach_volumes(app, spec, machine.region, machine.id)
             sandbox = await self.runtime.create(
                 await self._sandbox_spec(app, org_network_id, machine.id, version, machine.region, spec, image, mounts)
             )
+            fault_point("machine.update.runtime_created")
             resting = MachineState.CREATED if previous is MachineState.CREATED else MachineState.STOPPED
             machine = await self.transition(
                 machine,
@@ -177,6 +184,7 @@ class Machines(Lifecycle, Leases, Metadata):
                 private_ipv4=sandbox.private_ipv4,
                 name=name or machine.name,
             )
+            fault_point("machine.update.recorded")
         if not skip_launch:
             await self.start(app, mid, nonce_)
             machine = await self.find(app, mid)
@@ -189,9 +197,13 @@ class Machines(Lifecycle, Leases, Metadata):
                 self.check_lease(machine, nonce_)
             check_action(Action.DESTROY, machine.state, force=force)
             machine = await self.transition(machine, MachineState.DESTROYING)
+            fault_point("machine.destroy.destroying")
             await self.runtime.destroy(machine.id)
+            fault_point("machine.destroy.runtime_destroyed")
             await self.volumes.release_all(app.name, machine.id)
+            fault_point("machine.destroy.volumes_released")
             await self.transition(machine, MachineState.DESTROYED, event=("destroy", "user"), deleted=True, lease=None)
+            fault_point("machine.destroy.recorded")
 
     async def list(
         self, app: App, *, include_deleted: bool, region: str | None, states: Sequence[MachineState]
@@ -205,7 +217,7 @@ class Machines(Lifecycle, Leases, Metadata):
         if app is None or org is None:
             return
         spec = self.spec_of(machine)
-        image = await self.runtime.pull_image(spec.image)  # admitted at its create or update: the host's own pull
+        image = await self.runtime.pull_image(_pinned(spec.image, machine.image_ref.get("digest")))  # the host's own
         mounts = await self._attach_volumes(app, spec, machine.region, machine.id)
         await self.runtime.create(
             await self._sandbox_spec(
@@ -261,6 +273,13 @@ class Machines(Lifecycle, Leases, Metadata):
             hostname=mid,
             rootfs_bytes=spec.rootfs_size_gb * self.volumes.unit_bytes,
         )
+
+
+def _pinned(reference: str, digest: object) -> str:
+    """The image the machine was made from, by digest: its tag may point elsewhere since."""
+    if not isinstance(digest, str) or not digest or "@" in reference:
+        return reference
+    return f"{reference}@{digest}"
 
 
 def resolve_argv(spec: MachineSpec, image: ImageInfo) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ from aerodrome.core import (
     Store,
     SystemClock,
     VolumeBackend,
+    fault_point,
 )
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class ControlPlane:
             v for m in await self.store.live_machines() for v in await self.volumes.attached_to(m.app_name, m.id)
         ]
         await self.volumes.recover(attached)
+        await self.volumes.remove_orphans()
         await self.certificates.load()
         self.autoextend.start()
         self.retention.start()
@@ -115,6 +117,7 @@ class ControlPlane:
         resumes the take-down, so an accepted delete always completes."""
         if not app.destroying:
             await self.store.set_app_status(app.name, APP_DESTROYING)
+            fault_point("app.delete.marked")
         self._take_down_later(app.name)
 
     def _take_down_later(self, name: str) -> None:
@@ -148,11 +151,16 @@ class ControlPlane:
                 await self.machines.destroy(app, machine_id, force=True, nonce_=None, ignore_lease=True)
 
         await asyncio.gather(*(destroy(m.id) for m in await self.store.list_machines(app.name)))
+        fault_point("app.delete.machines_destroyed")
         for volume in await self.store.list_volumes(app.name):
             await self.volumes.delete(app, volume.id)
+        for volume in await self.store.list_volumes(app.name, include_destroyed=True):
+            await self.volumes.delete_snapshots(volume.id)  # the app's rows go, snapshots' included
+        fault_point("app.delete.volumes_deleted")
         await self.ips.release_all(app)
         await self.certificates.remove_all(app)
         await self.store.delete_app(app.name)
+        fault_point("app.delete.recorded")
         log.info("app %s deleted", app.name)
 
     async def close(self) -> None:

@@ -29,10 +29,20 @@ async def recover(machines: Machines, store: Store) -> None:
     for machine_id in set(statuses) - known:
         log.warning("destroying sandbox %s, which no machine owns", machine_id)
         await machines.runtime.destroy(machine_id)
+    await _release_orphaned_volumes(machines, store, known)
     for machine in live:
         lock = machines.lock_for(machine.id)
         await lock.acquire()  # uncontended: nothing else runs before start() returns
         machines.spawn(_reconcile(machines, store, machine, statuses.get(machine.id, SandboxStatus.ABSENT), lock))
+
+
+async def _release_orphaned_volumes(machines: Machines, store: Store, live: set[str]) -> None:
+    """Detach volumes reserved for a machine that was never recorded (a create cut short) or is gone."""
+    for app in await store.list_apps(None):
+        for volume in await store.list_volumes(app.name):
+            if volume.attached_machine_id and volume.attached_machine_id not in live:
+                log.warning("releasing volume %s of machine %s, which is gone", volume.id, volume.attached_machine_id)
+                await machines.volumes.release(volume.id)
 
 
 async def _reconcile(
@@ -52,12 +62,15 @@ async def _reconcile_locked(machines: Machines, store: Store, machine: Machine, 
         return
     if current.state is S.DESTROYING:
         await machines.runtime.destroy(current.id)
+        await machines.volumes.release_all(current.app_name, current.id)
         await machines.transition(current, S.DESTROYED, event=("destroy", "flyd"), deleted=True)
         return
     if status is SandboxStatus.FAILED:
         await _fail(machines, current)
         return
-    if status is SandboxStatus.ABSENT:
+    if status is SandboxStatus.ABSENT or (current.state is S.REPLACING and status not in _RUNNING):
+        # An update cut short may have left its new version on the host, unrecorded (it was not answered): the
+        # host goes back to the version the database names.
         await machines.recreate_sandbox(current)
     if status in _RUNNING and current.state in (S.STARTING, S.RESTARTING, S.STARTED):
         if current.state is not S.STARTED:

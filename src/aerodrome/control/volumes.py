@@ -21,6 +21,7 @@ from aerodrome.core import (
     VolumeMount,
     VolumeSnapshot,
     VolumeUsage,
+    fault_point,
     parse_bool,
     parse_int,
     rfc3339,
@@ -79,7 +80,9 @@ class Volumes:
         await self._backend.create(
             volume.id, size_gb * self.unit_bytes, fstype, from_snapshot=source_snapshot, from_volume=source_volume
         )
+        fault_point("volume.create.image_built")
         await self._store.add_volume(volume)
+        fault_point("volume.create.recorded")
         return volume
 
     async def _sources(self, app: App, body: dict[str, Any]) -> tuple[str | None, str | None, int]:
@@ -139,8 +142,10 @@ class Volumes:
         if size_gb <= volume.size_gb:
             raise InvalidArgumentError(f"size_gb must be larger than the current size ({volume.size_gb})")
         online = await self._backend.extend(volume.id, size_gb * self.unit_bytes)
+        fault_point("volume.extend.resized")
         volume = dataclasses.replace(volume, size_gb=size_gb)
         await self._store.save_volume(volume)
+        fault_point("volume.extend.recorded")
         needs_restart = bool(volume.attached_machine_id) and not online
         if needs_restart:
             self._grow_pending.add(volume.id)
@@ -150,6 +155,7 @@ class Volumes:
         volume = await self.get(app, vol_id)
         snap_id = snapshot_id()
         info = await self._backend.snapshot(volume.id, snap_id)
+        fault_point("volume.snapshot.copied")
         snapshot = VolumeSnapshot(
             id=snap_id,
             volume_id=volume.id,
@@ -161,6 +167,7 @@ class Volumes:
             retention_days=volume.snapshot_retention,
         )
         await self._store.add_snapshot(snapshot)
+        fault_point("volume.snapshot.recorded")
         return snapshot
 
     async def snapshots(self, app: App, vol_id: str) -> builtins.list[VolumeSnapshot]:
@@ -259,6 +266,24 @@ class Volumes:
                 await self._backend.mount(volume.id)
                 continue
             self._grow_pending.discard(volume.id)
+
+    async def delete_snapshots(self, vol_id: str) -> None:
+        """Remove the files of a volume's snapshots (its app is going: the rows go with it)."""
+        for snapshot in await self._store.list_snapshots(vol_id):
+            await self._backend.delete_snapshot(snapshot.id)
+
+    async def remove_orphans(self) -> None:
+        """Delete the files of volumes and snapshots the database does not know: a create or a snapshot cut short
+        after its file was made and before it was recorded (and so never answered)."""
+        volume_ids, snapshot_ids = await self._backend.stored()
+        for vol_id in volume_ids:
+            if await self._store.get_volume(vol_id) is None:
+                log.warning("removing volume %s, which was never recorded", vol_id)
+                await self._backend.delete(vol_id)
+        for snap_id in snapshot_ids:
+            if await self._store.get_snapshot(snap_id) is None:
+                log.warning("removing snapshot %s, which was never recorded", snap_id)
+                await self._backend.delete_snapshot(snap_id)
 
     async def recover(self, attached: builtins.list[Volume]) -> None:
         """After a restart of the daemon, find again the attached volumes still waiting to grow."""

@@ -21,6 +21,7 @@ from aerodrome.core.errors import (
     WaitTimeoutError,
     is_out_of_space,
 )
+from aerodrome.core.faults import FAULT_ENV, FAULT_STEPS, fault_point, parse_target
 from aerodrome.core.ids import machine_id, machine_name, nonce, snapshot_id, ulid, volume_id
 from aerodrome.core.models import (
     APP_DESTROYING,
@@ -87,6 +88,8 @@ __all__ = [
     "EXEC_OUTPUT_CAP",
     "EXEC_TIMEOUT_DEFAULT",
     "EXEC_TIMEOUT_MAX",
+    "FAULT_ENV",
+    "FAULT_STEPS",
     "MAX_DESCRIPTION",
     "MAX_DURATION",
     "MAX_ITEMS",
@@ -148,6 +151,7 @@ __all__ = [
     "VolumeUsage",
     "WaitTimeoutError",
     "check_action",
+    "fault_point",
     "granted_actions",
     "is_out_of_space",
     "machine_id",
@@ -161,6 +165,7 @@ __all__ = [
     "parse_json",
     "parse_signal",
     "parse_string_map",
+    "parse_target",
     "parse_text",
     "restart_backoff",
     "rfc3339",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aerodrome.runtime.images import ImageStore
 from aerodrome.runtime.registry import EmbeddedRegistry, TokenAuth
 from aerodrome.runtime.registry_tokens import RegistryTokens, load_operator_credentials
-from aerodrome.runtime.runc import RuncRuntime, check_user_namespaces, claim_subordinate_ids
+from aerodrome.runtime.runc import RuncRuntime, check_user_namespaces, claim_subordinate_ids, host_leftovers
 from aerodrome.runtime.sources import EmbeddedAccess, RegistryGate, allowed_registries
 from aerodrome.runtime.volumes import LoopVolumeBackend
 
@@ -21,5 +21,6 @@ __all__ = [
     "allowed_registries",
     "check_user_namespaces",
     "claim_subordinate_ids",
+    "host_leftovers",
     "load_operator_credentials",
 ]

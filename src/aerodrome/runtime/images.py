@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from aerodrome.core import ImageInfo, InvalidArgumentError, NotFoundError, PullGrant, UnavailableError
+from aerodrome.core import ImageInfo, InvalidArgumentError, NotFoundError, PullGrant, UnavailableError, fault_point
 from aerodrome.runtime.process import ToolError, map_runtime_errors, run, with_tool_umask
 from aerodrome.runtime.references import ImageReference, candidate_sources, is_loopback_host, parse_reference
 from aerodrome.runtime.sources import RegistryGate, allowed_registries, classify
@@ -235,6 +235,7 @@ class ImageStore:
                     report(f"pulling {digest}")
                     shown = transport.removeprefix("docker://")
                     await self._skopeo_copy(transport, _tag(digest), tls, shown, registry)
+                    fault_point("image.pull.fetched")
                 report(f"unpacking {digest}")
                 started = time.monotonic()
                 info = await self._unpack(digest)
@@ -257,8 +258,10 @@ class ImageStore:
                 timeout=self.transfer_timeout,
             )
             staging.rename(bundle)
+            fault_point("image.pull.unpacked")
             info = self._read_image_config(digest)
             _write_atomically(self._metadata_path(digest), json.dumps(dataclasses.asdict(info)).encode())
+            fault_point("image.pull.recorded")
         return info
 
     def _read_image_config(self, digest: str) -> ImageInfo:

@@ -28,6 +28,7 @@ from aerodrome.core import (
     SandboxInfo,
     SandboxSpec,
     SandboxStatus,
+    fault_point,
 )
 from aerodrome.runtime.process import ToolError, map_runtime_errors
 from aerodrome.runtime.runc import bundle, exits, firewall, guestfs, instance, procfs
@@ -235,6 +236,7 @@ class RuncRuntime:
                 raise FailedPreconditionError(f"machine {spec.machine_id} is running; stop it before re-creating it")
             with map_runtime_errors(f"create machine {spec.machine_id}"):
                 allocation = await self._allocate(spec, paths, existing)
+                fault_point("runtime.create.network_allocated")
                 ids = existing.ids if existing else self.ids.allocate(spec.machine_id)
                 machine = _Machine(spec, image.rootfs, allocation, ids)
                 try:
@@ -334,6 +336,7 @@ class RuncRuntime:
                 await cgroup.thaw()  # a frozen process cannot act on a signal
             with contextlib.suppress(ProcessLookupError):
                 os.kill(running.pid, signal)
+            fault_point("runtime.stop.signalled")
             try:
                 return await asyncio.wait_for(asyncio.shield(running.exited), timeout)
             except TimeoutError:
@@ -362,6 +365,7 @@ class RuncRuntime:
             now=time.time(),
         )
         await asyncio.to_thread(exits.record_exit, paths, info, reported=False)  # durable: off the event loop
+        fault_point("runtime.exit.recorded")
         try:
             machine = self._machines.get(machine_id)
             await instance.teardown(self.runc, machine_id, paths, machine.network if machine else None)
@@ -369,6 +373,7 @@ class RuncRuntime:
             self._running.pop(machine_id, None)
             if running is not None and not running.exited.done():
                 running.exited.set_result(info)
+        fault_point("runtime.exit.torn_down")
         await self._report(machine_id, paths, info)
 
     async def _report(self, machine_id: str, paths: MachinePaths, info: ExitInfo) -> None:

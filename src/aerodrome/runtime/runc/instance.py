@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from aerodrome.core import SandboxSpec
+from aerodrome.core import SandboxSpec, fault_point
 from aerodrome.runtime.runc import bundle, guestfs, scratch, userns
 from aerodrome.runtime.runc.cgroups import MachineCgroup, cgroups_path
 from aerodrome.runtime.runc.layout import (
@@ -78,6 +78,7 @@ async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | 
         if paths.upper.exists():
             await asyncio.to_thread(guestfs.discard_upper, paths)
         guestfs.mount_overlay(paths, run.lower, run.ids, namespaces.userns_fd)
+        fault_point("runtime.start.rootfs_mounted")
         system = bundle.system_files(spec, network.ipv4, network.ipv6)
         await asyncio.to_thread(guestfs.write_files, paths.rootfs, (*system, *spec.files), run.ids.base)
         for stale in (paths.stop_requested, paths.pid_file):
@@ -96,11 +97,14 @@ async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | 
             compat_32bit=run.compat_32bit,
         )
         await named
+        fault_point("runtime.start.netns_created")
         links = asyncio.ensure_future(connect_netns(network))
         pid = await runc.run_detached(spec.machine_id, paths, orjson.dumps(config), stdin=gate_read)
         await links
+        fault_point("runtime.start.runc_created")
         os.write(gate_write, bundle.GO)
         paths.network_ready.touch()
+        fault_point("runtime.start.released")
     except BaseException:
         await asyncio.gather(named, *([links] if links else []), return_exceptions=True)
         await runc.delete(spec.machine_id)

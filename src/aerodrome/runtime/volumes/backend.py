@@ -345,6 +345,15 @@ class LoopVolumeBackend:
 
     # -- recovery ----------------------------------------------------------------------------------------------
 
+    async def stored(self) -> tuple[list[str], list[str]]:
+        """The ids of the volumes and snapshots whose (finished) files are here."""
+
+        def ids(directory: Path) -> list[str]:
+            found = directory.glob("*.img") if directory.is_dir() else ()
+            return sorted(p.stem for p in found if _ID.fullmatch(p.stem))
+
+        return await asyncio.to_thread(ids, self._volumes), await asyncio.to_thread(ids, self._snapshots)
+
     async def recover(self) -> list[str]:
         """Re-adopt what a previous daemon left: return the ids of mounted volumes.
 
