@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,22 @@ def test_a_recorded_holder_is_ended_by_its_pid_and_start_time(tmp_path: Path) ->
     record.write_text(f"{os.getpid()} 0")  # a pid that now belongs to another process is left alone
     kill_stale_holder(record)
     assert not record.exists()
+
+
+@needs_root
+def test_a_holder_keeps_none_of_the_daemons_descriptors() -> None:
+    """A holder left by a daemon that died mid-start must not keep its listening sockets open."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        namespaces = new_namespaces(IdRange(RANGE_START))
+        try:
+            held = Path(f"/proc/{namespaces.pid}/fd")
+            deadline = time.monotonic() + 10  # the close happens in the holder, after clone returns here
+            while {int(fd) for fd in os.listdir(held)} - {0, 1, 2} and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert {int(fd) for fd in os.listdir(held)} <= {0, 1, 2}
+            assert Path(f"/proc/self/fd/{listener.fileno()}").exists()  # the daemon's own copy is untouched
+            assert Path(f"/proc/{namespaces.pid}/stat").read_text().split(") ", 1)[1][0] == "S"  # paused
+        finally:
+            namespaces.close()

@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
+import mmap
 import os
+import platform
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -110,15 +112,42 @@ class IdAllocator:
 # -- the namespaces of one run --------------------------------------------------------------------------------
 
 _STACK_SIZE = 16 * 1024
-_pause = ctypes.cast(_libc.pause, ctypes.c_void_p)
+# What the holder runs, on x86_64: close_range(3, ~0, 0), then pause() forever. A clone without CLONE_FILES
+# holds copies of all the daemon's descriptors; a holder left paused by a daemon that died mid-start would keep
+# the API's and the edge's sockets open (their clients hang instead of seeing the daemon gone) until the next
+# daemon ends it. Python cannot run in a clone that shares its memory, so these are its 28 bytes of machine code.
+_HOLDER_X86_64 = bytes.fromhex(
+    "bf03000000"  # mov edi, 3
+    "beffffffff"  # mov esi, 0xffffffff
+    "31d2"  # xor edx, edx
+    "b8b4010000"  # mov eax, 436 (close_range)
+    "0f05"  # syscall
+    "b822000000"  # mov eax, 34 (pause)
+    "0f05"  # syscall
+    "ebf7"  # jmp back to the pause
+)
+
+
+def _holder_entry() -> tuple[int, object]:
+    """The holder's entry point, and what keeps its memory mapped: the code above where the CPU runs it, else
+    libc's pause() (the descriptors then stay open in a stale holder)."""
+    if platform.machine() != "x86_64":
+        return ctypes.cast(_libc.pause, ctypes.c_void_p).value or 0, None
+    code = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    code.write(_HOLDER_X86_64)
+    return ctypes.addressof(ctypes.c_char.from_buffer(code)), code
+
+
+_holder, _holder_code = _holder_entry()
 
 
 @dataclass(slots=True)
 class Namespaces:
     """A user namespace with a machine's mapping, and a network namespace it owns, held by a paused process.
 
-    The holder is a clone of the daemon that shares its memory and only runs libc's pause() on a stack of its
-    own: it costs about 0.2 ms where a fork of the daemon costs tens. runc joins both namespaces by path;
+    The holder is a clone of the daemon that shares its memory, closes its copies of the daemon's descriptors
+    and pauses on a stack of its own: it costs about 0.2 ms where a fork of the daemon costs tens. runc joins
+    both namespaces by path;
     once the container runs, its processes keep them alive and the holder is killed.
     """
 
@@ -162,7 +191,7 @@ def new_namespaces(ids: IdRange, record: Path | None = None) -> Namespaces:
     # handler of the daemon's ever runs on its stack.
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     try:
-        pid = _libc.clone(_pause, top, CLONE_NEWUSER | CLONE_NEWNET | CLONE_VM | signal.SIGCHLD, None)
+        pid = _libc.clone(_holder, top, CLONE_NEWUSER | CLONE_NEWNET | CLONE_VM | signal.SIGCHLD, None)
         if pid <= 0:
             raise _errno_error("clone a user namespace")
     finally:
