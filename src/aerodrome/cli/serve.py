@@ -34,6 +34,8 @@ from aerodrome.runtime import (
 from aerodrome.store import SqlStore, sqlite_url
 
 log = logging.getLogger("aerodrome")
+MCP_IMAGE = "flyio/mcp:latest"  # the quick start's image: built on this host, never pulled from Docker Hub
+MCP_IMAGE_HINT = "build it once with `sudo aerodrome images build-mcp` (the README's quick start, step 1)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,7 @@ async def serve(options: ServeOptions) -> None:
         layout.images,
         registries=(options.registry,),
         mirrors=options.mirrors,
+        missing_hints={MCP_IMAGE: MCP_IMAGE_HINT},
         gate=RegistryGate(
             allowed_registries((options.registry,), options.mirrors, options.allow_registries),
             EmbeddedAccess(options.registry, tokens, registry.problem),
