@@ -11,9 +11,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from aerodrome.api import errors, graphql
+from aerodrome.api import errors, graphql, metrics
 from aerodrome.api.bodies import BodyLimitMiddleware
 from aerodrome.api.limits import ApiLimits
+from aerodrome.api.metrics import ApiMetrics, MetricsMiddleware, MetricSource
 from aerodrome.api.responses import JSONResponse
 from aerodrome.api.routes import (
     actions,
@@ -48,6 +49,7 @@ async def health(request: Request) -> Response:
 def build_routes(extra: list[BaseRoute] | None = None) -> list[BaseRoute]:
     return [
         Route("/health", health, methods=["GET"]),
+        *metrics.routes,
         *apps.routes,
         *machines.routes,
         *actions.routes,
@@ -68,13 +70,16 @@ def build_app(
     extra_routes: list[BaseRoute] | None = None,
     limits: ApiLimits | None = None,
     health_checks: Mapping[str, HealthCheck] | None = None,
+    metric_sources: list[MetricSource] | None = None,
 ) -> Starlette:
     """The API application; the server owns the plane's start and close (and the listener's limits: see
-    `guarded_protocol`). `health_checks` are the other parts `/health` reports on (e.g. the registry)."""
+    `guarded_protocol`). `health_checks` are the other parts `/health` reports on (e.g. the registry);
+    `metric_sources` add to `/metrics` what the API itself does not see (the edge, machines, volumes)."""
     limits = limits or ApiLimits()
+    api_metrics = ApiMetrics()
     app = Starlette(
         routes=build_routes(extra_routes),
-        middleware=[Middleware(BodyLimitMiddleware, limits=limits)],
+        middleware=[Middleware(MetricsMiddleware, metrics=api_metrics), Middleware(BodyLimitMiddleware, limits=limits)],
         exception_handlers={
             AerodromeError: errors.aerodrome_error,
             HTTPException: errors.http_error,
@@ -86,4 +91,6 @@ def build_app(
     app.state.plane = plane
     app.state.limits = limits
     app.state.health = dict(health_checks or {})
+    app.state.api_metrics = api_metrics
+    app.state.metric_sources = list(metric_sources or [])
     return app

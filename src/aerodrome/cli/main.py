@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import sys
 from typing import TYPE_CHECKING, Annotated
@@ -38,6 +39,25 @@ app.add_typer(images_app, name="images")
 app.command("login")(login)
 app.command("logout")(logout)
 app.command()(doctor)
+
+
+class LogFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+def configure_logging(log_format: LogFormat) -> None:
+    """The daemon's log on stderr: `time name level message` as text, or as one JSON object a line (with
+    `exc_info` holding a traceback) for log shippers."""
+    handler = logging.StreamHandler(sys.stderr)
+    fields = "%(asctime)s %(name)s %(levelname)s %(message)s"
+    if log_format is LogFormat.JSON:
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(JsonFormatter(fields, rename_fields={"asctime": "time", "levelname": "level"}))
+    else:
+        handler.setFormatter(logging.Formatter(fields))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
 def _run(coro: object) -> None:
@@ -157,6 +177,9 @@ def serve(
     retention_interval: Annotated[
         float, typer.Option("--retention-interval", min=0, help="Seconds between retention sweeps (0: off).")
     ] = 60.0,
+    log_format: Annotated[
+        LogFormat, typer.Option("--log-format", help="The daemon's own log lines: text, or one JSON object a line.")
+    ] = LogFormat.TEXT,
 ) -> None:
     """Run the API, the machines runtime and the embedded registry in the foreground."""
     from aerodrome.cli.serve import ServeOptions
@@ -178,7 +201,7 @@ def serve(
     except OSError as exc:
         typer.echo(f"aerodrome: {exc}", err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    configure_logging(log_format)
     options = ServeOptions(
         data_dir=data_dir(data_dir_),
         api=api,

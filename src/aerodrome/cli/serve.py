@@ -14,6 +14,7 @@ import uvicorn
 
 from aerodrome.api import ApiLimits, build_app, guarded_protocol
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
+from aerodrome.cli.metrics import OrgMetrics
 from aerodrome.control import ControlPlane, RetentionSettings, Secrets, Settings
 from aerodrome.core import FailedPreconditionError, InvalidArgumentError
 from aerodrome.proxy import Edge, EdgeSettings, native
@@ -33,6 +34,8 @@ from aerodrome.runtime import (
 from aerodrome.store import SqlStore, sqlite_url
 
 log = logging.getLogger("aerodrome")
+MCP_IMAGE = "flyio/mcp:latest"  # the quick start's image: built on this host, never pulled from Docker Hub
+MCP_IMAGE_HINT = "build it once with `sudo aerodrome images build-mcp` (the README's quick start, step 1)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,7 @@ async def serve(options: ServeOptions) -> None:
         layout.images,
         registries=(options.registry,),
         mirrors=options.mirrors,
+        missing_hints={MCP_IMAGE: MCP_IMAGE_HINT},
         gate=RegistryGate(
             allowed_registries((options.registry,), options.mirrors, options.allow_registries),
             EmbeddedAccess(options.registry, tokens, registry.problem),
@@ -155,12 +159,18 @@ async def serve(options: ServeOptions) -> None:
         host, port = split_hostport(options.api, 4280)
         server = uvicorn.Server(
             uvicorn.Config(
-                build_app(plane, limits=options.api_limits, health_checks={"registry": registry.problem}),
+                build_app(
+                    plane,
+                    limits=options.api_limits,
+                    health_checks={"registry": registry.problem},
+                    metric_sources=[OrgMetrics(store, edge, volumes)],
+                ),
                 host=host,
                 port=port,
                 http=guarded_protocol(options.api_limits),  # httptools, with bounded heads and connections
                 lifespan="off",
                 log_level="warning",
+                log_config=None,  # uvicorn's lines go through the daemon's handler: one format (--log-format)
             )
         )
         log.info("API on http://%s:%d, registry on %s, data in %s", host, port, options.registry, layout.root)

@@ -24,12 +24,14 @@ from aerodrome.proxy.balancer import NoMachineError
 from aerodrome.proxy.context import EdgeContext
 from aerodrome.proxy.directory import AppRoute, Backend
 from aerodrome.proxy.exchange import PendingRequest
+from aerodrome.proxy.traffic import AppTraffic
 from aerodrome.proxy.upstream import UpstreamConnection
 
 _BUFFER_LIMIT = 256 * 1024  # request body held while no machine is ready, before reading pauses
 _LINGER = 2.0  # seconds a refused head's connection is read (and dropped) after the reply, before it closes
 # Reasons client reading is paused; it resumes when none is left.
 _PAUSE_UPSTREAM, _PAUSE_QUEUE, _PAUSE_BUFFER = 1, 2, 4
+_UNROUTED = AppTraffic()  # counts for requests no app answers: never read, it spares a check per count
 
 
 class _HeadRefused(Exception):
@@ -80,6 +82,7 @@ class HttpConnection(asyncio.Protocol):
         "_sent_at",
         "_swept_phase",
         "_task",
+        "_traffic",
         "_tunnel_backlog",
         "_upstream",
         "client_ip",
@@ -125,6 +128,7 @@ class HttpConnection(asyncio.Protocol):
         self._out: list[bytes] = []  # client writes held until the end of one read from the machine
         self._route: AppRoute | None = None  # the last route seen, and whether it redirects http to https
         self._route_redirects = False
+        self._traffic = _UNROUTED  # the counts of the app the current request goes to
         self._incoming: PendingRequest | None = None  # the request the parser is filling
         self._active: PendingRequest | None = None  # the request being served
         self._queue: list[PendingRequest] = []  # pipelined requests behind it
@@ -336,6 +340,7 @@ class HttpConnection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         request = self._incoming
         assert request is not None
+        self._traffic.bytes_in += len(body)
         data = messages.chunk(body) if request.chunked else body
         if request is self._active and self._upstream is not None:
             self._upstream.send(data)
@@ -365,6 +370,7 @@ class HttpConnection(asyncio.Protocol):
         if isinstance(route, AppRoute) and request.force_instance is None:
             if route is not self._route:
                 self._route, self._route_redirects = route, self._redirects(route)
+                self._traffic = fleet.traffic_of(route.app)
             backend = None if self._route_redirects else self.edge.balancer.pick_now(route)
             if backend is not None:
                 self._backend = backend
@@ -382,9 +388,12 @@ class HttpConnection(asyncio.Protocol):
         try:
             if self._backend is None:
                 route = await self.edge.fleet.route(request.host, self.local_addr, self.edge_port)
+                self._route = None  # the fast path picks its route, and counts, again
                 if route is None:
+                    self._traffic = _UNROUTED
                     self._reply(404, f"no app is served at {request.host_name or self.local_addr}")
                     return
+                self._traffic = self.edge.fleet.traffic_of(route.app)
                 if self._redirects(route):
                     self._redirect_to_https(request)
                     return
@@ -437,6 +446,7 @@ class HttpConnection(asyncio.Protocol):
         request = self._active
         assert request is not None
         self._response_started = True
+        self._traffic.respond(status, time.monotonic() - self._sent_at)
         if chunked and request.http10:  # HTTP/1.0 knows no chunks: the body runs until the edge closes
             chunked, until_close = False, True
         self._response_chunked = chunked
@@ -463,6 +473,7 @@ class HttpConnection(asyncio.Protocol):
         self._resume(_PAUSE_BUFFER)
 
     def on_response_body(self, data: bytes) -> None:
+        self._traffic.bytes_out += len(data)
         if self._response_chunked:
             self._out += (messages.chunk_size(data), data, b"\r\n")
         else:
@@ -507,6 +518,7 @@ class HttpConnection(asyncio.Protocol):
     def _reply(self, status: int, message: str, *, close: bool = False, location: str | None = None) -> None:
         request = self._active
         close = close or request is None or not request.complete or not request.keep_alive
+        self._traffic.refuse(status)
         if self.transport is not None and self.state is not ConnState.CLOSED:
             self._out.append(messages.error_response(status, message, close=close, location=location))
             self.flush()

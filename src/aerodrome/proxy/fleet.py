@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from aerodrome.core import MachineState, UnavailableError
 from aerodrome.proxy.directory import AppRoute, Backend, Directory
+from aerodrome.proxy.traffic import AppTraffic
 
 _RouteKey = tuple[str | None, str, int]
 _ROUTES_KEPT = 4096  # cached answers before expired ones are swept out (hosts come from clients: unbounded)
@@ -52,6 +53,14 @@ class Fleet:
         self._stops: dict[str, asyncio.Task[None]] = {}
         self._capacity: asyncio.Event | None = None  # set while a request waits for capacity
         self.starts_total = 0  # machines started by the edge, for tests and metrics
+        self.traffic: dict[str, AppTraffic] = {}  # by app name, read by `/metrics`
+
+    def traffic_of(self, app: str) -> AppTraffic:
+        """The app's traffic counts, made at its first request (an app's name is not reused while it lives)."""
+        traffic = self.traffic.get(app)
+        if traffic is None:
+            traffic = self.traffic[app] = AppTraffic()
+        return traffic
 
     # --- routes -------------------------------------------------------------------------------------------
 
@@ -177,6 +186,7 @@ class Fleet:
         stopping = self._stops.get(backend.machine_id)
         if stopping is not None:
             await asyncio.wait([stopping])
+        began = self.clock()
         try:
             async with asyncio.timeout(self.start_timeout):
                 await self.directory.start_machine(app, backend.machine_id)
@@ -184,6 +194,7 @@ class Fleet:
         except TimeoutError:
             raise UnavailableError(f"machine {backend.machine_id} did not start in {self.start_timeout:g}s") from None
         self.starts_total += 1
+        self.traffic_of(app).autostarted(self.clock() - began)
         self._settle(app, backend.machine_id, MachineState.STARTED)
 
     async def _wait_for_port(self, address: str, port: int) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent
 DIRECTORY = PACKAGE / "_native"
 # The per-request path: parsing and relaying HTTP, choosing a machine and counting its load.
-MODULES = ("downstream", "upstream", "exchange", "messages", "balancer", "fleet", "directory", "context")
+MODULES = ("downstream", "upstream", "exchange", "messages", "balancer", "fleet", "directory", "context", "traffic")
 _GROUP = "aerodrome.proxy.native_edge"  # names the shared runtime library, inside this package
 _FINGERPRINT = DIRECTORY / "fingerprint"
 _SOURCES = (PACKAGE, PACKAGE.parent / "core")

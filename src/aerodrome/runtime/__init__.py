@@ -5,7 +5,14 @@ from __future__ import annotations
 from aerodrome.runtime.images import ImageStore
 from aerodrome.runtime.registry import EmbeddedRegistry, TokenAuth
 from aerodrome.runtime.registry_tokens import RegistryTokens, load_operator_credentials
-from aerodrome.runtime.runc import RuncRuntime, check_user_namespaces, claim_subordinate_ids, host_leftovers
+from aerodrome.runtime.runc import (
+    MachineUsage,
+    RuncRuntime,
+    check_user_namespaces,
+    claim_subordinate_ids,
+    host_leftovers,
+    machine_usage,
+)
 from aerodrome.runtime.sources import EmbeddedAccess, RegistryGate, allowed_registries
 from aerodrome.runtime.volumes import LoopVolumeBackend
 
@@ -14,6 +21,7 @@ __all__ = [
     "EmbeddedRegistry",
     "ImageStore",
     "LoopVolumeBackend",
+    "MachineUsage",
     "RegistryGate",
     "RegistryTokens",
     "RuncRuntime",
@@ -23,4 +31,5 @@ __all__ = [
     "claim_subordinate_ids",
     "host_leftovers",
     "load_operator_credentials",
+    "machine_usage",
 ]

@@ -60,8 +60,12 @@ class ImageStore:
         transfer_timeout: float = TRANSFER_TIMEOUT,
         resolve_ttl: float = RESOLVE_TTL,
         gate: RegistryGate | None = None,
+        missing_hints: Mapping[str, str] | None = None,
     ) -> None:
+        """`missing_hints`: for a reference as a user writes it, what to do when no registry has it (the
+        command that builds it), said in the 404."""
         self.root = Path(root)
+        self.missing_hints = dict(missing_hints or {})
         self.registries = tuple(registries)
         self.mirrors = dict(mirrors or {})
         # by default, only the registries named here and the mirrors' targets are ever contacted
@@ -211,6 +215,8 @@ class ImageStore:
         # A registry that answered is authoritative about its content; the unreachable ones are named too.
         if not_found:
             extra = f" (unreachable: {'; '.join(unreachable)})" if unreachable else ""
+            if reference in self.missing_hints:
+                extra += f": {self.missing_hints[reference]}"
             raise NotFoundError(f"image {reference} not found (tried {', '.join(not_found)}){extra}")
         raise UnavailableError(f"image {reference}: no registry could serve it: {'; '.join(unreachable)}")
 

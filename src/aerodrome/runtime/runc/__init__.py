@@ -5,7 +5,16 @@ from __future__ import annotations
 from aerodrome.runtime.runc.driver import RuncRuntime
 from aerodrome.runtime.runc.leftovers import host_leftovers
 from aerodrome.runtime.runc.source import ImageSource
+from aerodrome.runtime.runc.usage import MachineUsage, machine_usage
 from aerodrome.runtime.runc.userns import check_support as check_user_namespaces
 from aerodrome.runtime.runc.userns import claim_subordinate_ids
 
-__all__ = ["ImageSource", "RuncRuntime", "check_user_namespaces", "claim_subordinate_ids", "host_leftovers"]
+__all__ = [
+    "ImageSource",
+    "MachineUsage",
+    "RuncRuntime",
+    "check_user_namespaces",
+    "claim_subordinate_ids",
+    "host_leftovers",
+    "machine_usage",
+]
