@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from aerodrome.cli.daemon import unrouted_pool
 from aerodrome.core import SHARED_NAMESPACES, namespace_of
 from aerodrome.runtime import load_operator_credentials
 from aerodrome.runtime.runc.layout import mounts_dir
@@ -25,8 +25,6 @@ from tests.support.images import build_busybox_image
 from tests.support.registry import free_loopback_port
 
 START_TIMEOUT = 30.0
-# 172.30/16 is the default; 172.26-29 belong to the runtime tests and benchmarks
-POOL_OCTETS = [octet for octet in range(16, 26)] + [31]
 
 
 @dataclass
@@ -37,7 +35,7 @@ class Server:
     edge_http_port: int = field(default_factory=free_loopback_port)
     edge_https_port: int = field(default_factory=free_loopback_port)
     # a pool of its own, so that servers running side by side (parallel test runs) never share an address
-    machine_pool: str = field(default_factory=lambda: f"172.{random.choice(POOL_OCTETS)}.0.0/16")
+    machine_pool: str = field(default_factory=unrouted_pool)
     extra_args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     token: str = ""

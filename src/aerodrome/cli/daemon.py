@@ -37,13 +37,24 @@ def free_port() -> int:
         return port
 
 
+# 172.16-25/16 and 172.31/16 are the ranges tests' servers use; 172.26-29 the runtime tests', 172.30 the default
+TEST_POOL_OCTETS = (*range(16, 26), 31)
+
+
+def unrouted_pool(octets: tuple[int, ...] = TEST_POOL_OCTETS) -> str:
+    """A random `172.X.0.0/16` of `octets` that no route on the host falls in yet (so not a running daemon's pool,
+    whose leftovers would be taken for this one's), or any of them when all are routed."""
+    routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True).stdout
+    free = [octet for octet in octets if f"172.{octet}." not in routes]
+    return f"172.{random.choice(free or list(octets))}.0.0/16"
+
+
 @dataclass
 class Daemon:
     """One data directory, served by successive `aerodrome serve` processes (a kill, then a restart on it)."""
 
     workdir: Path
-    # 172.16-25/16 and 172.31/16 are the ranges tests' servers use; a random one keeps side-by-side runs apart
-    machine_pool: str = field(default_factory=lambda: f"172.{random.choice([*range(16, 26), 31])}.0.0/16")
+    machine_pool: str = field(default_factory=unrouted_pool)  # keeps side-by-side runs apart
     api_port: int = field(default_factory=free_port)
     registry_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
