@@ -10,13 +10,12 @@ status, a body that names no cause, or no answer at all within the client's time
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from dataclasses import dataclass
 
 import httpx
 
-from tests.support.load import Tally
+from tests.support.load import TLS, Tally
 
 #: What the edge's own error replies say (proxy/downstream.py, proxy/balancer.py, proxy/acceptor.py), by status.
 CAUSES = {
@@ -48,10 +47,6 @@ def sort_reply(tally: Tally, response: httpx.Response) -> None:
         return
     if not any(cause in response.text for cause in CAUSES.get(status, ())):
         tally.unexpected.append(f"{status} {dict(response.headers)} {response.text[:300]!r}")
-
-
-#: One TLS context for every client (each httpx client would load the CA bundle itself: ~20 ms of CPU apiece).
-TLS = ssl.create_default_context()
 
 
 async def one_connection(url: str, host: str, mix: EdgeMix, tally: Tally) -> None:
