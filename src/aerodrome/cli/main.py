@@ -60,7 +60,7 @@ def serve(
     ] = "172.30.0.0/16",
     org_prefix_len: Annotated[
         int,
-        typer.Option("--org-prefix-len", help="Size of each organisation's subnet of the pool (20: 4094 machines)."),
+        typer.Option("--org-prefix-len", help="Size of each organisation's subnet of the pool (20: 4093 machines)."),
     ] = 20,
     dedicated_ipv4_pool: Annotated[
         str,
