@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aerodrome.core import FailedPreconditionError, InvalidArgumentError
+from aerodrome.core import CapacityError, FailedPreconditionError, InvalidArgumentError
 from aerodrome.runtime.runc.network import AddressPool
 
 POOL = "10.99.0.0/16"
@@ -35,8 +35,31 @@ def test_the_lowest_free_address_is_reused(tmp_path: Path) -> None:
 def test_a_full_org_subnet_refuses_another_machine(tmp_path: Path) -> None:
     pool = AddressPool(tmp_path / "orgs.json", POOL, org_prefixlen=29)  # hosts .2 to .6
     assert [pool.allocate(f"m{i}", 1).ipv4 for i in range(5)][-1] == "10.99.0.6"
-    with pytest.raises(Exception, match="no free private address"):
+    with pytest.raises(CapacityError, match=r"subnet 10\.99\.0\.0/29 on this host is full"):
         pool.allocate("one-too-many", 1)
+
+
+def test_a_full_org_subnet_takes_machines_again_once_one_is_released(tmp_path: Path) -> None:
+    pool = AddressPool(tmp_path / "orgs.json", POOL, org_prefixlen=30)  # one machine: .2
+    first = pool.allocate("m1", 1)
+    with pytest.raises(CapacityError):
+        pool.allocate("m2", 1)
+    pool.release(first)
+    assert pool.allocate("m2", 1).ipv4 == first.ipv4
+
+
+def test_the_pools_subnets_are_reused_once_an_org_gives_its_own_back(tmp_path: Path) -> None:
+    orgs = tmp_path / "orgs.json"
+    pool = AddressPool(orgs, "10.99.0.0/29", org_prefixlen=30)  # two organisations
+    first, second = pool.allocate("a", 1), pool.allocate("b", 2)
+    with pytest.raises(CapacityError, match=r"machine pool 10\.99\.0\.0/29 holds 2 /30 subnets"):
+        pool.allocate("c", 3)
+    pool.release(first)
+    assert pool.empty_orgs() == [1]
+    assert pool.release_org(1) == ("10.99.0.0/30", "fdaa:0:0:1::/64")
+    again = AddressPool(orgs, "10.99.0.0/29", org_prefixlen=30)  # what a restart reads
+    again.adopt(second)
+    assert again.allocate("c", 3).subnet4 == first.subnet4
 
 
 def test_org_slots_and_their_size_survive_a_restart(tmp_path: Path) -> None:

@@ -151,13 +151,15 @@ def shared_name(name: str) -> str:
 
 
 @contextlib.contextmanager
-def running_server(*extra_args: str) -> Iterator[Server]:
+def running_server(*extra_args: str, machine_pool: str | None = None) -> Iterator[Server]:
     if os.geteuid() != 0:
         import pytest
 
         pytest.skip("aerodrome serve needs root")
     workdir = Path(tempfile.mkdtemp(prefix="aerodrome-serve-"))
     server = Server(workdir / "data", extra_args=extra_args)
+    if machine_pool is not None:
+        server.machine_pool = machine_pool
     try:
         server.start()
         yield server

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import ipaddress
 import logging
 import sys
 from typing import TYPE_CHECKING, Annotated
@@ -91,8 +92,15 @@ def serve(
     ] = "172.30.0.0/16",
     org_prefix_len: Annotated[
         int,
-        typer.Option("--org-prefix-len", help="Size of each organisation's subnet of the pool (20: 4094 machines)."),
+        typer.Option("--org-prefix-len", help="Size of each organisation's subnet of the pool (20: 4093 machines)."),
     ] = 20,
+    dedicated_ipv4_pool: Annotated[
+        str,
+        typer.Option("--dedicated-ipv4-pool", help="Dedicated v4 app addresses, bound by the edge (in 127.0.0.0/8)."),
+    ] = "127.0.1.0/24",
+    dedicated_ipv6_pool: Annotated[
+        str, typer.Option("--dedicated-ipv6-pool", help="Dedicated v6 app addresses, bound by the edge on lo.")
+    ] = "fdae:ad::/48",
     egress: Annotated[
         bool,
         typer.Option(
@@ -187,6 +195,7 @@ def serve(
     from aerodrome.control import RetentionSettings
 
     mirrors, edge_timeouts = parse_mirrors(mirror or []), parse_edge_timeouts(edge_timeout or [])
+    check_dedicated_pools(dedicated_ipv4_pool, dedicated_ipv6_pool)
     api_limits = parse_api_limits(api_limit or [])
     edge_limits = parse_edge_limits(edge_limit or [])
     problem = missing_requirements()
@@ -217,6 +226,8 @@ def serve(
         volume_check_interval=volume_check_interval,
         machine_ipv4_pool=machine_ipv4_pool,
         org_prefix_len=org_prefix_len,
+        dedicated_ipv4_pool=dedicated_ipv4_pool,
+        dedicated_ipv6_pool=dedicated_ipv6_pool,
         egress=egress,
         egress_allow=tuple(egress_allow or ()),
         uplink=uplink,
@@ -288,6 +299,20 @@ def parse_api_limits(values: list[str]) -> ApiLimits:
 
 
 _EDGE_LIMIT = "--edge-limit"
+
+
+def check_dedicated_pools(pool_v4: str, pool_v6: str) -> None:
+    """A dedicated IPv4 pool lies in 127.0.0.0/8, which Linux treats as local whole (nothing to add to the host);
+    the IPv6 one is any network (its addresses are added to lo). Each holds at least one address."""
+    for flag, value, version in (("--dedicated-ipv4-pool", pool_v4, 4), ("--dedicated-ipv6-pool", pool_v6, 6)):
+        try:
+            network = ipaddress.ip_network(value)
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not a network (e.g. 127.0.1.0/24)", param_hint=flag) from None
+        if network.version != version or network.num_addresses < (4 if version == 4 else 2):
+            raise typer.BadParameter(f"{value!r}: an IPv{version} network of two addresses or more", param_hint=flag)
+        if version == 4 and not network.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):  # type: ignore[arg-type]
+            raise typer.BadParameter(f"{value!r} is not inside 127.0.0.0/8", param_hint=flag)
 
 
 def parse_edge_limits(values: list[str]) -> dict[str, int]:

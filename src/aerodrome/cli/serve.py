@@ -57,6 +57,8 @@ class ServeOptions:
     autostop_interval: float = 30.0
     machine_ipv4_pool: str = "172.30.0.0/16"
     org_prefix_len: int = 20
+    dedicated_ipv4_pool: str = "127.0.1.0/24"
+    dedicated_ipv6_pool: str = "fdae:ad::/48"
     image_gc_interval: float = 3600.0
     disk_reserve_bytes: int = 1024**3
     compat_32bit: bool = False
@@ -134,6 +136,8 @@ async def serve(options: ServeOptions) -> None:
             volume_unit_bytes=options.volume_unit_bytes,
             volume_check_interval=options.volume_check_interval,
             app_domain=options.domain,
+            ipv4_pool=options.dedicated_ipv4_pool,
+            ipv6_pool=options.dedicated_ipv6_pool,
             retention=options.retention,
         ),
         registry_signer=tokens,

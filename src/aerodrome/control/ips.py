@@ -3,7 +3,9 @@
 The shared IPv4 is one address for every app, while the store keeps addresses unique; so an app's shared
 allocation is a row whose `address` is the marker `shared_v4:<app>`, and every method here returns it with the
 configured shared address in its place. Changing the setting moves every app at once, as a shared edge address
-should. Dedicated addresses are the lowest free ones of their pool and are never handed out twice while allocated.
+should. Dedicated addresses are the lowest free ones of their pool and are never handed out twice while allocated:
+a released address (and every address of a deleted app) is a deleted row, free for the next allocation. A full
+pool is a CapacityError (503, `insufficient_capacity`) naming the pool.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from aerodrome.core import (
     AlreadyExistsError,
     App,
+    CapacityError,
     Clock,
     InvalidArgumentError,
     IPAddress,
@@ -187,13 +190,18 @@ class IPs:
         taken = taken | {self.shared_v4}  # the shared address may lie inside the v4 pool
         if type_ == "private_v6":
             found = lowest_free(6, org_flycast_base(org.internal_numeric_id), 1, FLYCAST_OFFSET, taken)
-        else:
-            pool = self.pool_v4 if type_ == "v4" else self.pool_v6
-            # Never the network address, nor the IPv4 broadcast.
-            end = pool.num_addresses - (1 if pool.version == 4 else 0)
-            found = lowest_free(pool.version, int(pool.network_address), 1, end, taken)
+            if found is None:
+                raise CapacityError(f"the organisation's {FLYCAST_OFFSET - 1} flycast (private_v6) addresses are taken")
+            return found
+        pool = self.pool_v4 if type_ == "v4" else self.pool_v6
+        # Never the network address, nor the IPv4 broadcast.
+        end = pool.num_addresses - (1 if pool.version == 4 else 0)
+        found = lowest_free(pool.version, int(pool.network_address), 1, end, taken)
         if found is None:
-            raise UnavailableError(f"no free {type_} address left")
+            raise CapacityError(
+                f"the dedicated {type_} address pool {pool} is full: its {end - 1} addresses are allocated "
+                "(a released address, or a deleted app's, can be allocated again)"
+            )
         return found
 
     def _shown(self, ip: IPAddress) -> IPAddress:

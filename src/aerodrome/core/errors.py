@@ -11,6 +11,7 @@
      │    └── AlreadyExistsError
      ├── RateLimitedError            too many requests (429)
      ├── UnavailableError            a dependency is down or a start failed (503)
+     │    └── CapacityError          a range or pool of the host is full (503, `insufficient_capacity`)
      ├── InsufficientStorageError    the data filesystem is full (507)
      └── RuntimeFailureError         the host runtime failed to act (500)
 
@@ -78,6 +79,12 @@ class RateLimitedError(AerodromeError):
 
 class UnavailableError(AerodromeError):
     pass
+
+
+class CapacityError(UnavailableError):
+    """Every address, subnet or slot of a bounded range is taken: the message names the range and its size."""
+
+    status = "insufficient_capacity"
 
 
 class RuntimeFailureError(AerodromeError):

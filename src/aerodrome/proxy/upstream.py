@@ -8,6 +8,7 @@ the response with httptools and hands the sink each piece as it arrives, so bodi
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from typing import Protocol, cast
 
@@ -18,6 +19,9 @@ from aerodrome.proxy.messages import RESPONSE_DROPPED, Dropped, Headers
 BackendKey = tuple[str, int]  # (address, port)
 # Response header names that say how the body is framed or what is hop-by-hop; the usual spellings are found
 # at once, others by length first (so most names are never lowercased).
+#: How long a connection attempt to a machine waits for its handshake before another is made, at first and at most.
+_SYN_WAIT = 0.1
+_SYN_WAIT_MAX = 1.0
 _FRAMING = (b"connection", b"content-length", b"transfer-encoding")
 _FRAMING_SPELLINGS = {spelling: name for name in _FRAMING for spelling in (name, name.title())}
 _FRAMING_LENGTHS = frozenset(len(name) for name in _FRAMING)
@@ -291,17 +295,26 @@ class UpstreamPool:
 
     async def _open(self, key: BackendKey) -> UpstreamConnection:
         """Connect, retrying a refusal until the connect timeout: a machine the API has just started may not
-        listen yet (as fly-proxy does, the edge waits for it rather than answering 502 at once)."""
+        listen yet (as fly-proxy does, the edge waits for it rather than answering 502 at once).
+
+        An attempt unanswered for `_SYN_WAIT` (doubling, with jitter) is given up and made again: a machine
+        whose accept queue is full drops the SYN, and the kernel would send the next one only after a second,
+        then three (busybox httpd listens with a backlog of 9: a burst of 100 connections waited 1-7 s)."""
         loop = asyncio.get_running_loop()
-        pause = 0.005
+        pause, wait = 0.005, _SYN_WAIT
         async with asyncio.timeout(self.connect_timeout):
             while True:
                 try:
-                    _, protocol = await loop.create_connection(lambda: UpstreamConnection(key, self), key[0], key[1])
+                    async with asyncio.timeout(wait * (0.75 + random.random() / 2)):
+                        _, protocol = await loop.create_connection(
+                            lambda: UpstreamConnection(key, self), key[0], key[1]
+                        )
                     return protocol
                 except ConnectionRefusedError:
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 0.1)
+                except TimeoutError:
+                    wait = min(wait * 2, _SYN_WAIT_MAX)
 
     def forget(self, connection: UpstreamConnection) -> None:
         idle = self._idle.get(connection.key)

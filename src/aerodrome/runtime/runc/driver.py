@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import signal as signals
 import time
 from collections.abc import Sequence
@@ -235,9 +236,15 @@ class RuncRuntime:
             if spec.machine_id in self._running:
                 raise FailedPreconditionError(f"machine {spec.machine_id} is running; stop it before re-creating it")
             with map_runtime_errors(f"create machine {spec.machine_id}"):
-                allocation = await self._allocate(spec, paths, existing)
-                fault_point("runtime.create.network_allocated")
                 ids = existing.ids if existing else self.ids.allocate(spec.machine_id)
+                try:
+                    allocation = await self._allocate(spec, paths, existing)
+                    fault_point("runtime.create.network_allocated")
+                except BaseException:
+                    if existing is None:  # a refused create leaves no directory (nor, with it, a machine) behind
+                        self.ids.release(spec.machine_id, ids)
+                        await asyncio.to_thread(shutil.rmtree, paths.dir, True)
+                    raise
                 machine = _Machine(spec, image.rootfs, allocation, ids)
                 try:
                     # Refuse an unknown user, or an image start could not write its files into, now: not at start.
@@ -250,6 +257,7 @@ class RuncRuntime:
                         self.pool.release(allocation)  # nothing recorded holds it
                     if existing is None:
                         self.ids.release(spec.machine_id, ids)
+                        await asyncio.to_thread(shutil.rmtree, paths.dir, True)
                     raise
             if existing is not None:
                 machine.lock = existing.lock

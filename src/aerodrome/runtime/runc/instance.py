@@ -177,7 +177,7 @@ async def teardown(runc: Runc, machine_id: str, paths: MachinePaths, network: Al
         # The kernel finishes removing the veth in the background; the next start clears what is left.
         await delete_network(network, wait=False)
     await asyncio.to_thread(guestfs.discard_upper, paths)  # while mounted: `discard` hands the blocks back
-    guestfs.unmount(paths.scratch)
+    await _release_scratch(paths)
     for stale in (paths.started, paths.stop_requested, paths.pid_file, paths.network_ready):
         stale.unlink(missing_ok=True)
 
@@ -190,9 +190,17 @@ async def clear_unfinished_start(runc: Runc, machine_id: str, paths: MachinePath
     if await runc.state(machine_id) is not None or guestfs.is_mounted(paths.rootfs):
         await runc.delete(machine_id)
         guestfs.unmount(paths.rootfs)
-    guestfs.unmount(paths.scratch)
+    await _release_scratch(paths)
     if network_exists(network):
         await delete_network(network)
+
+
+async def _release_scratch(paths: MachinePaths) -> None:
+    """Unmount the machine's write layer; an image whose filesystem lives on (still held) is left to it, and the
+    next start takes a fresh one."""
+    guestfs.unmount(paths.scratch)
+    if await asyncio.to_thread(scratch.still_attached, paths.scratch_image):
+        paths.scratch_image.unlink(missing_ok=True)
 
 
 def recorded_network(paths: MachinePaths, record: dict[str, Any] | None) -> Allocation | None:

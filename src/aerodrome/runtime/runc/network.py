@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from aerodrome.core import FailedPreconditionError, InvalidArgumentError, RuntimeFailureError
+from aerodrome.core import CapacityError, FailedPreconditionError, InvalidArgumentError
 from aerodrome.runtime.process import run
 from aerodrome.runtime.runc.layout import RECORD_ERRORS, read_json, set_aside, write_json
 
@@ -246,9 +246,12 @@ class AddressPool:
     def allocate(self, machine_id: str, org: int) -> Allocation:
         slot = self._slot(org)
         index = self._hosts(slot).take()
-        if index is None:
-            raise RuntimeFailureError(f"organisation {org} has no free private address on this host")
         subnet = self._subnet(org, slot)
+        if index is None:
+            raise CapacityError(
+                f"the organisation's private subnet {subnet.subnet4} on this host is full: its "
+                f"{self.org_size - 3} machine addresses are all taken (a destroyed machine gives its address back)"
+            )
         ipv4 = subnet.base4 + index
         return Allocation(
             machine_id=machine_id,
@@ -300,7 +303,10 @@ class AddressPool:
             return self.slots[org]
         free = set(range(2 ** (self.org_prefixlen - self.pool4.prefixlen))) - set(self.slots.values())
         if not free:
-            raise RuntimeFailureError("no free organisation subnet in the IPv4 pool on this host")
+            raise CapacityError(
+                f"no free organisation subnet on this host: the machine pool {self.pool4} holds "
+                f"{len(self.slots)} /{self.org_prefixlen} subnets, each taken by an organisation with machines here"
+            )
         self.slots[org] = min(free)
         self.record()
         return self.slots[org]

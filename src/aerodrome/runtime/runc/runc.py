@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from aerodrome.core import EXEC_OUTPUT_CAP, ExecResult, RuntimeFailureError
-from aerodrome.runtime.process import run, with_tool_umask
+from aerodrome.runtime.process import exited, run, spawn, with_tool_umask
 from aerodrome.runtime.runc.layout import MachinePaths
 
 RUNC = "runc"
@@ -47,18 +47,16 @@ class Runc:
         try:
             with _Piped(config) as piped:
                 _link_config(paths.config, piped.read_fd)
-                proc = await asyncio.create_subprocess_exec(
-                    *argv, stdin=stdin, stdout=log_fd, stderr=log_fd, pass_fds=(piped.read_fd,)
-                )
+                proc = await spawn(argv, stdin=stdin, stdout=log_fd, stderr=log_fd, pass_fds=(piped.read_fd,))
                 await piped.sent()
         finally:
             os.close(log_fd)
         try:
-            returncode = await asyncio.wait_for(proc.wait(), timeout)
+            returncode = await asyncio.wait_for(exited(proc), timeout)
         except (TimeoutError, asyncio.CancelledError):
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-            await proc.wait()
+            await exited(proc)
             raise
         if returncode != 0:
             raise RuntimeFailureError(f"machine {machine_id} failed to start: {last_error(paths.runc_log)}")

@@ -122,6 +122,18 @@ async def prepare_image(image: Path, size: int) -> None:
     os.replace(staging, image)
 
 
+def still_attached(image: Path) -> bool:
+    """Whether a loop device is still backed by `image`: a filesystem unmounted lazily while something (a dying
+    process of the machine, its overlay) still held it. Mounting the file again through a second loop device
+    would put two filesystems on one image; seen under load as `Structure needs cleaning` at the next start."""
+    wanted = os.path.realpath(image)  # the kernel shows the resolved path
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        with contextlib.suppress(OSError):
+            if backing.read_text().strip() == wanted:
+                return True
+    return False
+
+
 def mount_image(image: Path, target: Path) -> None:
     """Attach `image` to a free loop device (freed again at unmount) and mount it on `target`."""
     target.mkdir(mode=0o700, exist_ok=True)

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from aerodrome.core import CapacityError
+
 IDS_PER_MACHINE = 65_536
 RANGE_START = 1 << 31  # far above any login user's ids, below the 32-bit limit
 RANGE_COUNT = 1 << 30  # 16 384 machines' worth
@@ -101,7 +103,7 @@ class IdAllocator:
             if self._taken.get(slot, machine_id) == machine_id:
                 self._taken[slot] = machine_id
                 return IdRange(self.start + slot * IDS_PER_MACHINE)
-        raise OSError(f"no user-id range left for machine {machine_id}: {self.slots} machines hold them all")
+        raise CapacityError(f"no user-id range left on this host: {self.slots} machines hold them all")
 
     def release(self, machine_id: str, ids: IdRange) -> None:
         slot = (ids.base - self.start) // IDS_PER_MACHINE
