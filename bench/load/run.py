@@ -96,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     floor = bare_endpoint(args.clients, args.duration).figures()
     with running_server() as server:
-        image = f"{server.registry}/busybox:latest"
+        image = server.image()
         server.push_image("busybox")
         mix = ApiMix(clients=args.clients, machines=args.machines, duration=args.duration, max_running=60)
         load = ApiLoad(server.api_url, server.token, image, mix)

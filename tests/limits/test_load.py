@@ -43,7 +43,7 @@ def report(capsys: pytest.CaptureFixture[str], name: str, figures: dict[str, obj
 
 
 def test_api_clients_mixing_every_operation(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
-    load = ApiLoad(server.api_url, server.token, f"{server.registry}/busybox:latest", API_MIX)
+    load = ApiLoad(server.api_url, server.token, server.image(), API_MIX)
     tally = asyncio.run(load.run())
     mismatches = asyncio.run(load.verify())
     machines = sum(len(owned) for owned in load.owned)
@@ -71,7 +71,7 @@ def test_edge_connections_while_machines_autostart_and_autostop(
     app = "load-edge"
     with server.client() as api:
         api.post("/v1/apps", json={"app_name": app, "org_slug": "personal"}).raise_for_status()
-        config = {"image": f"{server.registry}/busybox:latest", "services": [edge_service()]}
+        config = {"image": server.image(), "services": [edge_service()]}
         body = {"config": config, "skip_launch": True, "region": "iad"}
         for _ in range(EDGE_MACHINES):
             api.post(f"/v1/apps/{app}/machines", json=body).raise_for_status()
