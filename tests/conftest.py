@@ -18,6 +18,8 @@ from aerodrome.runtime.registry import EmbeddedRegistry
 from tests.support.images import build_busybox_image
 from tests.support.registry import free_loopback_port
 
+pytest_plugins = ["tests.support.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def registry() -> Iterator[EmbeddedRegistry]:

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from tests.support.server import Server, running_server
@@ -15,21 +13,6 @@ def server() -> Iterator[Server]:
     with running_server() as started:
         started.push_image("busybox")
         yield started
-
-
-@pytest.fixture
-def api(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
-
-
-@pytest.fixture
-def app_name(api: httpx.Client) -> Iterator[str]:
-    name = f"test-{uuid.uuid4().hex[:10]}"
-    response = api.post("/v1/apps", json={"app_name": name, "org_slug": "personal"})
-    assert response.status_code == 201, response.text
-    yield name
-    api.delete(f"/v1/apps/{name}")
 
 
 @pytest.fixture

@@ -36,20 +36,6 @@ def server() -> Iterator[Server]:
         yield started
 
 
-@pytest.fixture
-def api(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
-
-
-@pytest.fixture
-def app_name(api: httpx.Client) -> Iterator[str]:
-    name = f"faults-{uuid.uuid4().hex[:10]}"
-    assert api.post("/v1/apps", json={"app_name": name, "org_slug": "personal"}).status_code == 201
-    yield name
-    api.delete(f"/v1/apps/{name}")
-
-
 def events(api: httpx.Client, app: str, machine_id: str) -> list[dict[str, Any]]:
     """The machine's events, oldest first."""
     found = api.get(f"/v1/apps/{app}/machines/{machine_id}/events", params={"limit": 200})

@@ -8,7 +8,6 @@ its lease and its metadata are what they were before.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,20 +27,6 @@ def server() -> Iterator[Server]:
     with running_server() as started:
         started.push_image("busybox")
         yield started
-
-
-@pytest.fixture
-def api(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
-
-
-@pytest.fixture
-def app_name(api: httpx.Client) -> Iterator[str]:
-    name = f"hostile-{uuid.uuid4().hex[:10]}"
-    assert api.post("/v1/apps", json={"app_name": name, "org_slug": "personal"}).status_code == 201
-    yield name
-    api.delete(f"/v1/apps/{name}")
 
 
 @pytest.fixture
