@@ -155,11 +155,19 @@ def serve(
     retention_interval: Annotated[
         float, typer.Option("--retention-interval", min=0, help="Seconds between retention sweeps (0: off).")
     ] = 60.0,
+    log_bytes_per_machine: Annotated[
+        int, typer.Option("--log-bytes-per-machine", min=1024, help="Bytes of log lines kept per machine (1 MiB).")
+    ] = 1024 * 1024,
+    log_max_age: Annotated[float, typer.Option("--log-max-age", min=0, help="Seconds a log line is kept (7 days).")] = 7
+    * 86400.0,
+    log_streams: Annotated[
+        int, typer.Option("--log-streams", min=1, help="Log follow streams open at once (64; a quarter per org).")
+    ] = 64,
 ) -> None:
     """Run the API, the machines runtime and the embedded registry in the foreground."""
     from aerodrome.cli.serve import ServeOptions
     from aerodrome.cli.serve import serve as run_serve
-    from aerodrome.control import RetentionSettings
+    from aerodrome.control import LogSettings, RetentionSettings
 
     mirrors, edge_timeouts = parse_mirrors(mirror or []), parse_edge_timeouts(edge_timeout or [])
     api_limits = parse_api_limits(api_limit or [])
@@ -209,6 +217,12 @@ def serve(
             versions_per_machine=versions_per_machine,
             destroyed_machine_age=destroyed_machine_age,
             interval=retention_interval,
+        ),
+        logs=LogSettings(
+            max_bytes_per_machine=log_bytes_per_machine,
+            max_age=log_max_age,
+            streams=log_streams,
+            streams_per_org=max(1, log_streams // 4),
         ),
     )
     try:

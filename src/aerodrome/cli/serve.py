@@ -14,7 +14,7 @@ import uvicorn
 
 from aerodrome.api import ApiLimits, build_app, guarded_protocol
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
-from aerodrome.control import ControlPlane, RetentionSettings, Secrets, Settings
+from aerodrome.control import ControlPlane, LogSettings, RetentionSettings, Secrets, Settings
 from aerodrome.core import FailedPreconditionError, InvalidArgumentError
 from aerodrome.proxy import Edge, EdgeSettings, native
 from aerodrome.proxy.control_directory import ControlDirectory
@@ -64,6 +64,7 @@ class ServeOptions:
     api_limits: ApiLimits = field(default_factory=ApiLimits)
     edge_limits: dict[str, int] = field(default_factory=dict)  # EDGE_LIMITS name → count or bytes
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    logs: LogSettings = field(default_factory=LogSettings)
 
 
 def load_secrets_key(path: Path) -> bytes:
@@ -131,6 +132,7 @@ async def serve(options: ServeOptions) -> None:
             volume_check_interval=options.volume_check_interval,
             app_domain=options.domain,
             retention=options.retention,
+            logs=options.logs,
         ),
         registry_signer=tokens,
     )

@@ -121,6 +121,34 @@ machine_events = Table(
     Index("ix_machine_events_machine_id_timestamp", "machine_id", "timestamp"),
 )
 
+# A machine's output and aerodrome's own lines about it; `id` is the logs API's paging token. No foreign key:
+# a destroyed machine's lines stay readable until their age or the machine's size bound removes them.
+machine_logs = Table(
+    "machine_logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("machine_id", String(32), nullable=False),
+    Column("app_name", String(255), nullable=False),
+    Column("region", String(16), nullable=False),
+    Column("timestamp", BigInteger, nullable=False),  # microseconds since the epoch
+    Column("level", String(16), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("bytes", Integer, nullable=False),
+    Index("ix_machine_logs_app_name_id", "app_name", "id"),
+    Index("ix_machine_logs_machine_id_id", "machine_id", "id"),
+    Index("ix_machine_logs_timestamp", "timestamp"),
+)
+
+# How far each machine's output file was read into machine_logs.
+machine_output = Table(
+    "machine_output",
+    metadata,
+    Column("machine_id", String(32), primary_key=True),
+    Column("file", String(64), nullable=False),
+    Column("offset", BigInteger, nullable=False),
+)
+
 volumes = Table(
     "volumes",
     metadata,
