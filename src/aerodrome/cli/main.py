@@ -14,8 +14,10 @@ from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, dat
 from aerodrome.cli.images import app as images_app
 from aerodrome.cli.ips import app as ips_app
 from aerodrome.cli.login import login, logout
+from aerodrome.cli.logs import logs
 from aerodrome.cli.machines import app as machines_app
 from aerodrome.cli.secrets import app as secrets_app
+from aerodrome.cli.session import api_command
 from aerodrome.cli.tokens import DataDir, orgs_app, tokens_app
 from aerodrome.cli.volumes import app as volumes_app
 from aerodrome.core import AerodromeError
@@ -34,6 +36,7 @@ app.add_typer(certs_app, name="certs")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(images_app, name="images")
+api_command(app, "logs")(logs)
 app.command("login")(login)
 app.command("logout")(logout)
 
