@@ -138,7 +138,7 @@ def test_lines_survive_a_daemon_restart() -> None:
 
 
 def test_retention_and_a_hostile_output_file(tmp_path: Any) -> None:
-    with running_server("--log-bytes-per-machine", "65536") as server:
+    with running_server("--log-bytes-per-machine", "65536", "--log-streams", "4") as server:
         image = server.push_image("busybox")
         secret = tmp_path / "host-secret"
         secret.write_text("HOST-SECRET\n" * 10)
@@ -167,6 +167,18 @@ def test_retention_and_a_hostile_output_file(tmp_path: Any) -> None:
             time.sleep(3)
             assert not any("HOST-SECRET" in line for line in messages(read_all(api, "logs-hostile")[0]))
             log.unlink()
+            follow = {"follow": "true"}
+            with api.stream("GET", "/api/v1/apps/logs-hostile/logs", params=follow) as first:
+                assert first.status_code == 200  # one stream per organisation at --log-streams 4
+                second = api.get("/api/v1/apps/logs-hostile/logs", params=follow)
+                assert second.status_code == 429 and "log streams" in second.json()["error"]
+                assert "retry-after" in second.headers
+
+            def admitted() -> bool:
+                with api.stream("GET", "/api/v1/apps/logs-hostile/logs", params=follow) as again:
+                    return again.status_code == 200
+
+            eventually(admitted, "a stream admitted once the first one closed")
 
 
 @pytest.mark.parametrize("token", ["-1", "9" * 30])
