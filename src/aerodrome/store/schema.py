@@ -147,6 +147,7 @@ machine_output = Table(
     Column("machine_id", String(32), primary_key=True),
     Column("file", String(64), nullable=False),
     Column("offset", BigInteger, nullable=False),
+    Column("stored", BigInteger, nullable=False),  # bytes of its output lines stored, at most (trims are exact)
 )
 
 volumes = Table(

@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("machine_id", sa.String(length=32), nullable=False),
         sa.Column("file", sa.String(length=64), nullable=False),
         sa.Column("offset", sa.BigInteger(), nullable=False),
+        sa.Column("stored", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("machine_id", name=op.f("pk_machine_output")),
     )
 
