@@ -80,16 +80,23 @@ class MachineLogs:
         self._appended = asyncio.Event()
 
     async def collect(self) -> int:
-        """One pass; returns how many lines were stored."""
-        machines = await self._store.live_machines()
-        active = {m.id for m in machines if m.state in _ACTIVE}
-        seen, self._changed = self._active | self._changed, set()
-        due = [m for m in machines if self._first or m.id in active or m.id in seen]
-        self._first = False
-        self._active = active
+        """One pass; returns how many lines were stored. The first pass reads every live machine; later ones
+        only those running and those whose state changed since (the change feed says which), so a pass costs
+        nothing for the host's stopped machines."""
+        if self._first:
+            machines = await self._store.live_machines()
+            self._first = False
+        else:
+            due, self._changed = self._active | self._changed, set()
+            found = [await self._store.get_machine(machine_id) for machine_id in sorted(due)]
+            machines = [m for m in found if m is not None]
+        self._active = {m.id for m in machines if m.state in _ACTIVE and not m.deleted}
         stored = 0
-        for machine in due:
-            stored += await self._collect_one(machine, final=machine.id not in active)
+        for machine in machines:
+            final = machine.id not in self._active
+            stored += await self._collect_one(machine, final=final)
+            if final:
+                self._cursors.pop(machine.id, None)  # read from the store again if it starts again
         if stored:
             self.wake_followers()
         return stored

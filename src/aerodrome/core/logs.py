@@ -53,7 +53,7 @@ def split_output(data: bytes, *, final: bool = False, max_line: int = MAX_LINE_B
     lines: list[str] = []
     start = 0
     while start < len(data):
-        end = data.find(b"\n", start, start + max_line)
+        end = data.find(b"\n", start, start + max_line + 1)  # a newline right after a full line ends it
         if end >= 0:
             lines.append(_text(data[start:end]))
             start = end + 1
