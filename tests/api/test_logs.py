@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.helpers import create_machine, wait_for
+from tests.api.helpers import create_machine, delete_app, wait_for
 from tests.support.server import Server, running_server
 
 LOOP = "i=0; while [ $i -lt {n} ]; do echo line-$i; i=$((i+1)); done; exec sleep 1000"
@@ -179,6 +179,21 @@ def test_retention_and_a_hostile_output_file(tmp_path: Any) -> None:
                     return again.status_code == 200
 
             eventually(admitted, "a stream admitted once the first one closed")
+
+
+def test_a_deleted_apps_lines_go_with_it(api: httpx.Client, image: str) -> None:
+    name = f"logs-gone-{os.getpid()}"
+    assert api.post("/v1/apps", json={"app_name": name, "org_slug": "personal"}).status_code == 201
+    machine = create_machine(api, name, printing(image, 3))
+    wait_for(api, name, machine["id"], "started")
+    eventually(lambda: len(messages(read_all(api, name)[0])) == 3, "lines stored")
+    delete_app(api, name)
+    assert api.post("/v1/apps", json={"app_name": name, "org_slug": "personal"}).status_code == 201
+    try:
+        time.sleep(2)  # passes after the delete store nothing of the old machine
+        assert read_all(api, name)[0] == []
+    finally:
+        delete_app(api, name)
 
 
 @pytest.mark.parametrize("token", ["-1", "9" * 30])

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, Select, bindparam, delete, func, insert, select, update
 
 from aerodrome.core import LogLine, OutputCursor
-from aerodrome.store.schema import machine_logs, machine_output
+from aerodrome.store.schema import machine_logs, machine_output, machines
 
 _INSERT_LINE = insert(machine_logs)
 _TRIM_BATCH = 1000  # rows looked at per step while trimming a machine's oldest lines
@@ -56,6 +56,8 @@ def output_cursor(conn: Connection, machine_id: str) -> OutputCursor:
 def append_output(
     conn: Connection, machine_id: str, lines: Sequence[LogLine], cursor: OutputCursor, max_bytes: int
 ) -> None:
+    if conn.execute(select(machines.c.id).where(machines.c.id == machine_id)).first() is None:
+        return  # its app was deleted meanwhile: nothing of it may outlive the app
     rows = [line_row(line) for line in lines]
     if rows:
         conn.execute(_INSERT_LINE, rows)
@@ -126,6 +128,12 @@ def prune_logs(conn: Connection, before_us: int, batch: int) -> int:
     if not ids:
         return 0
     return conn.execute(delete(machine_logs).where(machine_logs.c.id.in_(ids))).rowcount
+
+
+def forget_app(conn: Connection, app_name: str, app_machines: Select[Any]) -> None:
+    """Every line of an app being deleted, and its machines' cursors."""
+    conn.execute(delete(machine_logs).where(machine_logs.c.app_name == app_name))
+    conn.execute(delete(machine_output).where(machine_output.c.machine_id.in_(app_machines)))
 
 
 def forget_machines(conn: Connection, machine_ids: Sequence[str]) -> None:
