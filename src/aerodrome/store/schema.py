@@ -138,6 +138,7 @@ machine_logs = Table(
     Index("ix_machine_logs_app_name_id", "app_name", "id"),
     Index("ix_machine_logs_machine_id_id", "machine_id", "id"),
     Index("ix_machine_logs_timestamp", "timestamp"),
+    sqlite_autoincrement=True,  # never reuse the id of a deleted newest line: a token past it would skip lines
 )
 
 # How far each machine's output file was read into machine_logs.

@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("message", sa.Text(), nullable=False),
         sa.Column("bytes", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_machine_logs")),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_machine_logs_app_name_id", "machine_logs", ["app_name", "id"])
     op.create_index("ix_machine_logs_machine_id_id", "machine_logs", ["machine_id", "id"])
