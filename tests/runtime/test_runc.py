@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from aerodrome.core import GuestFile, InvalidArgumentError
+from aerodrome.core import GuestFile, InvalidArgumentError, OutputCursor
 from aerodrome.runtime.runc.guestfs import write_files
-from aerodrome.runtime.runc.supervisor import cap_log
+from aerodrome.runtime.runc.output import read_output
 from tests.runtime.conformance import Harness, RuntimeConformance, eventually
 from tests.runtime.runc_fixtures import harness, image_store_root, needs_root
 
@@ -36,13 +36,16 @@ def test_files_never_follow_symlinks_out_of_the_guest(tmp_path: Path) -> None:
     assert (guest / "a/b/c.txt").read_bytes() == b"ok"
 
 
-def test_logs_are_capped_with_one_rotation(tmp_path: Path) -> None:
+def test_output_is_read_from_a_cursor_and_let_go_of(tmp_path: Path) -> None:
     log = tmp_path / "machine.log"
-    log.write_bytes(b"x" * 1000 + b"tail")
-    cap_log(log, 100)
-    assert log.stat().st_size == 0
-    assert (tmp_path / "machine.log.1").read_bytes().endswith(b"tail")
-    assert len((tmp_path / "machine.log.1").read_bytes()) == 50
+    log.write_bytes(b"x" * 100_000 + b"tail")
+    chunk = read_output(log, OutputCursor(), 10_000, keep=50_000)
+    assert chunk.skipped == 100_004 - 50_000 and len(chunk.data) == 10_000
+    again = read_output(log, chunk.cursor, 100_000, keep=50_000)
+    assert again.data.endswith(b"tail") and again.skipped == 0
+    assert read_output(log, again.cursor, 100, keep=50_000).data == b""
+    assert log.stat().st_blocks * 512 < 100_000  # what was read is punched out, the size stays
+    assert log.stat().st_size == 100_004
 
 
 async def test_recover_cleans_a_create_that_never_finished(harness: Harness, tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ def implemented_spec(routes: list[BaseRoute]) -> dict[str, Any]:
             continue
         fly_path, ops = fly_paths.get(_key(route.path.removeprefix("/v1")), ("", {}))
         for method in sorted(m.lower() for m in route.methods if m != "HEAD"):
-            operation = ops.get(method) or {"responses": {"200": {"description": "OK"}}}
+            operation = ops.get(method) or _own_operation(route.path)
             paths.setdefault(fly_path or route.path.removeprefix("/v1"), {})[method] = {
                 **operation,
                 "responses": _described(operation.get("responses") or {"200": {}}),
@@ -62,6 +62,13 @@ def implemented_spec(routes: list[BaseRoute]) -> dict[str, Any]:
         "paths": paths,
         "components": shapes["components"],
     }
+
+
+def _own_operation(path: str) -> dict[str, Any]:
+    """An operation of aerodrome's own (Fly's shapes have none): its path parameters, strings, and a 200."""
+    names = re.findall(r"{(\w+)}", path)
+    parameters = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
+    return {"parameters": parameters, "responses": {"200": {"description": "OK"}}}
 
 
 def _described(responses: dict[str, Any]) -> dict[str, Any]:

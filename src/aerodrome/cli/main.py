@@ -17,8 +17,10 @@ from aerodrome.cli.doctor import doctor
 from aerodrome.cli.images import app as images_app
 from aerodrome.cli.ips import app as ips_app
 from aerodrome.cli.login import login, logout
+from aerodrome.cli.logs import logs
 from aerodrome.cli.machines import app as machines_app
 from aerodrome.cli.secrets import app as secrets_app
+from aerodrome.cli.session import api_command
 from aerodrome.cli.tokens import DataDir, orgs_app, tokens_app
 from aerodrome.cli.volumes import app as volumes_app
 from aerodrome.core import AerodromeError
@@ -37,6 +39,7 @@ app.add_typer(certs_app, name="certs")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(images_app, name="images")
+api_command(app, "logs")(logs)
 app.command("login")(login)
 app.command("logout")(logout)
 app.command()(doctor)
@@ -188,11 +191,19 @@ def serve(
     log_format: Annotated[
         LogFormat, typer.Option("--log-format", help="The daemon's own log lines: text, or one JSON object a line.")
     ] = LogFormat.TEXT,
+    log_bytes_per_machine: Annotated[
+        int, typer.Option("--log-bytes-per-machine", min=1024, help="Bytes of log lines kept per machine (1 MiB).")
+    ] = 1024 * 1024,
+    log_max_age: Annotated[float, typer.Option("--log-max-age", min=0, help="Seconds a log line is kept (7 days).")] = 7
+    * 86400.0,
+    log_streams: Annotated[
+        int, typer.Option("--log-streams", min=1, help="Log follow streams open at once (64; a quarter per org).")
+    ] = 64,
 ) -> None:
     """Run the API, the machines runtime and the embedded registry in the foreground."""
     from aerodrome.cli.serve import ServeOptions
     from aerodrome.cli.serve import serve as run_serve
-    from aerodrome.control import RetentionSettings
+    from aerodrome.control import LogSettings, RetentionSettings
 
     mirrors, edge_timeouts = parse_mirrors(mirror or []), parse_edge_timeouts(edge_timeout or [])
     check_dedicated_pools(dedicated_ipv4_pool, dedicated_ipv6_pool)
@@ -245,6 +256,12 @@ def serve(
             versions_per_machine=versions_per_machine,
             destroyed_machine_age=destroyed_machine_age,
             interval=retention_interval,
+        ),
+        logs=LogSettings(
+            max_bytes_per_machine=log_bytes_per_machine,
+            max_age=log_max_age,
+            streams=log_streams,
+            streams_per_org=max(1, log_streams // 4),
         ),
     )
     try:

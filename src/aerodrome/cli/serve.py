@@ -15,7 +15,7 @@ import uvicorn
 from aerodrome.api import ApiLimits, build_app, guarded_protocol
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
 from aerodrome.cli.metrics import OrgMetrics
-from aerodrome.control import ControlPlane, RetentionSettings, Secrets, Settings
+from aerodrome.control import ControlPlane, LogSettings, RetentionSettings, Secrets, Settings
 from aerodrome.core import FailedPreconditionError, InvalidArgumentError
 from aerodrome.proxy import Edge, EdgeSettings, native
 from aerodrome.proxy.control_directory import ControlDirectory
@@ -69,6 +69,7 @@ class ServeOptions:
     api_limits: ApiLimits = field(default_factory=ApiLimits)
     edge_limits: dict[str, int] = field(default_factory=dict)  # EDGE_LIMITS name → count or bytes
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    logs: LogSettings = field(default_factory=LogSettings)
 
 
 def load_secrets_key(path: Path) -> bytes:
@@ -139,6 +140,7 @@ async def serve(options: ServeOptions) -> None:
             ipv4_pool=options.dedicated_ipv4_pool,
             ipv6_pool=options.dedicated_ipv6_pool,
             retention=options.retention,
+            logs=options.logs,
         ),
         registry_signer=tokens,
     )

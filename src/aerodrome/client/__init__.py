@@ -27,6 +27,7 @@ from aerodrome.client.errors import (
     UnprocessableError,
     WaitTimeoutError,
 )
+from aerodrome.client.logs import LogEntry, LogPage, app_logs
 from aerodrome.client.machine_config import (
     Concurrency,
     CreateMachineRequest,
@@ -87,6 +88,8 @@ __all__ = [
     "Init",
     "Lease",
     "LeaseConflictError",
+    "LogEntry",
+    "LogPage",
     "Machine",
     "MachineConfig",
     "MachineEvent",
@@ -112,6 +115,7 @@ __all__ = [
     "Volume",
     "WaitResult",
     "WaitTimeoutError",
+    "app_logs",
     "authorization_header",
     "endpoints",
     "graphql",

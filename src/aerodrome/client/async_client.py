@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -13,6 +14,7 @@ from aerodrome.client import endpoints as e
 from aerodrome.client import graphql as g
 from aerodrome.client.calls import Call, RetryPolicy
 from aerodrome.client.errors import NotFoundError, WaitTimeoutError
+from aerodrome.client.logs import LogEntry, LogFollow, app_logs
 from aerodrome.client.models import Lease, Machine
 from aerodrome.client.operations import Report, WaitPlan, async_operation, no_report
 from aerodrome.client.settings import ClientSettings
@@ -96,6 +98,20 @@ class AsyncClient:
     release_ip = async_operation(g.release_ip)
     list_ips = async_operation(g.list_ips)
     organization = async_operation(g.organization)
+    app_logs = async_operation(app_logs)
+
+    async def follow_logs(
+        self, app: str, *, instance: str = "", region: str = "", next_token: str = "", poll: float = 1.0
+    ) -> AsyncIterator[LogEntry]:
+        """The app's lines (its newest first, without `next_token`), then each new one as it comes, forever:
+        flyctl's poll. Stop iterating to stop."""
+        follow = LogFollow(app, instance=instance, region=region, next_token=next_token, poll=poll)
+        while True:
+            entries = follow.advance(await self.send(follow.call()))
+            for entry in entries:
+                yield entry
+            if not entries:
+                await asyncio.sleep(follow.poll)
 
     async def wait(
         self,

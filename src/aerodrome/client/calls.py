@@ -41,6 +41,7 @@ class Call(Generic[T]):
     nonce: str | None = None
     idempotent: bool | None = None  # None: by the method
     graphql: bool = False  # sent to the GraphQL endpoint; errors come in the body
+    platform: bool = False  # sent to the platform API (Fly's logs), beside GraphQL
     timeout: float | None = None  # None: the client's
 
     @property

@@ -67,6 +67,11 @@ class ClientSettings:
     def graphql(self) -> str:
         return self.graphql_url or _graphql_url(self.base_url, "")
 
+    @property
+    def platform(self) -> str:
+        """The platform API's base (Fly's logs): GraphQL's address without `/graphql`."""
+        return self.graphql.removesuffix("/graphql")
+
     def headers(self) -> dict[str, str]:
         headers = {"User-Agent": self.user_agent}
         if self.token:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from types import TracebackType
 from typing import TypeVar
@@ -13,6 +14,7 @@ from aerodrome.client import endpoints as e
 from aerodrome.client import graphql as g
 from aerodrome.client.calls import Call, RetryPolicy
 from aerodrome.client.errors import NotFoundError, WaitTimeoutError
+from aerodrome.client.logs import LogEntry, LogFollow, app_logs
 from aerodrome.client.models import Lease, Machine
 from aerodrome.client.operations import Report, WaitPlan, no_report, sync_operation
 from aerodrome.client.settings import ClientSettings
@@ -94,6 +96,19 @@ class Client:
     release_ip = sync_operation(g.release_ip)
     list_ips = sync_operation(g.list_ips)
     organization = sync_operation(g.organization)
+    app_logs = sync_operation(app_logs)
+
+    def follow_logs(
+        self, app: str, *, instance: str = "", region: str = "", next_token: str = "", poll: float = 1.0
+    ) -> Iterator[LogEntry]:
+        """The app's lines (its newest first, without `next_token`), then each new one as it comes, forever:
+        flyctl's poll. Stop iterating to stop."""
+        follow = LogFollow(app, instance=instance, region=region, next_token=next_token, poll=poll)
+        while True:
+            entries = follow.advance(self.send(follow.call()))
+            yield from entries
+            if not entries:
+                time.sleep(follow.poll)
 
     def wait(
         self,

@@ -15,7 +15,7 @@ T = TypeVar("T")
 
 
 def _request_args(settings: ClientSettings, call: Call[Any]) -> dict[str, Any]:
-    url = settings.graphql if call.graphql else call.path
+    url = settings.graphql if call.graphql else settings.platform + call.path if call.platform else call.path
     args: dict[str, Any] = {"params": call.query(), "headers": call.headers()}
     if call.body is not None:
         args["json"] = call.body

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aerodrome.control.auth import MAX_AUTHORIZATION_BYTES, MAX_TOKENS, candidate_tokens, hash_token
 from aerodrome.control.certificates import CertificateInfo, Certificates, CheckReport, describe
 from aerodrome.control.ips import IPs
+from aerodrome.control.logs import LogSettings, MachineLogs
 from aerodrome.control.machines import Machines, resolve_argv
 from aerodrome.control.plane import ControlPlane, Settings
 from aerodrome.control.registry import Caller, RegistryAccess
@@ -22,6 +23,8 @@ __all__ = [
     "CheckReport",
     "ControlPlane",
     "IPs",
+    "LogSettings",
+    "MachineLogs",
     "Machines",
     "RegistryAccess",
     "Retention",

@@ -12,6 +12,7 @@ from aerodrome.control.autoextend import AutoExtend
 from aerodrome.control.certificates import Certificates
 from aerodrome.control.events import ChangeFeed
 from aerodrome.control.ips import IPs
+from aerodrome.control.logs import LogSettings, MachineLogs
 from aerodrome.control.machines import Machines
 from aerodrome.control.recovery import recover
 from aerodrome.control.registry import RegistryAccess
@@ -47,6 +48,8 @@ class Settings:
     app_domain: str = "localhost"  # apps answer as <name>.<app_domain> on the edge
     # what is kept of machines' events and versions, and of destroyed machines
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    # what is kept of machines' output, and the logs API's bounds
+    logs: LogSettings = field(default_factory=LogSettings)
 
 
 class ControlPlane:
@@ -90,7 +93,9 @@ class ControlPlane:
             regions=self.settings.regions,
         )
         self.autoextend = AutoExtend(store, self.machines, self.volumes, interval=self.settings.volume_check_interval)
-        self.retention = Retention(store, self.clock, self.settings.retention)
+        self.retention = Retention(store, self.clock, self.settings.retention, log_max_age=self.settings.logs.max_age)
+        self.logs = MachineLogs(store, runtime, self.clock, self.settings.logs)
+        self.feed.subscribe(self.logs.machine_changed)
         self.limiter = RateLimiter(self.clock, enabled=self.settings.rate_limits)
         self._take_downs: dict[str, asyncio.Task[None]] = {}  # apps being deleted, by name
 
@@ -107,6 +112,7 @@ class ControlPlane:
         await self.certificates.load()
         self.autoextend.start()
         self.retention.start()
+        self.logs.start()
         for app in await self.store.list_apps(None):
             if app.destroying:
                 log.info("resuming the deletion of app %s", app.name)
@@ -170,4 +176,5 @@ class ControlPlane:
         await asyncio.gather(*self._take_downs.values(), return_exceptions=True)
         await self.autoextend.close()
         await self.retention.close()
+        await self.logs.close()
         await self.machines.close()

@@ -31,7 +31,10 @@ class RetentionSettings:
 
 
 class Retention:
-    def __init__(self, store: Store, clock: Clock, settings: RetentionSettings) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, settings: RetentionSettings, *, log_max_age: float = 7 * DAY
+    ) -> None:
+        self._log_max_age = log_max_age
         self._store = store
         self._clock = clock
         self.settings = settings
@@ -56,6 +59,12 @@ class Retention:
                 destroyed_before=rfc3339(now - settings.destroyed_machine_age),
                 batch=settings.batch,
             )
+            removed += count
+            if count == 0:
+                break
+        log_cutoff = int((now - self._log_max_age) * 1_000_000)
+        for _ in range(MAX_ROUNDS):
+            count = await self._store.prune_logs(before_us=log_cutoff, batch=settings.batch * 10)
             removed += count
             if count == 0:
                 break

@@ -24,6 +24,16 @@ from aerodrome.core.errors import (
 )
 from aerodrome.core.faults import FAULT_ENV, FAULT_STEPS, fault_point, parse_target
 from aerodrome.core.ids import machine_id, machine_name, nonce, snapshot_id, ulid, volume_id
+from aerodrome.core.logs import (
+    APP_PROVIDER,
+    MAX_LINE_BYTES,
+    RUNNER_PROVIDER,
+    LogLine,
+    OutputChunk,
+    OutputCursor,
+    event_log_line,
+    split_output,
+)
 from aerodrome.core.models import (
     APP_DESTROYING,
     App,
@@ -86,6 +96,7 @@ from aerodrome.core.store_port import Store
 __all__ = [
     "ALL_ACTIONS",
     "APP_DESTROYING",
+    "APP_PROVIDER",
     "EXEC_OUTPUT_CAP",
     "EXEC_TIMEOUT_DEFAULT",
     "EXEC_TIMEOUT_MAX",
@@ -96,8 +107,10 @@ __all__ = [
     "MAX_ITEMS",
     "MAX_KEY",
     "MAX_LEASE_TTL",
+    "MAX_LINE_BYTES",
     "MAX_NAME",
     "MAX_VALUE",
+    "RUNNER_PROVIDER",
     "SHARED_NAMESPACES",
     "Action",
     "AerodromeError",
@@ -118,6 +131,7 @@ __all__ = [
     "Lease",
     "LeaseConflictError",
     "Limit",
+    "LogLine",
     "Machine",
     "MachineEvent",
     "MachineSpec",
@@ -126,6 +140,8 @@ __all__ = [
     "MountSpec",
     "NotFoundError",
     "Organization",
+    "OutputChunk",
+    "OutputCursor",
     "PortSpec",
     "ProcessInfo",
     "PullGrant",
@@ -153,6 +169,7 @@ __all__ = [
     "VolumeUsage",
     "WaitTimeoutError",
     "check_action",
+    "event_log_line",
     "fault_point",
     "granted_actions",
     "is_out_of_space",
@@ -174,6 +191,7 @@ __all__ = [
     "should_restart",
     "signal_name",
     "snapshot_id",
+    "split_output",
     "ulid",
     "volume_id",
 ]

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from aerodrome.core.config import GuestFile
+from aerodrome.core.logs import OutputChunk, OutputCursor
 from aerodrome.core.models import ExitInfo
 from aerodrome.core.registry import PullGrant
 
@@ -156,6 +157,12 @@ class Runtime(Protocol):
         ...
 
     async def status(self, machine_id: str) -> SandboxStatus: ...
+
+    async def read_output(self, machine_id: str, cursor: OutputCursor, limit: int) -> OutputChunk:
+        """Up to `limit` bytes of the machine's stdout and stderr after `cursor` (from the start when the file
+        is not the cursor's), and the cursor after them. What lies before `cursor` is kept by the caller: the
+        host may let it go. An empty chunk when there is nothing new, or no output file."""
+        ...
 
     async def destroy(self, machine_id: str) -> None:
         """Remove every trace: processes, mounts, cgroups, netns, files."""

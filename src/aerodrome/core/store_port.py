@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from aerodrome.core.logs import LogLine, OutputCursor
 from aerodrome.core.models import (
     App,
     Certificate,
@@ -129,6 +130,33 @@ class Store(Protocol):
         before `events_before_ms`; versions past its newest `versions_per_machine` (never its current one); and
         machines destroyed before `destroyed_before` (RFC 3339), with their events and versions. Returns how many
         rows went; a sweep repeats while it is not 0."""
+        ...
+
+    # logs
+    async def output_cursor(self, machine_id: str) -> OutputCursor:
+        """How far the machine's output was read into the store (the start when never)."""
+        ...
+
+    async def append_output(
+        self, machine_id: str, lines: Sequence[LogLine], cursor: OutputCursor, *, max_bytes: int
+    ) -> None:
+        """In one transaction: append `lines`, move the machine's cursor to `cursor`, and drop its oldest lines
+        past `max_bytes` of messages."""
+        ...
+
+    async def read_logs(
+        self, app_name: str, *, after: int | None, machine_id: str | None, region: str | None, limit: int
+    ) -> list[LogLine]:
+        """The app's lines numbered after `after` in order, at most `limit`; with `after` None, its newest
+        `limit` lines, in order."""
+        ...
+
+    async def last_log_id(self) -> int:
+        """The number of the newest line of any app (0 when none): a token after which every line is new."""
+        ...
+
+    async def prune_logs(self, *, before_us: int, batch: int) -> int:
+        """Remove up to `batch` lines timed before `before_us`; how many went."""
         ...
 
     # volumes

@@ -92,6 +92,13 @@ def read_file(root: Path, guest_path: str, limit: int, *, where: str = "in the g
         os.close(fd)
 
 
+def open_regular(root: Path, guest_path: str, flags: int, *, where: str = "in the guest") -> int:
+    """An fd on the regular file at `guest_path` under `root`, opened with `flags` (O_NONBLOCK, never followed);
+    FileNotFoundError if it is absent, InvalidArgumentError if anything else is there."""
+    with opened_root(root) as root_fd:
+        return _open_regular(root_fd, "", guest_parts(guest_path), flags, where)
+
+
 def lookup(root_fd: int, guest_path: str, *, where: str = "in the guest") -> os.stat_result | None:
     """What is at `guest_path`, not followed (None if it or a parent is absent); refuses a path through a plant."""
     parts = guest_parts(guest_path)

@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, bindparam, insert, select, update
 
-from aerodrome.core import Lease, Machine, MachineEvent, MachineState, MachineVersion, NotFoundError
-from aerodrome.store import mapping
+from aerodrome.core import Lease, Machine, MachineEvent, MachineState, MachineVersion, NotFoundError, event_log_line
+from aerodrome.store import logs, mapping
 from aerodrome.store.schema import apps, machine_events, machine_versions, machines
 
 _DESTROYED = MachineState.DESTROYED.value
@@ -43,7 +43,15 @@ _UPDATE_MACHINE = update(machines).where(machines.c.id == bindparam("machine_id"
 def add_machine(conn: Connection, machine: Machine, event: MachineEvent) -> None:
     conn.execute(_INSERT_MACHINE, mapping.machine_to_row(machine))
     conn.execute(_INSERT_VERSION, mapping.version_to_row(machine))
+    _add_event(conn, machine, event)
+
+
+def _add_event(conn: Connection, machine: Machine, event: MachineEvent) -> None:
+    """The event, and aerodrome's line about it in the machine's logs."""
     conn.execute(_INSERT_EVENT, mapping.event_to_row(event))
+    line = event_log_line(machine, event)
+    if line is not None:
+        logs.add_line(conn, line)
 
 
 # Point lookups are built once: constructing a statement costs more than SQLite takes to answer it.
@@ -122,7 +130,7 @@ def save_machine(conn: Connection, machine: Machine, event: MachineEvent | None,
     if new_version:
         conn.execute(_INSERT_VERSION, mapping.version_to_row(machine))
     if event is not None:
-        conn.execute(_INSERT_EVENT, mapping.event_to_row(event))
+        _add_event(conn, machine, event)
 
 
 _EVENTS_OF_MACHINE = (

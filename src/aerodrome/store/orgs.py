@@ -8,7 +8,7 @@ from sqlalchemy import Connection, bindparam, delete, exists, func, insert, sele
 from sqlalchemy.exc import IntegrityError
 
 from aerodrome.core import AlreadyExistsError, App, MachineState, NotFoundError, Organization, Token
-from aerodrome.store import mapping
+from aerodrome.store import logs, mapping
 from aerodrome.store.schema import (
     apps,
     ip_addresses,
@@ -143,6 +143,7 @@ def delete_app(conn: Connection, name: str) -> None:
     app_volumes = select(volumes.c.id).where(volumes.c.app_name == name)
     conn.execute(delete(machine_events).where(machine_events.c.machine_id.in_(app_machines)))
     conn.execute(delete(machine_versions).where(machine_versions.c.machine_id.in_(app_machines)))
+    logs.forget_app(conn, name, app_machines)  # a new app of the same name, any organisation's, starts empty
     conn.execute(delete(machines).where(machines.c.app_name == name))
     conn.execute(delete(volume_snapshots).where(volume_snapshots.c.volume_id.in_(app_volumes)))
     conn.execute(delete(volumes).where(volumes.c.app_name == name))

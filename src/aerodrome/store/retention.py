@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, bindparam, delete, func, or_, select
 
 from aerodrome.core import MachineState
+from aerodrome.store import logs
 from aerodrome.store.schema import machine_events, machine_versions, machines
 
 
@@ -91,6 +92,7 @@ def prune_destroyed(conn: Connection, pruned: Pruned, *, before: str, batch: int
     pruned.events += conn.execute(delete(machine_events).where(machine_events.c.machine_id.in_(ids))).rowcount
     pruned.versions += conn.execute(delete(machine_versions).where(machine_versions.c.machine_id.in_(ids))).rowcount
     conn.execute(delete(machines).where(machines.c.id.in_(ids)))
+    logs.forget_machines(conn, ids)
     pruned.machines.extend(ids)
 
 

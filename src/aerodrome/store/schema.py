@@ -121,6 +121,36 @@ machine_events = Table(
     Index("ix_machine_events_machine_id_timestamp", "machine_id", "timestamp"),
 )
 
+# A machine's output and aerodrome's own lines about it; `id` is the logs API's paging token. No foreign key:
+# a destroyed machine's lines stay readable until their age or the machine's size bound removes them.
+machine_logs = Table(
+    "machine_logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("machine_id", String(32), nullable=False),
+    Column("app_name", String(255), nullable=False),
+    Column("region", String(16), nullable=False),
+    Column("timestamp", BigInteger, nullable=False),  # microseconds since the epoch
+    Column("level", String(16), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("bytes", Integer, nullable=False),
+    Index("ix_machine_logs_app_name_id", "app_name", "id"),
+    Index("ix_machine_logs_machine_id_id", "machine_id", "id"),
+    Index("ix_machine_logs_timestamp", "timestamp"),
+    sqlite_autoincrement=True,  # never reuse the id of a deleted newest line: a token past it would skip lines
+)
+
+# How far each machine's output file was read into machine_logs.
+machine_output = Table(
+    "machine_output",
+    metadata,
+    Column("machine_id", String(32), primary_key=True),
+    Column("file", String(64), nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("stored", BigInteger, nullable=False),  # bytes of its output lines stored, at most (trims are exact)
+)
+
 volumes = Table(
     "volumes",
     metadata,

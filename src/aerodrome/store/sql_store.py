@@ -16,17 +16,19 @@ from aerodrome.core import (
     Certificate,
     IPAddress,
     Lease,
+    LogLine,
     Machine,
     MachineEvent,
     MachineState,
     MachineVersion,
     Organization,
+    OutputCursor,
     Secret,
     Token,
     Volume,
     VolumeSnapshot,
 )
-from aerodrome.store import app_resources, certificates, machines, orgs, retention, volumes
+from aerodrome.store import app_resources, certificates, logs, machines, orgs, retention, volumes
 from aerodrome.store.cache import ALL, RecordCache
 from aerodrome.store.database import (
     SQLITE_WRITER,
@@ -235,6 +237,28 @@ class SqlStore:
             self._cache.machines.pop(machine_id, None)
             self._cache.forget_events(machine_id)
         return pruned.total
+
+    # logs
+    async def output_cursor(self, machine_id: str) -> OutputCursor:
+        return await self._runner.read(logs.output_cursor, machine_id)
+
+    async def append_output(
+        self, machine_id: str, lines: Sequence[LogLine], cursor: OutputCursor, *, max_bytes: int
+    ) -> None:
+        await self._runner.write(logs.append_output, machine_id, lines, cursor, max_bytes)
+
+    async def read_logs(
+        self, app_name: str, *, after: int | None, machine_id: str | None, region: str | None, limit: int
+    ) -> list[LogLine]:
+        return await self._runner.read(
+            logs.read_logs, app_name, after=after, machine_id=machine_id, region=region, limit=limit
+        )
+
+    async def last_log_id(self) -> int:
+        return await self._runner.read(logs.last_log_id)
+
+    async def prune_logs(self, *, before_us: int, batch: int) -> int:
+        return await self._runner.write(logs.prune_logs, before_us, batch)
 
     # volumes
     async def add_volume(self, volume: Volume) -> None:

@@ -24,6 +24,8 @@ from aerodrome.core import (
     FailedPreconditionError,
     ImageInfo,
     NotFoundError,
+    OutputChunk,
+    OutputCursor,
     ProcessInfo,
     PullGrant,
     SandboxInfo,
@@ -32,7 +34,7 @@ from aerodrome.core import (
     fault_point,
 )
 from aerodrome.runtime.process import ToolError, map_runtime_errors
-from aerodrome.runtime.runc import bundle, exits, firewall, guestfs, instance, procfs
+from aerodrome.runtime.runc import bundle, exits, firewall, guestfs, instance, output, procfs
 from aerodrome.runtime.runc.cgroups import MachineCgroup
 from aerodrome.runtime.runc.egress import Egress, check_allow, check_uplink
 from aerodrome.runtime.runc.layout import (
@@ -441,6 +443,9 @@ class RuncRuntime:
                 return 0
             with map_runtime_errors(f"reclaim the memory of machine {machine_id}"):
                 return await asyncio.to_thread(MachineCgroup(machine_id).reclaim, amount_mb * 1024 * 1024)
+
+    async def read_output(self, machine_id: str, cursor: OutputCursor, limit: int) -> OutputChunk:
+        return await asyncio.to_thread(output.read_output, self.layout.machine(machine_id).log, cursor, limit)
 
     async def memory_usage(self, machine_id: str) -> int:
         self._machine(machine_id)

@@ -18,7 +18,7 @@
     started.json                  the running instance: host pid of its init, start time
     exit.json                     the last exit, and whether it was reported
     stop-requested                present while a stop is in progress
-    machine.log, machine.log.1    stdout and stderr of the machine, capped
+    machine.log                   stdout and stderr of the machine; what was read is punched out (output.py)
 
 /run/aerodrome/<digest of root>/<id>/   mount points only, on a path a machine's root may traverse (runc
     rootfs/                       mounts them from inside the machine's user namespace, where the data

@@ -6,8 +6,8 @@ machine cannot touch. After a daemon restart the inits it adopts are no longer i
 turns readable when they exit, so one mechanism covers both, and only the status of an exit that happened
 while no daemon was its parent is unknown.
 
-The same watcher caps the machines' log files: containers append to them directly, so a periodic sweep
-moves the tail of an oversized log to `<log>.1` and truncates it (O_APPEND writers carry on at the new end).
+The same watcher bounds the machines' output files on disk: containers append to them directly, so a periodic
+sweep frees all but their newest bytes (`output.bound_output`), read into the logs or not.
 """
 
 from __future__ import annotations
@@ -19,10 +19,16 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from aerodrome.runtime.runc.output import OUTPUT_KEEP_BYTES, bound_output
+
 PR_SET_CHILD_SUBREAPER = 36
 
-LOG_CAP_BYTES = 4 * 1024 * 1024
 LOG_SWEEP_SECONDS = 2.0
+
+
+def _bound_all(logs: list[Path], keep: int) -> None:
+    for log in logs:
+        bound_output(log, keep)
 
 
 def process_start_time(pid: int) -> int | None:
@@ -112,7 +118,7 @@ def _children() -> list[int]:
 class Supervisor:
     """Calls `on_exit(machine_id, exit_code)` once when a watched init exits; the code is None when unknown."""
 
-    def __init__(self, on_exit: Callable[[str, int | None], None], *, log_cap: int = LOG_CAP_BYTES) -> None:
+    def __init__(self, on_exit: Callable[[str, int | None], None], *, log_cap: int = OUTPUT_KEEP_BYTES) -> None:
         self._on_exit = on_exit
         self._log_cap = log_cap
         self._fds: dict[str, int] = {}
@@ -163,20 +169,5 @@ class Supervisor:
         zombies: set[int] = set()
         while True:
             await asyncio.sleep(LOG_SWEEP_SECONDS)
-            for log in list(self._logs.values()):
-                cap_log(log, self._log_cap)
+            await asyncio.to_thread(_bound_all, list(self._logs.values()), self._log_cap)
             zombies = reap_strays(zombies)
-
-
-def cap_log(log: Path, cap: int) -> None:
-    """Keep at most about `cap` bytes in the log and as much in its one rotated predecessor."""
-    try:
-        if log.stat().st_size <= cap:
-            return
-        with open(log, "rb+") as f:
-            f.seek(-cap // 2, os.SEEK_END)
-            tail = f.read()
-            f.truncate(0)
-        log.with_name(log.name + ".1").write_bytes(tail)
-    except OSError:
-        pass
