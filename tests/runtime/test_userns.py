@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from aerodrome.core import CapacityError
 from aerodrome.runtime.runc.userns import (
     IDS_PER_MACHINE,
     RANGE_START,
@@ -32,7 +33,7 @@ def test_a_machine_gets_the_same_slot_from_its_id_and_another_when_taken() -> No
     small = IdAllocator(count=2 * IDS_PER_MACHINE)
     a, b = small.allocate("a"), small.allocate("b")
     assert a != b
-    with pytest.raises(OSError, match="no user-id range left"):
+    with pytest.raises(CapacityError, match="no user-id range left"):
         small.allocate("c")
     small.release("a", a)
     assert small.allocate("c") == a
@@ -42,7 +43,7 @@ def test_an_adopted_slot_is_not_handed_out_again() -> None:
     allocator = IdAllocator(count=2 * IDS_PER_MACHINE)
     allocator.adopt("old", IdRange(RANGE_START))
     allocator.adopt("older", IdRange(RANGE_START + IDS_PER_MACHINE))
-    with pytest.raises(OSError):
+    with pytest.raises(CapacityError):
         allocator.allocate("new")
 
 
