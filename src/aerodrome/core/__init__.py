@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+from aerodrome.core.agent import (
+    AGENT_PROTOCOL_VERSION,
+    Deadline,
+    HostAgent,
+    HostEvent,
+    HostEventKind,
+    HostInfo,
+    HostMachine,
+    HostState,
+    MachineVersionSpec,
+    PreparedVersion,
+    VolumeAttachment,
+)
 from aerodrome.core.clock import Clock, SystemClock, rfc3339
 from aerodrome.core.config import GuestFile, MachineSpec, MountSpec, PortSpec, ServiceSpec, normalize_config
 from aerodrome.core.durations import MAX_DURATION, parse_duration, parse_signal, signal_name
@@ -94,6 +107,7 @@ from aerodrome.core.states import Action, MachineState, check_action
 from aerodrome.core.store_port import Store
 
 __all__ = [
+    "AGENT_PROTOCOL_VERSION",
     "ALL_ACTIONS",
     "APP_DESTROYING",
     "APP_PROVIDER",
@@ -119,11 +133,18 @@ __all__ = [
     "CapacityError",
     "Certificate",
     "Clock",
+    "Deadline",
     "ExecResult",
     "ExitCallback",
     "ExitInfo",
     "FailedPreconditionError",
     "GuestFile",
+    "HostAgent",
+    "HostEvent",
+    "HostEventKind",
+    "HostInfo",
+    "HostMachine",
+    "HostState",
     "IPAddress",
     "ImageInfo",
     "InsufficientStorageError",
@@ -137,12 +158,14 @@ __all__ = [
     "MachineSpec",
     "MachineState",
     "MachineVersion",
+    "MachineVersionSpec",
     "MountSpec",
     "NotFoundError",
     "Organization",
     "OutputChunk",
     "OutputCursor",
     "PortSpec",
+    "PreparedVersion",
     "ProcessInfo",
     "PullGrant",
     "RateLimitedError",
@@ -163,6 +186,7 @@ __all__ = [
     "UnavailableError",
     "UnprocessableError",
     "Volume",
+    "VolumeAttachment",
     "VolumeBackend",
     "VolumeMount",
     "VolumeSnapshot",
