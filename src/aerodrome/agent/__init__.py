@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from aerodrome.agent.wire import PROTOCOL_HEADER
+from aerodrome.agent.server import AgentLimits, agent_server, build_agent_app, ensure_token
 
-__all__ = ["PROTOCOL_HEADER"]
+__all__ = ["AgentLimits", "agent_server", "build_agent_app", "ensure_token"]
