@@ -67,8 +67,10 @@ async def test_no_token_or_a_wrong_one_is_refused(client: httpx.AsyncClient) -> 
         "Bearer \xe9t\xe9".encode("latin-1"),
     )
     for authorization in authorizations:
-        headers = {PROTOCOL_HEADER: "1"} | ({"authorization": authorization} if authorization is not None else {})
-        response = await client.get("/v1/info", headers=headers)
+        headers: dict[str, str | bytes] = {PROTOCOL_HEADER: "1"}
+        if authorization is not None:
+            headers["authorization"] = authorization
+        response = await client.get("/v1/info", headers=headers)  # type: ignore[arg-type]
         error_of(response, 401, "UnauthenticatedError")
         assert response.headers["www-authenticate"] == "Bearer"
     assert (await client.get("/v1/info", headers=HEADERS)).status_code == 200

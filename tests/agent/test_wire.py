@@ -90,7 +90,7 @@ ROUND_TRIPS = [
 
 
 @pytest.mark.parametrize(
-    ("model", "fields"), ROUND_TRIPS, ids=[m.__name__ + str(i) for i, (m, _) in enumerate(ROUND_TRIPS)]
+    ("model", "fields"), ROUND_TRIPS, ids=[f"{model.__name__}-{i}" for i, (model, _) in enumerate(ROUND_TRIPS)]
 )
 def test_every_type_comes_back_equal(model: type[wire.WireModel], fields: dict[str, object]) -> None:
     sent = model(**fields)
@@ -123,7 +123,9 @@ def sample(kind: type[AerodromeError]) -> AerodromeError:
     return kind(f"a {kind.__name__}")
 
 
-@pytest.mark.parametrize("kind", sorted(wire.ERROR_KINDS.values(), key=lambda k: k.__name__), ids=lambda k: k.__name__)
+@pytest.mark.parametrize(
+    "kind", [wire.ERROR_KINDS[name] for name in sorted(wire.ERROR_KINDS)], ids=sorted(wire.ERROR_KINDS)
+)
 def test_every_error_kind_comes_back_as_itself(kind: type[AerodromeError]) -> None:
     sent = sample(kind)
     body = wire.error_body(sent)
