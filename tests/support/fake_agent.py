@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aerodrome.core import (
@@ -420,3 +421,8 @@ class FakeAgent:
         v6 = ipaddress.IPv6Address(f"fdaa:0:{spec.org_network_id:x}::") + self._addresses
         v4 = ipaddress.IPv4Address("172.30.0.1") + self._addresses
         return str(v6), str(v4)
+
+
+def open_fake_agent(data_dir: Path, **settings: Any) -> FakeAgent:
+    """`aerodrome.agent.open_local_agent`'s signature, for `aerodrome agent`'s tests (AERODROME_TEST_AGENT_FACTORY)."""
+    return FakeAgent(name=settings.get("name", "fake"), region=settings.get("region", "iad"))
