@@ -3,6 +3,7 @@ is not an agent of this protocol, and error kinds from the far side."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import socket
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from aerodrome.agent import RemoteAgent
+from aerodrome.agent import AgentLimits, RemoteAgent
 from aerodrome.core import (
     CapacityError,
     Deadline,
@@ -26,6 +27,7 @@ from aerodrome.core import (
     RuntimeFailureError,
     UnauthenticatedError,
     UnavailableError,
+    WaitTimeoutError,
     machine_id,
     ulid,
     volume_id,
@@ -34,6 +36,7 @@ from tests.support.agent_server import serving, serving_app
 from tests.support.fake_agent import FakeAgent
 
 TOKEN = secrets.token_urlsafe(32)
+WAIT = 15.0  # an upper bound, never a measurement
 
 
 class ConnectFails(httpx.AsyncBaseTransport):
@@ -160,5 +163,29 @@ async def test_a_reply_that_does_not_read_is_a_runtime_failure() -> None:
         try:
             with pytest.raises(RuntimeFailureError, match="cannot read"):
                 await remote.info()
+        finally:
+            await remote.close()
+
+
+class SlowHost(FakeAgent):
+    async def start(self, machine_id: str, version: str, *, key: str, deadline: Deadline) -> None:
+        await asyncio.sleep(60)
+
+
+async def test_a_deadline_that_runs_out_on_the_agent_is_a_wait_timeout() -> None:
+    async with serving(SlowHost(), TOKEN) as url:
+        remote = RemoteAgent(url, TOKEN)
+        try:
+            with pytest.raises(WaitTimeoutError, match="deadline passed"):
+                await remote.start(machine_id(), ulid(), key=ulid(), deadline=Deadline.after(0.3))
+        finally:
+            await remote.close()
+
+
+async def test_a_long_poll_past_the_agents_bound_returns_empty() -> None:
+    async with serving(FakeAgent(), TOKEN, AgentLimits(event_wait=0.2)) as url:
+        remote = RemoteAgent(url, TOKEN, timeout=WAIT)
+        try:
+            assert await remote.events(0, wait=3600) == []
         finally:
             await remote.close()
