@@ -110,8 +110,8 @@ class AgentConformance:
         assert exit_info is not None
         assert await stop(h, spec.machine_id, stop_key=stop_key) == exit_info
         assert await stop(h, spec.machine_id) is None  # a new key: a new stop, of a machine that runs no more
-        events = [e for e in await h.agent.events(0) if e.machine_id == spec.machine_id]
-        assert [e.kind for e in events] == [HostEventKind.EXIT]
+        exits = [e for e in await h.agent.events(0) if e.machine_id == spec.machine_id and e.kind is HostEventKind.EXIT]
+        assert len(exits) == 1  # one stop acted, whatever else the agent reports of its own
 
     async def test_start_needs_the_version_the_host_holds(self, agent_harness: AgentHarness) -> None:
         h = agent_harness
