@@ -23,6 +23,7 @@ from aerodrome.core import (
     HostState,
     InsufficientStorageError,
     MachineVersionSpec,
+    OutputCursor,
     PreparedVersion,
     RuntimeFailureError,
     UnauthenticatedError,
@@ -189,3 +190,28 @@ async def test_a_long_poll_past_the_agents_bound_returns_empty() -> None:
             assert await remote.events(0, wait=3600) == []
         finally:
             await remote.close()
+
+
+async def test_every_route_reaches_the_agent(url: str, fake: FakeAgent) -> None:
+    remote = RemoteAgent(url, TOKEN)
+    try:
+        version = spec()
+        await remote.prepare(version, key=ulid(), deadline=Deadline.after(5))
+        await remote.start(version.machine_id, version.version, key=ulid(), deadline=Deadline.after(5))
+        await remote.signal(version.machine_id, 10, deadline=Deadline.after(5))
+        assert fake._machines[version.machine_id].signals == [10]
+        fake.write_output(version.machine_id, b"\xffhello\n")
+        chunk = await remote.read_output(version.machine_id, OutputCursor(), 3)
+        assert chunk == await fake.read_output(version.machine_id, OutputCursor(), 3) and chunk.data == b"\xffhe"
+        assert await remote.machines() == await fake.machines()
+        assert await remote.ps(version.machine_id) == await fake.ps(version.machine_id)
+        assert await remote.exec(version.machine_id, ["nothing"], None, 5, deadline=Deadline.after(5)) == (
+            await fake.exec(version.machine_id, ["nothing"], None, 5, deadline=Deadline.after(5))
+        )
+        fake.exit(version.machine_id, 7)
+        [event] = await remote.events(0)
+        assert event.exit is not None and event.exit.exit_code == 7
+        await remote.acknowledge(event.cursor)
+        assert await fake.events(0) == []
+    finally:
+        await remote.close()
