@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from aerodrome.cli.apps import app as apps_app
+from aerodrome.cli.bench import bench
 from aerodrome.cli.certs import app as certs_app
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, data_dir, missing_requirements
 from aerodrome.cli.doctor import doctor
@@ -43,6 +44,7 @@ api_command(app, "logs")(logs)
 app.command("login")(login)
 app.command("logout")(logout)
 app.command()(doctor)
+app.command()(bench)
 
 
 class LogFormat(enum.StrEnum):
