@@ -51,6 +51,11 @@ def test_a_plot_per_measured_curve(tmp_path: Path) -> None:
     names = [figure["name"].split(" ")[0] for figure in results["figures"]]
     assert names == ["resume", "start", "create", "update"]
     assert all(len(figure["samples"]) == 5 and figure["floor"]["samples"] for figure in results["figures"])
+    ordered = results["order"]
+    assert sorted(step["operation"] for step in ordered) == sorted(names)
+    assert [step["p50_ms"] for step in ordered] == sorted(step["p50_ms"] for step in ordered)
+    assert next(step["x_start"] for step in ordered if step["operation"] == "start") == 1.0
+    assert "measured order:" in done.stdout
 
 
 def test_an_unknown_group_is_refused_before_anything_starts(tmp_path: Path) -> None:

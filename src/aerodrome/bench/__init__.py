@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aerodrome.bench.figures import ANCHORS, Figure, Goal, Target
 from aerodrome.bench.host import host_info
+from aerodrome.bench.lifecycle import describe_order, order
 from aerodrome.bench.probe import Server
 from aerodrome.bench.report import markdown, table
 from aerodrome.bench.suite import GROUPS, Plan, Results, caption, draw, run, write_json
@@ -19,9 +20,11 @@ __all__ = [
     "Server",
     "Target",
     "caption",
+    "describe_order",
     "draw",
     "host_info",
     "markdown",
+    "order",
     "run",
     "table",
     "write_json",

@@ -120,3 +120,18 @@ def measure(server: Server, workdir: Path, rounds: int, warmup: int) -> list[Fig
             "runtime", "update (→ new HTTP)", "ms", ours["update"], floor_name=replace, floor_samples=floor["replace"]
         ),
     ]
+
+
+def order(figures: list[Figure]) -> list[dict[str, object]]:
+    """The seed's four costs from cheapest to dearest, each as a multiple of start (the seed's unit of cost)."""
+    costs = {f.name.split(" ")[0]: f.p50 for f in figures if f.group == "runtime"}
+    if "start" not in costs:
+        return []
+    return [
+        {"operation": name, "p50_ms": p50, "x_start": p50 / costs["start"]}
+        for name, p50 in sorted(costs.items(), key=lambda item: item[1])
+    ]
+
+
+def describe_order(steps: list[dict[str, object]]) -> str:
+    return " < ".join(f"{s['operation']} {s['p50_ms']:.0f} ms ({s['x_start']:.2f}x start)" for s in steps)

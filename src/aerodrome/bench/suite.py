@@ -87,6 +87,7 @@ def write_json(results: Results, out: Path, quick: bool, groups: tuple[str, ...]
         "groups": list(groups),
         "seconds": round(results.seconds, 1),
         "figures": [f.to_json() for f in results.figures],
+        "order": lifecycle.order(results.figures),
         "curves": results.curves,
         "plots": results.plots,
     }

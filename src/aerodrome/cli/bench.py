@@ -59,6 +59,8 @@ def bench(
     suite.draw(results, out, caption)
     path = suite.write_json(results, out, quick, groups)
     console.print(suite.table(results.figures, f"aerodrome bench{' --quick' if quick else ''} on {caption}", not quick))
+    if steps := suite.order(results.figures):
+        console.print(f"measured order: {suite.describe_order(steps)}", highlight=False)
     if markdown:
         console.print(suite.markdown(results.figures), markup=False, highlight=False)
     console.print(f"{time.monotonic() - began:.0f} s; {path} and {', '.join(results.plots) or 'no plots'} in {out}")
