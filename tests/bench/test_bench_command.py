@@ -40,6 +40,7 @@ def test_quick_api_bench_writes_its_figures_and_the_host(tmp_path: Path) -> None
     assert get["target"]["goal"] and isinstance(get["target"]["met"], bool)
     assert all(figure["group"] == "api" and figure["p50"] > 0 for figure in results["figures"])
     assert "GET machine" in done.stdout
+    assert "kept" not in done.stdout  # every app was taken down before the daemon stopped, and its data dir removed
 
 
 def test_a_plot_per_measured_curve(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aerodrome.bench.figures import ANCHORS, Figure, Goal, Target
 from aerodrome.bench.host import host_info
 from aerodrome.bench.lifecycle import describe_order, order
-from aerodrome.bench.probe import Server
+from aerodrome.bench.probe import Server, delete_every_app
 from aerodrome.bench.report import markdown, table
 from aerodrome.bench.suite import GROUPS, Plan, Results, caption, draw, run, write_json
 
@@ -20,6 +20,7 @@ __all__ = [
     "Server",
     "Target",
     "caption",
+    "delete_every_app",
     "describe_order",
     "draw",
     "host_info",

@@ -10,7 +10,7 @@ import httpx
 
 from aerodrome.bench.figures import Figure, Goal, Target
 from aerodrome.bench.floors import bare_uvicorn
-from aerodrome.bench.probe import Server
+from aerodrome.bench.probe import Server, delete_app
 
 APP = "bench-api"
 
@@ -76,7 +76,7 @@ def measure(server: Server, gets: int, creates: int, warmup: int) -> list[Figure
             floor += time_gets(bare, hello, gets // 10)
         rates = [asyncio.run(create_many(server, image, creates // 3)) for _ in range(3)]
         lists = time_gets(api, f"/v1/apps/{APP}/machines", 5)
-        api.delete(f"/v1/apps/{APP}", timeout=600)
+        delete_app(api, APP)
     listed = 1 + 3 * (creates // 3)
     return [
         Figure.of(

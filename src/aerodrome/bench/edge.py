@@ -13,7 +13,7 @@ import httpx
 
 from aerodrome.bench.figures import ANCHORS, Figure, Goal, Target
 from aerodrome.bench.floors import nginx_proxy
-from aerodrome.bench.probe import Server, wait_answer
+from aerodrome.bench.probe import Server, delete_app, wait_answer
 
 APP = "bench-edge"
 SERVICE = {
@@ -81,7 +81,7 @@ def measure(server: Server, workdir: Path, levels: tuple[int, ...], seconds: flo
                         loads[name, level] = wrk(url, level, seconds, host)
                         curves[name].append(loads[name, level].rate)
         finally:
-            api.delete(f"/v1/apps/{APP}")
+            delete_app(api, APP)
     figures = [
         Figure(
             "proxy",

@@ -10,7 +10,7 @@ import httpx
 
 from aerodrome.bench.figures import ANCHORS, Figure, Goal, Target
 from aerodrome.bench.floors import BareRunc
-from aerodrome.bench.probe import Server, elapsed_ms, wait_answer
+from aerodrome.bench.probe import Server, delete_app, elapsed_ms, wait_answer
 
 APP = "bench-lifecycle"
 PORT = 8080
@@ -59,7 +59,7 @@ class Lifecycle:
         self._call("DELETE", f"/{machine}", params={"force": "true"})
 
     def close(self) -> None:
-        self.api.delete(f"/v1/apps/{APP}")
+        delete_app(self.api, APP)
 
 
 def floor_round(bare: BareRunc, samples: dict[str, list[float]]) -> None:

@@ -51,5 +51,24 @@ def wait_answer(host: str, port: int, marker: bytes = b"", timeout: float = ANSW
     raise TimeoutError(f"{host}:{port} did not answer {marker!r} within {timeout:g}s")
 
 
+def delete_app(api: httpx.Client, app: str, timeout: float = 1800) -> bool:
+    """Delete an app and wait until it is gone: the API answers 202 and takes machines down in the background,
+    and a daemon stopped meanwhile would leave them running. Whether it went within `timeout`."""
+    api.delete(f"/v1/apps/{app}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if api.get(f"/v1/apps/{app}").status_code == 404:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def delete_every_app(api: httpx.Client) -> bool:
+    """Take down every app of the daemon (what a failed run left too); whether all of them went."""
+    listed = api.get("/v1/apps", params={"org_slug": "personal"})
+    names = [str(app["name"]) for app in listed.json().get("apps", [])] if listed.status_code == 200 else []
+    return all([delete_app(api, name) for name in names])
+
+
 def elapsed_ms(since: float) -> float:
     return (time.perf_counter() - since) * 1000

@@ -13,7 +13,7 @@ import httpx
 from aerodrome.bench import api as api_bench
 from aerodrome.bench.figures import Figure, Goal, Target
 from aerodrome.bench.host import available_mib, host_counts, process_cpu_seconds, process_rss_mib
-from aerodrome.bench.probe import Server, elapsed_ms, wait_answer
+from aerodrome.bench.probe import Server, delete_app, elapsed_ms, wait_answer
 
 APP = "bench-scale"
 #: The ramp stops before the host runs short of memory, whatever the steps asked for.
@@ -67,7 +67,7 @@ def measure(server: Server, steps: tuple[int, ...], created: int) -> tuple[list[
             curves["created_rss_mib"] = [process_rss_mib(server.pid) - rss_before]
             listing = api_bench.time_gets(api, f"/v1/apps/{APP}/machines", 5)
         finally:
-            api.delete(f"/v1/apps/{APP}", timeout=1800)
+            delete_app(api, APP)
     top = int(curves["running"][-1])
     figures = [
         Figure.of("scale", f"create → HTTP at {top} running", "ms", [curves["create_ms"][-1]]),

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from aerodrome.bench.figures import Figure, Goal, Target
-from aerodrome.bench.probe import Server, elapsed_ms
+from aerodrome.bench.probe import Server, delete_app, elapsed_ms
 
 APP = "bench-volumes"
 SIZE_GB = 8  # in the daemon's volume units (--volume-unit-mb)
@@ -76,7 +76,7 @@ def measure(server: Server, disk: Path, unit_mb: int, rounds: int, write_mb: int
             out = _ok(api.post(f"/v1/apps/{APP}/machines/{machine}/exec", json=command, timeout=180))
             writes.append(write_mb / dd_seconds(str(out["stdout"])))
             floor_writes.append(host_write_rate(disk, write_mb))
-        api.delete(f"/v1/apps/{APP}")
+        delete_app(api, APP)
     return [
         Figure.of("volumes", "volume create", "ms", creates, floor_name="host mkfs.ext4", floor_samples=floor_creates),
         Figure.of(

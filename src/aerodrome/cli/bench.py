@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
 
@@ -52,8 +53,12 @@ def bench(
         console.print(f"[red]aerodrome bench failed; the daemon's log ends:[/red]\n{daemon.log_tail()}")
         raise
     finally:
+        cleared = _clear(daemon)
         daemon.stop()
-        if not keep:
+        if keep or not cleared:
+            # never remove a data directory whose machines may still run: a later daemon on it takes them down
+            console.print(f"[yellow]kept {workdir}[/yellow] (its log is serve.log)")
+        else:
             shutil.rmtree(workdir, ignore_errors=True)
     caption = suite.caption()
     suite.draw(results, out, caption)
@@ -64,3 +69,16 @@ def bench(
     if markdown:
         console.print(suite.markdown(results.figures), markup=False, highlight=False)
     console.print(f"{time.monotonic() - began:.0f} s; {path} and {', '.join(results.plots) or 'no plots'} in {out}")
+
+
+def _clear(daemon: Daemon) -> bool:
+    """Take down every app the run made (a failed group leaves its own); whether none is left."""
+    from aerodrome.bench import delete_every_app
+
+    if not daemon.alive():
+        return False
+    try:
+        with daemon.client() as api:
+            return delete_every_app(api)
+    except httpx.HTTPError:
+        return False
