@@ -67,7 +67,7 @@ def bench(
     if steps := suite.order(results.figures):
         console.print(f"measured order: {suite.describe_order(steps)}", highlight=False)
     if markdown:
-        console.print(suite.markdown(results.figures), markup=False, highlight=False)
+        typer.echo(suite.markdown(results.figures))  # unwrapped, whatever the terminal width
     console.print(f"{time.monotonic() - began:.0f} s; {path} and {', '.join(results.plots) or 'no plots'} in {out}")
 
 
