@@ -93,6 +93,8 @@ class Daemon:
     machine_pool: str = field(default_factory=unrouted_pool)  # keeps side-by-side runs apart
     api_port: int = field(default_factory=free_port)
     registry_port: int = field(default_factory=free_port)
+    edge_http_port: int = field(default_factory=free_port)
+    volume_unit_mb: int = 16
     process: subprocess.Popen[bytes] | None = None
     token: str = ""
 
@@ -115,8 +117,8 @@ class Daemon:
             env[FAULT_ENV] = fault
         argv = [sys.executable, "-m", "aerodrome", "serve", "--data-dir", str(self.data_dir)]
         argv += ["--api", f"127.0.0.1:{self.api_port}", "--registry", self.registry, "--no-rate-limits"]
-        argv += ["--volume-unit-mb", "16", "--machine-ipv4-pool", self.machine_pool, "--no-egress"]
-        argv += ["--edge-http", f"127.0.0.1:{free_port()}", "--edge-https", f"127.0.0.1:{free_port()}"]
+        argv += ["--volume-unit-mb", str(self.volume_unit_mb), "--machine-ipv4-pool", self.machine_pool, "--no-egress"]
+        argv += ["--edge-http", f"127.0.0.1:{self.edge_http_port}", "--edge-https", f"127.0.0.1:{free_port()}"]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
         self._wait_ready()
@@ -137,6 +139,11 @@ class Daemon:
     def _cli(self, *args: str) -> str:
         argv = [sys.executable, "-m", "aerodrome", *args, "--data-dir", str(self.data_dir)]
         return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60).stdout
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "the daemon is not started"
+        return self.process.pid
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -13,6 +13,7 @@ import typer
 
 from aerodrome.cli.agent import agent
 from aerodrome.cli.apps import app as apps_app
+from aerodrome.cli.bench import bench
 from aerodrome.cli.certs import app as certs_app
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, data_dir, missing_requirements
 from aerodrome.cli.doctor import doctor
@@ -46,6 +47,7 @@ app.command("login")(login)
 app.command("logout")(logout)
 app.command()(doctor)
 app.command()(agent)
+app.command()(bench)
 
 
 class LogFormat(enum.StrEnum):
