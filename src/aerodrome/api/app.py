@@ -15,6 +15,7 @@ from aerodrome.api import errors, graphql, metrics
 from aerodrome.api.bodies import BodyLimitMiddleware
 from aerodrome.api.limits import ApiLimits
 from aerodrome.api.metrics import ApiMetrics, MetricsMiddleware, MetricSource
+from aerodrome.api.request_id import RequestIdMiddleware
 from aerodrome.api.responses import JSONResponse
 from aerodrome.api.routes import (
     actions,
@@ -81,7 +82,11 @@ def build_app(
     api_metrics = ApiMetrics()
     app = Starlette(
         routes=build_routes(extra_routes),
-        middleware=[Middleware(MetricsMiddleware, metrics=api_metrics), Middleware(BodyLimitMiddleware, limits=limits)],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(MetricsMiddleware, metrics=api_metrics),
+            Middleware(BodyLimitMiddleware, limits=limits),
+        ],
         exception_handlers={
             AerodromeError: errors.aerodrome_error,
             HTTPException: errors.http_error,

@@ -47,6 +47,8 @@ async def list_machines(request: Request) -> Response:
         machines = [m for m in machines if all((m.config.get("metadata") or {}).get(k) == v for k, v in wanted.items())]
     if call.query_bool("summary"):
         return JSONResponse([render.machine_summary(m) for m in machines])
+    if call.query_bool("include_leases"):
+        return JSONResponse([render.with_lease(render.machine(m), m) for m in machines])
     return EncodedJSONResponse(_RENDERED.listing(machines))
 
 
@@ -55,7 +57,8 @@ async def get_machine(request: Request) -> Response:
     app = await call.app()
     call.limit("get", call.machine_id)
     machine = await call.plane.machines.find(app, call.machine_id, include_deleted=True)
-    return JSONResponse(render.machine(machine, await call.plane.store.list_events(machine.id, limit=10)))
+    body = render.machine(machine, await call.plane.store.list_events(machine.id, limit=10))
+    return JSONResponse(render.with_lease(body, machine) if call.query_bool("include_leases") else body)
 
 
 async def update_machine(request: Request) -> Response:
@@ -108,7 +111,7 @@ routes = [
     Route("/v1/apps/{app_name}/machines", create_machine, methods=["POST"]),
     Route("/v1/apps/{app_name}/machines", list_machines, methods=["GET"]),
     Route("/v1/apps/{app_name}/machines/{machine_id}", get_machine, methods=["GET"]),
-    Route("/v1/apps/{app_name}/machines/{machine_id}", update_machine, methods=["POST"]),
+    Route("/v1/apps/{app_name}/machines/{machine_id}", update_machine, methods=["POST", "PUT"]),  # PUT: some SDKs
     Route("/v1/apps/{app_name}/machines/{machine_id}", delete_machine, methods=["DELETE"]),
     Route("/v1/orgs/{org_slug}/machines", list_org_machines, methods=["GET"]),
 ]
