@@ -153,6 +153,12 @@ def _check_answer(world: World, name: str, data: dict[str, Any]) -> None:
     if name == "flyctl_create_limited_access_token":
         header = data["createLimitedAccessToken"]["limitedAccessToken"]["tokenHeader"]
         assert _post(world.server, "{ viewer { ... on Macaroon { email } } }", {}, header.split()[1]).get("data")
+    if name == "flygo_get_app_releases_machines":  # the world's machine create, then its secret
+        assert [r["reason"] for r in app["releases"]["nodes"]][-2:] == ["change secrets", "deploy"]
+    if name == "flygo_get_app_current_release_machines":
+        assert app["currentRelease"]["status"] == "complete" and app["currentRelease"]["version"] >= 2
+    if name in ("flyctl_set_secrets", "flygo_set_secrets"):
+        assert data["setSecrets"]["release"]["reason"] == "change secrets"
     if name == "flygo_check_app_certificate":
         assert data["checkCertificate"]["certificate"]["hostname"] == world.host
 

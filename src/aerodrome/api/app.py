@@ -28,6 +28,7 @@ from aerodrome.api.routes import (
     platform,
     registry,
     secrets,
+    uiex,
     volumes,
 )
 from aerodrome.control import ControlPlane
@@ -63,6 +64,7 @@ def build_routes(extra: list[BaseRoute] | None = None) -> list[BaseRoute]:
         *ips.routes,
         *certificates.routes,
         *graphql.routes,
+        *uiex.routes,
         *registry.routes,
         *(extra or []),
     ]

@@ -18,6 +18,7 @@ from aerodrome.core.models import (
     MachineEvent,
     MachineVersion,
     Organization,
+    Release,
     Secret,
     Token,
     Volume,
@@ -195,5 +196,17 @@ class Store(Protocol):
         ...
 
     async def delete_certificate(self, hostname: str) -> None: ...
+
+    # releases
+    async def add_release(self, release: Release) -> Release:
+        """Store `release` as the app's next version (its `version` is ignored) and return it numbered."""
+        ...
+
+    async def get_release(self, release_id: str) -> Release | None: ...
+    async def list_releases(self, app_name: str, limit: int) -> list[Release]:
+        """Newest first."""
+        ...
+
+    async def update_release(self, release_id: str, status: str, metadata: str, at: str) -> Release | None: ...
 
     async def close(self) -> None: ...

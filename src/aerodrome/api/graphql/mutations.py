@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aerodrome.api.graphql.queries import certificate_node
+from aerodrome.api.graphql.queries import certificate_node, release_node
 from aerodrome.api.graphql.resolvers import Info, app_node, organization_node
 from aerodrome.core import App, InvalidArgumentError, NotFoundError, UnprocessableError
 
@@ -48,14 +48,14 @@ async def set_secrets(_: None, info: Info, input: JSON) -> JSON:
     values: dict[str, object] = {s["key"]: s["value"] for s in input["secrets"]}
     if input.get("replaceAll"):
         values = {**{s.name: None for s in await secrets.list(app.name)}, **values}
-    await secrets.set(app.name, values)
-    return {"release": None}  # secrets reach machines when they next start or are updated
+    version = await secrets.set(app.name, values)
+    return {"release": release_node(await info.context.plane.releases.secrets_changed(app, version))}
 
 
 async def unset_secrets(_: None, info: Info, input: JSON) -> JSON:
     app = await _app(info, input.get("appId"))
-    await info.context.plane.secrets.set(app.name, dict.fromkeys(input["keys"]))
-    return {"release": None}
+    version = await info.context.plane.secrets.set(app.name, dict.fromkeys(input["keys"]))
+    return {"release": release_node(await info.context.plane.releases.secrets_changed(app, version))}
 
 
 async def _check_payload(info: Info, app: App, hostname: str) -> JSON:

@@ -12,7 +12,7 @@ from typing import Any
 from aerodrome.api.graphql.resolvers import Context, Info, app_node, connection, organization_node
 from aerodrome.api.regions import REGIONS
 from aerodrome.control import describe
-from aerodrome.core import App, Certificate, Machine, NotFoundError, Token, Volume
+from aerodrome.core import App, Certificate, Machine, NotFoundError, Release, Token, Volume
 
 JSON = dict[str, Any]
 
@@ -86,6 +86,23 @@ def certificate_node(cert: Certificate) -> JSON:
         "source": "custom" if cert.source == "custom" else "fly",
         "issued": {"nodes": [{"id": info.fingerprint, "type": info.key_type, "expiresAt": info.expires_at}]},
         "validationErrors": [],
+    }
+
+
+def release_node(release: Release) -> JSON:
+    """Both of Fly's release types (`Release`, `ReleaseUnprocessed`) read their fields from this."""
+    return {
+        "id": release.id,
+        "version": release.version,
+        "status": release.status,
+        "reason": release.reason,
+        "description": release.description,
+        "imageRef": release.image_ref,
+        "stable": release.status == "complete",
+        "inProgress": release.status in ("pending", "running"),
+        "evaluationId": None,  # Nomad's
+        "user": {"id": release.user or "token", "email": release.user, "name": None},
+        "createdAt": release.created_at,
     }
 
 
@@ -195,6 +212,22 @@ async def app_regions(app: JSON, info: Info) -> list[JSON]:
     return [r for r in served_regions(context) if r["code"] in codes]
 
 
+async def app_current_release(app: JSON, info: Info) -> JSON | None:
+    current = await info.context.plane.releases.current(app["_record"])
+    return release_node(current) if current else None
+
+
+async def app_releases(app: JSON, info: Info, **args: Any) -> JSON:
+    listed = await info.context.plane.releases.list(app["_record"], args.get("first") or 500)  # the plane bounds it
+    wanted = args.get("status")
+    return {"nodes": [release_node(r) for r in listed if not wanted or r.status == wanted]}
+
+
+async def app_version(app: JSON, info: Info) -> int:
+    current = await info.context.plane.releases.current(app["_record"])
+    return current.version if current else 0
+
+
 async def org_limited_access_tokens(org: JSON, info: Info, **_: Any) -> JSON:
     context = info.context
     tokens = await context.plane.tokens.of_org(context.org.slug)
@@ -214,5 +247,9 @@ FIELD_RESOLVERS: dict[tuple[str, str], Any] = {
     ("App", "secrets"): app_secrets,
     ("App", "certificates"): app_certificates,
     ("App", "regions"): app_regions,
+    ("App", "currentRelease"): app_current_release,
+    ("App", "currentReleaseUnprocessed"): app_current_release,
+    ("App", "releasesUnprocessed"): app_releases,
+    ("App", "version"): app_version,
     ("Organization", "limitedAccessTokens"): org_limited_access_tokens,
 }

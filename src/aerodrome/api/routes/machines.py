@@ -29,6 +29,7 @@ async def create_machine(request: Request) -> Response:
     call.limit("create", app.name)
     org = await call.org()
     machine = await call.plane.machines.create(app, org.internal_numeric_id, await call.body())
+    await call.plane.releases.machine_changed(app, machine.config)
     events = await call.plane.store.list_events(machine.id, limit=10)
     return JSONResponse(render.machine(machine, events, nonce=machine.lease.nonce if machine.lease else None))
 
@@ -69,6 +70,7 @@ async def update_machine(request: Request) -> Response:
     machine = await call.plane.machines.update(
         app, org.internal_numeric_id, call.machine_id, await call.body(), call.nonce
     )
+    await call.plane.releases.machine_changed(app, machine.config)
     return JSONResponse(render.machine(machine, await call.plane.store.list_events(machine.id, limit=10)))
 
 
