@@ -11,6 +11,7 @@ from aerodrome.control.plane import ControlPlane, Settings
 from aerodrome.control.registry import Caller, RegistryAccess
 from aerodrome.control.releases import Releases
 from aerodrome.control.retention import Retention, RetentionSettings
+from aerodrome.control.secretkeys import SecretKeys
 from aerodrome.control.secrets import Secrets
 from aerodrome.control.volumes import GIB, Volumes
 
@@ -31,6 +32,7 @@ __all__ = [
     "Releases",
     "Retention",
     "RetentionSettings",
+    "SecretKeys",
     "Secrets",
     "Settings",
     "Volumes",

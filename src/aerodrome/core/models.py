@@ -153,6 +153,18 @@ class Release:
 
 
 @dataclass(frozen=True, slots=True)
+class SecretKey:
+    """One version of an app's named cryptographic key (Fly's `secretkeys`): the key material stays server-side."""
+
+    app_name: str
+    name: str
+    version: int  # assigned by the store: one more than the name's newest
+    type: str
+    key_ciphertext: bytes  # encrypted like app secrets
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
 class Secret:
     app_name: str
     name: str

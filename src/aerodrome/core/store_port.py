@@ -20,6 +20,7 @@ from aerodrome.core.models import (
     Organization,
     Release,
     Secret,
+    SecretKey,
     Token,
     Volume,
     VolumeSnapshot,
@@ -208,5 +209,20 @@ class Store(Protocol):
         ...
 
     async def update_release(self, release_id: str, status: str, metadata: str, at: str) -> Release | None: ...
+
+    # secret keys
+    async def add_secret_key(self, key: SecretKey) -> SecretKey:
+        """Store `key` as its name's next version (its `version` is ignored) and return it numbered."""
+        ...
+
+    async def get_secret_key(self, app_name: str, name: str, version: int | None) -> SecretKey | None:
+        """That version, or the newest when `version` is None."""
+        ...
+
+    async def list_secret_keys(self, app_name: str) -> list[SecretKey]:
+        """The newest version of each name, by name."""
+        ...
+
+    async def delete_secret_key(self, app_name: str, name: str) -> bool: ...
 
     async def close(self) -> None: ...

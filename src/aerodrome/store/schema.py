@@ -242,3 +242,14 @@ releases = Table(
     Column("updated_at", String(40), nullable=False),
     UniqueConstraint("app_name", "version"),
 )
+
+secret_keys = Table(
+    "secret_keys",
+    metadata,
+    Column("app_name", String(128), ForeignKey("apps.name", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("type", String(32), nullable=False),
+    Column("key_ciphertext", LargeBinary, nullable=False),
+    Column("created_at", String(40), nullable=False),
+)

@@ -25,6 +25,7 @@ from aerodrome.core import (
     OutputCursor,
     Release,
     Secret,
+    SecretKey,
     Token,
     Volume,
     VolumeSnapshot,
@@ -335,3 +336,16 @@ class SqlStore:
 
     async def update_release(self, release_id: str, status: str, metadata: str, at: str) -> Release | None:
         return await self._runner.write(releases.update_release, release_id, status, metadata, at)
+
+    # secret keys
+    async def add_secret_key(self, key: SecretKey) -> SecretKey:
+        return await self._runner.write(releases.add_secret_key, key)
+
+    async def get_secret_key(self, app_name: str, name: str, version: int | None) -> SecretKey | None:
+        return await self._runner.read(releases.get_secret_key, app_name, name, version)
+
+    async def list_secret_keys(self, app_name: str) -> list[SecretKey]:
+        return await self._runner.read(releases.list_secret_keys, app_name)
+
+    async def delete_secret_key(self, app_name: str, name: str) -> bool:
+        return await self._runner.write(releases.delete_secret_key, app_name, name)

@@ -1,4 +1,5 @@
-"""Releases: an app's numbered versions, made by deploys and by changes of its secrets.
+"""Releases: an app's numbered versions, made by deploys and by changes of its secrets; and secret keys, an
+app's versioned cryptographic keys.
 
 Revision ID: 0007
 Revises: 0006
@@ -38,7 +39,21 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_releases")),
         sa.UniqueConstraint("app_name", "version", name=op.f("uq_releases_app_name_version")),
     )
+    op.create_table(
+        "secret_keys",
+        sa.Column("app_name", sa.String(length=128), nullable=False),
+        sa.Column("name", sa.String(length=256), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("type", sa.String(length=32), nullable=False),
+        sa.Column("key_ciphertext", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sa.String(length=40), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["app_name"], ["apps.name"], name=op.f("fk_secret_keys_app_name_apps"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("app_name", "name", "version", name=op.f("pk_secret_keys")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("secret_keys")
     op.drop_table("releases")
