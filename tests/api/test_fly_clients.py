@@ -162,3 +162,25 @@ def test_request_id_and_openapi_descriptions(api: httpx.Client) -> None:
     schemas = response.json()["components"]["schemas"]
     assert schemas["Lease"]["properties"]["description"] == {"type": "string"}
     assert "description" in schemas["CreateLeaseRequest"]["properties"]
+
+
+def test_org_volumes_filter_and_page(api: httpx.Client, app_name: str) -> None:
+    made = [
+        api.post(f"/v1/apps/{app_name}/volumes", json={"name": f"v{i}", "region": region, "size_gb": 1}).json()["id"]
+        for i, region in enumerate(("iad", "iad", "ams"))
+    ]
+    mine = {v["id"] for v in api.get("/v1/orgs/personal/volumes").json()["volumes"]} & set(made)
+    assert mine == set(made)
+    in_ams = api.get("/v1/orgs/personal/volumes", params={"region": "ams"}).json()["volumes"]
+    assert made[2] in [v["id"] for v in in_ams] and all(v["region"] == "ams" for v in in_ams)
+    seen: list[str] = []
+    cursor = ""
+    while True:
+        page = api.get("/v1/orgs/personal/volumes", params={"limit": 1, "cursor": cursor}).json()
+        assert len(page["volumes"]) <= 1
+        seen += [v["id"] for v in page["volumes"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert set(made) <= set(seen) and len(seen) == len(set(seen))
+    assert api.get("/v1/orgs/personal/volumes", params={"state": "destroyed"}).json()["volumes"] == []
