@@ -42,6 +42,7 @@ class World:
     doomed_host: str
     token_id: str
     logout_token: str
+    release_id: str
 
 
 def _post(server: Server, query: str, variables: dict[str, Any], token: str | None = None) -> dict[str, Any]:
@@ -73,9 +74,11 @@ def world(server: Server) -> Iterator[World]:
         server.cli("tokens", "create", "--name", f"logout-{suffix}")
         logout_token = server.cli("tokens", "create", "--name", f"logout2-{suffix}").strip()
         tokens = {t["name"]: t["id"] for t in api.get("/v1/tokens").json()["tokens"]}
+        pending = api.post("/api/v1/releases", json={"app_name": app, "image": server.image("busybox")})
+        release_id = pending.json()["release"]["id"]
         yield World(
             server, app, org_id, machine["id"], volume["id"], doomed, ip, host, doomed_host,
-            tokens[f"revoke-{suffix}"], logout_token,
+            tokens[f"revoke-{suffix}"], logout_token, release_id,
         )  # fmt: skip
         delete_app(api, app)
 
@@ -111,6 +114,16 @@ def _variables(world: World, name: str) -> dict[str, Any]:
         "flygo_release_app_scoped_egress_ip_address": {"input": {"appId": app, "ip": "1.2.3.4"}},
         "flygo_revoke_limited_access_token": {"input": {"id": world.token_id}},
         "flygo_get_machine": {"machineId": world.machine_id},
+        "flygo_create_release": {
+            "input": {
+                "appId": app,
+                "definition": {"app": app},
+                "image": world.server.image("busybox"),
+                "platformVersion": "machines",
+                "strategy": "ROLLING",
+            }
+        },
+        "flygo_update_release": {"input": {"releaseId": world.release_id, "status": "complete"}},
         "flygo_get_app_name_from_volume": {"id": world.volume_id},
         "flygo_get_app_name_state_from_volume": {"id": world.volume_id},
         "flygo_get_snapshots_from_volume": {"id": world.volume_id},
@@ -159,6 +172,10 @@ def _check_answer(world: World, name: str, data: dict[str, Any]) -> None:
         assert app["currentRelease"]["status"] == "complete" and app["currentRelease"]["version"] >= 2
     if name in ("flyctl_set_secrets", "flygo_set_secrets"):
         assert data["setSecrets"]["release"]["reason"] == "change secrets"
+    if name == "flygo_create_release":
+        assert data["createRelease"]["release"]["version"] >= 1
+    if name == "flygo_update_release":
+        assert data["updateRelease"]["release"]["id"] == world.release_id
     if name == "flygo_check_app_certificate":
         assert data["checkCertificate"]["certificate"]["hostname"] == world.host
 
@@ -168,8 +185,10 @@ def served_schema() -> GraphQLSchema:
     return schema()
 
 
-def test_there_are_53_documents() -> None:
-    assert len(DOCUMENTS) == 53
+def test_there_are_55_documents() -> None:
+    # 53 for apps, organisations, IPs, certificates, secrets, releases, regions, volumes, tokens and machines, and
+    # fly-go's createRelease and updateRelease
+    assert len(DOCUMENTS) == 55
 
 
 @pytest.mark.parametrize("name", DOCUMENTS)

@@ -1,4 +1,4 @@
-"""Mutations beyond IP addresses: apps, secrets, certificates, tokens and egress addresses, through the same
+"""Mutations beyond IP addresses: apps, secrets, releases, certificates, tokens and egress addresses, through the same
 control-plane calls as the REST routes."""
 
 from __future__ import annotations
@@ -56,6 +56,27 @@ async def unset_secrets(_: None, info: Info, input: JSON) -> JSON:
     app = await _app(info, input.get("appId"))
     version = await info.context.plane.secrets.set(app.name, dict.fromkeys(input["keys"]))
     return {"release": release_node(await info.context.plane.releases.secrets_changed(app, version))}
+
+
+async def create_release(_: None, info: Info, input: JSON) -> JSON:
+    context = info.context
+    app = await _app(info, input.get("appId"))
+    release = await context.plane.releases.create(
+        app,
+        image=input["image"],
+        strategy=input["strategy"],
+        user=context.caller.name or context.caller.id,
+        status="pending",  # the deployer marks it done with updateRelease
+    )
+    return {"app": await app_node(context, app), "release": release_node(release)}
+
+
+async def update_release(_: None, info: Info, input: JSON) -> JSON:
+    context = info.context
+    release = await context.plane.releases.update(
+        context.caller.org_slug, str(input["releaseId"]), input.get("status") or "complete", input.get("metadata")
+    )
+    return {"clientMutationId": input.get("clientMutationId"), "release": release_node(release)}
 
 
 async def _check_payload(info: Info, app: App, hostname: str) -> JSON:
@@ -126,6 +147,8 @@ FIELD_RESOLVERS: dict[tuple[str, str], Any] = {
     ("Mutations", "deleteApp"): delete_app,
     ("Mutations", "setSecrets"): set_secrets,
     ("Mutations", "unsetSecrets"): unset_secrets,
+    ("Mutations", "createRelease"): create_release,
+    ("Mutations", "updateRelease"): update_release,
     ("Mutations", "addCertificate"): add_certificate,
     ("Mutations", "checkCertificate"): check_certificate,
     ("Mutations", "deleteCertificate"): delete_certificate,
