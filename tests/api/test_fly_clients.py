@@ -184,3 +184,14 @@ def test_org_volumes_filter_and_page(api: httpx.Client, app_name: str) -> None:
             break
     assert set(made) <= set(seen) and len(seen) == len(set(seen))
     assert api.get("/v1/orgs/personal/volumes", params={"state": "destroyed"}).json()["volumes"] == []
+
+
+def test_placements(api: httpx.Client) -> None:
+    # flaps.GetPlacementsRequest, with its nil pointers as null
+    body = {"compute": None, "region": "iad,ams", "count": 3, "volume_name": "", "volume_size_bytes": 0}
+    placed = api.post("/v1/platform/placements", json={**body, "weights": None, "org_slug": "personal"})
+    assert placed.status_code == 200, placed.text
+    assert [(p["region"], p["count"]) for p in placed.json()["regions"]] == [("iad", 2), ("ams", 1)]
+    assert api.post("/v1/platform/placements", json={"count": 1}).json()["regions"][0]["region"] == "iad"
+    assert api.post("/v1/platform/placements", json={"count": 1, "region": "nowhere"}).status_code == 400
+    assert api.post("/v1/platform/placements", json={"count": 1, "org_slug": "not-mine"}).status_code == 404
