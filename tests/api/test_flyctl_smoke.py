@@ -18,8 +18,6 @@ from tests.support.server import Server
 CACHE = Path.home() / ".cache" / "aerodrome" / "flyctl"
 BINARIES = sorted(CACHE.glob("flyctl-*")) if CACHE.is_dir() else []
 
-pytestmark = pytest.mark.skipif(not BINARIES, reason=f"no flyctl binary in {CACHE}")
-
 
 def _fly(server: Server, home: Path, *args: str) -> Any:
     env = {
