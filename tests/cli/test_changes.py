@@ -4,8 +4,6 @@ through the API, the spinner (only on a terminal) and shell completion, against 
 from __future__ import annotations
 
 import base64
-import os
-import pty
 import subprocess
 import sys
 import uuid
@@ -15,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aerodrome.client import Client, ClientSettings
-from tests.cli.runner import CLEARED, Cli
+from tests.cli.runner import Cli
 from tests.support.server import Server, running_server
 
 
@@ -170,27 +168,7 @@ def test_tokens_and_orgs_are_created_through_the_api(cli: Cli, server: Server) -
 def test_the_spinner_shows_the_machines_state_on_a_terminal_only(cli: Cli, server: Server, app_name: str) -> None:
     quiet = cli.run("machine", "run", server.image(), "--app", app_name, "--json")
     assert quiet.code == 0 and quiet.stderr == ""
-    controller, terminal = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED}
-    env.update({"AERODROME_API": server.api_url, "AERODROME_TOKEN": server.token, "AERODROME_CONFIG": str(cli.config)})
-    argv = [sys.executable, "-m", "aerodrome", "machine", "run", server.image(), "--app", app_name]
-    try:
-        result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=terminal, env=env, timeout=120, check=False)
-        os.close(terminal)
-        terminal = -1
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:  # EIO: the terminal's other end is closed
-                break
-            if not chunk:
-                break
-            shown += chunk
-    finally:
-        os.close(controller)
-        if terminal >= 0:
-            os.close(terminal)
+    result, shown = cli.on_terminal("machine", "run", server.image(), "--app", app_name)
     assert result.returncode == 0 and b" is started in " in result.stdout
     assert b"machine " in shown and (b"created" in shown or b"starting" in shown or b"started" in shown)
 

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import subprocess
 import tarfile
 import tempfile
@@ -30,7 +31,8 @@ from aerodrome.cli.session import Session, UsageError, api_command
 from aerodrome.client import ApiError, NotFoundError
 
 TRANSPORTS = ("oci:", "oci-archive:", "docker-archive:", "dir:", "docker://")
-NOT_FOUND = ("manifest unknown", "name unknown", "not found", "no such file")
+NOT_FOUND = ("manifest unknown", "name unknown", "not found", "no such file", "may not exist")
+LOGRUS_MESSAGE = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
 
 RegistryOption = Annotated[
     str, typer.Option("--registry", envvar="AERODROME_REGISTRY", help="The embedded registry (serve's --registry).")
@@ -88,14 +90,17 @@ def skopeo(argv: Sequence[str], progress: CopyProgress | None = None, timeout: f
     except FileNotFoundError:
         raise UsageError("skopeo is not installed (scripts/install-deps.sh)") from None
     lines = []
-    assert process.stdout is not None and process.stderr is not None
-    for line in process.stdout:
-        lines.append(line)
-        if progress is not None:
-            progress.line(line)
-    errors = process.stderr.read()
+    with process:
+        assert process.stdout is not None and process.stderr is not None
+        for line in process.stdout:  # skopeo writes little to stderr: reading it afterwards cannot block it
+            lines.append(line)
+            if progress is not None:
+                progress.line(line)
+        errors = process.stderr.read()
     if process.wait(timeout=timeout) != 0:
-        message = (errors.strip().splitlines() or ["skopeo failed"])[-1][:500]
+        last = (errors.strip().splitlines() or ["skopeo failed"])[-1]
+        found = LOGRUS_MESSAGE.search(last)  # skopeo's `time=… level=fatal msg="…"`
+        message = (found.group(1).replace('\\"', '"') if found else last)[:500]
         kind = NotFoundError if any(word in message.lower() for word in NOT_FOUND) else ApiError
         raise kind(f"skopeo {argv[0]}: {message}")
     return "".join(lines)
