@@ -12,8 +12,6 @@ import base64
 import contextlib
 import json
 import os
-import re
-import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -28,11 +26,10 @@ __all__ = ["app"]
 from aerodrome.cli.machines import AppOption
 from aerodrome.cli.progress import CopyProgress, shown
 from aerodrome.cli.session import Session, UsageError, api_command
-from aerodrome.client import ApiError, NotFoundError
+from aerodrome.cli.skopeo import blob_count, skopeo
+from aerodrome.client import NotFoundError
 
 TRANSPORTS = ("oci:", "oci-archive:", "docker-archive:", "dir:", "docker://")
-NOT_FOUND = ("manifest unknown", "name unknown", "not found", "no such file", "may not exist")
-LOGRUS_MESSAGE = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
 
 RegistryOption = Annotated[
     str, typer.Option("--registry", envvar="AERODROME_REGISTRY", help="The embedded registry (serve's --registry).")
@@ -79,39 +76,6 @@ def authfile(registry: str, token: str) -> Iterator[str]:
         yield path
     finally:
         os.unlink(path)
-
-
-def skopeo(argv: Sequence[str], progress: CopyProgress | None = None, timeout: float = 1800) -> str:
-    """Run skopeo; its stdout (each line shown on `progress`), or an `ApiError` with its last line of stderr."""
-    try:
-        process = subprocess.Popen(
-            ["skopeo", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
-        )
-    except FileNotFoundError:
-        raise UsageError("skopeo is not installed (scripts/install-deps.sh)") from None
-    lines = []
-    with process:
-        assert process.stdout is not None and process.stderr is not None
-        for line in process.stdout:  # skopeo writes little to stderr: reading it afterwards cannot block it
-            lines.append(line)
-            if progress is not None:
-                progress.line(line)
-        errors = process.stderr.read()
-    if process.wait(timeout=timeout) != 0:
-        last = (errors.strip().splitlines() or ["skopeo failed"])[-1]
-        found = LOGRUS_MESSAGE.search(last)  # skopeo's `time=… level=fatal msg="…"`
-        message = (found.group(1).replace('\\"', '"') if found else last)[:500]
-        kind = NotFoundError if any(word in message.lower() for word in NOT_FOUND) else ApiError
-        raise kind(f"skopeo {argv[0]}: {message}")
-    return "".join(lines)
-
-
-def blob_count(source: str, extra: Sequence[str] = ()) -> int:
-    """The image's layers and config, for the progress bar (1 when its manifest cannot be read)."""
-    with contextlib.suppress(ApiError, ValueError, UsageError):
-        manifest = json.loads(skopeo(["inspect", "--raw", *extra, source], timeout=120))
-        return len(manifest.get("layers") or []) + 1
-    return 1
 
 
 def copy(session: Session, source: str, reference: str, extra: Sequence[str], description: str) -> str:
