@@ -9,7 +9,7 @@ import typer
 
 from aerodrome.cli import machine_flags as flags
 from aerodrome.cli.machine_specs import apply_flags, mounts
-from aerodrome.cli.machines import AppOption, MachineId, app, machine_line, wait_with_spinner
+from aerodrome.cli.machines import AppOption, MachineId, app, create_with_spinner, machine_line, wait_with_spinner
 from aerodrome.cli.session import Session, api_command
 from aerodrome.client import (
     CreateMachineRequest,
@@ -109,7 +109,7 @@ def clone(
         chosen = attached or _forked_mounts(session, app_name, source, region)
         config = config.model_copy(update={"mounts": chosen})
     request = CreateMachineRequest(config=config, name=name or None, region=region or source.region or None)
-    machine = session.client.create_machine(app_name, request)
+    machine = create_with_spinner(session, app_name, request)
     if not detach:
         machine = wait_with_spinner(session, app_name, machine, "started", timeout)
     session.emit(machine, machine_line(machine))

@@ -8,7 +8,7 @@ import typer
 
 from aerodrome.cli import machine_flags as flags
 from aerodrome.cli.machine_specs import machine_config
-from aerodrome.cli.progress import machine_wait, shown
+from aerodrome.cli.progress import activity, machine_wait, shown
 from aerodrome.cli.session import Session, api_command
 from aerodrome.client import CreateMachineRequest, Machine, NotFoundError
 
@@ -28,6 +28,13 @@ def wait_with_spinner(session: Session, app_name: str, machine: Machine, state: 
     enabled = shown(session.status_console, session.json)
     with machine_wait(session.status_console, enabled, machine, state, timeout) as show:
         return session.client.wait(app_name, machine.id, state, timeout=timeout, poll=2.0, on_poll=show)
+
+
+def create_with_spinner(session: Session, app_name: str, request: CreateMachineRequest) -> Machine:
+    """The create, which pulls and unpacks an image the host lacks before it answers: a spinner meanwhile."""
+    doing = f"creating a machine from {request.config.image} (pulling it if the host lacks it)"
+    with activity(session.status_console, shown(session.status_console, session.json), doing):
+        return session.client.create_machine(app_name, request)
 
 
 @api_command(app, "run")
@@ -60,7 +67,7 @@ def run(
         restart=restart, metadata=metadata, file_local=file_local,
     )  # fmt: skip
     request = CreateMachineRequest(config=machine_config(given), name=name or None, region=region or None)
-    machine = session.client.create_machine(app_name, request)
+    machine = create_with_spinner(session, app_name, request)
     if not detach:
         machine = wait_with_spinner(session, app_name, machine, "started", timeout)
     session.emit(machine, machine_line(machine))
