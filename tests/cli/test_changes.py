@@ -54,7 +54,7 @@ def test_machine_update_applies_only_the_flags_given(cli: Cli, server: Server, a
     second.write_bytes(b"\x00binary\xff")
     updated = cli.json(
         "machine", "update", machine["id"], *on, "--env", "B=2", "--vm-memory", "512",
-        "--file-local", f"/etc/second={second}",
+        "--file-local", f"/etc/second={second}", "--port", "80:8081/tcp:http",
     )  # fmt: skip
     config = updated["config"]
     assert updated["state"] == "started" and updated["instance_id"] != machine["instance_id"]
@@ -66,8 +66,13 @@ def test_machine_update_applies_only_the_flags_given(cli: Cli, server: Server, a
     assert read(cli, app_name, machine["id"], "/etc/first") == "from run\n"
     said = cli.json("machine", "exec", machine["id"], *on, "--", "sh", "-c", "echo $A$B; od -c /etc/second | head -1")
     assert said["stdout"].startswith("12\n")
-    parked = cli.json("machine", "update", machine["id"], *on, "--image", server.image(), "--skip-start")
+    assert [(s["internal_port"], s["autostop"]) for s in config["services"]] == [(8081, False)]
+    parked = cli.json(
+        "machine", "update", machine["id"], *on, "--image", server.image(), "--autostop", "suspend", "--skip-start"
+    )
     assert parked["state"] != "started" and parked["config"]["env"] == {"A": "1", "B": "2"}
+    (service,) = parked["config"]["services"]  # --autostop alone changes the service there is
+    assert service["autostop"] == "suspend" and service["ports"][0]["port"] == 80
     assert cli.json("machine", "status", machine["id"], *on)["state"] in ("stopped", "created")
     missing = cli.run("machine", "update", machine["id"], *on, "--file-local", f"/etc/x={tmp_path / 'nope'}")
     assert missing.code == 2 and "--file-local" in missing.stderr
