@@ -18,7 +18,7 @@ from aerodrome.runtime.registry import EmbeddedRegistry
 from tests.support.images import build_busybox_image
 from tests.support.registry import free_loopback_port
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["pytester", "tests.support.fixtures", "tests.support.skips"]
 
 
 @pytest.fixture(scope="session")

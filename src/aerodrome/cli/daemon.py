@@ -4,6 +4,7 @@ and a busybox image of its own in its registry."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import random
 import shutil
@@ -41,12 +42,47 @@ def free_port() -> int:
 TEST_POOL_OCTETS = (*range(16, 26), 31)
 
 
+POOL_LOCKS = Path("/run/aerodrome-test-pools")
+_reserved: dict[str, int] = {}  # pool → the descriptor holding its lock
+
+
 def unrouted_pool(octets: tuple[int, ...] = TEST_POOL_OCTETS) -> str:
-    """A random `172.X.0.0/16` of `octets` that no route on the host falls in yet (so not a running daemon's pool,
-    whose leftovers would be taken for this one's), or any of them when all are routed."""
+    """A `172.X.0.0/16` of `octets` reserved for this caller until `release_pool`: no other daemon started this way
+    (tests, `doctor`, side by side in other processes) gets it meanwhile, since each holds a lock file per pool.
+    Pools no route on the host falls in are tried first; when every one is held, one is shared, as before."""
     routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True).stdout
     free = [octet for octet in octets if f"172.{octet}." not in routes]
+    routed = [octet for octet in octets if octet not in free]
+    random.shuffle(free)
+    random.shuffle(routed)
+    for octet in free + routed:
+        pool = f"172.{octet}.0.0/16"
+        if _reserve(pool):
+            return pool
     return f"172.{random.choice(free or list(octets))}.0.0/16"
+
+
+def _reserve(pool: str) -> bool:
+    if pool in _reserved:
+        return False
+    try:
+        POOL_LOCKS.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(POOL_LOCKS / pool.replace("/", "_"), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return True  # no lock directory (not root): the route check alone keeps runs apart
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    _reserved[pool] = fd
+    return True
+
+
+def release_pool(pool: str) -> None:
+    fd = _reserved.pop(pool, None)
+    if fd is not None:
+        os.close(fd)
 
 
 @dataclass
