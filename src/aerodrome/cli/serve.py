@@ -13,10 +13,12 @@ from typing import Any
 import uvicorn
 
 from aerodrome.api import ApiLimits, build_app, guarded_protocol
+from aerodrome.api.metrics import MetricSource
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
 from aerodrome.cli.metrics import OrgMetrics
 from aerodrome.control import ControlPlane, LogSettings, RetentionSettings, Secrets, Settings
 from aerodrome.core import FailedPreconditionError, InvalidArgumentError
+from aerodrome.dashboard import Dashboard
 from aerodrome.proxy import Edge, EdgeSettings, native
 from aerodrome.proxy.control_directory import ControlDirectory
 from aerodrome.proxy.dedicated import DedicatedAddresses
@@ -70,6 +72,7 @@ class ServeOptions:
     edge_limits: dict[str, int] = field(default_factory=dict)  # EDGE_LIMITS name → count or bytes
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     logs: LogSettings = field(default_factory=LogSettings)
+    dashboard: bool = True  # the web dashboard at /dashboard/ on the API's listener
 
 
 def load_secrets_key(path: Path) -> bytes:
@@ -158,6 +161,10 @@ async def serve(options: ServeOptions) -> None:
     )
     plane.ips.subscribe(allocated=dedicated.bind, released=dedicated.release)
     plane.feed.subscribe(edge.fleet.machine_changed)
+    metric_sources: list[MetricSource] = [OrgMetrics(store, edge, volumes)]
+    dashboard = (
+        Dashboard(plane, load_secrets_key(layout.root / "dashboard.key"), metric_sources) if options.dashboard else None
+    )
     try:
         await plane.start()
         await edge.start()
@@ -167,9 +174,10 @@ async def serve(options: ServeOptions) -> None:
             uvicorn.Config(
                 build_app(
                     plane,
+                    extra_routes=dashboard.routes() if dashboard else None,
                     limits=options.api_limits,
                     health_checks={"registry": registry.problem},
-                    metric_sources=[OrgMetrics(store, edge, volumes)],
+                    metric_sources=metric_sources,
                 ),
                 host=host,
                 port=port,
@@ -190,6 +198,8 @@ async def serve(options: ServeOptions) -> None:
         finally:
             collector.cancel()
     finally:
+        if dashboard is not None:
+            await dashboard.close()
         await dedicated.close()
         await edge.close()
         await plane.close()

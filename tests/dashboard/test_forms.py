@@ -1,0 +1,94 @@
+"""The dashboard over plain HTTP: CSRF on every POST (403 in Fly's error shape), sessions, the pages' errors."""
+
+from __future__ import annotations
+
+import html
+import re
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.api.helpers import wait_app_gone
+from tests.support.server import Server
+
+pytestmark = pytest.mark.root
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture
+def browser_like(server: Server) -> Iterator[httpx.Client]:
+    """A client that keeps cookies, signed in."""
+    with httpx.Client(base_url=server.api_url, timeout=60) as client:
+        csrf = CSRF.search(client.get("/dashboard/sign-in").text)
+        assert csrf is not None
+        signed = client.post("/dashboard/sign-in", data={"csrf": csrf.group(1), "token": server.token})
+        assert signed.status_code == 303, signed.text
+        yield client
+
+
+def csrf_of(client: httpx.Client, path: str) -> str:
+    found = CSRF.search(client.get(path).text)
+    assert found is not None
+    return found.group(1)
+
+
+def test_a_post_without_the_csrf_token_is_refused(server: Server, browser_like: httpx.Client) -> None:
+    name = f"dash-{uuid.uuid4().hex[:8]}"
+    for data in ({"name": name}, {"name": name, "csrf": "forged"}):
+        refused = browser_like.post("/dashboard/apps", data=data)
+        assert refused.status_code == 403
+        assert refused.json() == {"error": "missing or wrong CSRF token: reload the page and try again"}
+    with server.client() as api:
+        assert api.get(f"/v1/apps/{name}").status_code == 404  # nothing was done
+    assert browser_like.post("/dashboard/sign-out").status_code == 403
+    assert browser_like.post("/dashboard/sign-in", data={"token": server.token}).status_code == 403
+
+
+def test_the_header_form_of_the_csrf_token_and_an_app_made_and_deleted(
+    server: Server, browser_like: httpx.Client
+) -> None:
+    name = f"dash-{uuid.uuid4().hex[:8]}"
+    csrf = csrf_of(browser_like, "/dashboard/apps")
+    made = browser_like.post("/dashboard/apps", data={"name": name}, headers={"X-CSRF-Token": csrf})
+    assert made.status_code == 303 and made.headers["location"] == f"/dashboard/apps/{name}"
+    with server.client() as api:
+        assert api.get(f"/v1/apps/{name}").status_code == 200
+        again = browser_like.post("/dashboard/apps", data={"name": name, "csrf": csrf})
+        assert again.status_code == 303
+        page = browser_like.get(again.headers["location"]).text
+        refused = api.post("/v1/apps", json={"app_name": name, "org_slug": "personal"}).json()["error"]
+        assert refused in html.unescape(page)  # the API's own message
+        gone = browser_like.post(f"/dashboard/apps/{name}/delete", data={"csrf": csrf})
+        assert gone.status_code == 303
+        wait_app_gone(api, name)
+
+
+def test_a_missing_app_is_the_apis_404(server: Server, browser_like: httpx.Client) -> None:
+    page = browser_like.get("/dashboard/apps/no-such-app-here")
+    assert page.status_code == 404
+    with server.client() as api:
+        answer = api.get("/v1/apps/no-such-app-here")
+    assert answer.status_code == 404 and answer.json()["error"] in html.unescape(page.text)
+
+
+def test_a_forged_or_stale_cookie_is_no_session(server: Server) -> None:
+    with httpx.Client(base_url=server.api_url, timeout=30) as client:
+        client.cookies.set("aerodrome_dashboard", "gAAAAABforged", path="/dashboard")
+        answer = client.get("/dashboard/apps")
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/dashboard/sign-in")
+
+
+def test_a_revoked_token_signs_the_session_out(server: Server) -> None:
+    token = server.cli("tokens", "create", "--name", "dash-revoke").strip()
+    with httpx.Client(base_url=server.api_url, timeout=30) as client:
+        csrf = csrf_of(client, "/dashboard/sign-in")
+        assert client.post("/dashboard/sign-in", data={"csrf": csrf, "token": token}).status_code == 303
+        assert client.get("/dashboard/apps").status_code == 200
+        with server.client(token) as api:
+            token_id = api.get("/v1/tokens/current").json()["tokens"][0]["token_id"]
+            assert api.delete(f"/v1/tokens/{token_id}").status_code == 200
+        answer = client.get("/dashboard/apps")
+        assert answer.status_code == 303 and answer.headers["location"] == "/dashboard/sign-in"
+        assert "token revoked" in client.get("/dashboard/sign-in").text
