@@ -3,6 +3,7 @@ appears live, stop and start it from its page, read its logs, a phone-sized scre
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -103,6 +104,7 @@ def test_a_machine_appears_live_then_stops_and_starts_from_its_page(
     row.get_by_role("link", name="web").click()
     state = page.locator("#state")
     expect(state).to_have_text("started")
+    expect(page.locator("figure", has_text="Memory")).to_contain_text(re.compile(r"Memory: [0-9.]+ MiB"))
     page.get_by_role("button", name="Stop", exact=True).click()
     expect(state).to_have_text("stopped")
     assert wait_for(api, app_name, machine["id"], "stopped")["state"] == "stopped"
@@ -185,4 +187,54 @@ def test_usable_at_360_pixels(browser: Browser, server: Server, api: httpx.Clien
     stop.click()
     expect(page.locator("#state")).to_have_text("stopped")
     shot(page, "phone-machine")
+    page.close()
+
+
+def test_apps_volumes_secrets_tokens_and_organisations(
+    browser: Browser, server: Server, api: httpx.Client, app_name: str
+) -> None:
+    machine = create_machine(api, app_name, printing(server.image()), name="counted")
+    wait_for(api, app_name, machine["id"], "started")
+    secret = api.post(f"/v1/apps/{app_name}/secrets", json={"values": {"DB_PASSWORD": "hunter2-value"}})
+    assert secret.status_code == 200, secret.text
+    page = signed_in(browser, server)
+    row = page.get_by_role("row").filter(has=page.get_by_role("link", name=app_name))
+    expect(row).to_contain_text("started 1")
+    shot(page, "apps")
+
+    page.goto(f"{server.api_url}/dashboard/apps/{app_name}/secrets")
+    expect(page.get_by_role("cell", name="DB_PASSWORD")).to_be_visible()
+    [listed] = api.get(f"/v1/apps/{app_name}/secrets").json()["secrets"]
+    expect(page.get_by_text(listed["digest"])).to_be_visible()
+    assert "hunter2-value" not in page.content()
+
+    page.goto(f"{server.api_url}/dashboard/apps/{app_name}/volumes")
+    page.get_by_label("Name").fill("data")
+    page.get_by_role("button", name="Create volume").click()
+    expect(page.get_by_role("status")).to_contain_text("created")
+    [volume] = api.get(f"/v1/apps/{app_name}/volumes").json()
+    page.get_by_label("New size (GB)").fill("2")
+    page.get_by_role("button", name="Extend").click()
+    expect(page.get_by_role("status")).to_contain_text(f"volume {volume['id']} is now 2 GB")
+    page.get_by_role("button", name="Snapshot").click()
+    expect(page.get_by_role("status")).to_contain_text("snapshot")
+    [snapshot] = api.get(f"/v1/apps/{app_name}/volumes/{volume['id']}/snapshots").json()
+    expect(page.get_by_role("cell").filter(has_text=snapshot["id"])).to_be_visible()
+    assert api.get(f"/v1/apps/{app_name}/volumes/{volume['id']}").json()["size_gb"] == 2
+    shot(page, "volumes")
+
+    page.goto(f"{server.api_url}/dashboard/tokens")
+    page.get_by_label("Name").fill("from-the-dashboard")
+    page.get_by_role("button", name="Create token").click()
+    made = page.locator("code.secret").inner_text()
+    with server.client(made) as other:
+        assert other.get("/v1/tokens/current").status_code == 200
+        page.get_by_role("button", name="Revoke token from-the-dashboard").click()
+        expect(page.get_by_role("status")).to_contain_text("revoked")
+        refused = other.get("/v1/tokens/current")
+        assert refused.status_code == 401 and refused.json() == {"error": "token revoked"}
+    shot(page, "tokens")
+
+    page.goto(f"{server.api_url}/dashboard/orgs")
+    expect(page.get_by_role("listitem").filter(has_text="personal")).to_contain_text("(shown)")
     page.close()

@@ -100,6 +100,7 @@ def _graphs(view: View, machine: Machine) -> list[dict[str, Any]]:
 async def machine_page(view: View) -> Response:
     app = await view.app()
     machine = await view.plane.machines.find(app, view.request.path_params["machine_id"], include_deleted=True)
+    await view.dashboard.samples.fresh(view.caller.org_slug, machine.id)
     events = await view.plane.store.list_events(machine.id, limit=20)
     versions = await view.plane.store.list_versions(machine.id)
     lines = await view.plane.store.read_logs(app.name, after=None, machine_id=machine.id, region=None, limit=100)
