@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.api.helpers import wait_app_gone
-from tests.support.server import Server
+from tests.support.server import Server, running_server
 
 pytestmark = pytest.mark.root
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -92,3 +92,19 @@ def test_a_revoked_token_signs_the_session_out(server: Server) -> None:
         answer = client.get("/dashboard/apps")
         assert answer.status_code == 303 and answer.headers["location"] == "/dashboard/sign-in"
         assert "token revoked" in client.get("/dashboard/sign-in").text
+
+
+def test_no_dashboard_serves_none() -> None:
+    with running_server("--no-dashboard") as bare, httpx.Client(base_url=bare.api_url, timeout=30) as client:
+        for path in ("/dashboard/", "/dashboard/sign-in", "/dashboard/static/htmx.min.js"):
+            answer = client.get(path)
+            assert answer.status_code == 404 and answer.json() == {"error": "not found"}, path
+        assert client.get("/health").status_code == 200
+
+
+def test_the_vendored_htmx_and_the_stylesheet_are_served(browser_like: httpx.Client) -> None:
+    htmx = browser_like.get("/dashboard/static/htmx.min.js")
+    assert (
+        htmx.status_code == 200 and "htmx" in htmx.text and htmx.headers["content-type"].startswith("text/javascript")
+    )
+    assert browser_like.get("/dashboard/static/dashboard.css").status_code == 200
