@@ -238,3 +238,27 @@ def test_apps_volumes_secrets_tokens_and_organisations(
     page.goto(f"{server.api_url}/dashboard/orgs")
     expect(page.get_by_role("listitem").filter(has_text="personal")).to_contain_text("(shown)")
     page.close()
+
+
+UNLABELLED = """() => [...document.querySelectorAll("input:not([type=hidden]), select, textarea, button")]
+    .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label") && !el.textContent.trim())
+    .map((el) => el.outerHTML)"""
+
+
+def test_every_control_has_a_label(browser: Browser, server: Server, api: httpx.Client, app_name: str) -> None:
+    machine = create_machine(api, app_name, printing(server.image()))
+    page = signed_in(browser, server)
+    for path in (
+        "/apps",
+        f"/apps/{app_name}",
+        f"/apps/{app_name}/machines/new",
+        f"/apps/{app_name}/machines/{machine['id']}",
+        f"/apps/{app_name}/machines/{machine['id']}/destroy",
+        f"/apps/{app_name}/volumes",
+        f"/apps/{app_name}/secrets",
+        "/tokens",
+        "/orgs",
+    ):
+        page.goto(f"{server.api_url}/dashboard{path}")
+        assert page.evaluate(UNLABELLED) == [], path
+    page.close()
