@@ -108,3 +108,20 @@ def test_the_vendored_htmx_and_the_stylesheet_are_served(browser_like: httpx.Cli
         htmx.status_code == 200 and "htmx" in htmx.text and htmx.headers["content-type"].startswith("text/javascript")
     )
     assert browser_like.get("/dashboard/static/dashboard.css").status_code == 200
+
+
+def test_open_live_streams_do_not_hold_the_shutdown() -> None:
+    """uvicorn waits for open responses before it stops; the live streams end when it is told to stop."""
+    with running_server() as own, httpx.Client(base_url=own.api_url, timeout=30) as client:
+        csrf = csrf_of(client, "/dashboard/sign-in")
+        assert client.post("/dashboard/sign-in", data={"csrf": csrf, "token": own.token}).status_code == 303
+        with own.client() as api:
+            assert api.post("/v1/apps", json={"app_name": "streamed", "org_slug": "personal"}).status_code == 201
+        with client.stream("GET", "/dashboard/apps/streamed/machines/stream") as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            assert next(stream.iter_lines()) == "event: machines"
+            with own.client() as api:
+                assert api.delete("/v1/apps/streamed").status_code == 202
+                wait_app_gone(api, "streamed")
+            own.stop()  # SIGTERM, then SIGKILL after 30 s
+            assert own.process is not None and own.process.returncode == 0

@@ -192,11 +192,14 @@ async def serve(options: ServeOptions) -> None:
         if not native.active:
             log.warning("the edge's data path runs as plain Python (slower): `aerodrome build-edge` compiles it")
         collector = asyncio.create_task(collect_unused_images(store, images, options.image_gc_interval))
+        streams = asyncio.create_task(end_streams_at_exit(server, dashboard)) if dashboard else None
         try:
             keep_running_after_signals()
             await server.serve()
         finally:
             collector.cancel()
+            if streams is not None:
+                streams.cancel()
     finally:
         if dashboard is not None:
             await dashboard.close()
@@ -208,6 +211,14 @@ async def serve(options: ServeOptions) -> None:
         await registry.stop()
         await store.close()
         log.info("stopped; machines keep running and are adopted at the next start")
+
+
+async def end_streams_at_exit(server: uvicorn.Server, dashboard: Dashboard) -> None:
+    """Once uvicorn is told to stop, end the dashboard's live streams: it waits for open responses to finish."""
+    # uvicorn sets a plain flag from its signal handler: there is no event to await
+    while not server.should_exit:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
+    dashboard.end_streams()
 
 
 def registry_auth(options: ServeOptions, tokens: RegistryTokens) -> TokenAuth:

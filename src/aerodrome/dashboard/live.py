@@ -30,6 +30,13 @@ class AppChanges:
 
     def __init__(self) -> None:
         self._watchers: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self.closed = False  # the server is shutting down: every stream ends, so none holds its shutdown
+
+    def close(self) -> None:
+        self.closed = True
+        for events in self._watchers.values():
+            for event in events:
+                event.set()
 
     def machine_changed(self, machine_id: str, app_name: str) -> None:
         for event in self._watchers.get(app_name, ()):
@@ -50,13 +57,14 @@ class AppChanges:
 async def machine_table(changes: AppChanges, app_name: str, draw: Callable[[], Awaitable[str]]) -> AsyncIterator[bytes]:
     """The table's body, drawn now and after every change (at most one redraw per change burst)."""
     with changes.watch(app_name) as changed:
-        while True:
+        while not changes.closed:
             changed.clear()
             yield sse("machines", await draw())
-            try:
-                await asyncio.wait_for(changed.wait(), HEARTBEAT_SECONDS)
-            except TimeoutError:
-                yield b": heartbeat\n\n"
+            while not changed.is_set():
+                try:
+                    await asyncio.wait_for(changed.wait(), HEARTBEAT_SECONDS)
+                except TimeoutError:
+                    yield b": heartbeat\n\n"
 
 
 def admit_log_stream(plane: ControlPlane, org: str) -> None:
@@ -70,13 +78,20 @@ def admit_log_stream(plane: ControlPlane, org: str) -> None:
 
 
 async def log_lines(
-    plane: ControlPlane, org: str, app_name: str, machine_id: str, after: int | None, draw: Callable[[object], str]
+    plane: ControlPlane,
+    changes: AppChanges,
+    org: str,
+    app_name: str,
+    machine_id: str,
+    after: int | None,
+    draw: Callable[[object], str],
 ) -> AsyncIterator[bytes]:
-    """The machine's lines after `after`, as they are stored; admitted with `admit_log_stream` first."""
+    """The machine's lines after `after`, as they are stored, until the server shuts down (`changes.closed`);
+    admitted with `admit_log_stream` first."""
     logs = plane.logs
     try:
         silent = 0.0
-        while True:
+        while not changes.closed:
             lines = await plane.store.read_logs(
                 app_name, after=after, machine_id=machine_id, region=None, limit=logs.settings.page_size
             )

@@ -130,7 +130,7 @@ async def log_stream(view: View) -> Response:
         assert isinstance(line, LogLine)
         return log_text(line) + "\n"
 
-    stream = log_lines(view.plane, view.caller.org_slug, app.name, machine.id, after, draw)
+    stream = log_lines(view.plane, view.dashboard.changes, view.caller.org_slug, app.name, machine.id, after, draw)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 

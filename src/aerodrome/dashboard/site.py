@@ -118,7 +118,12 @@ class Dashboard:
         self.codec.save(session, response)
         return response
 
+    def end_streams(self) -> None:
+        """End every live stream: the server's shutdown waits for open responses, and these never end alone."""
+        self.changes.close()
+
     async def close(self) -> None:
+        self.end_streams()
         await self.samples.close()
 
 
