@@ -98,6 +98,7 @@ def test_a_machine_appears_live_then_stops_and_starts_from_its_page(
     machine = create_machine(api, app_name, printing(server.image()), name="web")
     row = page.locator(f"#row-{machine['id']}")
     expect(row).to_have_attribute("data-state", "started")
+    expect(row.get_by_role("cell").nth(7)).to_contain_text(re.compile(r"[0-9.]+ MiB"))  # its memory in use
     assert page.evaluate("window.loadedOnce") is True  # the row came over SSE, not by a reload
     shot(page, "app")
 

@@ -9,7 +9,7 @@ from typing import Any
 from starlette.responses import Response, StreamingResponse
 
 from aerodrome.api.routes.logs import entry
-from aerodrome.core import App, LogLine, Machine, MachineEvent
+from aerodrome.core import App, LogLine, Machine, MachineEvent, MachineState
 from aerodrome.dashboard.commands import MachineForm
 from aerodrome.dashboard.live import admit_log_stream, log_lines, machine_table
 from aerodrome.dashboard.samples import rates, sparkline
@@ -60,6 +60,9 @@ def _usage(view: View, machine_id: str) -> dict[str, str]:
 async def machine_rows(view: View, app: App) -> str:
     machines = await view.plane.machines.list(app, include_deleted=False, region=None, states=[])
     events = await _last_events(view, machines)
+    for machine in machines:
+        if machine.state is MachineState.STARTED:  # one sample of the organisation serves them all
+            await view.dashboard.samples.fresh(view.caller.org_slug, machine.id)
     usage = {m.id: _usage(view, m.id) for m in machines}
     return TEMPLATES.get_template("machine_rows.html").render(
         root="/dashboard", app=app, machines=machines, events=events, usage=usage, when=when
