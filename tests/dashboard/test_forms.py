@@ -125,3 +125,30 @@ def test_open_live_streams_do_not_hold_the_shutdown() -> None:
                 wait_app_gone(api, "streamed")
             own.stop()  # SIGTERM, then SIGKILL after 30 s
             assert own.process is not None and own.process.returncode == 0
+
+
+def test_a_session_holds_several_organisations(server: Server, browser_like: httpx.Client) -> None:
+    slug = f"dash-org-{uuid.uuid4().hex[:6]}"
+    server.cli("orgs", "create", slug, "--name", "Other")
+    other = server.cli("tokens", "create", "--org", slug).strip()
+    app = f"dash-{uuid.uuid4().hex[:8]}"
+    with server.client(other) as api:
+        assert api.post("/v1/apps", json={"app_name": app, "org_slug": slug}).status_code == 201
+        try:
+            csrf = csrf_of(browser_like, "/dashboard/orgs")
+            added = browser_like.post(
+                "/dashboard/sign-in", data={"csrf": csrf, "token": other, "next": "/dashboard/orgs"}
+            )
+            assert added.status_code == 303 and added.headers["location"] == "/dashboard/orgs"
+            assert app in browser_like.get("/dashboard/apps").text  # now showing the other organisation
+            csrf = csrf_of(browser_like, "/dashboard/orgs")  # a sign-in makes a new CSRF token
+            switched = browser_like.post("/dashboard/orgs/switch", data={"csrf": csrf, "org": "personal"})
+            assert switched.status_code == 303
+            assert app not in browser_like.get("/dashboard/apps").text
+            assert browser_like.get(f"/dashboard/apps/{app}").status_code == 404  # another organisation's
+            refused = browser_like.post("/dashboard/orgs/switch", data={"csrf": csrf, "org": "nobody"})
+            assert refused.status_code == 303
+            assert "no token for organisation" in html.unescape(browser_like.get("/dashboard/orgs").text)
+        finally:
+            assert api.delete(f"/v1/apps/{app}").status_code == 202
+            wait_app_gone(api, app)
