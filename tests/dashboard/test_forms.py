@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import html
+import json
 import re
+import shlex
+import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.api.helpers import wait_app_gone
+from tests.cli.runner import Cli
 from tests.support.server import Server, running_server
 
 pytestmark = pytest.mark.root
@@ -149,6 +154,46 @@ def test_a_session_holds_several_organisations(server: Server, browser_like: htt
             refused = browser_like.post("/dashboard/orgs/switch", data={"csrf": csrf, "org": "nobody"})
             assert refused.status_code == 303
             assert "no token for organisation" in html.unescape(browser_like.get("/dashboard/orgs").text)
+        finally:
+            assert api.delete(f"/v1/apps/{app}").status_code == 202
+            wait_app_gone(api, app)
+
+
+PRE = re.compile(r'<pre class="config" tabindex="0">(.*?)</pre>', re.DOTALL)
+
+
+def test_the_shown_curl_and_cli_commands_make_the_same_machine(
+    server: Server, browser_like: httpx.Client, tmp_path: Path
+) -> None:
+    app = f"dash-{uuid.uuid4().hex[:8]}"
+    form = {
+        "image": server.image(),
+        "memory_mb": "256",
+        "env": "GREETING=hello world",
+        "port": "80:8080/tcp:http",
+        "autostart": "on",
+        "autostop": "suspend",
+    }
+    with server.client() as api:
+        assert api.post("/v1/apps", json={"app_name": app, "org_slug": "personal"}).status_code == 201
+        try:
+            csrf = csrf_of(browser_like, f"/dashboard/apps/{app}/machines/new")
+            preview = browser_like.post(f"/dashboard/apps/{app}/machines/preview", data={**form, "csrf": csrf})
+            curl, command = (html.unescape(block) for block in PRE.findall(preview.text))
+            ran = subprocess.run(
+                ["bash", "-c", curl], env={"FLY_API_TOKEN": server.token, "PATH": "/usr/bin:/bin"},
+                capture_output=True, text=True, timeout=120, check=True,
+            )  # fmt: skip
+            by_curl = json.loads(ran.stdout)
+            words = shlex.split(command)
+            assert words[:3] == ["aerodrome", "machine", "run"]
+            by_cli = Cli(server.api_url, server.token, tmp_path / "config.toml").json(*words[1:])
+            for made in (by_curl, by_cli):
+                config = api.get(f"/v1/apps/{app}/machines/{made['id']}").json()["config"]
+                assert config["env"] == {"GREETING": "hello world"} and config["guest"]["memory_mb"] == 256
+                [service] = config["services"]
+                assert (service["internal_port"], service["autostart"], service["autostop"]) == (8080, True, "suspend")
+                assert service["ports"] == [{"port": 80, "handlers": ["http"]}]
         finally:
             assert api.delete(f"/v1/apps/{app}").status_code == 202
             wait_app_gone(api, app)
