@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aerodrome.api.metrics import MetricSource
@@ -49,8 +49,11 @@ def _samples_of(families: object, app_series: dict[str, float], machine_series: 
 
 
 class Samples:
-    def __init__(self, sources: Sequence[MetricSource], interval: float = 15.0) -> None:
+    def __init__(
+        self, sources: Sequence[MetricSource], interval: float = 15.0, clock: Callable[[], float] = time.time
+    ) -> None:
         self._sources = list(sources)
+        self._clock = clock  # the samples' timestamps (wall-clock seconds)
         self.interval = interval
         self._rings: dict[str, deque[Sample]] = {}  # machine id or "app:<name>" -> samples, oldest first
         self._watched: dict[str, float] = {}  # org slug -> monotonic time last seen
@@ -67,7 +70,7 @@ class Samples:
         """Sample now unless `key` has a recent sample, so a page opened between two passes shows current
         figures; an organisation is read at most once a second this way, however often its pages load."""
         ring = self._rings.get(key)
-        if ring and time.time() - ring[-1].at <= within:
+        if ring and self._clock() - ring[-1].at <= within:
             return
         if self._sources and time.monotonic() - self._sampled.get(org_slug, float("-inf")) >= 1.0:
             await self.sample(org_slug)
@@ -94,11 +97,14 @@ class Samples:
         for source in self._sources:
             _samples_of(await source(org_slug), apps, machines)
         self._sampled[org_slug] = time.monotonic()
-        at = time.time()
+        at = self._clock()
         for machine_id, values in machines.items():
             self._append(machine_id, Sample(at, **values))
         for app_name, requests in apps.items():
             self._append(f"app:{app_name}", Sample(at, requests=requests))
+        # a machine destroyed or stopped an hour ago has nothing left to show: its ring goes
+        for key in [key for key, ring in self._rings.items() if at - ring[-1].at > WINDOW]:
+            del self._rings[key]
 
     def _append(self, key: str, sample: Sample) -> None:
         ring = self._rings.get(key)
