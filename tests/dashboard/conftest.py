@@ -21,10 +21,10 @@ def server() -> Iterator[Server]:
         yield started
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def browser(server: Server) -> Iterator[object]:
-    """Set up after the server: Playwright's sync API keeps an event loop running in this thread, and the server's
-    image push runs one of its own."""
+    """Set up after the server, and gone after its module: Playwright's sync API keeps an event loop running in
+    this thread, and the server's image push and asyncio tests run loops of their own."""
     if shutil.which(CHROMIUM) is None:
         pytest.skip("Debian's chromium is not installed (scripts/install-test-deps.sh)")
     from playwright.sync_api import sync_playwright
