@@ -87,6 +87,9 @@ def serve(
     rate_limits: Annotated[
         bool, typer.Option("--rate-limits/--no-rate-limits", help="Fly's API rate limits (off for local development).")
     ] = True,
+    dashboard: Annotated[
+        bool, typer.Option("--dashboard/--no-dashboard", help="The web dashboard at /dashboard/ on the API listener.")
+    ] = True,
     edge_http: Annotated[
         str, typer.Option("--edge-http", help="Edge listener for services' port 80.")
     ] = "127.0.0.1:8080",
@@ -248,6 +251,7 @@ def serve(
         default_region=region,
         regions=frozenset(r.strip() for r in regions.split(",") if r.strip()) or None,
         rate_limits=rate_limits,
+        dashboard=dashboard,
         volume_unit_bytes=volume_unit_mb * 1024 * 1024,
         edge_http=edge_http,
         edge_https=edge_https,
