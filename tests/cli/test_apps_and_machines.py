@@ -4,35 +4,12 @@ exit statuses scripts rely on."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import pytest
 
 from aerodrome.client import Client, ClientSettings
 from tests.cli.runner import Cli
-from tests.support.server import Server, running_server
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with running_server() as started:
-        started.push_image("busybox")
-        yield started
-
-
-@pytest.fixture
-def cli(server: Server, tmp_path: Path) -> Cli:
-    return Cli(server.api_url, server.token, tmp_path / "config.toml")
-
-
-@pytest.fixture
-def app_name(cli: Cli) -> Iterator[str]:
-    name = f"cli-{uuid.uuid4().hex[:10]}"
-    assert cli.json("apps", "create", name)["name"] == name
-    yield name
-    cli.run("apps", "destroy", name, "--yes")
+from tests.support.server import Server
 
 
 def test_apps_create_list_status_destroy(cli: Cli) -> None:

@@ -7,34 +7,11 @@ import base64
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from aerodrome.client import Client, ClientSettings
 from tests.cli.runner import Cli
-from tests.support.server import Server, running_server
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with running_server() as started:
-        started.push_image("busybox")
-        yield started
-
-
-@pytest.fixture
-def cli(server: Server, tmp_path: Path) -> Cli:
-    return Cli(server.api_url, server.token, tmp_path / "config.toml")
-
-
-@pytest.fixture
-def app_name(cli: Cli) -> Iterator[str]:
-    name = f"cli-{uuid.uuid4().hex[:10]}"
-    cli.json("apps", "create", name)
-    yield name
-    cli.run("apps", "destroy", name, "--yes")
+from tests.support.server import Server
 
 
 def read(cli: Cli, app_name: str, machine_id: str, path: str) -> str:

@@ -7,33 +7,9 @@ import json
 import stat
 import tomllib
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from tests.cli.runner import Cli
-from tests.support.server import Server, running_server
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with running_server() as started:
-        started.push_image("busybox")
-        yield started
-
-
-@pytest.fixture
-def cli(server: Server, tmp_path: Path) -> Cli:
-    return Cli(server.api_url, server.token, tmp_path / "aerodrome" / "config.toml")
-
-
-@pytest.fixture
-def app_name(cli: Cli) -> Iterator[str]:
-    name = f"cli-{uuid.uuid4().hex[:10]}"
-    cli.json("apps", "create", name)
-    yield name
-    cli.run("apps", "destroy", name, "--yes")
+from tests.support.server import Server
 
 
 def test_volumes_and_their_snapshots(cli: Cli, server: Server, app_name: str) -> None:
