@@ -98,3 +98,15 @@ def test_tokens_current_without_a_token_is_401(server: Server) -> None:
     with httpx.Client(base_url=server.api_url) as anonymous:
         response = anonymous.get("/v1/tokens/current")
     assert response.status_code == 401 and set(response.json()) == {"error"}
+
+
+def test_secrets_errors(api: httpx.Client, app_name: str) -> None:
+    base = f"/v1/apps/{app_name}/secrets"
+    refused(api.post(base, json={"values": ["A=1"]}), 400, "values is required and must be an object")
+    refused(api.post(base, json={"values": {"A": 1}}), 400, "secret 'A': value must be a string or null")
+    refused(api.post(base, json={"values": {"BAD NAME": "x"}}), 400, "invalid secret name 'BAD NAME'")
+    refused(api.post(f"{base}/A", json={"value": None}), 400, "value is required and must be a string")
+    refused(api.get(f"{base}/MISSING"), 404, "secret 'MISSING' not found")
+    refused(api.delete(f"{base}/MISSING"), 404, "secret 'MISSING' not found")
+    assert api.get(base).json() == {"secrets": []}  # nothing refused was stored
+    refused(api.get("/v1/apps/no-such-app/secrets"), 404, "Could not find App 'no-such-app'")
