@@ -11,6 +11,7 @@ from aerodrome.core import MachineState
 from aerodrome.proxy import Edge
 from tests.proxy.conftest import settings
 from tests.proxy.support import TestDirectory, eventually, exchange
+from tests.support.clock import ManualClock
 
 
 async def test_burst_on_a_stopped_machine_starts_it_once(directory: TestDirectory, client: httpx.AsyncClient) -> None:
@@ -75,6 +76,30 @@ async def test_autostop_suspends_and_stops_idle_machines(directory: TestDirector
     assert (stopper.state, stopper.stops) == (MachineState.STOPPED, ["stop"])
     assert (suspender.state, suspender.stops) == (MachineState.SUSPENDED, ["suspend"])
     assert kept.state is MachineState.STARTED
+
+
+async def test_autostop_waits_out_the_idle_period_on_the_edges_clock(directory: TestDirectory, tmp_path: Path) -> None:
+    clock = ManualClock()
+    idle = await directory.add_machine("alpha", "m-idle", {"autostop": "stop"})
+    used = await directory.add_machine("alpha", "m-used", {"autostop": "stop"})
+    edge = Edge(directory, settings(tmp_path, autostop_idle=300.0), clock=clock)
+    await edge.start()
+    try:
+        assert await edge.autostopper.sweep() == []  # first seen now: idle for 0 s
+        clock.advance(200)
+        edge.fleet.acquire("m-used")
+        edge.fleet.release("m-used")  # a request ended: m-used is idle from here
+        clock.advance(99.5)
+        assert await edge.autostopper.sweep() == []
+        clock.advance(0.5)
+        assert await edge.autostopper.sweep() == ["m-idle"]
+        clock.advance(199.5)
+        assert await edge.autostopper.sweep() == []
+        clock.advance(0.5)
+        assert await edge.autostopper.sweep() == ["m-used"]
+    finally:
+        await edge.close()
+    assert (idle.state, used.state) == (MachineState.STOPPED, MachineState.STOPPED)
 
 
 async def test_autostop_keeps_min_machines_running_and_busy_ones(directory: TestDirectory, tmp_path: Path) -> None:
