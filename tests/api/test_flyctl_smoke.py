@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.api.helpers import create_machine
 from tests.support.server import Server
@@ -35,10 +34,6 @@ def _fly(server: Server, home: Path, *args: str) -> Any:
     return json.loads(done.stdout)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flyctl ad0172f's GraphQL `apps` call answers 'You must be authenticated': its token header is not yet read",
-)
 def test_apps_machines_and_ips(server: Server, api: httpx.Client, app_name: str, image: str, tmp_path: Path) -> None:
     machine = create_machine(api, app_name, {"image": image}, skip_launch=True)
     api.post(f"/v1/apps/{app_name}/ip_assignments", json={"type": "v6"})
