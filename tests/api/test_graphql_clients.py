@@ -130,6 +130,7 @@ def _variables(world: World, name: str) -> dict[str, Any]:
         "flygo_get_app_name_state_from_volume": {"id": world.volume_id},
         "flygo_get_snapshots_from_volume": {"id": world.volume_id},
         "flygo_get_organizations": {"admin": True},
+        "flygo_create_organization": {"input": {"name": f"gqlc org {uuid.uuid4().hex[:8]}"}},
         "flygo_get_app_releases_machines": {"appName": app, "limit": 25},
         "flygo_resolve_image_for_app": {"appName": app, "imageRef": world.server.image("busybox")},
         "flygo_get_latest_image_details": {"image": "library/busybox:latest", "flyVersion": None},
@@ -174,6 +175,9 @@ def _check_answer(world: World, name: str, data: dict[str, Any]) -> None:
         assert app["currentReleaseUnprocessed"]["configDefinition"] is None
     if name == "flyctl_list_organization_add_ons":
         assert data["organization"]["addOns"]["nodes"] == []
+    if name == "flygo_create_organization":
+        created = data["createOrganization"]["organization"]
+        assert created["name"].startswith("gqlc org ") and created["slug"] == created["name"].replace(" ", "-")
     if name == "flygo_platform_regions":
         assert "iad" in [r["code"] for r in data["platform"]["regions"]]
     if name == "flyctl_create_limited_access_token":
@@ -198,11 +202,12 @@ def served_schema() -> GraphQLSchema:
     return schema()
 
 
-def test_there_are_58_documents() -> None:
+def test_there_are_59_documents() -> None:
     # 53 for apps, organisations, IPs, certificates, secrets, releases, regions, volumes, tokens and machines,
-    # fly-go's createRelease and updateRelease, and three the flyctl binary sent: its config from the current
-    # release (secrets set, deploy), the latest image (status) and the organisation's add-ons (apps destroy)
-    assert len(DOCUMENTS) == 58
+    # fly-go's createRelease, updateRelease and createOrganization, and three the flyctl binary sent: its config
+    # from the current release (secrets set, deploy), the latest image (status) and the organisation's add-ons
+    # (apps destroy)
+    assert len(DOCUMENTS) == 59
 
 
 @pytest.mark.parametrize("name", DOCUMENTS)
