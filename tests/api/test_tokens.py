@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 
+import httpx
+import msgpack
 import pytest
 
 from tests.support.server import Server, running_server
@@ -96,6 +99,42 @@ def test_the_cli_lists_and_revokes_through_the_api(server: Server) -> None:
     missing = tokens_cli(server, kept, "revoke", "nope")
     assert missing.returncode == 3 and "404" in missing.stderr
     assert tokens_cli(server, doomed, "list").returncode == 1  # the revoked token itself is refused
+
+
+# flyctl ad0172f's `apps list`, captured: fly-go sends an `fm2_` token as `FlyV1`, once it has decoded it as a macaroon
+FLYCTL_APPS_LIST = (
+    '{"query":"query($org: ID, $after: String) { apps(type: \\"container\\", first: 200, after: $after, '
+    "organizationId: $org) { pageInfo { hasNextPage endCursor } nodes { id name deployed hostname platformVersion "
+    'network organization { slug name } currentRelease { createdAt status } status } } }","variables":null}\n'
+)
+FLYCTL_HEADERS = {
+    "User-Agent": "flyctl-ad0172face30/2026.12.3-dev.1796287049 (interactive=false; parent=other)",
+    "Accept": "application/json; charset=utf-8",
+    "Content-Type": "application/json; charset=utf-8",
+    "Fly-Client-Interactive": "false",
+    "Fly-Client-Parent": "other",
+}
+
+
+def test_a_token_is_a_macaroon_fly_go_keeps_and_its_flyv1_header_authenticates(server: Server) -> None:
+    secret = server.cli("tokens", "create", "--name", "flyctl").strip()
+    assert secret.startswith("fm2_")
+    # superfly/macaroon's form: fly-go drops an fm2_ token that does not decode, or whose validity has ended
+    nonce, location, caveats, tail = msgpack.unpackb(base64.b64decode(secret.removeprefix("fm2_")))
+    assert location == "https://api.fly.io/v1" and caveats == []  # no ValidityWindow caveat: it never expires
+    assert len(nonce) == 3 and len(nonce[1]) == 16 and nonce[2] is False and len(tail) == 32
+    reply = httpx.post(
+        f"{server.api_url}/graphql",
+        headers={**FLYCTL_HEADERS, "Authorization": f"FlyV1 {secret}"},
+        content=FLYCTL_APPS_LIST,
+    )
+    assert reply.status_code == 200 and "errors" not in reply.json(), reply.text
+    assert reply.json()["data"]["apps"]["pageInfo"]["hasNextPage"] is False
+    # what flyctl sent while it dropped the old form of token: no credential, GraphQL's UNAUTHORIZED
+    empty = httpx.post(
+        f"{server.api_url}/graphql", headers={**FLYCTL_HEADERS, "Authorization": "Bearer"}, content=FLYCTL_APPS_LIST
+    )
+    assert empty.json()["errors"][0]["extensions"]["code"] == "UNAUTHORIZED"
 
 
 def test_a_token_makes_another_of_its_organisation(server: Server) -> None:

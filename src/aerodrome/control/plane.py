@@ -25,6 +25,7 @@ from aerodrome.core import (
     APP_DESTROYING,
     App,
     Clock,
+    ImageInfo,
     RateLimiter,
     RegistrySigner,
     Runtime,
@@ -121,6 +122,11 @@ class ControlPlane:
             if app.destroying:
                 log.info("resuming the deletion of app %s", app.name)
                 self._take_down_later(app.name)
+
+    async def resolve_image(self, app: App, reference: str) -> ImageInfo:
+        """The image `reference` names, pulled for `app`'s organisation as its machines would pull it (flyctl's
+        `app.image(ref:)` before `machine run` and `deploy --image`)."""
+        return await self.runtime.pull_image(reference, await self.registry.pull_grant(app.org_slug))
 
     async def delete_app(self, app: App) -> None:
         """Mark the app destroying, on disk, and take it down in the background (as Fly answers 202). A restart

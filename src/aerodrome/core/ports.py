@@ -34,6 +34,7 @@ class ImageInfo:
     user: str = ""
     exposed_ports: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    compressed_size: int = 0  # bytes of the manifest's layers as the registry stores them (0: unpacked before)
 
 
 @dataclass(frozen=True, slots=True)

@@ -286,6 +286,7 @@ class ImageStore:
             user=config.get("User") or "",
             exposed_ports=tuple(sorted(config.get("ExposedPorts") or {})),
             labels=labels,
+            compressed_size=sum(int(layer.get("size") or 0) for layer in manifest.get("layers") or ()),
         )
 
     def _remember(self, reference: str, source: ImageReference, info: ImageInfo) -> ImageInfo:

@@ -56,6 +56,7 @@ def organization_node(org: Organization) -> JSON:
         "remoteBuilderImage": "",
         "remoteBuilderApp": None,
         "addOnSsoLink": None,
+        "addOns": {"nodes": []},  # `fly apps destroy` lists them (Tigris buckets) before it deletes
         "provisionsBetaExtensions": False,
         "members": {"edges": []},
     }
@@ -270,6 +271,23 @@ async def _owner(context: Context, address: str | None, ip_id: str | None) -> Ap
 
 
 #: (type, field) → resolver; every other field is read from the parent dict.
+async def app_image(parent: JSON, info: Info, ref: str) -> JSON | None:
+    """flyctl's `ResolveImageForApp`: the image pulled as the app's machines would pull it; null when no allowed
+    registry has it, which flyctl reports as "could not find image"."""
+    context: Context = info.context
+    try:
+        image = await context.plane.resolve_image(parent["_record"], ref)
+    except NotFoundError:
+        return None
+    return {
+        "id": image.digest,
+        "digest": image.digest,
+        "ref": ref,
+        "compressedSizeFull": image.compressed_size,
+        "manifest": {"annotations": {}},  # fly-go reads only the annotations, for a Fly builder's id
+    }
+
+
 FIELD_RESOLVERS: dict[tuple[str, str], Any] = {
     ("Queries", "app"): query_app,
     ("Queries", "organization"): query_organization,
@@ -280,4 +298,5 @@ FIELD_RESOLVERS: dict[tuple[str, str], Any] = {
     ("App", "ipAddresses"): app_ip_addresses,
     ("App", "ipAddress"): app_ip_address,
     ("App", "sharedIpAddress"): app_shared_ip_address,
+    ("App", "image"): app_image,
 }
