@@ -14,6 +14,7 @@ import uvicorn
 
 from aerodrome.api import ApiLimits, build_app, guarded_protocol
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
+from aerodrome.cli.inside import Inside, adopt_running, api_sockets, host_services, start_inside
 from aerodrome.cli.metrics import OrgMetrics
 from aerodrome.control import ControlPlane, LogSettings, RetentionSettings, Secrets, Settings
 from aerodrome.core import FailedPreconditionError, InvalidArgumentError
@@ -63,6 +64,7 @@ class ServeOptions:
     disk_reserve_bytes: int = 1024**3
     compat_32bit: bool = False
     egress: bool = True
+    dns: bool = True  # the machines' resolver at fdaa::3, `_api.internal:4280` and /.fly/api
     egress_allow: tuple[str, ...] = ()  # IPv4 networks machines reach despite egress's denied ranges
     uplink: str | None = None  # egress's interface; None: the default route's
     edge_timeouts: dict[str, float] = field(default_factory=dict)  # EDGE_TIMEOUTS name → seconds
@@ -158,19 +160,25 @@ async def serve(options: ServeOptions) -> None:
     )
     plane.ips.subscribe(allocated=dedicated.bind, released=dedicated.release)
     plane.feed.subscribe(edge.fleet.machine_changed)
+    api_app = build_app(
+        plane,
+        limits=options.api_limits,
+        health_checks={"registry": registry.problem},
+        metric_sources=[OrgMetrics(store, edge, volumes)],
+    )
+    inside: Inside | None = None
     try:
+        if options.dns:
+            inside = await start_inside(store, plane, runtime, api_app, egress=options.egress)
         await plane.start()
+        if inside is not None:
+            await adopt_running(inside, store, runtime)
         await edge.start()
         await dedicated.start(await plane.ips.dedicated(("v4", "v6", "private_v6")))
         host, port = split_hostport(options.api, 4280)
         server = uvicorn.Server(
             uvicorn.Config(
-                build_app(
-                    plane,
-                    limits=options.api_limits,
-                    health_checks={"registry": registry.problem},
-                    metric_sources=[OrgMetrics(store, edge, volumes)],
-                ),
+                api_app,
                 host=host,
                 port=port,
                 http=guarded_protocol(options.api_limits),  # httptools, with bounded heads and connections
@@ -186,11 +194,13 @@ async def serve(options: ServeOptions) -> None:
         collector = asyncio.create_task(collect_unused_images(store, images, options.image_gc_interval))
         try:
             keep_running_after_signals()
-            await server.serve()
+            await server.serve(sockets=api_sockets(server.config, inside))
         finally:
             collector.cancel()
     finally:
         await dedicated.close()
+        if inside is not None:
+            await inside.close()
         await edge.close()
         await plane.close()
         await runtime.close()
@@ -231,6 +241,7 @@ async def open_runtime(options: ServeOptions, layout: Layout, images: ImageStore
             uplink=options.uplink,
             reserve_bytes=options.disk_reserve_bytes,
             compat_32bit=options.compat_32bit,
+            services=host_services(options.dns),
         )
         await runtime.prepare_host()
     except (FailedPreconditionError, InvalidArgumentError) as exc:

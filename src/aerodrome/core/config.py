@@ -14,6 +14,7 @@ from typing import Any
 
 from aerodrome.core.durations import parse_duration, parse_signal
 from aerodrome.core.errors import InvalidArgumentError
+from aerodrome.core.guest_dns import DnsSpec, parse_dns
 from aerodrome.core.parsing import MAX_IMAGE, MAX_ITEMS, MAX_PATH, MAX_VALUE, parse_bool, parse_string_map, parse_text
 
 JSON = dict[str, Any]
@@ -82,6 +83,8 @@ class MachineSpec:
     stop_timeout: float = 10.0
     auto_destroy: bool = False
     rootfs_size_gb: int = DEFAULT_ROOTFS_GB
+    dns: DnsSpec = field(default_factory=DnsSpec)
+    process_group: str = ""  # metadata.fly_process_group
 
 
 def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
@@ -96,7 +99,7 @@ def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
     if any(c.isspace() or not c.isprintable() for c in image):
         raise InvalidArgumentError("invalid config.image: must not contain spaces or control characters")
     _image_lengths(image)
-    parse_string_map(config.get("metadata"), "config.metadata")
+    metadata = parse_string_map(config.get("metadata"), "config.metadata")
     guest = _guest(config)
     services = tuple(_service(s, i) for i, s in enumerate(_list(config, "services")))
     config["services"] = [
@@ -127,6 +130,8 @@ def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
         stop_timeout=parse_duration(stop.get("timeout", "10s"), field="stop_config.timeout"),
         auto_destroy=parse_bool(config.get("auto_destroy"), "config.auto_destroy", False),
         rootfs_size_gb=_rootfs_size(config),
+        dns=parse_dns(config.get("dns")),
+        process_group=metadata.get("fly_process_group", ""),
     )
     if len(spec.mounts) > 1:
         raise InvalidArgumentError("invalid config: a machine can mount at most one volume")
