@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ import pytest
 from aerodrome.inside import RESOLVER_IPV4, RESOLVER_IPV6
 from aerodrome.runtime.runc.layout import Layout
 from tests.api.helpers import create_machine, machine_exec, wait_for
+from tests.isolation.conftest import python_files
 from tests.isolation.hostns import OwnHost, gateways, own_host
 from tests.isolation.test_network import aerodrome_leftovers, connect_from, delete_app, received, second_org
 from tests.support.server import Server, running_server
@@ -24,6 +26,7 @@ from tests.support.server import Server, running_server
 pytestmark = pytest.mark.root
 
 IDLE = ("sleep", "3600")
+FLY_API_CLIENT = Path(__file__).parent / "fly_api_client.py"
 
 
 @pytest.fixture
@@ -129,8 +132,9 @@ def wget_api(api: httpx.Client, app_: str, inside: dict[str, Any], path: str, to
 
 
 def test_the_api_is_reachable_from_inside_and_nothing_else_of_the_host(host: OwnHost) -> None:
+    interpreter, files, modes = python_files(FLY_API_CLIENT)
     with running_server("--dns") as server:
-        server.push_image("busybox")
+        server.push_image("busybox", files={**files, "/fly_api_client.py": FLY_API_CLIENT.read_bytes()}, modes=modes)
         with server.client() as api:
             app(api, "api-a")
             app(api, "api-b")
@@ -141,7 +145,7 @@ def test_the_api_is_reachable_from_inside_and_nothing_else_of_the_host(host: Own
             assert [m["id"] for m in json.loads(listed["stdout"])] == [a1["id"]]
             refused = wget_api(api, "api-a", a1, url, None)
             assert refused["exit_code"] != 0 and "401" in refused["stderr"]
-            check_fly_socket(server, api, a1)
+            check_fly_socket(server, api, a1, interpreter)
             check_environment(api, a1)
             # the service addresses open only their ports; the gateways and the host none
             gateway4, gateway6 = gateways(a1["private_ip"])[1:]
@@ -161,10 +165,15 @@ def test_the_api_is_reachable_from_inside_and_nothing_else_of_the_host(host: Own
     assert aerodrome_leftovers(host, server.machine_pool) == []
 
 
-def check_fly_socket(server: Server, api: httpx.Client, a1: dict[str, Any]) -> None:
+def check_fly_socket(server: Server, api: httpx.Client, a1: dict[str, Any], interpreter: str) -> None:
     """/.fly/api is in the machine, and the daemon serves it without a token, for the machine's own app only."""
-    listing = machine_exec(api, "api-a", a1["id"], "ls", "-l", "/.fly/api")
-    assert listing["exit_code"] == 0 and listing["stdout"].startswith("s"), listing
+    paths = [f"/v1/apps/api-a/machines/{a1['id']}", "/v1/apps/api-b/machines", "/v1/apps"]
+    called = machine_exec(api, "api-a", a1["id"], interpreter, "-I", "-S", "/fly_api_client.py", *paths)
+    assert called["exit_code"] == 0, called
+    (own_status, own), (other_status, other), (apps_status, _) = json.loads(called["stdout"])
+    assert own_status == 200 and own["id"] == a1["id"]
+    assert other_status == 403 and "error" in other and apps_status == 403
+    # the same socket, from the host's side: a path that climbs out of the app is refused too
     socket_path = Layout(server.data_dir / "runtime").machine(a1["id"]).fly / "api"
     with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket_path)), base_url="http://flaps") as fly:
         own = fly.get(f"/v1/apps/api-a/machines/{a1['id']}")
