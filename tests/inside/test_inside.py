@@ -7,6 +7,7 @@ addresses (fdaa::3 and 169.254.0.3) are the test's alone, and deleting the names
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from tests.api.helpers import create_machine, machine_exec, wait_for
 from tests.isolation.conftest import python_files
 from tests.isolation.hostns import OwnHost, gateways, own_host
 from tests.isolation.test_network import aerodrome_leftovers, connect_from, delete_app, received, second_org
+from tests.runtime.runc_fixtures import host_leftovers
 from tests.support.server import Server, running_server
 
 pytestmark = pytest.mark.root
@@ -147,6 +149,9 @@ def test_the_api_is_reachable_from_inside_and_nothing_else_of_the_host(host: Own
             assert refused["exit_code"] != 0 and "401" in refused["stderr"]
             check_fly_socket(server, api, a1, interpreter)
             check_environment(api, a1)
+            server.stop()  # the machine keeps running; the next daemon serves its socket again
+            server.start()
+            check_fly_socket(server, api, a1, interpreter)
             # the service addresses open only their ports; the gateways and the host none
             gateway4, gateway6 = gateways(a1["private_ip"])[1:]
             listeners = {
@@ -162,6 +167,7 @@ def test_the_api_is_reachable_from_inside_and_nothing_else_of_the_host(host: Own
             assert received(listeners) == dict.fromkeys(listeners, False)
             delete_app(api, "api-a")
             delete_app(api, "api-b")
+            assert asyncio.run(host_leftovers(server.data_dir / "runtime", [a1["id"]])) == []
     assert aerodrome_leftovers(host, server.machine_pool) == []
 
 
