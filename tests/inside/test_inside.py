@@ -13,6 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dns.message
+import dns.query
+import dns.rcode
 import httpx
 import pytest
 
@@ -73,6 +76,7 @@ def test_names_answer_the_callers_organisation_with_started_machines_only(host: 
                 check_names(api, a1, a2, b1, c1)
                 check_texts(api, a1, a2, b1)
                 check_isolated(api, other, a1, c1)
+                check_strangers_refused()
                 # a stop shows in the very next answer
                 assert api.post(f"/v1/apps/in-a/machines/{a2['id']}/stop").status_code == 200
                 wait_for(api, "in-a", a2["id"], "stopped")
@@ -120,6 +124,13 @@ def check_isolated(api: httpx.Client, other: httpx.Client, a1: dict[str, Any], c
     assert "in-a" not in lookup(other, "in-c", c1, "_apps.internal", "TXT")
     assert a1["private_ip"] not in lookup(other, "in-c", c1, "_instances.internal", "TXT")
     assert "NXDOMAIN" in lookup(other, "in-c", c1, "in-a.internal")
+
+
+def check_strangers_refused() -> None:
+    """Whoever is not a machine (here the host itself) is refused, over UDP and over TCP alike."""
+    query = dns.message.make_query("in-a.internal", "AAAA")
+    for ask in (dns.query.udp, dns.query.tcp):
+        assert ask(query, RESOLVER_IPV4, timeout=5).rcode() == dns.rcode.REFUSED
 
 
 def wget_api(api: httpx.Client, app_: str, inside: dict[str, Any], path: str, token: str | None) -> dict[str, Any]:
