@@ -22,10 +22,12 @@ from aerodrome.inside import (
     RESOLVER_IPV6,
     Directory,
     GuestApi,
+    HealthChecker,
     Resolver,
     ResolverSettings,
     freebind_socket,
 )
+from aerodrome.proxy import Edge
 from aerodrome.runtime import HostServices, RuncRuntime
 
 ADDRESSES = (RESOLVER_IPV6, RESOLVER_IPV4)
@@ -86,3 +88,12 @@ def api_sockets(config: uvicorn.Config, inside: Inside | None) -> list[socket.so
     except OSError as exc:
         raise HostCheckError(f"the API cannot listen for machines at port {GUEST_API_PORT}: {exc.strerror}") from None
     return [config.bind_socket(), *extra]
+
+
+async def start_health_checks(store: Store, plane: ControlPlane, edge: Edge) -> HealthChecker:
+    """The checks of every started machine; a change of one is the edge's cue to look at its routes again."""
+    checker = HealthChecker(store, plane.checks)
+    plane.feed.subscribe(checker.changed)
+    plane.checks.subscribe(lambda machine_id, app, _result: edge.fleet.readiness_changed(machine_id, app))
+    await checker.start()
+    return checker

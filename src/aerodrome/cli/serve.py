@@ -14,10 +14,18 @@ import uvicorn
 
 from aerodrome.api import ApiLimits, build_app, guarded_protocol
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
-from aerodrome.cli.inside import Inside, adopt_running, api_sockets, host_services, start_inside
+from aerodrome.cli.inside import (
+    Inside,
+    adopt_running,
+    api_sockets,
+    host_services,
+    start_health_checks,
+    start_inside,
+)
 from aerodrome.cli.metrics import OrgMetrics
 from aerodrome.control import ControlPlane, LogSettings, RetentionSettings, Secrets, Settings
 from aerodrome.core import FailedPreconditionError, InvalidArgumentError
+from aerodrome.inside import HealthChecker
 from aerodrome.proxy import Edge, EdgeSettings, native
 from aerodrome.proxy.control_directory import ControlDirectory
 from aerodrome.proxy.dedicated import DedicatedAddresses
@@ -147,7 +155,7 @@ async def serve(options: ServeOptions) -> None:
         ),
         registry_signer=tokens,
     )
-    directory = ControlDirectory(store, plane.machines, domain=options.domain)
+    directory = ControlDirectory(store, plane.machines, domain=options.domain, checks=plane.checks)
     edge = Edge(directory, edge_settings(options, layout))
     dedicated = DedicatedAddresses(edge, directory.service_ports, pool_v6=plane.settings.ipv6_pool)
     directory.dedicated = dedicated.app_for
@@ -168,12 +176,14 @@ async def serve(options: ServeOptions) -> None:
         metric_sources=[OrgMetrics(store, edge, volumes)],
     )
     inside: Inside | None = None
+    checker: HealthChecker | None = None
     try:
         if options.dns:
             inside = await start_inside(store, plane, runtime, api_app, egress=options.egress)
         await plane.start()
         if inside is not None:
             await adopt_running(inside, store, runtime)
+        checker = await start_health_checks(store, plane, edge)
         await edge.start()
         await dedicated.start(await plane.ips.dedicated(("v4", "v6", "private_v6")))
         host, port = split_hostport(options.api, 4280)
@@ -202,6 +212,8 @@ async def serve(options: ServeOptions) -> None:
         await dedicated.close()
         if inside is not None:
             await inside.close()
+        if checker is not None:
+            await checker.close()
         await edge.close()
         await plane.close()
         await runtime.close()

@@ -12,6 +12,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from aerodrome.core.checks import CheckSpec, parse_checks
 from aerodrome.core.durations import parse_duration, parse_signal
 from aerodrome.core.errors import InvalidArgumentError
 from aerodrome.core.guest_dns import DnsSpec, parse_dns
@@ -85,6 +86,7 @@ class MachineSpec:
     rootfs_size_gb: int = DEFAULT_ROOTFS_GB
     dns: DnsSpec = field(default_factory=DnsSpec)
     process_group: str = ""  # metadata.fly_process_group
+    checks: tuple[CheckSpec, ...] = ()  # top-level checks, then the services'
 
 
 def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
@@ -132,6 +134,7 @@ def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
         rootfs_size_gb=_rootfs_size(config),
         dns=parse_dns(config.get("dns")),
         process_group=metadata.get("fly_process_group", ""),
+        checks=parse_checks(config),
     )
     if len(spec.mounts) > 1:
         raise InvalidArgumentError("invalid config: a machine can mount at most one volume")

@@ -1,9 +1,11 @@
-"""Inside a machine: the private network's resolver (Fly's fdaa::3) and each machine's /.fly/api socket."""
+"""Inside a machine: the private network's resolver (Fly's fdaa::3), each machine's /.fly/api socket, and the
+host's health checks of started machines."""
 
 from __future__ import annotations
 
 from aerodrome.inside.directory import Directory, Peer, Snapshot
 from aerodrome.inside.guest_api import GuestApi
+from aerodrome.inside.health import HealthChecker
 from aerodrome.inside.names import Answer, Names
 from aerodrome.inside.resolver import Resolver, ResolverSettings, freebind_socket
 
@@ -19,6 +21,7 @@ __all__ = [
     "Answer",
     "Directory",
     "GuestApi",
+    "HealthChecker",
     "Names",
     "Peer",
     "Resolver",

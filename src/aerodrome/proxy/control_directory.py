@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from aerodrome.control import Machines
 from aerodrome.core import (
     App,
+    CheckBoard,
     FailedPreconditionError,
     Machine,
     MachineState,
@@ -32,13 +33,15 @@ class ControlDirectory:
         domain: str,
         dedicated: Callable[[str], str | None] | None = None,
         hostnames: Callable[[str], str | None] | None = None,
+        checks: CheckBoard | None = None,
     ) -> None:
         self._store = store
         self._machines = machines
         self._suffix = "." + domain.strip(".")
         self.dedicated = dedicated or (lambda _address: None)
         self.hostnames = hostnames or (lambda _hostname: None)  # custom hostnames (certificates) → app
-        self._services: dict[tuple[str, str], tuple[ServiceSpec, ...]] = {}
+        self._checks = checks or CheckBoard()  # a board nobody writes: no machine is gated then
+        self._specs: dict[tuple[str, str], tuple[tuple[ServiceSpec, ...], bool]] = {}  # services, readiness-gated
 
     def app_name_for(self, host: str | None, local_addr: str) -> str | None:
         """`myapp.localhost:8080` → `myapp`; a custom hostname → its app; a dedicated address → its app whatever
@@ -73,7 +76,8 @@ class ControlDirectory:
         for machine in machines:
             if machine.state in _GONE or machine.cordoned:
                 continue
-            service = _service_for(self._services_of(machine), edge_port)
+            services, gated = self._spec_of(machine)
+            service = _service_for(services, edge_port)
             if service is not None:
                 backends.append(
                     Backend(
@@ -82,11 +86,15 @@ class ControlDirectory:
                         address=machine.private_ipv4 or machine.private_ip,
                         service=service,
                         region=machine.region,
+                        gated=gated,
                     )
                 )
         if not backends:
             return None
         return AppRoute(app=app_name, edge_port=edge_port, backends=tuple(backends))
+
+    def ready(self, machine_id: str) -> bool:
+        return self._checks.ready(machine_id)
 
     async def start_machine(self, app: str, machine_id: str) -> None:
         record = await self._app(app)
@@ -133,16 +141,21 @@ class ControlDirectory:
         }
 
     def _services_of(self, machine: Machine) -> tuple[ServiceSpec, ...]:
-        """The machine's services, parsed once per version of its config. Every update makes a new version
-        (`instance_id`); the changes made in place (metadata, memory) leave the services alone."""
+        return self._spec_of(machine)[0]
+
+    def _spec_of(self, machine: Machine) -> tuple[tuple[ServiceSpec, ...], bool]:
+        """The machine's services and whether it has readiness checks, parsed once per version of its config.
+        Every update makes a new version (`instance_id`); the changes made in place (metadata, memory) leave
+        both alone."""
         key = (machine.id, machine.instance_id)
-        services = self._services.get(key)
-        if services is None:
-            if len(self._services) >= _SPECS_KEPT:
-                for stale in list(self._services)[: _SPECS_KEPT // 2]:  # insertion order: the oldest first
-                    del self._services[stale]
-            services = self._services[key] = self._machines.spec_of(machine).services
-        return services
+        parsed = self._specs.get(key)
+        if parsed is None:
+            if len(self._specs) >= _SPECS_KEPT:
+                for stale in list(self._specs)[: _SPECS_KEPT // 2]:  # insertion order: the oldest first
+                    del self._specs[stale]
+            spec = self._machines.spec_of(machine)
+            parsed = self._specs[key] = (spec.services, any(check.readiness for check in spec.checks))
+        return parsed
 
     async def _app(self, name: str) -> App:
         app = await self._store.get_app(name)

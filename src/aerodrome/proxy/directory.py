@@ -34,6 +34,7 @@ class Backend:
     address: str  # the machine's private IPv4 (or loopback), reachable from the host
     service: ServiceSpec  # the service matched by the edge port; `service.internal_port` is where to connect
     region: str = "local"
+    gated: bool = False  # it has readiness checks: it takes traffic only while `Directory.ready` says so
     endpoint: tuple[str, int] = field(init=False, repr=False, compare=False)  # (address, port): the pool's key
 
     def __post_init__(self) -> None:
@@ -75,6 +76,10 @@ class Directory(Protocol):
         the shared HTTP listener, 443 for the HTTPS one). Backends are the app's machines whose services
         expose `edge_port`, in any state; destroyed machines are left out.
         """
+        ...
+
+    def ready(self, machine_id: str) -> bool:
+        """Whether the machine's readiness checks all pass now (asked only of a `gated` backend; never blocks)."""
         ...
 
     async def start_machine(self, app: str, machine_id: str) -> None:
