@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from aerodrome.core import MachineState, PortSpec, ServiceSpec, UnavailableError
-from aerodrome.proxy import AppRoute, Backend
+from aerodrome.proxy import AppRoute, Backend, StaticFile
 
 HTTP_PORTS = (PortSpec(80, ("http",)), PortSpec(443, ("tls", "http")))
 
@@ -236,6 +236,9 @@ class TestDirectory:
 
     def ready(self, machine_id: str) -> bool:
         return self.machine(machine_id).ready
+
+    async def static_file(self, route: AppRoute, target: bytes) -> StaticFile | None:
+        return None  # statics are tested against real images (tests/inside/test_statics.py)
 
     async def route(self, host: str | None, local_addr: str, edge_port: int) -> AppRoute | None:
         app = self.addresses.get(local_addr)

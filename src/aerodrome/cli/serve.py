@@ -155,7 +155,9 @@ async def serve(options: ServeOptions) -> None:
         ),
         registry_signer=tokens,
     )
-    directory = ControlDirectory(store, plane.machines, domain=options.domain, checks=plane.checks)
+    directory = ControlDirectory(
+        store, plane.machines, domain=options.domain, checks=plane.checks, static_reader=images.read_file
+    )
     edge = Edge(directory, edge_settings(options, layout))
     dedicated = DedicatedAddresses(edge, directory.service_ports, pool_v6=plane.settings.ipv6_pool)
     directory.dedicated = dedicated.app_for

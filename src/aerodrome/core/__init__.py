@@ -116,6 +116,7 @@ from aerodrome.core.registry import (
 )
 from aerodrome.core.restarts import restart_backoff, should_restart
 from aerodrome.core.states import Action, MachineState, check_action
+from aerodrome.core.statics import StaticSpec, parse_statics
 from aerodrome.core.store_port import Store
 
 __all__ = [
@@ -200,6 +201,7 @@ __all__ = [
     "SecretKey",
     "ServiceSpec",
     "SnapshotInfo",
+    "StaticSpec",
     "Store",
     "SystemClock",
     "Token",
@@ -229,6 +231,7 @@ __all__ = [
     "parse_int",
     "parse_json",
     "parse_signal",
+    "parse_statics",
     "parse_string_map",
     "parse_target",
     "parse_text",

@@ -17,6 +17,7 @@ from aerodrome.core.durations import parse_duration, parse_signal
 from aerodrome.core.errors import InvalidArgumentError
 from aerodrome.core.guest_dns import DnsSpec, parse_dns
 from aerodrome.core.parsing import MAX_IMAGE, MAX_ITEMS, MAX_PATH, MAX_VALUE, parse_bool, parse_string_map, parse_text
+from aerodrome.core.statics import StaticSpec, parse_statics
 
 JSON = dict[str, Any]
 
@@ -87,6 +88,7 @@ class MachineSpec:
     dns: DnsSpec = field(default_factory=DnsSpec)
     process_group: str = ""  # metadata.fly_process_group
     checks: tuple[CheckSpec, ...] = ()  # top-level checks, then the services'
+    statics: tuple[StaticSpec, ...] = ()
 
 
 def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
@@ -135,6 +137,7 @@ def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
         dns=parse_dns(config.get("dns")),
         process_group=metadata.get("fly_process_group", ""),
         checks=parse_checks(config),
+        statics=parse_statics(config),
     )
     if len(spec.mounts) > 1:
         raise InvalidArgumentError("invalid config: a machine can mount at most one volume")

@@ -3,6 +3,7 @@ and starts or stops them for the edge."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
@@ -15,12 +16,15 @@ from aerodrome.core import (
     MachineState,
     NotFoundError,
     ServiceSpec,
+    StaticSpec,
     Store,
 )
 from aerodrome.proxy.directory import AppRoute, Backend
+from aerodrome.proxy.statics import MAX_STATIC_BYTES, StaticFile, StaticReader, StaticRoot, content_type, match
 
 #: Machines the edge never routes to.
 _GONE = (MachineState.DESTROYED, MachineState.DESTROYING, MachineState.LAUNCH_FAILED)
+_Parsed = tuple[tuple[ServiceSpec, ...], bool, tuple[StaticSpec, ...]]  # services, readiness-gated, statics
 _SPECS_KEPT = 4096  # parsed service lists remembered; past this the oldest half is forgotten
 
 
@@ -34,6 +38,7 @@ class ControlDirectory:
         dedicated: Callable[[str], str | None] | None = None,
         hostnames: Callable[[str], str | None] | None = None,
         checks: CheckBoard | None = None,
+        static_reader: StaticReader | None = None,
     ) -> None:
         self._store = store
         self._machines = machines
@@ -41,7 +46,8 @@ class ControlDirectory:
         self.dedicated = dedicated or (lambda _address: None)
         self.hostnames = hostnames or (lambda _hostname: None)  # custom hostnames (certificates) → app
         self._checks = checks or CheckBoard()  # a board nobody writes: no machine is gated then
-        self._specs: dict[tuple[str, str], tuple[tuple[ServiceSpec, ...], bool]] = {}  # services, readiness-gated
+        self._static_reader = static_reader  # None: statics are left to the machines
+        self._specs: dict[tuple[str, str], _Parsed] = {}
 
     def app_name_for(self, host: str | None, local_addr: str) -> str | None:
         """`myapp.localhost:8080` → `myapp`; a custom hostname → its app; a dedicated address → its app whatever
@@ -73,10 +79,14 @@ class ControlDirectory:
 
     def _route_of(self, app_name: str, edge_port: int, machines: Sequence[Machine]) -> AppRoute | None:
         backends = []
+        statics: tuple[StaticRoot, ...] = ()
         for machine in machines:
             if machine.state in _GONE or machine.cordoned:
                 continue
-            services, gated = self._spec_of(machine)
+            services, gated, machine_statics = self._spec_of(machine)
+            digest = str(machine.image_ref.get("digest") or "")
+            if machine_statics and not statics and digest:
+                statics = tuple(StaticRoot(spec, digest) for spec in machine_statics)
             service = _service_for(services, edge_port)
             if service is not None:
                 backends.append(
@@ -91,7 +101,15 @@ class ControlDirectory:
                 )
         if not backends:
             return None
-        return AppRoute(app=app_name, edge_port=edge_port, backends=tuple(backends))
+        return AppRoute(app=app_name, edge_port=edge_port, backends=tuple(backends), statics=statics)
+
+    async def static_file(self, route: AppRoute, target: bytes) -> StaticFile | None:
+        found = match(route.statics, target)
+        if found is None or self._static_reader is None:
+            return None
+        image, guest_file = found
+        body = await asyncio.to_thread(self._static_reader, image, guest_file, MAX_STATIC_BYTES)
+        return None if body is None else StaticFile(body, content_type(guest_file))
 
     def ready(self, machine_id: str) -> bool:
         return self._checks.ready(machine_id)
@@ -143,8 +161,9 @@ class ControlDirectory:
     def _services_of(self, machine: Machine) -> tuple[ServiceSpec, ...]:
         return self._spec_of(machine)[0]
 
-    def _spec_of(self, machine: Machine) -> tuple[tuple[ServiceSpec, ...], bool]:
-        """The machine's services and whether it has readiness checks, parsed once per version of its config.
+    def _spec_of(self, machine: Machine) -> _Parsed:
+        """The machine's services, whether it has readiness checks, and its statics, parsed once per version of
+        its config.
         Every update makes a new version (`instance_id`); the changes made in place (metadata, memory) leave
         both alone."""
         key = (machine.id, machine.instance_id)
@@ -154,7 +173,7 @@ class ControlDirectory:
                 for stale in list(self._specs)[: _SPECS_KEPT // 2]:  # insertion order: the oldest first
                     del self._specs[stale]
             spec = self._machines.spec_of(machine)
-            parsed = self._specs[key] = (spec.services, any(check.readiness for check in spec.checks))
+            parsed = self._specs[key] = (spec.services, any(c.readiness for c in spec.checks), spec.statics)
         return parsed
 
     async def _app(self, name: str) -> App:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from aerodrome.core import MachineState, PortSpec, ServiceSpec
+from aerodrome.proxy.statics import StaticFile, StaticRoot
 
 #: States the edge can have a machine started from, cheapest first: one already on its way up (started through
 #: the API a moment ago: the edge joins that start), then suspended, which resumes faster than a cold start.
@@ -54,6 +55,7 @@ class AppRoute:
     edge_port: int  # the service port as the app declares it: 80, 443, 5432…
     backends: tuple[Backend, ...]
     primary_region: str | None = None  # `min_machines_running` counts here only; None: every region
+    statics: tuple[StaticRoot, ...] = ()  # files answered from a machine's image, without waking it
 
     def port_spec(self) -> PortSpec | None:
         """The port entry (handlers, force_https) of the first backend's service for this edge port."""
@@ -76,6 +78,10 @@ class Directory(Protocol):
         the shared HTTP listener, 443 for the HTTPS one). Backends are the app's machines whose services
         expose `edge_port`, in any state; destroyed machines are left out.
         """
+        ...
+
+    async def static_file(self, route: AppRoute, target: bytes) -> StaticFile | None:
+        """The static file a GET of `target` names under `route.statics`, or None to ask the machine."""
         ...
 
     def ready(self, machine_id: str) -> bool:
