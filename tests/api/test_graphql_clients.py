@@ -128,6 +128,7 @@ def _variables(world: World, name: str) -> dict[str, Any]:
         "flygo_get_app_name_state_from_volume": {"id": world.volume_id},
         "flygo_get_snapshots_from_volume": {"id": world.volume_id},
         "flygo_get_organizations": {"admin": True},
+        "flygo_create_organization": {"input": {"name": f"gqlc org {uuid.uuid4().hex[:8]}"}},
         "flygo_get_app_releases_machines": {"appName": app, "limit": 25},
         "flygo_resolve_image_for_app": {"appName": app, "imageRef": world.server.image("busybox")},
     }
@@ -161,6 +162,9 @@ def _check_answer(world: World, name: str, data: dict[str, Any]) -> None:
         assert data["appNameAvailable"] is False
     if name == "flygo_get_organizations":
         assert [o["slug"] for o in data["organizations"]["nodes"]] == ["personal"]
+    if name == "flygo_create_organization":
+        created = data["createOrganization"]["organization"]
+        assert created["name"].startswith("gqlc org ") and created["slug"] == created["name"].replace(" ", "-")
     if name == "flygo_platform_regions":
         assert "iad" in [r["code"] for r in data["platform"]["regions"]]
     if name == "flyctl_create_limited_access_token":
@@ -185,10 +189,10 @@ def served_schema() -> GraphQLSchema:
     return schema()
 
 
-def test_there_are_55_documents() -> None:
+def test_there_are_56_documents() -> None:
     # 53 for apps, organisations, IPs, certificates, secrets, releases, regions, volumes, tokens and machines, and
-    # fly-go's createRelease and updateRelease
-    assert len(DOCUMENTS) == 55
+    # fly-go's createRelease, updateRelease and createOrganization
+    assert len(DOCUMENTS) == 56
 
 
 @pytest.mark.parametrize("name", DOCUMENTS)

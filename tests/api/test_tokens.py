@@ -96,3 +96,42 @@ def test_the_cli_lists_and_revokes_through_the_api(server: Server) -> None:
     missing = tokens_cli(server, kept, "revoke", "nope")
     assert missing.returncode == 3 and "404" in missing.stderr
     assert tokens_cli(server, doomed, "list").returncode == 1  # the revoked token itself is refused
+
+
+def test_a_token_makes_another_of_its_organisation(server: Server) -> None:
+    with server.client() as mine:
+        created = mine.post("/v1/tokens", json={"name": "made-by-api"})
+        assert created.status_code == 201
+        body = created.json()
+        assert body["token"].startswith("fm2_") and body["name"] == "made-by-api" and body["org_slug"] == "personal"
+        listed = {t["id"]: t for t in mine.get("/v1/tokens").json()["tokens"]}
+        assert listed[body["id"]]["name"] == "made-by-api" and body["token"] not in json.dumps(listed)
+        assert mine.post("/v1/tokens").status_code == 201  # no body: an unnamed token
+        assert mine.post("/v1/tokens", json={"org_slug": "other"}).status_code == 404
+        too_long = mine.post("/v1/tokens", json={"name": "x" * 101})
+        assert too_long.status_code == 400 and "error" in too_long.json()
+        assert mine.post("/v1/tokens", json={"name": 7}).status_code == 400
+    with server.client(body["token"]) as made:
+        assert made.get("/v1/tokens/current").json()["tokens"][0]["token_id"] == body["id"]
+    with server.client("fm2_nope") as stranger:
+        assert stranger.post("/v1/tokens", json={"name": "x"}).status_code == 401
+
+
+def test_graphql_creates_an_organisation_with_its_first_token(server: Server) -> None:
+    mutation = (
+        "mutation($input: CreateOrganizationInput!) { createOrganization(input: $input) { "
+        "organization { slug name type } token } }"
+    )
+    with server.client() as mine:
+        reply = mine.post("/graphql", json={"query": mutation, "variables": {"input": {"name": "Team Blue 2"}}})
+        payload = reply.json()["data"]["createOrganization"]
+        assert payload["organization"] == {"slug": "team-blue-2", "name": "Team Blue 2", "type": "SHARED"}
+        again = mine.post("/graphql", json={"query": mutation, "variables": {"input": {"name": "Team Blue 2"}}})
+        assert again.json()["errors"][0]["extensions"]["code"] != "NOT_FOUND" and "already exists" in again.text
+        for bad in ({"name": "x", "slug": "Not A Slug"}, {"name": ""}, {"name": "!!!"}):
+            refused = mine.post("/graphql", json={"query": mutation, "variables": {"input": bad}}).json()
+            assert refused["errors"] and refused.get("data", {}).get("createOrganization") is None, bad
+    with server.client(payload["token"]) as theirs:
+        assert theirs.get("/v1/tokens/current").json()["tokens"][0]["org_slug"] == "team-blue-2"
+        assert theirs.get("/v1/apps", params={"org_slug": "personal"}).status_code == 404
+        assert theirs.get("/v1/apps", params={"org_slug": "team-blue-2"}).json()["apps"] == []

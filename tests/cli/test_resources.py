@@ -52,7 +52,7 @@ def test_volumes_and_their_snapshots(cli: Cli, server: Server, app_name: str) ->
     assert snapshot["id"] and snapshot["status"]
     assert [s["id"] for s in cli.json("volumes", "snapshots", "list", volume["id"], *on)] == [snapshot["id"]]
     held = cli.run("volumes", "destroy", volume["id"], *on)
-    assert held.code == 1 and "HTTP 412" in held.stderr
+    assert held.code == 6 and "HTTP 412" in held.stderr
     cli.json("machine", "destroy", machine["id"], *on, "--force")
     assert cli.json("volumes", "destroy", volume["id"], *on)["id"] == volume["id"]
     assert cli.run("volumes", "show", "vol_nope", *on).code == 3

@@ -13,6 +13,7 @@ from typing import Any
 import uvicorn
 
 from aerodrome.api import ApiLimits, build_app, guarded_protocol
+from aerodrome.api.metrics import MetricSource
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
 from aerodrome.cli.inside import (
     Inside,
@@ -25,6 +26,7 @@ from aerodrome.cli.inside import (
 from aerodrome.cli.metrics import OrgMetrics
 from aerodrome.control import ControlPlane, LogSettings, RetentionSettings, Secrets, Settings
 from aerodrome.core import FailedPreconditionError, InvalidArgumentError
+from aerodrome.dashboard import Dashboard
 from aerodrome.inside import HealthChecker
 from aerodrome.proxy import Edge, EdgeSettings, native
 from aerodrome.proxy.control_directory import ControlDirectory
@@ -81,6 +83,7 @@ class ServeOptions:
     agents: tuple[tuple[str, Path], ...] = ()  # remote host agents: (URL, token file); () runs one in-process
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     logs: LogSettings = field(default_factory=LogSettings)
+    dashboard: bool = True  # the web dashboard at /dashboard/ on the API's listener
 
 
 def load_secrets_key(path: Path) -> bytes:
@@ -171,11 +174,16 @@ async def serve(options: ServeOptions) -> None:
     )
     plane.ips.subscribe(allocated=dedicated.bind, released=dedicated.release)
     plane.feed.subscribe(edge.fleet.machine_changed)
+    metric_sources: list[MetricSource] = [OrgMetrics(store, edge, volumes)]
+    dashboard = (
+        Dashboard(plane, load_secrets_key(layout.root / "dashboard.key"), metric_sources) if options.dashboard else None
+    )
     api_app = build_app(
         plane,
+        extra_routes=dashboard.routes() if dashboard else None,
         limits=options.api_limits,
         health_checks={"registry": registry.problem},
-        metric_sources=[OrgMetrics(store, edge, volumes)],
+        metric_sources=metric_sources,
     )
     inside: Inside | None = None
     checker: HealthChecker | None = None
@@ -205,12 +213,17 @@ async def serve(options: ServeOptions) -> None:
         if not native.active:
             log.warning("the edge's data path runs as plain Python (slower): `aerodrome build-edge` compiles it")
         collector = asyncio.create_task(collect_unused_images(store, images, options.image_gc_interval))
+        streams = asyncio.create_task(end_streams_at_exit(server, dashboard)) if dashboard else None
         try:
             keep_running_after_signals()
             await server.serve(sockets=api_sockets(server.config, inside))
         finally:
             collector.cancel()
+            if streams is not None:
+                streams.cancel()
     finally:
+        if dashboard is not None:
+            await dashboard.close()
         await dedicated.close()
         if inside is not None:
             await inside.close()
@@ -223,6 +236,14 @@ async def serve(options: ServeOptions) -> None:
         await registry.stop()
         await store.close()
         log.info("stopped; machines keep running and are adopted at the next start")
+
+
+async def end_streams_at_exit(server: uvicorn.Server, dashboard: Dashboard) -> None:
+    """Once uvicorn is told to stop, end the dashboard's live streams: it waits for open responses to finish."""
+    # uvicorn sets a plain flag from its signal handler: there is no event to await
+    while not server.should_exit:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
+    dashboard.end_streams()
 
 
 def registry_auth(options: ServeOptions, tokens: RegistryTokens) -> TokenAuth:

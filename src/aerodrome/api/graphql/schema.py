@@ -47,7 +47,8 @@ CODE_BY_STATUS = {
 @functools.cache
 def schema() -> GraphQLSchema:
     """Built once per process; field resolvers are bound on the built types."""
-    sdl = resources.files("aerodrome.api.graphql").joinpath("schema.graphql").read_text()
+    package = resources.files("aerodrome.api.graphql")
+    sdl = package.joinpath("schema.graphql").read_text() + package.joinpath("extensions.graphql").read_text()
     built = build_schema(sdl)
     bound = {**resolvers.FIELD_RESOLVERS, **queries.FIELD_RESOLVERS, **mutations.FIELD_RESOLVERS}
     for (type_name, field_name), resolve in bound.items():
