@@ -237,6 +237,9 @@ class TestDirectory:
     def ready(self, machine_id: str) -> bool:
         return self.machine(machine_id).ready
 
+    async def usage(self, machine_ids: Sequence[str]) -> dict[str, tuple[float, int]]:
+        return {}  # busy machines are tested against real cgroups (tests/inside/test_busy.py)
+
     async def static_file(self, route: AppRoute, target: bytes) -> StaticFile | None:
         return None  # statics are tested against real images (tests/inside/test_statics.py)
 

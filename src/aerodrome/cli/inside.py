@@ -28,7 +28,7 @@ from aerodrome.inside import (
     freebind_socket,
 )
 from aerodrome.proxy import Edge
-from aerodrome.runtime import HostServices, RuncRuntime
+from aerodrome.runtime import HostServices, RuncRuntime, machine_usage
 
 ADDRESSES = (RESOLVER_IPV6, RESOLVER_IPV4)
 GUEST_TOKEN_NAME = "/.fly/api"
@@ -97,3 +97,9 @@ async def start_health_checks(store: Store, plane: ControlPlane, edge: Edge) -> 
     plane.checks.subscribe(lambda machine_id, app, _result: edge.fleet.readiness_changed(machine_id, app))
     await checker.start()
     return checker
+
+
+def machine_activity(machine_id: str) -> tuple[float, int] | None:
+    """A running machine's CPU seconds and block I/O bytes from its cgroups, for `aerodrome_busy` (blocking)."""
+    usage = machine_usage(machine_id)
+    return None if usage is None else (usage.cpu_seconds, usage.io_bytes)

@@ -20,6 +20,7 @@ from aerodrome.cli.inside import (
     adopt_running,
     api_sockets,
     host_services,
+    machine_activity,
     start_health_checks,
     start_inside,
 )
@@ -159,7 +160,12 @@ async def serve(options: ServeOptions) -> None:
         registry_signer=tokens,
     )
     directory = ControlDirectory(
-        store, plane.machines, domain=options.domain, checks=plane.checks, static_reader=images.read_file
+        store,
+        plane.machines,
+        domain=options.domain,
+        checks=plane.checks,
+        static_reader=images.read_file,
+        usage_reader=machine_activity,
     )
     edge = Edge(directory, edge_settings(options, layout))
     dedicated = DedicatedAddresses(edge, directory.service_ports, pool_v6=plane.settings.ipv6_pool)

@@ -64,6 +64,9 @@ class ServiceSpec:
     concurrency_type: str = "connections"
     soft_limit: int = 20
     hard_limit: int = 0  # 0: no limit
+    # aerodrome's extension `aerodrome_busy`: autostop counts a machine this busy as active (0: not looked at)
+    busy_cpu_percent: float = 0.0
+    busy_io_bytes_per_second: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +210,27 @@ def _service(raw: object, index: int) -> ServiceSpec:
         concurrency_type=ctype,
         soft_limit=_int(concurrency.get("soft_limit", 20), "concurrency.soft_limit", 0, 1_000_000),
         hard_limit=_int(concurrency.get("hard_limit", 0), "concurrency.hard_limit", 0, 1_000_000),
+        **_busy(raw.get("aerodrome_busy"), index),
     )
+
+
+def _busy(raw: object, index: int) -> dict[str, float]:
+    """`services[].aerodrome_busy {cpu_percent, io_bytes_per_second}`: an aerodrome extension, not Fly's."""
+    if raw is None:
+        return {}
+    field = f"services[{index}].aerodrome_busy"
+    if not isinstance(raw, dict) or set(raw) - {"cpu_percent", "io_bytes_per_second"}:
+        raise InvalidArgumentError(f"invalid {field}: an object of cpu_percent and io_bytes_per_second")
+    values = {}
+    for key, name, high in (
+        ("cpu_percent", "busy_cpu_percent", 100.0 * 1024),
+        ("io_bytes_per_second", "busy_io_bytes_per_second", 1e15),
+    ):
+        value = raw.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
+            raise InvalidArgumentError(f"invalid {field}.{key}: a number between 0 and {high:g}")
+        values[name] = float(value)
+    return values
 
 
 def _echo_service(spec: ServiceSpec, raw: JSON) -> JSON:

@@ -39,6 +39,7 @@ class ControlDirectory:
         hostnames: Callable[[str], str | None] | None = None,
         checks: CheckBoard | None = None,
         static_reader: StaticReader | None = None,
+        usage_reader: Callable[[str], tuple[float, int] | None] | None = None,
     ) -> None:
         self._store = store
         self._machines = machines
@@ -47,6 +48,7 @@ class ControlDirectory:
         self.hostnames = hostnames or (lambda _hostname: None)  # custom hostnames (certificates) → app
         self._checks = checks or CheckBoard()  # a board nobody writes: no machine is gated then
         self._static_reader = static_reader  # None: statics are left to the machines
+        self._usage_reader = usage_reader  # a machine's (CPU seconds, block I/O bytes); None: never busy
         self._specs: dict[tuple[str, str], _Parsed] = {}
 
     def app_name_for(self, host: str | None, local_addr: str) -> str | None:
@@ -129,6 +131,13 @@ class ControlDirectory:
             await self._machines.suspend(record, machine_id, None, source="flyd")
         else:
             await self._machines.stop(record, machine_id, None, source="flyd")
+
+    async def usage(self, machine_ids: Sequence[str]) -> dict[str, tuple[float, int]]:
+        reader = self._usage_reader
+        if reader is None or not machine_ids:
+            return {}
+        read = await asyncio.to_thread(lambda: [(m, reader(m)) for m in machine_ids])
+        return {machine_id: found for machine_id, found in read if found is not None}
 
     async def autostop_routes(self) -> Sequence[AppRoute]:
         by_app: defaultdict[str, list[Machine]] = defaultdict(list)

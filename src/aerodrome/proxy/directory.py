@@ -99,6 +99,11 @@ class Directory(Protocol):
         """Stop the machine (with its stop signal and timeout) or, with `suspend`, suspend it."""
         ...
 
+    async def usage(self, machine_ids: Sequence[str]) -> dict[str, tuple[float, int]]:
+        """For `aerodrome_busy`: each running machine's CPU seconds and block I/O bytes since it started (a
+        machine without counters is left out)."""
+        ...
+
     async def autostop_routes(self) -> Sequence[AppRoute]:
         """Every route whose service has autostop `stop` or `suspend`, with all its machines.
 

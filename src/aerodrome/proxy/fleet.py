@@ -159,6 +159,10 @@ class Fleet:
         if self._capacity is not None:
             self._signal_capacity()
 
+    def note_activity(self, machine_id: str) -> None:
+        """Activity other than traffic (a busy cgroup): the idle time starts again from now."""
+        self._last_activity[machine_id] = self.clock()
+
     def idle_for(self, machine_id: str) -> float:
         """Seconds since the machine last had traffic; 0 while it has some. First sight counts as traffic."""
         if self._load.get(machine_id):
