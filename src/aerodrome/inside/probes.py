@@ -41,7 +41,7 @@ class Prober:
                 return await self._http(check, address)
         except TimeoutError:
             return Outcome(False, f"timed out after {check.timeout:g}s")
-        except (OSError, httpx.HTTPError) as exc:
+        except Exception as exc:  # OSError, httpx's errors, anything a hostile reply provokes: the check fails
             return Outcome(False, _shorten(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__))
 
     async def _tcp(self, address: str, port: int) -> Outcome:
