@@ -19,6 +19,7 @@ PACKAGES = [
     "agent",
     "bench",
     "dashboard",
+    "inside",
 ]
 
 

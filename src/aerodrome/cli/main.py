@@ -128,6 +128,13 @@ def serve(
             help="An IPv4 network machines may reach despite that (a LAN service), repeatable; also with --no-egress.",
         ),
     ] = None,
+    dns: Annotated[
+        bool,
+        typer.Option(
+            "--dns/--no-dns",
+            help="Machines' resolver at fdaa::3 (.internal names), _api.internal:4280 and /.fly/api in each machine.",
+        ),
+    ] = True,
     uplink: Annotated[
         str | None, typer.Option("--uplink", help="The interface egress leaves by (default: the default route's).")
     ] = None,
@@ -265,6 +272,7 @@ def serve(
         egress=egress,
         egress_allow=tuple(egress_allow or ()),
         uplink=uplink,
+        dns=dns,
         image_gc_interval=image_gc_interval,
         disk_reserve_bytes=disk_reserve_mb * 1024 * 1024,
         compat_32bit=allow_32bit,

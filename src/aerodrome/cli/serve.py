@@ -15,10 +15,20 @@ import uvicorn
 from aerodrome.api import ApiLimits, build_app, guarded_protocol
 from aerodrome.api.metrics import MetricSource
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
+from aerodrome.cli.inside import (
+    Inside,
+    adopt_running,
+    api_sockets,
+    host_services,
+    machine_activity,
+    start_health_checks,
+    start_inside,
+)
 from aerodrome.cli.metrics import OrgMetrics
 from aerodrome.control import ControlPlane, LogSettings, RetentionSettings, Secrets, Settings
 from aerodrome.core import FailedPreconditionError, InvalidArgumentError
 from aerodrome.dashboard import Dashboard
+from aerodrome.inside import HealthChecker
 from aerodrome.proxy import Edge, EdgeSettings, native
 from aerodrome.proxy.control_directory import ControlDirectory
 from aerodrome.proxy.dedicated import DedicatedAddresses
@@ -65,6 +75,7 @@ class ServeOptions:
     disk_reserve_bytes: int = 1024**3
     compat_32bit: bool = False
     egress: bool = True
+    dns: bool = True  # the machines' resolver at fdaa::3, `_api.internal:4280` and /.fly/api
     egress_allow: tuple[str, ...] = ()  # IPv4 networks machines reach despite egress's denied ranges
     uplink: str | None = None  # egress's interface; None: the default route's
     edge_timeouts: dict[str, float] = field(default_factory=dict)  # EDGE_TIMEOUTS name → seconds
@@ -148,7 +159,14 @@ async def serve(options: ServeOptions) -> None:
         ),
         registry_signer=tokens,
     )
-    directory = ControlDirectory(store, plane.machines, domain=options.domain)
+    directory = ControlDirectory(
+        store,
+        plane.machines,
+        domain=options.domain,
+        checks=plane.checks,
+        static_reader=images.read_file,
+        usage_reader=machine_activity,
+    )
     edge = Edge(directory, edge_settings(options, layout))
     dedicated = DedicatedAddresses(edge, directory.service_ports, pool_v6=plane.settings.ipv6_pool)
     directory.dedicated = dedicated.app_for
@@ -166,20 +184,28 @@ async def serve(options: ServeOptions) -> None:
     dashboard = (
         Dashboard(plane, load_secrets_key(layout.root / "dashboard.key"), metric_sources) if options.dashboard else None
     )
+    api_app = build_app(
+        plane,
+        extra_routes=dashboard.routes() if dashboard else None,
+        limits=options.api_limits,
+        health_checks={"registry": registry.problem},
+        metric_sources=metric_sources,
+    )
+    inside: Inside | None = None
+    checker: HealthChecker | None = None
     try:
+        if options.dns:
+            inside = await start_inside(store, plane, runtime, api_app, egress=options.egress)
         await plane.start()
+        if inside is not None:
+            await adopt_running(inside, store, runtime)
+        checker = await start_health_checks(store, plane, edge)
         await edge.start()
         await dedicated.start(await plane.ips.dedicated(("v4", "v6", "private_v6")))
         host, port = split_hostport(options.api, 4280)
         server = uvicorn.Server(
             uvicorn.Config(
-                build_app(
-                    plane,
-                    extra_routes=dashboard.routes() if dashboard else None,
-                    limits=options.api_limits,
-                    health_checks={"registry": registry.problem},
-                    metric_sources=metric_sources,
-                ),
+                api_app,
                 host=host,
                 port=port,
                 http=guarded_protocol(options.api_limits),  # httptools, with bounded heads and connections
@@ -196,7 +222,7 @@ async def serve(options: ServeOptions) -> None:
         streams = asyncio.create_task(end_streams_at_exit(server, dashboard)) if dashboard else None
         try:
             keep_running_after_signals()
-            await server.serve()
+            await server.serve(sockets=api_sockets(server.config, inside))
         finally:
             collector.cancel()
             if streams is not None:
@@ -205,6 +231,10 @@ async def serve(options: ServeOptions) -> None:
         if dashboard is not None:
             await dashboard.close()
         await dedicated.close()
+        if inside is not None:
+            await inside.close()
+        if checker is not None:
+            await checker.close()
         await edge.close()
         await plane.close()
         await runtime.close()
@@ -253,6 +283,7 @@ async def open_runtime(options: ServeOptions, layout: Layout, images: ImageStore
             uplink=options.uplink,
             reserve_bytes=options.disk_reserve_bytes,
             compat_32bit=options.compat_32bit,
+            services=host_services(options.dns),
         )
         await runtime.prepare_host()
     except (FailedPreconditionError, InvalidArgumentError) as exc:

@@ -67,6 +67,15 @@ class Tokens:
         await self._store.add_token(token, hash_token(secret))
         return secret
 
+    def ephemeral(self, org_slug: str, name: str) -> str:
+        """A token of `org_slug` known to this process only, never stored nor listed: the daemon's own requests
+        for a machine (its /.fly/api socket). It ends with the process."""
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = Token(id=ulid(), org_slug=org_slug, name=name, created_at=rfc3339(self._clock.now()))
+        self._known[hash_token(secret)] = token
+        self._last_written[token.id] = float("inf")  # nothing to write: the store has no row for it
+        return secret
+
     async def authenticate(
         self,
         authorization: str | None,

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aerodrome.control.events import ChangeFeed
+from aerodrome.control.guest_env import dns_files, fly_env
 from aerodrome.control.leases import Leases, Metadata
 from aerodrome.control.lifecycle import Lifecycle
 from aerodrome.control.registry import RegistryAccess
@@ -247,13 +248,7 @@ class Machines(Lifecycle, Leases, Metadata):
             **image.env,
             **await self.secrets.env(app.name),
             **spec.env,
-            "FLY_APP_NAME": app.name,
-            "FLY_MACHINE_ID": mid,
-            "FLY_ALLOC_ID": mid,
-            "FLY_REGION": region,
-            "FLY_IMAGE_REF": spec.image,
-            "FLY_MACHINE_VERSION": version,
-            "PRIMARY_REGION": region,
+            **fly_env(app.name, mid, version, region, spec),
         }
         return SandboxSpec(
             machine_id=mid,
@@ -265,7 +260,8 @@ class Machines(Lifecycle, Leases, Metadata):
             env=env,
             working_dir=image.working_dir or "/",
             user=image.user,
-            files=spec.files,
+            files=(*dns_files(spec), *spec.files),
+            host_resolver=spec.dns.host_resolver,
             cpus=spec.cpus,
             cpu_kind=spec.cpu_kind,
             memory_mb=spec.memory_mb,

@@ -24,6 +24,7 @@ from aerodrome.control.volumes import GIB, Volumes
 from aerodrome.core import (
     APP_DESTROYING,
     App,
+    CheckBoard,
     Clock,
     ImageInfo,
     RateLimiter,
@@ -71,6 +72,7 @@ class ControlPlane:
         self.runtime = runtime
         self.clock = clock or SystemClock()
         self.feed = ChangeFeed()
+        self.checks = CheckBoard()  # machines' health checks, as the host's checker last saw them
         self.tokens = Tokens(store, self.clock)
         self.registry = RegistryAccess(store, self.tokens, self.clock, registry_signer)
         self.apps = Apps(store, self.clock)

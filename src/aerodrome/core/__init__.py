@@ -15,6 +15,15 @@ from aerodrome.core.agent import (
     PreparedVersion,
     VolumeAttachment,
 )
+from aerodrome.core.checks import (
+    CHECK_CRITICAL,
+    CHECK_PASSING,
+    CHECK_WARNING,
+    CheckBoard,
+    CheckResult,
+    CheckSpec,
+    parse_checks,
+)
 from aerodrome.core.clock import Clock, SystemClock, rfc3339
 from aerodrome.core.config import GuestFile, MachineSpec, MountSpec, PortSpec, ServiceSpec, normalize_config
 from aerodrome.core.durations import MAX_DURATION, parse_duration, parse_signal, signal_name
@@ -107,6 +116,7 @@ from aerodrome.core.registry import (
 )
 from aerodrome.core.restarts import restart_backoff, should_restart
 from aerodrome.core.states import Action, MachineState, check_action
+from aerodrome.core.statics import StaticSpec, parse_statics
 from aerodrome.core.store_port import Store
 
 __all__ = [
@@ -114,6 +124,9 @@ __all__ = [
     "ALL_ACTIONS",
     "APP_DESTROYING",
     "APP_PROVIDER",
+    "CHECK_CRITICAL",
+    "CHECK_PASSING",
+    "CHECK_WARNING",
     "EXEC_OUTPUT_CAP",
     "EXEC_TIMEOUT_DEFAULT",
     "EXEC_TIMEOUT_MAX",
@@ -135,6 +148,9 @@ __all__ = [
     "App",
     "CapacityError",
     "Certificate",
+    "CheckBoard",
+    "CheckResult",
+    "CheckSpec",
     "Clock",
     "Deadline",
     "ExecResult",
@@ -185,6 +201,7 @@ __all__ = [
     "SecretKey",
     "ServiceSpec",
     "SnapshotInfo",
+    "StaticSpec",
     "Store",
     "SystemClock",
     "Token",
@@ -209,10 +226,12 @@ __all__ = [
     "nonce",
     "normalize_config",
     "parse_bool",
+    "parse_checks",
     "parse_duration",
     "parse_int",
     "parse_json",
     "parse_signal",
+    "parse_statics",
     "parse_string_map",
     "parse_target",
     "parse_text",

@@ -63,6 +63,7 @@ class SandboxSpec:
     mounts: tuple[VolumeMount, ...] = ()
     hostname: str = ""
     rootfs_bytes: int = 8 * 1024**3  # what the machine may write to its root filesystem in one run
+    host_resolver: bool = True  # /etc/resolv.conf names the host's resolver (when it runs one)
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,6 +109,10 @@ class Store(Protocol):
         event and, when `new_version`, a version row for `machine.instance_id`."""
         ...
 
+    async def add_event(self, machine: Machine, event: MachineEvent) -> None:
+        """Append an event that changes nothing of the machine's row (a health check's new status)."""
+        ...
+
     async def list_events(self, machine_id: str, limit: int = 20) -> list[MachineEvent]:
         """Newest first."""
         ...
