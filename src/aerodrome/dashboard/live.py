@@ -14,7 +14,6 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 from aerodrome.control import ControlPlane
-from aerodrome.core import RateLimitedError
 
 HEARTBEAT_SECONDS = 15.0
 
@@ -69,12 +68,7 @@ async def machine_table(changes: AppChanges, app_name: str, draw: Callable[[], A
 
 def admit_log_stream(plane: ControlPlane, org: str) -> None:
     """Log follows count against the logs API's bounds: a browser tab is one stream, as `?follow=true` is."""
-    logs, settings = plane.logs, plane.logs.settings
-    if sum(logs.streams.values()) >= settings.streams:
-        raise RateLimitedError(f"too many log streams (at most {settings.streams})", retry_after=5)
-    if logs.streams.get(org, 0) >= settings.streams_per_org:
-        raise RateLimitedError(f"too many log streams for {org} (at most {settings.streams_per_org})", retry_after=5)
-    logs.streams[org] = logs.streams.get(org, 0) + 1
+    plane.logs.admit_stream(org)
 
 
 async def log_lines(
@@ -108,7 +102,4 @@ async def log_lines(
             await logs.next_append(1.0)
             silent += 1.0
     finally:
-        with contextlib.suppress(KeyError):
-            logs.streams[org] -= 1
-            if logs.streams[org] <= 0:
-                del logs.streams[org]
+        logs.release_stream(org)
