@@ -471,6 +471,15 @@ class RuncRuntime:
             return SandboxStatus.STOPPED
         return SandboxStatus.CREATED
 
+    def version_of(self, machine_id: str) -> str:
+        """The version (instance id) of the machine this host holds, from its record; "" when it holds none."""
+        machine = self._machines.get(machine_id)
+        return machine.spec.instance_id if machine else ""
+
+    def machine_ids(self) -> list[str]:
+        """Every machine this host holds a record of, readable or set aside."""
+        return sorted(set(self._machines) | self._failed)
+
     async def destroy(self, machine_id: str) -> None:
         """Kill the machine if it runs and remove every trace of it from the host."""
         paths = self.layout.machine(machine_id)
