@@ -1,4 +1,4 @@
-"""`aerodrome serve`: the one place where store, runtime, registry, control plane, API and edge are wired together."""
+"""`aerodrome serve`: the one place where store, host agent, registry, control plane, API and edge are wired."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import uvicorn
 
+from aerodrome.agent import LocalAgent
 from aerodrome.api import ApiLimits, build_app, guarded_protocol
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
 from aerodrome.cli.metrics import OrgMetrics
@@ -121,14 +122,20 @@ async def serve(options: ServeOptions) -> None:
     except BaseException:
         await store.close()
         raise
+    try:
+        # re-adopts the machines a previous run left, and records the exits they made meanwhile
+        agent = await LocalAgent.open(
+            runtime, LoopVolumeBackend(layout.volumes), layout.runtime, region=options.default_region
+        )
+    except BaseException:
+        await runtime.close()
+        await store.close()
+        raise
     await registry.start()
     watcher = asyncio.create_task(registry.supervise(), name="registry supervisor")
-    volumes = LoopVolumeBackend(layout.volumes)
-    await volumes.recover()
     plane = ControlPlane(
         store,
-        runtime,
-        volumes,
+        agent,
         load_secrets_key(layout.secrets_key),
         Settings(
             default_region=options.default_region,
@@ -169,7 +176,7 @@ async def serve(options: ServeOptions) -> None:
                     plane,
                     limits=options.api_limits,
                     health_checks={"registry": registry.problem},
-                    metric_sources=[OrgMetrics(store, edge, volumes)],
+                    metric_sources=[OrgMetrics(store, edge, agent)],
                 ),
                 host=host,
                 port=port,
@@ -193,7 +200,7 @@ async def serve(options: ServeOptions) -> None:
         await dedicated.close()
         await edge.close()
         await plane.close()
-        await runtime.close()
+        await agent.close()
         watcher.cancel()
         await registry.stop()
         await store.close()

@@ -13,12 +13,13 @@ from aerodrome.control.events import ChangeFeed
 from aerodrome.core import (
     App,
     Clock,
+    Deadline,
+    HostAgent,
     LeaseConflictError,
     Machine,
     MachineEvent,
     MachineState,
     NotFoundError,
-    Runtime,
     Store,
     rfc3339,
     ulid,
@@ -26,9 +27,9 @@ from aerodrome.core import (
 
 
 class MachineBase:
-    def __init__(self, store: Store, runtime: Runtime, clock: Clock, feed: ChangeFeed) -> None:
+    def __init__(self, store: Store, agent: HostAgent, clock: Clock, feed: ChangeFeed) -> None:
         self.store = store
-        self.runtime = runtime
+        self.agent = agent
         self.clock = clock
         self.feed = feed
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -88,3 +89,16 @@ class MachineBase:
         await self.store.save_machine(updated, event=record, new_version=new_version)
         self.feed.publish(machine.id, machine.app_name)
         return updated
+
+
+# How long the control plane waits for the host: long enough for an image pull or a stop's own timeout.
+HOST_DEADLINE = 900.0
+
+
+def host_deadline(extra: float = 0.0) -> Deadline:
+    return Deadline.after(HOST_DEADLINE + extra)
+
+
+def new_key() -> str:
+    """An idempotency key for one request to the host: a retry of that request would send it again."""
+    return ulid()

@@ -132,6 +132,13 @@ class Store(Protocol):
         rows went; a sweep repeats while it is not 0."""
         ...
 
+    # host agents
+    async def agent_cursor(self, agent: str) -> int:
+        """The cursor of the last event of `agent` (its HostInfo name) the control plane recorded; 0 when none."""
+        ...
+
+    async def set_agent_cursor(self, agent: str, cursor: int) -> None: ...
+
     # logs
     async def output_cursor(self, machine_id: str) -> OutputCursor:
         """How far the machine's output was read into the store (the start when never)."""

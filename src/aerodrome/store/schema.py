@@ -151,6 +151,14 @@ machine_output = Table(
     Column("stored", BigInteger, nullable=False),  # bytes of its output lines stored, at most (trims are exact)
 )
 
+# How far the control plane has recorded each host agent's event stream (`HostAgent.events`).
+agent_cursors = Table(
+    "agent_cursors",
+    metadata,
+    Column("agent", String(128), primary_key=True),
+    Column("cursor", BigInteger, nullable=False),
+)
+
 volumes = Table(
     "volumes",
     metadata,

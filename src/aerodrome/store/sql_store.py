@@ -28,7 +28,7 @@ from aerodrome.core import (
     Volume,
     VolumeSnapshot,
 )
-from aerodrome.store import app_resources, certificates, logs, machines, orgs, retention, volumes
+from aerodrome.store import agents, app_resources, certificates, logs, machines, orgs, retention, volumes
 from aerodrome.store.cache import ALL, RecordCache
 from aerodrome.store.database import (
     SQLITE_WRITER,
@@ -237,6 +237,13 @@ class SqlStore:
             self._cache.machines.pop(machine_id, None)
             self._cache.forget_events(machine_id)
         return pruned.total
+
+    # host agents
+    async def agent_cursor(self, agent: str) -> int:
+        return await self._runner.read(agents.agent_cursor, agent)
+
+    async def set_agent_cursor(self, agent: str, cursor: int) -> None:
+        await self._runner.write(agents.set_agent_cursor, agent, cursor)
 
     # logs
     async def output_cursor(self, machine_id: str) -> OutputCursor:

@@ -1,0 +1,30 @@
+"""The host agent's event stream: how far the control plane recorded each agent's events.
+
+Revision ID: 0007
+Revises: 0006
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0007"
+down_revision: str | Sequence[str] | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "agent_cursors",
+        sa.Column("agent", sa.String(length=128), nullable=False),
+        sa.Column("cursor", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("agent", name=op.f("pk_agent_cursors")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("agent_cursors")
