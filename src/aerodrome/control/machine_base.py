@@ -86,9 +86,9 @@ class MachineBase:
         """Write the machine's new state (and its event) to disk, then wake waiters. `event` = (type, source)."""
         updated = dataclasses.replace(machine, state=state, updated_at=rfc3339(self.clock.now()), **changes)
         record = self.new_event(updated, event[0], state.value, event[1], request) if event else None
-        await self.store.save_machine(updated, event=record, new_version=new_version)
+        saved = await self.store.save_machine(updated, event=record, new_version=new_version)
         self.feed.publish(machine.id, machine.app_name)
-        return updated
+        return saved
 
 
 # How long the control plane waits for the host: long enough for an image pull or a stop's own timeout.

@@ -136,7 +136,7 @@ class Machines(Lifecycle, Leases, Metadata):
     async def _lease_on_create(self, machine: Machine, ttl: int) -> Machine:
         lease = Lease(nonce(), "", "", int(self.clock.now()) + ttl, machine.instance_id)
         await self.store.set_lease(machine.id, lease)
-        return dataclasses.replace(machine, lease=lease)
+        return dataclasses.replace(machine, lease=lease, row_version=machine.row_version + 1)
 
     async def update(
         self, app: App, org_network_id: int, mid: str, body: dict[str, Any], nonce_: str | None

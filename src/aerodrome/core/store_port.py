@@ -102,9 +102,11 @@ class Store(Protocol):
 
     async def save_machine(
         self, machine: Machine, *, event: MachineEvent | None = None, new_version: bool = False
-    ) -> None:
+    ) -> Machine:
         """Write the machine row (state, config, instance_id, lease…), and in the same transaction append the
-        event and, when `new_version`, a version row for `machine.instance_id`."""
+        event and, when `new_version`, a version row for `machine.instance_id`. Compare-and-set: the row must
+        still be at `machine.row_version` (the one read), else FailedPreconditionError and nothing is written;
+        returns the machine as written, its `row_version` bumped."""
         ...
 
     async def list_events(self, machine_id: str, limit: int = 20) -> list[MachineEvent]:
@@ -115,7 +117,9 @@ class Store(Protocol):
         """Newest first."""
         ...
 
-    async def set_lease(self, machine_id: str, lease: Lease | None) -> None: ...
+    async def set_lease(self, machine_id: str, lease: Lease | None) -> None:
+        """Set or clear the lease alone; bumps the row's version (a write from an earlier read is refused)."""
+        ...
 
     async def prune(
         self,

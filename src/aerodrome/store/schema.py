@@ -92,6 +92,8 @@ machines = Table(
     Column("lease_description", Text),
     Column("lease_expires_at", BigInteger),
     Column("lease_version", String(32)),
+    # Bumped by every write of the row; a write that names another than the row's is refused (compare-and-set).
+    Column("row_version", Integer, nullable=False, server_default="0"),
     Index("ix_machines_app_name_deleted", "app_name", "deleted"),
     Index("ix_machines_state", "state"),
     Index("ix_machines_region", "region"),

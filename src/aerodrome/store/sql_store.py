@@ -189,14 +189,15 @@ class SqlStore:
 
     async def save_machine(
         self, machine: Machine, *, event: MachineEvent | None = None, new_version: bool = False
-    ) -> None:
+    ) -> Machine:
         try:
-            await self._runner.write(machines.save_machine, machine, event, new_version)
+            saved = await self._runner.write(machines.save_machine, machine, event, new_version)
         finally:  # even a failed write may have been a row removed meanwhile: read it afresh next time
             self._cache.machines.pop(machine.id, None)
-        self._cache.put_machine(machine)
+        self._cache.put_machine(saved)
         if event is not None:
             self._cache.forget_events(machine.id)
+        return saved
 
     async def list_events(self, machine_id: str, limit: int = 20) -> list[MachineEvent]:
         events = self._cache.events(machine_id, limit)

@@ -1,4 +1,5 @@
-"""The host agent's event stream: how far the control plane recorded each agent's events.
+"""The host agent's event stream: how far the control plane recorded each agent's events; and machine rows'
+versions, which every write compares and sets.
 
 Revision ID: 0007
 Revises: 0006
@@ -24,7 +25,11 @@ def upgrade() -> None:
         sa.Column("cursor", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("agent", name=op.f("pk_agent_cursors")),
     )
+    with op.batch_alter_table("machines") as batch:
+        batch.add_column(sa.Column("row_version", sa.Integer(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("machines") as batch:
+        batch.drop_column("row_version")
     op.drop_table("agent_cursors")
