@@ -27,11 +27,11 @@ apt_service_off uuid-runtime uuidd "uuidd.socket uuidd.service"
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 # Reinstall only when the declared dependencies changed since the last install. The dev extra stays: it brings
-# mypy, whose mypyc compiles the edge below.
+# mypy, whose mypyc compiles the edge below; the bench extra brings `aerodrome bench`'s plots.
 stamp=.venv/.aerodrome-deps
 wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev,bench]'
   echo "$wanted" > "$stamp"
 fi
 # The edge's per-request modules, compiled (a no-op while they are unchanged); without it they run as plain Python.

@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-PACKAGES = ["core", "control", "store", "runtime", "api", "proxy", "mcp", "cli", "client"]
+PACKAGES = ["core", "control", "store", "runtime", "api", "proxy", "mcp", "cli", "client", "agent", "bench"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

@@ -73,7 +73,7 @@ def test_another_organisations_app_is_absent(server: Server, app_name: str) -> N
     server.cli("orgs", "create", "other-org")
     other = server.cli("tokens", "create", "--org", "other-org").strip()
     with server.client(other) as client:
-        assert client.get(f"/v1/apps/{app_name}").status_code == 404
+        assert client.get(f"/v1/apps/{app_name}").status_code == 403  # taken: fly-go reads 403 so
         assert client.get(f"/v1/apps/{app_name}/machines").status_code == 404
         assert client.get("/v1/apps", params={"org_slug": "personal"}).status_code == 404
 

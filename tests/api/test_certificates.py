@@ -97,6 +97,7 @@ def test_aerodrome_certificate_round_trip(api: httpx.Client, app_name: str) -> N
     check = api.post(f"/v1/apps/{app_name}/certificates/{host}/check")
     assert check.status_code == 200, check.text
     assert check.json()["configured"] and check.json()["validation_errors"] == []
+    assert check.json()["dns_requirements"]["cname"] == f"{app_name}.localhost"  # fly-go's DNSRequirements
 
     removed = api.delete(f"/v1/apps/{app_name}/certificates/{host}/acme")
     assert removed.status_code == 200 and removed.json()["certificates"] == []

@@ -183,7 +183,7 @@ def test_app_queries(gql: GraphQL, app_name: str) -> None:
     compact = gql(APP_COMPACT, appName=app_name)["data"]["appcompact"]
     assert compact["id"] == app_name and compact["name"] == app_name
     assert compact["hostname"] == f"{app_name}.localhost" and compact["appUrl"] == f"https://{app_name}.localhost"
-    assert compact["deployed"] is False and compact["status"] == "deployed" and compact["network"] == "default"
+    assert compact["deployed"] is False and compact["status"] == "pending" and compact["network"] == "default"
     assert compact["platformVersion"] == "machines" and compact["postgresAppRole"] is None
     assert compact["organization"]["slug"] == "personal" and compact["organization"]["paidPlan"] is False
     assert isinstance(compact["internalNumericId"], int)

@@ -15,6 +15,7 @@ import pytest
 
 from tests.api.helpers import create_machine, machine_exec, wait_for
 from tests.support.server import Server, running_server
+from tests.support.skips import skip_by_host
 from tests.support.volumes import host_leftovers, online_resize_allowed
 
 UNIT_KIB = 16 * 1024
@@ -212,7 +213,7 @@ def test_autoextend_grows_the_volume_up_to_its_limit(api: httpx.Client, app_name
 
 def test_autoextend_online_where_the_host_allows_it(api: httpx.Client, app_name: str, image: str) -> None:
     if not online_resize_allowed():
-        pytest.skip("online ext4 resize needs CAP_SYS_RESOURCE, which this host withholds")
+        skip_by_host("online ext4 resize needs CAP_SYS_RESOURCE, which this host withholds")
     volume = new_volume(api, app_name)
     mid = started(api, app_name, image, volume["id"], extend_threshold_percent=50, add_size_gb=1)
     before = df_kib(api, app_name, mid)

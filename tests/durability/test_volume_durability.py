@@ -11,6 +11,7 @@ import pytest
 
 from tests.api.helpers import create_machine, machine_exec, wait_for
 from tests.support.server import Server, running_server
+from tests.support.skips import skip_by_host
 from tests.support.volumes import host_leftovers, online_resize_allowed
 
 APP = "durable-volumes"
@@ -84,7 +85,7 @@ def test_sigkill_during_writes_keeps_every_synced_byte(server: Server) -> None:
 
 def test_a_pending_growth_survives_a_sigkill(server: Server) -> None:
     if online_resize_allowed():
-        pytest.skip("this host grows mounted filesystems online: no growth is left pending")
+        skip_by_host("this host grows mounted filesystems online: no growth is left pending")
     with server.client() as api:
         volume = api.post(f"/v1/apps/{APP}/volumes", json={"name": "data", "region": "iad", "size_gb": 1}).json()
         config = {"image": server.image("busybox"), "mounts": [{"volume": volume["id"], "path": "/data"}]}

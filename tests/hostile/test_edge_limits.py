@@ -7,6 +7,7 @@ them; waits are on conditions, and the sweep's one-second granularity is the sla
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import ssl
@@ -198,6 +199,8 @@ async def refused(port: int, local: str = "127.0.0.1", **tls: object) -> bool:
         return True
     finally:
         writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
 
 
 async def test_connections_per_client_address_and_in_all_are_bounded(
@@ -247,6 +250,8 @@ async def handshake(port: int, server_name: str, context: ssl.SSLContext) -> x50
     _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname=server_name)
     der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
     writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError):
+        await writer.wait_closed()
     return x509.load_der_x509_certificate(der)
 
 

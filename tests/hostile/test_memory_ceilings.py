@@ -148,6 +148,7 @@ async def trickle(port: int, sources: list[str], per_source: int, rounds: int) -
         await asyncio.sleep(0.05)
     for writer in writers:
         writer.close()
+    await asyncio.gather(*(writer.wait_closed() for writer in writers), return_exceptions=True)
     return len(writers)
 
 
@@ -187,6 +188,7 @@ async def sni_flood(port: int, names: list[str]) -> None:
             with contextlib.suppress(OSError, ssl.SSLError):
                 _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname=name)
                 writer.close()
+                await writer.wait_closed()  # closed before the loop ends, or the transport is reported unclosed
 
     await asyncio.gather(*(one(name) for name in names))
 

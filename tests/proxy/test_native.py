@@ -56,7 +56,7 @@ def test_a_changed_source_is_never_shadowed_by_its_stale_build(tmp_path: Path) -
     assert probe(tmp_path) == "False False"
 
 
-@pytest.mark.skipif(bool(os.environ.get("AERODROME_PURE_PYTHON")), reason="already the plain-Python run")
+@pytest.mark.skipif(bool(os.environ.get("AERODROME_PURE_PYTHON")), reason="covered: already the plain-Python run")
 def test_the_edge_suite_passes_as_plain_python() -> None:
     """The same proxy tests, with the data path interpreted: the fallback must not drift from the build."""
     done = subprocess.run(

@@ -15,6 +15,7 @@ import pytest
 from aerodrome.core import FailedPreconditionError, InvalidArgumentError, NotFoundError, VolumeUsage
 from aerodrome.runtime.volumes import LoopVolumeBackend, extended_size, needs_extend
 from aerodrome.runtime.volumes.images import content_digest_sync
+from tests.support.skips import skip_by_host
 
 MIB = 1 << 20
 SIZE = 16 * MIB
@@ -241,7 +242,7 @@ async def test_extend_mounted_takes_effect_by_the_next_mount(backend: LoopVolume
 @loop_test
 async def test_extend_mounted_online(backend: LoopVolumeBackend) -> None:
     if not has_cap_sys_resource():
-        pytest.skip("online ext4 resize needs CAP_SYS_RESOURCE, which this host withholds")
+        skip_by_host("online ext4 resize needs CAP_SYS_RESOURCE, which this host withholds")
     await backend.create("vol_a", SIZE, "ext4")
     mount_point = await backend.mount("vol_a")
     before = fs_bytes(mount_point)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.api.helpers import wait_app_gone
 from tests.support.server import Server
 
 
@@ -29,3 +30,4 @@ def app_name(api: httpx.Client) -> Iterator[str]:
     assert response.status_code == 201, response.text
     yield name
     api.delete(f"/v1/apps/{name}")
+    wait_app_gone(api, name)  # deleted in the background: the next test finds its addresses free

@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -17,10 +18,10 @@ from pathlib import Path
 
 import httpx
 
-from aerodrome.cli.daemon import unrouted_pool
+from aerodrome.cli.daemon import release_pool, unrouted_pool
 from aerodrome.core import SHARED_NAMESPACES, namespace_of
 from aerodrome.runtime import load_operator_credentials
-from aerodrome.runtime.runc.layout import mounts_dir
+from aerodrome.runtime.runc.leftovers import host_leftovers
 from tests.support.images import build_busybox_image
 from tests.support.registry import free_loopback_port
 
@@ -134,16 +135,37 @@ class Server:
         self.stop(signal.SIGKILL)
 
     def destroy_everything(self, timeout: float = 300) -> None:
-        """Delete every app (with its machines and volumes) through the API and wait until they are gone, so the
-        host is left clean."""
-        with self.client() as client:
-            for app in client.get("/v1/apps", params={"org_slug": "personal"}).json().get("apps", []):
-                client.delete(f"/v1/apps/{app['name']}")
-            deadline = time.monotonic() + timeout
-            while client.get("/v1/apps", params={"org_slug": "personal"}).json().get("apps"):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("apps were still being deleted")
-                time.sleep(0.1)
+        """Delete every app of every organisation (with its machines and volumes) through the API, and wait until
+        they are gone, so the host is left clean."""
+        for slug in self.org_slugs():
+            token = self.token if slug == "personal" else self.cli("tokens", "create", "--org", slug).strip()
+            with self.client(token) as client:
+                for app in client.get("/v1/apps", params={"org_slug": slug}).json().get("apps", []):
+                    client.delete(f"/v1/apps/{app['name']}")
+                deadline = time.monotonic() + timeout
+                while client.get("/v1/apps", params={"org_slug": slug}).json().get("apps"):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"apps of {slug} were still being deleted")
+                    time.sleep(0.1)
+
+    def org_slugs(self) -> list[str]:
+        return [row[0] for row in self._query("SELECT slug FROM organizations ORDER BY slug")]
+
+    def machine_ids(self) -> list[str]:
+        """Every machine the database has known, destroyed ones included (their traces must be gone too)."""
+        return [row[0] for row in self._query("SELECT id FROM machines")]
+
+    def _query(self, sql: str) -> list[tuple[str, ...]]:
+        database = self.data_dir / "aerodrome.db"
+        if not database.exists():
+            return []
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as db:
+            return db.execute(sql).fetchall()
+
+    def leftovers(self, machine_ids: list[str]) -> list[str]:
+        """What of this server's machines, data directory and address pool is still on the host."""
+        runtime = self.data_dir / "runtime"
+        return asyncio.run(host_leftovers(self.data_dir, runtime, machine_ids, pool4=self.machine_pool))
 
 
 def shared_name(name: str) -> str:
@@ -159,16 +181,30 @@ def running_server(*extra_args: str, machine_pool: str | None = None) -> Iterato
     workdir = Path(tempfile.mkdtemp(prefix="aerodrome-serve-"))
     server = Server(workdir / "data", extra_args=extra_args)
     if machine_pool is not None:
+        release_pool(server.machine_pool)
         server.machine_pool = machine_pool
     try:
         server.start()
         yield server
     finally:
-        try:
-            if server.process is not None and server.process.poll() is None:
-                server.destroy_everything()
-        finally:
-            server.stop()
-            shutil.rmtree(workdir, ignore_errors=True)
-            with contextlib.suppress(OSError):  # left where a machine still has mount points there
-                mounts_dir(server.data_dir / "runtime").rmdir()
+        take_down(server, workdir)
+
+
+def take_down(server: Server, workdir: Path) -> None:
+    """Destroy everything the test left, in every organisation, stop the daemon, then fail unless the host is as
+    it was. A daemon the test killed is started again on its data directory first: it adopts what the dead one
+    left, and destroys it. Nothing is removed while mounted: a leak is left in place, to be seen."""
+    if server.process is not None and server.process.poll() is not None:
+        server.start()
+    machine_ids: list[str] = []
+    try:
+        if server.process is not None:
+            server.destroy_everything()
+            machine_ids = server.machine_ids()
+    finally:
+        server.stop()
+    found = server.leftovers(machine_ids)
+    release_pool(server.machine_pool)
+    if found:
+        raise AssertionError("the test left on the host:\n  " + "\n  ".join(found))
+    shutil.rmtree(workdir)

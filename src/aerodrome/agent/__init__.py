@@ -1,8 +1,19 @@
-"""The host agent (Fly's flyd): one host's machines, volumes and images behind `aerodrome.core.HostAgent`."""
+"""The host agent (Fly's flyd): one host's machines, volumes and images behind `aerodrome.core.HostAgent`, in
+process (LocalAgent) or over its wire protocol (the server of `aerodrome agent`, and RemoteAgent)."""
 
 from __future__ import annotations
 
 from aerodrome.agent.local import LocalAgent
+from aerodrome.agent.remote import RemoteAgent
+from aerodrome.agent.server import AgentLimits, agent_server, build_agent_app, ensure_token
 from aerodrome.agent.specs import resolve_argv
 
-__all__ = ["LocalAgent", "resolve_argv"]
+__all__ = [
+    "AgentLimits",
+    "LocalAgent",
+    "RemoteAgent",
+    "agent_server",
+    "build_agent_app",
+    "ensure_token",
+    "resolve_argv",
+]

@@ -15,6 +15,7 @@ from aerodrome.api import errors, graphql, metrics
 from aerodrome.api.bodies import BodyLimitMiddleware
 from aerodrome.api.limits import ApiLimits
 from aerodrome.api.metrics import ApiMetrics, MetricsMiddleware, MetricSource
+from aerodrome.api.request_id import RequestIdMiddleware
 from aerodrome.api.responses import JSONResponse
 from aerodrome.api.routes import (
     actions,
@@ -26,7 +27,9 @@ from aerodrome.api.routes import (
     machines,
     platform,
     registry,
+    secretkeys,
     secrets,
+    uiex,
     volumes,
 )
 from aerodrome.control import ControlPlane
@@ -58,10 +61,12 @@ def build_routes(extra: list[BaseRoute] | None = None) -> list[BaseRoute]:
         *logs.routes,
         *volumes.routes,
         *secrets.routes,
+        *secretkeys.routes,
         *platform.routes,
         *ips.routes,
         *certificates.routes,
         *graphql.routes,
+        *uiex.routes,
         *registry.routes,
         *(extra or []),
     ]
@@ -81,7 +86,11 @@ def build_app(
     api_metrics = ApiMetrics()
     app = Starlette(
         routes=build_routes(extra_routes),
-        middleware=[Middleware(MetricsMiddleware, metrics=api_metrics), Middleware(BodyLimitMiddleware, limits=limits)],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(MetricsMiddleware, metrics=api_metrics),
+            Middleware(BodyLimitMiddleware, limits=limits),
+        ],
         exception_handlers={
             AerodromeError: errors.aerodrome_error,
             HTTPException: errors.http_error,

@@ -35,9 +35,10 @@ class Call:
     async def of(cls, request: Request) -> Call:
         return cls(request.app.state.plane, await authenticate(request), request)
 
-    async def app(self, *, destroying: bool = False) -> App:
+    async def app(self, *, destroying: bool = False, foreign: bool = False) -> App:
         """The path's app; `destroying=True` for the app's own GET and DELETE, which still see one being deleted."""
-        return await self.plane.apps.get(self.caller, self.request.path_params["app_name"], destroying=destroying)
+        name = self.request.path_params["app_name"]
+        return await self.plane.apps.get(self.caller, name, destroying=destroying, foreign=foreign)
 
     async def org(self) -> Organization:
         org = await self.plane.store.get_org(self.caller.org_slug)

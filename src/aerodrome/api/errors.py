@@ -16,6 +16,7 @@ from aerodrome.core import (
     InvalidArgumentError,
     LeaseConflictError,
     NotFoundError,
+    PermissionDeniedError,
     RateLimitedError,
     RuntimeFailureError,
     UnauthenticatedError,
@@ -30,6 +31,7 @@ log = logging.getLogger("aerodrome.api")
 STATUS_BY_KIND: tuple[tuple[type[AerodromeError], int], ...] = (
     (InvalidArgumentError, 400),
     (UnauthenticatedError, 401),
+    (PermissionDeniedError, 403),
     (NotFoundError, 404),
     (WaitTimeoutError, 408),
     (LeaseConflictError, 409),

@@ -22,7 +22,16 @@ JSON = dict[str, Any]
 MAX_RENDERED = 100_000
 
 
-def app(record: App, org: Organization | None, machine_count: int = 0, volume_count: int = 0) -> JSON:
+def app_status(record: App, machine_count: int) -> str:
+    """Fly's app status: `pending` until the app has a machine (flyctl's first-deploy test), then `deployed`."""
+    if record.status == "deployed" and machine_count == 0:
+        return "pending"
+    return record.status
+
+
+def app(
+    record: App, org: Organization | None, machine_count: int = 0, volume_count: int = 0, *, app_domain: str = ""
+) -> JSON:
     return {
         "id": record.id,
         "name": record.name,
@@ -30,7 +39,9 @@ def app(record: App, org: Organization | None, machine_count: int = 0, volume_co
         "machine_count": machine_count,
         "volume_count": volume_count,
         "network": record.network,
-        "status": record.status,
+        "status": app_status(record, machine_count),
+        "cname_target": f"{record.name}.{app_domain}" if app_domain else "",
+        "app_role": "",  # no app has one of Fly's roles (postgres_cluster, remote-docker-builder) here
         "organization": {
             "name": org.name if org else record.org_slug,
             "slug": record.org_slug,
@@ -71,6 +82,14 @@ def machine(record: Machine, events: list[MachineEvent] | None = None, *, nonce:
     if nonce:
         body["nonce"] = nonce
     return body
+
+
+def with_lease(body: JSON, record: Machine) -> JSON:
+    """`?include_leases=true`: the lease without its nonce (Fly's StrippedLease), or none."""
+    lease = record.lease
+    if lease is None:
+        return {**body, "lease": None}
+    return {**body, "lease": {"owner": lease.owner, "description": lease.description, "expires_at": lease.expires_at}}
 
 
 class RenderedMachines:

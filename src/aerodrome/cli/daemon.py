@@ -4,6 +4,7 @@ and a busybox image of its own in its registry."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import random
 import shutil
@@ -41,12 +42,47 @@ def free_port() -> int:
 TEST_POOL_OCTETS = (*range(16, 26), 31)
 
 
+POOL_LOCKS = Path("/run/aerodrome-test-pools")
+_reserved: dict[str, int] = {}  # pool → the descriptor holding its lock
+
+
 def unrouted_pool(octets: tuple[int, ...] = TEST_POOL_OCTETS) -> str:
-    """A random `172.X.0.0/16` of `octets` that no route on the host falls in yet (so not a running daemon's pool,
-    whose leftovers would be taken for this one's), or any of them when all are routed."""
+    """A `172.X.0.0/16` of `octets` reserved for this caller until `release_pool`: no other daemon started this way
+    (tests, `doctor`, side by side in other processes) gets it meanwhile, since each holds a lock file per pool.
+    Pools no route on the host falls in are tried first; when every one is held, one is shared, as before."""
     routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True).stdout
     free = [octet for octet in octets if f"172.{octet}." not in routes]
+    routed = [octet for octet in octets if octet not in free]
+    random.shuffle(free)
+    random.shuffle(routed)
+    for octet in free + routed:
+        pool = f"172.{octet}.0.0/16"
+        if _reserve(pool):
+            return pool
     return f"172.{random.choice(free or list(octets))}.0.0/16"
+
+
+def _reserve(pool: str) -> bool:
+    if pool in _reserved:
+        return False
+    try:
+        POOL_LOCKS.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(POOL_LOCKS / pool.replace("/", "_"), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return True  # no lock directory (not root): the route check alone keeps runs apart
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    _reserved[pool] = fd
+    return True
+
+
+def release_pool(pool: str) -> None:
+    fd = _reserved.pop(pool, None)
+    if fd is not None:
+        os.close(fd)
 
 
 @dataclass
@@ -57,6 +93,8 @@ class Daemon:
     machine_pool: str = field(default_factory=unrouted_pool)  # keeps side-by-side runs apart
     api_port: int = field(default_factory=free_port)
     registry_port: int = field(default_factory=free_port)
+    edge_http_port: int = field(default_factory=free_port)
+    volume_unit_mb: int = 16
     process: subprocess.Popen[bytes] | None = None
     token: str = ""
 
@@ -79,8 +117,8 @@ class Daemon:
             env[FAULT_ENV] = fault
         argv = [sys.executable, "-m", "aerodrome", "serve", "--data-dir", str(self.data_dir)]
         argv += ["--api", f"127.0.0.1:{self.api_port}", "--registry", self.registry, "--no-rate-limits"]
-        argv += ["--volume-unit-mb", "16", "--machine-ipv4-pool", self.machine_pool, "--no-egress"]
-        argv += ["--edge-http", f"127.0.0.1:{free_port()}", "--edge-https", f"127.0.0.1:{free_port()}"]
+        argv += ["--volume-unit-mb", str(self.volume_unit_mb), "--machine-ipv4-pool", self.machine_pool, "--no-egress"]
+        argv += ["--edge-http", f"127.0.0.1:{self.edge_http_port}", "--edge-https", f"127.0.0.1:{free_port()}"]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
         self._wait_ready()
@@ -101,6 +139,11 @@ class Daemon:
     def _cli(self, *args: str) -> str:
         argv = [sys.executable, "-m", "aerodrome", *args, "--data-dir", str(self.data_dir)]
         return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60).stdout
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "the daemon is not started"
+        return self.process.pid
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

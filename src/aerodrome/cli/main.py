@@ -6,11 +6,14 @@ import enum
 import ipaddress
 import logging
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from aerodrome.cli.agent import agent
 from aerodrome.cli.apps import app as apps_app
+from aerodrome.cli.bench import bench
 from aerodrome.cli.certs import app as certs_app
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, data_dir, missing_requirements
 from aerodrome.cli.doctor import doctor
@@ -43,6 +46,8 @@ api_command(app, "logs")(logs)
 app.command("login")(login)
 app.command("logout")(logout)
 app.command()(doctor)
+app.command()(agent)
+app.command()(bench)
 
 
 class LogFormat(enum.StrEnum):
@@ -199,6 +204,14 @@ def serve(
     log_streams: Annotated[
         int, typer.Option("--log-streams", min=1, help="Log follow streams open at once (64; a quarter per org).")
     ] = 64,
+    agent_url: Annotated[
+        list[str] | None,
+        typer.Option("--agent", help="URL of a host agent (`aerodrome agent`) to drive, repeatable.", hidden=True),
+    ] = None,
+    agent_token_file: Annotated[
+        list[Path] | None,
+        typer.Option("--agent-token-file", help="That agent's DIR/agent.token, one per --agent.", hidden=True),
+    ] = None,
 ) -> None:
     """Run the API, the machines runtime and the embedded registry in the foreground."""
     from aerodrome.cli.serve import ServeOptions
@@ -209,6 +222,10 @@ def serve(
     check_dedicated_pools(dedicated_ipv4_pool, dedicated_ipv6_pool)
     api_limits = parse_api_limits(api_limit or [])
     edge_limits = parse_edge_limits(edge_limit or [])
+    agents = parse_agents(agent_url or [], agent_token_file or [])
+    if agents:  # parsed and kept in ServeOptions; serve does not drive remote agents yet
+        typer.echo("aerodrome: serve --agent is not supported yet: serve runs its in-process agent", err=True)
+        raise typer.Exit(2)
     problem = missing_requirements()
     if problem:
         typer.echo(f"aerodrome: {problem}", err=True)
@@ -250,6 +267,7 @@ def serve(
         edge_timeouts=edge_timeouts,
         api_limits=api_limits,
         edge_limits=edge_limits,
+        agents=agents,
         retention=RetentionSettings(
             events_per_machine=events_per_machine,
             event_max_age=event_max_age,
@@ -269,6 +287,15 @@ def serve(
     except HostCheckError as exc:
         typer.echo(f"aerodrome: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def parse_agents(urls: list[str], token_files: list[Path]) -> tuple[tuple[str, Path], ...]:
+    """Each --agent URL with its --agent-token-file, paired in the order given."""
+    from aerodrome.cli.agent import parse_agent_url
+
+    if len(urls) != len(token_files):
+        raise typer.BadParameter("give one --agent-token-file for each --agent", param_hint="--agent-token-file")
+    return tuple((parse_agent_url(url), path) for url, path in zip(urls, token_files, strict=True))
 
 
 def parse_mirrors(values: list[str]) -> dict[str, str]:

@@ -69,6 +69,7 @@ class ServeOptions:
     edge_timeouts: dict[str, float] = field(default_factory=dict)  # EDGE_TIMEOUTS name → seconds
     api_limits: ApiLimits = field(default_factory=ApiLimits)
     edge_limits: dict[str, int] = field(default_factory=dict)  # EDGE_LIMITS name → count or bytes
+    agents: tuple[tuple[str, Path], ...] = ()  # remote host agents: (URL, token file); () runs one in-process
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     logs: LogSettings = field(default_factory=LogSettings)
 

@@ -9,7 +9,9 @@ from aerodrome.control.logs import LogSettings, MachineLogs
 from aerodrome.control.machines import Machines
 from aerodrome.control.plane import ControlPlane, Settings
 from aerodrome.control.registry import Caller, RegistryAccess
+from aerodrome.control.releases import Releases
 from aerodrome.control.retention import Retention, RetentionSettings
+from aerodrome.control.secretkeys import SecretKeys
 from aerodrome.control.secrets import Secrets
 from aerodrome.control.volumes import GIB, Volumes
 
@@ -27,8 +29,10 @@ __all__ = [
     "MachineLogs",
     "Machines",
     "RegistryAccess",
+    "Releases",
     "Retention",
     "RetentionSettings",
+    "SecretKeys",
     "Secrets",
     "Settings",
     "Volumes",

@@ -1,4 +1,5 @@
-"""Apps: Fly's naming rules, organisation scoping (another organisation's app is simply absent)."""
+"""Apps: Fly's naming rules, organisation scoping (another organisation's app is absent, except to the app's own
+GET, which answers 403 as Fly does: names are one global namespace, and fly-go counts a 403 as taken)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from aerodrome.core import (
     Clock,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
     Store,
     Token,
     UnprocessableError,
@@ -53,10 +55,13 @@ class Apps:
         await self._store.add_app(app)
         return app
 
-    async def get(self, caller: Token, name: str, *, destroying: bool = False) -> App:
+    async def get(self, caller: Token, name: str, *, destroying: bool = False, foreign: bool = False) -> App:
         """The caller's app. One being destroyed is absent for everything under it; only the app's own GET,
-        list and DELETE (`destroying=True`) still see it, so a client can watch it go."""
+        list and DELETE (`destroying=True`) still see it, so a client can watch it go. `foreign=True` tells
+        another organisation's app (403) from a free name (404)."""
         app = await self._store.get_app(name)
+        if foreign and app is not None and app.org_slug != caller.org_slug:
+            raise PermissionDeniedError(f"app {name!r} belongs to another organization")
         if app is None or app.org_slug != caller.org_slug or (app.destroying and not destroying):
             raise NotFoundError(f"Could not find App {name!r}")
         return app

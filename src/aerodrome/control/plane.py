@@ -17,7 +17,9 @@ from aerodrome.control.logs import LogSettings, MachineLogs
 from aerodrome.control.machines import Machines
 from aerodrome.control.recovery import recover
 from aerodrome.control.registry import RegistryAccess
+from aerodrome.control.releases import Releases
 from aerodrome.control.retention import Retention, RetentionSettings
+from aerodrome.control.secretkeys import SecretKeys
 from aerodrome.control.secrets import Secrets
 from aerodrome.control.volumes import GIB, Volumes
 from aerodrome.core import (
@@ -78,6 +80,8 @@ class ControlPlane:
             pool_v6=self.settings.ipv6_pool,
         )
         self.secrets = Secrets(store, self.clock, secrets_key)
+        self.releases = Releases(store, self.clock)
+        self.secretkeys = SecretKeys(store, self.clock, secrets_key)
         self.certificates = Certificates(store, self.clock, secrets_key, app_domain=self.settings.app_domain)
         self.volumes = Volumes(store, agent, self.clock, unit_bytes=self.settings.volume_unit_bytes)
         self.machines = Machines(

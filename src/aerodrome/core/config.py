@@ -265,19 +265,38 @@ def _file(raw: object) -> GuestFile:
 
 
 def _argv(config: JSON, key: str) -> tuple[str, ...]:
-    init = _dict(config, "init")
-    value = init.get(key) or []
+    """`init.<key>`, else the process's `<key>`: flyctl's `machine run --entrypoint/--command` and fly.toml
+    `[processes]` put them in `processes[0]`."""
+    return _strings(_dict(config, "init"), key, "init") or _strings(_process(config), key, "processes[0]")
+
+
+def _strings(source: JSON, key: str, where: str) -> tuple[str, ...]:
+    value = source.get(key) or []
     if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
-        raise InvalidArgumentError(f"invalid init.{key}: must be a list of strings")
+        raise InvalidArgumentError(f"invalid {where}.{key}: must be a list of strings")
     if len(value) > MAX_ITEMS:
-        raise InvalidArgumentError(f"invalid init.{key}: {len(value)} arguments, at most {MAX_ITEMS} allowed")
-    return tuple(parse_text(a, f"init.{key}[{i}]", MAX_VALUE) for i, a in enumerate(value))
+        raise InvalidArgumentError(f"invalid {where}.{key}: {len(value)} arguments, at most {MAX_ITEMS} allowed")
+    return tuple(parse_text(a, f"{where}.{key}[{i}]", MAX_VALUE) for i, a in enumerate(value))
+
+
+def _process(config: JSON) -> JSON:
+    """The machine's one process (`config.processes[0]`); a machine here runs one, so more are refused."""
+    processes = _list(config, "processes")
+    if len(processes) > 1:
+        raise InvalidArgumentError(f"invalid processes: {len(processes)} given, a machine runs at most one")
+    if processes and not isinstance(processes[0], dict):
+        raise InvalidArgumentError("invalid processes[0]: must be an object")
+    return processes[0] if processes else {}
 
 
 def _env(config: JSON) -> dict[str, str]:
     env = _dict(config, "env")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise InvalidArgumentError("invalid env: keys and values must be strings")
+    process_env = _dict(_process(config), "env")  # a process's env adds to the machine's, and wins
+    env = {**env, **process_env}
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise InvalidArgumentError("invalid processes[0].env: keys and values must be strings")
     if any("=" in k for k in env):
         raise InvalidArgumentError("invalid env: a variable's name must not contain '='")
     return parse_string_map(env, "env")

@@ -3,6 +3,7 @@
     AerodromeError
      ├── InvalidArgumentError        bad input (HTTP 400)
      ├── UnauthenticatedError        no or unknown token (401)
+     ├── PermissionDeniedError       exists, but another organisation's (403)
      ├── NotFoundError               absent, or not visible to the caller (404)
      ├── WaitTimeoutError            a wait ran out of time (408)
      ├── LeaseConflictError          another holder owns the lease, or the nonce is wrong (409)
@@ -44,6 +45,10 @@ class InvalidArgumentError(AerodromeError):
 
 
 class UnauthenticatedError(AerodromeError):
+    pass
+
+
+class PermissionDeniedError(AerodromeError):
     pass
 
 

@@ -136,6 +136,36 @@ class VolumeSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class Release:
+    """One version of an app: a deploy or a change of its secrets, numbered from 1 per app."""
+
+    id: str
+    app_name: str
+    version: int  # assigned by the store: one more than the app's newest
+    status: str  # what the deployer says (`pending`, `running`, `complete`, `failed`…); `complete` for aerodrome's own
+    reason: str  # `deploy` or `change secrets`
+    description: str
+    image_ref: str
+    strategy: str  # flyctl's deployment strategy, as it sent it
+    user: str
+    created_at: str
+    updated_at: str
+    metadata: str = "{}"  # JSON the deployer attaches when it finishes
+
+
+@dataclass(frozen=True, slots=True)
+class SecretKey:
+    """One version of an app's named cryptographic key (Fly's `secretkeys`): the key material stays server-side."""
+
+    app_name: str
+    name: str
+    version: int  # assigned by the store: one more than the name's newest
+    type: str
+    key_ciphertext: bytes  # encrypted like app secrets
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
 class Secret:
     app_name: str
     name: str

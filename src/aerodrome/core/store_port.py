@@ -18,7 +18,9 @@ from aerodrome.core.models import (
     MachineEvent,
     MachineVersion,
     Organization,
+    Release,
     Secret,
+    SecretKey,
     Token,
     Volume,
     VolumeSnapshot,
@@ -206,5 +208,32 @@ class Store(Protocol):
         ...
 
     async def delete_certificate(self, hostname: str) -> None: ...
+
+    # releases
+    async def add_release(self, release: Release) -> Release:
+        """Store `release` as the app's next version (its `version` is ignored) and return it numbered."""
+        ...
+
+    async def get_release(self, release_id: str) -> Release | None: ...
+    async def list_releases(self, app_name: str, limit: int) -> list[Release]:
+        """Newest first."""
+        ...
+
+    async def update_release(self, release_id: str, status: str, metadata: str, at: str) -> Release | None: ...
+
+    # secret keys
+    async def add_secret_key(self, key: SecretKey) -> SecretKey:
+        """Store `key` as its name's next version (its `version` is ignored) and return it numbered."""
+        ...
+
+    async def get_secret_key(self, app_name: str, name: str, version: int | None) -> SecretKey | None:
+        """That version, or the newest when `version` is None."""
+        ...
+
+    async def list_secret_keys(self, app_name: str) -> list[SecretKey]:
+        """The newest version of each name, by name."""
+        ...
+
+    async def delete_secret_key(self, app_name: str, name: str) -> bool: ...
 
     async def close(self) -> None: ...

@@ -234,3 +234,32 @@ certificates = Table(
     Column("created_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
 )
+
+releases = Table(
+    "releases",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("app_name", String(128), ForeignKey("apps.name", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("status", String(64), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("image_ref", Text, nullable=False),
+    Column("strategy", String(32), nullable=False),
+    Column("user", String(256), nullable=False),
+    Column("metadata", Text, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+    UniqueConstraint("app_name", "version"),
+)
+
+secret_keys = Table(
+    "secret_keys",
+    metadata,
+    Column("app_name", String(128), ForeignKey("apps.name", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("type", String(32), nullable=False),
+    Column("key_ciphertext", LargeBinary, nullable=False),
+    Column("created_at", String(40), nullable=False),
+)

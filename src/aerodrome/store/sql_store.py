@@ -23,12 +23,14 @@ from aerodrome.core import (
     MachineVersion,
     Organization,
     OutputCursor,
+    Release,
     Secret,
+    SecretKey,
     Token,
     Volume,
     VolumeSnapshot,
 )
-from aerodrome.store import agents, app_resources, certificates, logs, machines, orgs, retention, volumes
+from aerodrome.store import agents, app_resources, certificates, logs, machines, orgs, releases, retention, volumes
 from aerodrome.store.cache import ALL, RecordCache
 from aerodrome.store.database import (
     SQLITE_WRITER,
@@ -329,3 +331,29 @@ class SqlStore:
 
     async def delete_certificate(self, hostname: str) -> None:
         await self._runner.write(certificates.delete_certificate, hostname)
+
+    # releases
+    async def add_release(self, release: Release) -> Release:
+        return await self._runner.write(releases.add_release, release)
+
+    async def get_release(self, release_id: str) -> Release | None:
+        return await self._runner.read(releases.get_release, release_id)
+
+    async def list_releases(self, app_name: str, limit: int) -> list[Release]:
+        return await self._runner.read(releases.list_releases, app_name, limit)
+
+    async def update_release(self, release_id: str, status: str, metadata: str, at: str) -> Release | None:
+        return await self._runner.write(releases.update_release, release_id, status, metadata, at)
+
+    # secret keys
+    async def add_secret_key(self, key: SecretKey) -> SecretKey:
+        return await self._runner.write(releases.add_secret_key, key)
+
+    async def get_secret_key(self, app_name: str, name: str, version: int | None) -> SecretKey | None:
+        return await self._runner.read(releases.get_secret_key, app_name, name, version)
+
+    async def list_secret_keys(self, app_name: str) -> list[SecretKey]:
+        return await self._runner.read(releases.list_secret_keys, app_name)
+
+    async def delete_secret_key(self, app_name: str, name: str) -> bool:
+        return await self._runner.write(releases.delete_secret_key, app_name, name)

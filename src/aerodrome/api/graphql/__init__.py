@@ -1,4 +1,5 @@
-"""The GraphQL subset of Fly's API (api.fly.io/graphql) that clients use for apps and IP addresses."""
+"""The part of Fly's GraphQL API (api.fly.io/graphql) that flyctl and fly-go use: apps, organisations, IPs,
+certificates, secrets, machines, volumes, regions and tokens."""
 
 from __future__ import annotations
 

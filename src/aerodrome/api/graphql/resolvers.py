@@ -12,6 +12,7 @@ from typing import Any, TypeAlias
 
 from graphql import GraphQLResolveInfo
 
+from aerodrome.api.render import app_status
 from aerodrome.control import ControlPlane
 from aerodrome.core import App, InvalidArgumentError, IPAddress, NotFoundError, Organization, Token
 
@@ -39,6 +40,15 @@ def organization_node(org: Organization) -> JSON:
         "rawSlug": org.slug,
         "slug": org.slug,
         "type": "PERSONAL" if org.slug == "personal" else "SHARED",
+        # no billing, builders, add-ons or members here: Fly's answers for an organisation without them
+        "billable": False,
+        "billingStatus": "CURRENT",
+        "viewerRole": "admin",  # a token acts for its whole organisation
+        "remoteBuilderImage": "",
+        "remoteBuilderApp": None,
+        "addOnSsoLink": None,
+        "provisionsBetaExtensions": False,
+        "members": {"edges": []},
     }
 
 
@@ -61,7 +71,17 @@ async def app_node(context: Context, app: App) -> JSON:
         "organization": organization_node(context.org),
         "platformVersion": "machines",
         "role": None,
-        "status": app.status,
+        "status": app_status(app, machines),
+        "version": 0,
+        "config": {"definition": {}},  # fly.toml lives with the client; Fly keeps none for a machines app
+        "services": [],  # Nomad's; a machine's services are in its config
+        "imageDetails": None,
+        "image": None,
+        "currentRelease": None,
+        "currentReleaseUnprocessed": None,
+        "releasesUnprocessed": {"nodes": []},
+        "egressIpAddresses": {"nodes": []},  # static egress addresses are Fly's; machines here have none
+        "limitedAccessTokens": {"nodes": []},  # tokens here belong to an organisation, not to one app
     }
 
 
@@ -218,11 +238,11 @@ async def _owner(context: Context, address: str | None, ip_id: str | None) -> Ap
 
 #: (type, field) → resolver; every other field is read from the parent dict.
 FIELD_RESOLVERS: dict[tuple[str, str], Any] = {
-    ("Query", "app"): query_app,
-    ("Query", "organization"): query_organization,
-    ("Mutation", "allocateIpAddress"): allocate_ip_address,
-    ("Mutation", "releaseIpAddress"): release_ip_address,
-    ("Mutation", "deleteLimitedAccessToken"): delete_limited_access_token,
+    ("Queries", "app"): query_app,
+    ("Queries", "organization"): query_organization,
+    ("Mutations", "allocateIpAddress"): allocate_ip_address,
+    ("Mutations", "releaseIpAddress"): release_ip_address,
+    ("Mutations", "deleteLimitedAccessToken"): delete_limited_access_token,
     ("App", "ipAddresses"): app_ip_addresses,
     ("App", "ipAddress"): app_ip_address,
     ("App", "sharedIpAddress"): app_shared_ip_address,

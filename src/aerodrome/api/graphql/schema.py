@@ -21,7 +21,8 @@ from graphql import (
 from graphql import execute as execute_document
 
 from aerodrome.api.errors import status_of
-from aerodrome.api.graphql.resolvers import FIELD_RESOLVERS, Context
+from aerodrome.api.graphql import mutations, queries, resolvers
+from aerodrome.api.graphql.resolvers import Context
 from aerodrome.core import AerodromeError
 
 log = logging.getLogger("aerodrome.api.graphql")
@@ -32,6 +33,7 @@ JSON = dict[str, Any]
 CODE_BY_STATUS = {
     400: "BAD_REQUEST",
     401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
     404: "NOT_FOUND",
     408: "TIMEOUT",
     409: "CONFLICT",
@@ -47,7 +49,8 @@ def schema() -> GraphQLSchema:
     """Built once per process; field resolvers are bound on the built types."""
     sdl = resources.files("aerodrome.api.graphql").joinpath("schema.graphql").read_text()
     built = build_schema(sdl)
-    for (type_name, field_name), resolve in FIELD_RESOLVERS.items():
+    bound = {**resolvers.FIELD_RESOLVERS, **queries.FIELD_RESOLVERS, **mutations.FIELD_RESOLVERS}
+    for (type_name, field_name), resolve in bound.items():
         owner = built.get_type(type_name)
         assert isinstance(owner, GraphQLObjectType), type_name
         owner.fields[field_name].resolve = resolve

@@ -14,6 +14,7 @@ from aerodrome.core import (
     EXEC_TIMEOUT_MAX,
     MAX_VALUE,
     InvalidArgumentError,
+    ProcessInfo,
     parse_duration,
     parse_int,
     parse_signal,
@@ -21,6 +22,9 @@ from aerodrome.core import (
 )
 
 MAX_EXEC_ARGS = 1024
+SIGKILL = 9
+#: `ps?sort_by=`: the process fields a listing can be ordered by.
+PS_SORT_FIELDS = ("pid", "cpu", "rss", "rtime", "stime", "command", "directory")
 
 
 def _stop_timeout(value: object) -> float | None:
@@ -63,6 +67,8 @@ async def restart(request: Request) -> Response:
     call.limit("restart", call.machine_id)
     query = request.query_params
     signal = parse_signal(query["signal"]) if query.get("signal") else None
+    if call.query_bool("force_stop"):  # fly-go's `force_stop=true`: no grace before the restart
+        signal = SIGKILL
     timeout = _stop_timeout(query.get("timeout"))
     await call.plane.machines.restart(app, call.machine_id, call.nonce, signal=signal, timeout=timeout)
     return JSONResponse({"ok": True})
@@ -154,10 +160,23 @@ async def exec_(request: Request) -> Response:
     return JSONResponse(reply)
 
 
+def _sorted_processes(call: Call, processes: list[ProcessInfo]) -> list[ProcessInfo]:
+    """`sort_by` one of PS_SORT_FIELDS, `order` `asc` (the default) or `desc`."""
+    sort_by = call.request.query_params.get("sort_by") or ""
+    order = (call.request.query_params.get("order") or "asc").lower()
+    if sort_by and sort_by not in PS_SORT_FIELDS:
+        raise InvalidArgumentError(f"invalid sort_by {sort_by[:40]!r}: use one of {', '.join(PS_SORT_FIELDS)}")
+    if order not in ("asc", "desc"):
+        raise InvalidArgumentError(f"invalid order {order[:40]!r}: use asc or desc")
+    if not sort_by:
+        return processes
+    return sorted(processes, key=lambda p: getattr(p, sort_by), reverse=order == "desc")
+
+
 async def ps(request: Request) -> Response:
     call = await Call.of(request)
     app = await call.app()
-    processes = await call.plane.machines.ps(app, call.machine_id)
+    processes = _sorted_processes(call, await call.plane.machines.ps(app, call.machine_id))
     return JSONResponse(
         [
             {

@@ -21,7 +21,8 @@ async def create_app(request: Request) -> Response:
     app = await call.plane.apps.create(
         call.caller, body.get("app_name") or body.get("name"), org_slug, body.get("network") or ""
     )
-    return JSONResponse(render.app(app, await call.org()), status_code=201)
+    domain = call.plane.settings.app_domain
+    return JSONResponse(render.app(app, await call.org(), app_domain=domain), status_code=201)
 
 
 async def list_apps(request: Request) -> Response:
@@ -31,17 +32,19 @@ async def list_apps(request: Request) -> Response:
         raise InvalidArgumentError("org_slug is required")
     org = await call.org()
     apps = []
-    for app in await call.plane.apps.list(call.caller, org_slug):
+    # no app has a role here, so a role filter (flyctl's remote-builder lookup) matches none rather than all
+    listed = [] if request.query_params.get("app_role") else await call.plane.apps.list(call.caller, org_slug)
+    for app in listed:
         machines, volumes = await call.plane.store.app_counts(app.name)
-        apps.append(render.app(app, org, machines, volumes))
+        apps.append(render.app(app, org, machines, volumes, app_domain=call.plane.settings.app_domain))
     return JSONResponse({"total_apps": len(apps), "apps": apps})
 
 
 async def get_app(request: Request) -> Response:
     call = await Call.of(request)
-    app = await call.app(destroying=True)
+    app = await call.app(destroying=True, foreign=True)
     machines, volumes = await call.plane.store.app_counts(app.name)
-    return JSONResponse(render.app(app, await call.org(), machines, volumes))
+    return JSONResponse(render.app(app, await call.org(), machines, volumes, app_domain=call.plane.settings.app_domain))
 
 
 async def delete_app(request: Request) -> Response:

@@ -42,8 +42,17 @@ def _validation(cert: Certificate) -> JSON:
     }
 
 
-async def _detail(call: Call, app: App, cert: Certificate) -> JSON:
+async def _dns_requirements(call: Call, app: App) -> JSON:
+    """The records a hostname needs to reach the app; fly-go's `DNSRequirements`."""
     addresses = await call.plane.ips.list(app)
+    return {
+        "a": [ip.address for ip in addresses if ip.type in ("v4", "shared_v4")],
+        "aaaa": [ip.address for ip in addresses if ip.type == "v6"],
+        "cname": f"{app.name}.{call.plane.settings.app_domain}",
+    }
+
+
+async def _detail(call: Call, app: App, cert: Certificate) -> JSON:
     return {
         "hostname": cert.hostname,
         "acme_requested": cert.acme_requested,
@@ -51,11 +60,7 @@ async def _detail(call: Call, app: App, cert: Certificate) -> JSON:
         "configured": True,
         "status": READY,
         "dns_provider": "",
-        "dns_requirements": {
-            "a": [ip.address for ip in addresses if ip.type in ("v4", "shared_v4")],
-            "aaaa": [ip.address for ip in addresses if ip.type == "v6"],
-            "cname": f"{app.name}.{call.plane.settings.app_domain}",
-        },
+        "dns_requirements": await _dns_requirements(call, app),
         "validation": _validation(cert),
         "validation_errors": [],
     }
@@ -169,7 +174,9 @@ async def check_certificate(request: Request) -> Response:
     call = await Call.of(request)
     app = await call.app()
     report = await call.plane.certificates.check(app, request.path_params["hostname"])
-    return JSONResponse(_check(report, rfc3339(call.plane.clock.now())))
+    # no `dns_records`: aerodrome does not resolve names (fly-go reads its absence as none)
+    body = {**_check(report, rfc3339(call.plane.clock.now())), "dns_requirements": await _dns_requirements(call, app)}
+    return JSONResponse(body)
 
 
 routes = [

@@ -29,6 +29,7 @@ async def create_machine(request: Request) -> Response:
     call.limit("create", app.name)
     org = await call.org()
     machine = await call.plane.machines.create(app, org.internal_numeric_id, await call.body())
+    await call.plane.releases.machine_changed(app, machine.config)
     events = await call.plane.store.list_events(machine.id, limit=10)
     return JSONResponse(render.machine(machine, events, nonce=machine.lease.nonce if machine.lease else None))
 
@@ -47,6 +48,8 @@ async def list_machines(request: Request) -> Response:
         machines = [m for m in machines if all((m.config.get("metadata") or {}).get(k) == v for k, v in wanted.items())]
     if call.query_bool("summary"):
         return JSONResponse([render.machine_summary(m) for m in machines])
+    if call.query_bool("include_leases"):
+        return JSONResponse([render.with_lease(render.machine(m), m) for m in machines])
     return EncodedJSONResponse(_RENDERED.listing(machines))
 
 
@@ -55,7 +58,8 @@ async def get_machine(request: Request) -> Response:
     app = await call.app()
     call.limit("get", call.machine_id)
     machine = await call.plane.machines.find(app, call.machine_id, include_deleted=True)
-    return JSONResponse(render.machine(machine, await call.plane.store.list_events(machine.id, limit=10)))
+    body = render.machine(machine, await call.plane.store.list_events(machine.id, limit=10))
+    return JSONResponse(render.with_lease(body, machine) if call.query_bool("include_leases") else body)
 
 
 async def update_machine(request: Request) -> Response:
@@ -66,6 +70,7 @@ async def update_machine(request: Request) -> Response:
     machine = await call.plane.machines.update(
         app, org.internal_numeric_id, call.machine_id, await call.body(), call.nonce
     )
+    await call.plane.releases.machine_changed(app, machine.config)
     return JSONResponse(render.machine(machine, await call.plane.store.list_events(machine.id, limit=10)))
 
 
@@ -108,7 +113,7 @@ routes = [
     Route("/v1/apps/{app_name}/machines", create_machine, methods=["POST"]),
     Route("/v1/apps/{app_name}/machines", list_machines, methods=["GET"]),
     Route("/v1/apps/{app_name}/machines/{machine_id}", get_machine, methods=["GET"]),
-    Route("/v1/apps/{app_name}/machines/{machine_id}", update_machine, methods=["POST"]),
+    Route("/v1/apps/{app_name}/machines/{machine_id}", update_machine, methods=["POST", "PUT"]),  # PUT: some SDKs
     Route("/v1/apps/{app_name}/machines/{machine_id}", delete_machine, methods=["DELETE"]),
     Route("/v1/orgs/{org_slug}/machines", list_org_machines, methods=["GET"]),
 ]

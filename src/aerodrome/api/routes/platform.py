@@ -1,5 +1,5 @@
 """Tokens and platform: `/v1/tokens/current`, the organisation's tokens (`/v1/tokens`, an aerodrome extension),
-`/v1/platform/regions`, and aerodrome's own OpenAPI document."""
+`/v1/platform/regions` and `/placements`, and aerodrome's own OpenAPI document."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from aerodrome.api.context import Call
 from aerodrome.api.openapi import implemented_spec
 from aerodrome.api.regions import REGIONS
 from aerodrome.api.responses import JSONResponse
-from aerodrome.core import NotFoundError, Token
+from aerodrome.core import InvalidArgumentError, NotFoundError, Token, parse_int
 
 
 async def current_token(request: Request) -> Response:
@@ -73,7 +73,28 @@ async def openapi(request: Request) -> Response:
     return JSONResponse(implemented_spec(request.app.routes))
 
 
+async def placements(request: Request) -> Response:
+    """fly-go's GetPlacements: where `count` machines go. Every region is this host's, so the count is spread over
+    the regions asked for (`region`, comma-joined), else the default region, in their order."""
+    call = await Call.of(request)
+    body = await call.body()
+    org_slug = body.get("org_slug") or call.caller.org_slug
+    if org_slug != call.caller.org_slug:
+        raise NotFoundError(f"organization {org_slug!r} not found")
+    count = parse_int(body.get("count") or 0, "count", 0, 10_000)
+    raw = body.get("region") or ""
+    if not isinstance(raw, str):
+        raise InvalidArgumentError("invalid region: must be a string")
+    regions = [call.plane.machines.region_for(r.strip()) for r in raw.split(",") if r.strip()] or [
+        call.plane.machines.region_for(None)
+    ]
+    spread = [count // len(regions) + (1 if i < count % len(regions) else 0) for i in range(len(regions))]
+    placed = [{"region": r, "count": n, "concurrency": max(n, 1)} for r, n in zip(regions, spread, strict=True)]
+    return JSONResponse({"regions": placed})
+
+
 routes = [
+    Route("/v1/platform/placements", placements, methods=["POST"]),
     Route("/v1/tokens/current", current_token, methods=["GET"]),
     Route("/v1/tokens", list_tokens, methods=["GET"]),
     Route("/v1/tokens/{token_id}", revoke_token, methods=["DELETE"]),

@@ -38,6 +38,7 @@ async def set_secrets(request: Request) -> Response:
     if not isinstance(values, dict):
         raise InvalidArgumentError("values is required and must be an object")
     version = await call.plane.secrets.set(app.name, values)
+    await call.plane.releases.secrets_changed(app, version)
     secrets = [_secret(call, s, False) for s in await call.plane.secrets.list(app.name)]
     return JSONResponse({"secrets": secrets, "version": version, "Version": version})
 
@@ -57,6 +58,7 @@ async def set_secret(request: Request) -> Response:
     if not isinstance(value, str):
         raise InvalidArgumentError("value is required and must be a string")
     version = await call.plane.secrets.set(app.name, {name: value})
+    await call.plane.releases.secrets_changed(app, version)
     secret = await call.plane.secrets.get(app.name, name)
     return JSONResponse({**_secret(call, secret, True), "version": version, "Version": version}, status_code=201)
 
@@ -67,6 +69,7 @@ async def delete_secret(request: Request) -> Response:
     name = request.path_params["name"]
     await call.plane.secrets.get(app.name, name)
     version = await call.plane.secrets.set(app.name, {name: None})
+    await call.plane.releases.secrets_changed(app, version)
     return JSONResponse({"version": version, "Version": version})
 
 

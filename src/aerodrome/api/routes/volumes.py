@@ -80,11 +80,28 @@ async def list_snapshots(request: Request) -> Response:
 async def list_org_volumes(request: Request) -> Response:
     call = await Call.of(request)
     org_slug = call.own_org()
-    volumes = [
-        v for app in await call.plane.apps.list(call.caller, org_slug) for v in await call.plane.volumes.list(app)
+    include_deleted = call.query_bool("include_deleted")
+    volumes: list[Volume] = []
+    for app in await call.plane.apps.list(call.caller, org_slug):
+        if include_deleted:
+            volumes += await call.plane.store.list_volumes(app.name, include_destroyed=True)
+        else:
+            volumes += await call.plane.volumes.list(app)
+    page, next_cursor = _org_page(call, sorted(volumes, key=lambda v: v.id))
+    return JSONResponse(
+        {"volumes": [{**render.volume(v), "app_name": v.app_name} for v in page], "next_cursor": next_cursor}
+    )
+
+
+def _org_page(call: Call, volumes: list[Volume]) -> tuple[list[Volume], str]:
+    """`region`, `state` (comma-joined) and the id `cursor` of the previous page; `limit` at most 1000."""
+    region, states = call.request.query_params.get("region"), set(call.query_list("state"))
+    cursor = call.request.query_params.get("cursor") or ""
+    limit = min(max(call.query_int("limit", 1000), 1), 1000)
+    wanted = [
+        v for v in volumes if (not region or v.region == region) and (not states or v.state in states) and v.id > cursor
     ]
-    volumes.sort(key=lambda v: v.id)
-    return JSONResponse({"volumes": [{**render.volume(v), "app_name": v.app_name} for v in volumes], "next_cursor": ""})
+    return wanted[:limit], wanted[limit - 1].id if len(wanted) > limit else ""
 
 
 _V = "/v1/apps/{app_name}/volumes"
