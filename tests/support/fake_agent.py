@@ -147,7 +147,8 @@ class FakeAgent:
             raise FailedPreconditionError(f"machine {spec.machine_id} runs: stop it before preparing a version")
         image_ref = self._image_ref(spec.image, spec.image_digest)
         prepared = PreparedVersion(spec.version, image_ref, *self._address(spec, current))
-        self._machines[spec.machine_id] = FakeMachine(spec, prepared, memory_mb=spec.memory_mb)
+        resting = current.state if current is not None else HostState.CREATED  # a stopped one stays stopped
+        self._machines[spec.machine_id] = FakeMachine(spec, prepared, resting, memory_mb=spec.memory_mb)
         return prepared
 
     async def start(self, machine_id: str, version: str, *, key: str, deadline: Deadline) -> None:

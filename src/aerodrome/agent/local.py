@@ -19,6 +19,7 @@ from aerodrome.agent.journal import Journal, exit_from_json, exit_to_json
 from aerodrome.agent.specs import pinned, sandbox_spec
 from aerodrome.core import (
     AerodromeError,
+    AlreadyExistsError,
     Deadline,
     ExecResult,
     ExitInfo,
@@ -31,6 +32,7 @@ from aerodrome.core import (
     ImageInfo,
     MachineUsage,
     MachineVersionSpec,
+    NotFoundError,
     PreparedVersion,
     ProcessInfo,
     PullGrant,
@@ -198,6 +200,8 @@ class LocalAgent:
 
     async def _stop(self, machine_id: str, signal: int, timeout: float) -> ExitInfo | None:
         status = await self.runtime.status(machine_id)
+        if status is SandboxStatus.ABSENT:
+            raise NotFoundError(f"machine {machine_id} not found on this host")
         if status not in (SandboxStatus.RUNNING, SandboxStatus.PAUSED):
             return None
         if status is SandboxStatus.PAUSED:
@@ -267,6 +271,8 @@ class LocalAgent:
         deadline: Deadline,
     ) -> None:
         async def create() -> None:
+            if volume_id in (await self.volumes.stored())[0]:  # the backend's own create is idempotent; a key is
+                raise AlreadyExistsError(f"volume {volume_id} already exists on this host")
             await self.volumes.create(
                 volume_id, size_bytes, fstype, from_snapshot=from_snapshot, from_volume=from_volume
             )
@@ -288,6 +294,9 @@ class LocalAgent:
 
     async def delete_volume(self, volume_id: str, *, key: str, deadline: Deadline) -> None:
         async def delete() -> None:
+            holders = [m for m, held in (await self._journal.attached()).items() if volume_id in held]
+            if holders:
+                raise FailedPreconditionError(f"volume {volume_id} is attached to machine {holders[0]}")
             await self.volumes.delete(volume_id)
             self._grow_pending.discard(volume_id)
 

@@ -416,8 +416,8 @@ class RuncRuntime:
 
     async def exec(self, machine_id: str, command: list[str], stdin: bytes | None, timeout: float) -> ExecResult:
         """Run `command` inside the machine, with the machine's env, user and working directory."""
+        machine = self._machine(machine_id)  # an unknown machine is not found, before it is not running
         self._live(machine_id)
-        machine = self._machine(machine_id)
         with map_runtime_errors(f"exec in machine {machine_id}"):
             uid, gid = await asyncio.to_thread(guestfs.resolve_user, Path(machine.lower), machine.spec.user)
             process = bundle.exec_process(machine.spec, command, uid=uid, gid=gid)
