@@ -3,6 +3,7 @@ process (LocalAgent) or over its wire protocol (the server of `aerodrome agent`,
 
 from __future__ import annotations
 
+from aerodrome.agent.host import open_local_agent
 from aerodrome.agent.local import LocalAgent
 from aerodrome.agent.remote import RemoteAgent
 from aerodrome.agent.server import AgentLimits, agent_server, build_agent_app, ensure_token
@@ -15,5 +16,6 @@ __all__ = [
     "agent_server",
     "build_agent_app",
     "ensure_token",
+    "open_local_agent",
     "resolve_argv",
 ]

@@ -24,6 +24,7 @@ from aerodrome.core import (
     HostEvent,
     HostInfo,
     HostMachine,
+    HostUnreachableError,
     MachineUsage,
     MachineVersionSpec,
     OutputChunk,
@@ -90,7 +91,7 @@ class RemoteAgent:
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 out_of_time = deadline is not None and deadline.remaining() <= 0
                 if attempt + 1 == attempts or out_of_time:
-                    raise UnavailableError(
+                    raise HostUnreachableError(
                         f"the agent at {self.url} is unreachable: {exc or type(exc).__name__}"
                     ) from None
                 await asyncio.sleep(0.05 * 2**attempt)

@@ -12,12 +12,12 @@ from typing import Any
 
 import uvicorn
 
-from aerodrome.agent import LocalAgent
+from aerodrome.agent import LocalAgent, RemoteAgent
 from aerodrome.api import ApiLimits, build_app, guarded_protocol
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
 from aerodrome.cli.metrics import OrgMetrics
 from aerodrome.control import ControlPlane, LogSettings, RetentionSettings, Secrets, Settings
-from aerodrome.core import FailedPreconditionError, InvalidArgumentError
+from aerodrome.core import FailedPreconditionError, HostAgent, InvalidArgumentError
 from aerodrome.proxy import Edge, EdgeSettings, native
 from aerodrome.proxy.control_directory import ControlDirectory
 from aerodrome.proxy.dedicated import DedicatedAddresses
@@ -119,17 +119,8 @@ async def serve(options: ServeOptions) -> None:
         ),
     )
     try:
-        runtime = await open_runtime(options, layout, images)
+        agent = await open_host_agent(options, layout, images)
     except BaseException:
-        await store.close()
-        raise
-    try:
-        # re-adopts the machines a previous run left, and records the exits they made meanwhile
-        agent = await LocalAgent.open(
-            runtime, LoopVolumeBackend(layout.volumes), layout.runtime, region=options.default_region
-        )
-    except BaseException:
-        await runtime.close()
         await store.close()
         raise
     await registry.start()
@@ -191,7 +182,9 @@ async def serve(options: ServeOptions) -> None:
         log.info("edge on http://%s and https://%s (CA: %s)", options.edge_http, options.edge_https, edge.ca_path)
         if not native.active:
             log.warning("the edge's data path runs as plain Python (slower): `aerodrome build-edge` compiles it")
-        collector = asyncio.create_task(collect_unused_images(store, images, options.image_gc_interval))
+        # a remote agent keeps its own images; the in-process one's are this host's to collect
+        local = isinstance(agent, LocalAgent)
+        collector = asyncio.create_task(collect_unused_images(store, images, options.image_gc_interval, local))
         try:
             keep_running_after_signals()
             await server.serve()
@@ -225,6 +218,26 @@ def keep_running_after_signals() -> None:
         signal.signal(sig, lambda *_: None)
 
 
+async def open_host_agent(options: ServeOptions, layout: Layout, images: ImageStore) -> HostAgent:
+    """The agent of `--agent` (one), reached over the network; else the in-process one over this host's runtime,
+    which re-adopts the machines a previous run left and records the exits they made meanwhile."""
+    if options.agents:
+        url, token_file = options.agents[0]
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise HostCheckError(f"cannot read the agent's token {token_file}: {exc.strerror}") from None
+        return RemoteAgent(url, token)
+    runtime = await open_runtime(options, layout, images)
+    try:
+        return await LocalAgent.open(
+            runtime, LoopVolumeBackend(layout.volumes), layout.runtime, region=options.default_region
+        )
+    except BaseException:
+        await runtime.close()
+        raise
+
+
 async def open_runtime(options: ServeOptions, layout: Layout, images: ImageStore) -> RuncRuntime:
     """The runtime, with the host's networking set up: before anything starts, it refuses an address layout
     the data directory cannot take, bad egress settings, and a host whose routes overlap the machine pool."""
@@ -246,9 +259,9 @@ async def open_runtime(options: ServeOptions, layout: Layout, images: ImageStore
     return runtime
 
 
-async def collect_unused_images(store: SqlStore, images: ImageStore, interval: float) -> None:
+async def collect_unused_images(store: SqlStore, images: ImageStore, interval: float, enabled: bool = True) -> None:
     """Now and then, remove the unpacked images no machine uses (a machine's destroy leaves its image behind)."""
-    while True:
+    while enabled:
         await asyncio.sleep(interval)
         try:
             in_use = {str(m.image_ref.get("digest")) for m in await store.live_machines()}

@@ -15,6 +15,7 @@ from aerodrome.core import (
     App,
     ExecResult,
     ExitInfo,
+    HostUnreachableError,
     InvalidArgumentError,
     Machine,
     MachineSpec,
@@ -52,8 +53,10 @@ class Lifecycle(MachineBase):
             machine = await self.transition(machine, S.STARTING)
             fault_point("machine.start.starting")
             try:
-                await self._run(machine)  # or resume it, when suspended
+                await self.unless_unreachable(machine, previous, self._run(machine))  # or resume it, when suspended
                 fault_point("machine.start.runtime_started")
+            except HostUnreachableError:
+                raise
             except Exception:
                 await self.transition(
                     machine, S.FAILED if previous is S.CREATED else S.STOPPED, event=("start", source)
@@ -85,9 +88,11 @@ class Lifecycle(MachineBase):
     async def _stop_locked(
         self, machine: Machine, signal: int | None, timeout: float | None, *, source: str
     ) -> Machine:
+        previous = machine.state
         machine = await self.transition(machine, S.STOPPING)
         fault_point("machine.stop.stopping")
-        exit = await self.halt(machine, signal, timeout)  # a suspended one is thawed first, on the host
+        # a suspended one is thawed first, on the host
+        exit = await self.unless_unreachable(machine, previous, self.halt(machine, signal, timeout))
         fault_point("machine.stop.runtime_stopped")
         request = _exit_request(exit, machine) if exit is not None else None
         machine = await self.transition(machine, S.STOPPED, event=("stop", source), request=request)
@@ -100,9 +105,11 @@ class Lifecycle(MachineBase):
             if source == "user":
                 self.check_lease(machine, nonce)
             check_action(Action.SUSPEND, machine.state)
+            previous = machine.state
             machine = await self.transition(machine, S.SUSPENDING)
             fault_point("machine.suspend.suspending")
-            await self.agent.suspend(mid, key=new_key(), deadline=host_deadline())
+            suspended = self.agent.suspend(mid, key=new_key(), deadline=host_deadline())
+            await self.unless_unreachable(machine, previous, suspended)
             fault_point("machine.suspend.runtime_frozen")
             await self.transition(machine, S.SUSPENDED, event=("suspend", source))
             fault_point("machine.suspend.recorded")
@@ -116,7 +123,7 @@ class Lifecycle(MachineBase):
             check_action(Action.RESTART, machine.state)
             if machine.state is S.STARTED:
                 machine = await self.transition(machine, S.RESTARTING)
-                await self.halt(machine, signal, timeout)
+                await self.unless_unreachable(machine, S.STARTED, self.halt(machine, signal, timeout))
             await self._run(machine)
             await self.transition(machine, S.STARTED, event=("restart", "user"))
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from aerodrome.control.events import ChangeFeed
 from aerodrome.core import (
@@ -15,6 +15,7 @@ from aerodrome.core import (
     Clock,
     Deadline,
     HostAgent,
+    HostUnreachableError,
     LeaseConflictError,
     Machine,
     MachineEvent,
@@ -24,6 +25,8 @@ from aerodrome.core import (
     rfc3339,
     ulid,
 )
+
+T = TypeVar("T")
 
 
 class MachineBase:
@@ -89,6 +92,15 @@ class MachineBase:
         saved = await self.store.save_machine(updated, event=record, new_version=new_version)
         self.feed.publish(machine.id, machine.app_name)
         return saved
+
+    async def unless_unreachable(self, machine: Machine, state: MachineState, call: Awaitable[T]) -> T:
+        """`call` to the host; when it never reached the host (which so did nothing), the transient state written
+        before it is undone (the machine goes back to `state`) and the error goes on, a 503 to the client."""
+        try:
+            return await call
+        except HostUnreachableError:
+            await self.transition(machine, state)
+            raise
 
 
 # How long the control plane waits for the host: long enough for an image pull or a stop's own timeout.

@@ -166,17 +166,19 @@ class Machines(Lifecycle, Leases, Metadata):
             machine = await self.transition(machine, MachineState.REPLACING)
             fault_point("machine.update.replacing")
             if previous in (MachineState.STARTED, MachineState.SUSPENDED):
-                await self.halt(machine)  # a suspended one is thawed first, on the host
+                # a suspended one is thawed first, on the host
+                await self.unless_unreachable(machine, previous, self.halt(machine))
                 fault_point("machine.update.runtime_stopped")
             version = ulid()
             mounts = await self._attach_volumes(app, spec, machine.region, machine.id)
-            sandbox = await self._prepare(
+            resting = MachineState.CREATED if previous is MachineState.CREATED else MachineState.STOPPED
+            prepared = self._prepare(
                 await self._version_spec(
                     app, org_network_id, machine.id, version, machine.region, spec, image_ref, grant, mounts
                 )
             )
+            sandbox = await self.unless_unreachable(machine, resting, prepared)  # it holds the old version still
             fault_point("machine.update.runtime_created")
-            resting = MachineState.CREATED if previous is MachineState.CREATED else MachineState.STOPPED
             machine = await self.transition(
                 machine,
                 resting,
@@ -201,9 +203,11 @@ class Machines(Lifecycle, Leases, Metadata):
             if not ignore_lease:
                 self.check_lease(machine, nonce_)
             check_action(Action.DESTROY, machine.state, force=force)
+            previous = machine.state
             machine = await self.transition(machine, MachineState.DESTROYING)
             fault_point("machine.destroy.destroying")
-            await self.agent.destroy(machine.id, key=new_key(), deadline=host_deadline())  # detaches its volumes
+            destroyed = self.agent.destroy(machine.id, key=new_key(), deadline=host_deadline())  # detaches volumes
+            await self.unless_unreachable(machine, previous, destroyed)
             fault_point("machine.destroy.runtime_destroyed")
             await self.volumes.release_all(app.name, machine.id)
             fault_point("machine.destroy.volumes_released")
