@@ -32,6 +32,7 @@ from aerodrome.core import (
     HostInfo,
     HostMachine,
     HostState,
+    HostUnreachableError,
     InsufficientStorageError,
     InvalidArgumentError,
     MachineUsage,
@@ -43,7 +44,6 @@ from aerodrome.core import (
     ProcessInfo,
     PullGrant,
     SnapshotInfo,
-    UnavailableError,
     VolumeUsage,
     WaitTimeoutError,
     rfc3339,
@@ -364,7 +364,7 @@ class FakeAgent:
 
     def _reach(self) -> None:
         if not self.reachable:
-            raise UnavailableError(f"agent {self.name} is unreachable")
+            raise HostUnreachableError(f"agent {self.name} is unreachable")
 
     def _begin(self, deadline: Deadline) -> None:
         self._reach()
