@@ -279,11 +279,12 @@ async def app_image(parent: JSON, info: Info, ref: str) -> JSON | None:
         image = await context.plane.resolve_image(parent["_record"], ref)
     except NotFoundError:
         return None
+    digest = str(image.get("digest") or "")
     return {
-        "id": image.digest,
-        "digest": image.digest,
+        "id": digest,
+        "digest": digest,
         "ref": ref,
-        "compressedSizeFull": image.compressed_size,
+        "compressedSizeFull": 0,  # the host's answer names the image, not its registry's layer sizes
         "manifest": {"annotations": {}},  # fly-go reads only the annotations, for a Fly builder's id
     }
 
