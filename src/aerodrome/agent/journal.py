@@ -1,21 +1,27 @@
 """The host agent's own durable record, one SQLite file: the event log read with a cursor, the results of
-recent idempotency keys, and which volumes each machine has attached on this host.
+recent idempotency keys, which volumes each machine has attached on this host, and the step runner's
+operations with a START and a COMPLETE row per step (`aerodrome.agent.steps`).
 
 Every write is committed before the call that made it returns (an exit is in the log before the runtime marks
 it reported), so what the agent acknowledged survives a crash of its process. Calls run in a worker thread,
-one at a time, so that the fsyncs stay off the event loop.
+one at a time, so that the fsyncs stay off the event loop. An operation's arguments and state (a version's env
+holds the app's secrets) are sealed with the key in `<journal>.key` (0600), never written in plaintext.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cryptography.fernet import Fernet, InvalidToken
+
+from aerodrome.agent.steps import JSON, State, Unfinished
 from aerodrome.core import ExitInfo, HostEvent, HostEventKind, HostState
 
 T = TypeVar("T")
@@ -34,11 +40,24 @@ CREATE INDEX IF NOT EXISTS keys_at ON keys (at);
 CREATE TABLE IF NOT EXISTS attachments (
     machine_id TEXT NOT NULL, volume_id TEXT NOT NULL, PRIMARY KEY (machine_id, volume_id)
 );
+CREATE TABLE IF NOT EXISTS operations (
+    key TEXT PRIMARY KEY, kind TEXT NOT NULL, args BLOB NOT NULL, state BLOB NOT NULL,
+    step TEXT NOT NULL, status TEXT NOT NULL, error TEXT, at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS operations_status ON operations (status, at);
+CREATE TABLE IF NOT EXISTS steps (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, step TEXT NOT NULL, phase TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS steps_key ON steps (key, seq);
 """
+RUNNING, DONE, FAILED = "running", "done", "failed"
+START, COMPLETE = "START", "COMPLETE"
 
 
 class Journal:
     def __init__(self, path: Path) -> None:
+        self._seal = Fernet(_key(path.with_name(path.name + ".key")))
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -101,22 +120,13 @@ class Journal:
             row = db.execute("SELECT operation, result FROM keys WHERE key = ?", (key,)).fetchone()
             if row is None or row[0] != operation:
                 return False, None
-            return True, json.loads(row[1])
+            return True, self._result(row[1])
 
         return await self._run(select)
 
     async def record(self, key: str, operation: str, result: Any) -> None:
-        def insert(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT OR REPLACE INTO keys (key, operation, result, at) VALUES (?, ?, ?, ?)",
-                (key, operation, json.dumps(result), time.time()),
-            )
-            db.execute(
-                "DELETE FROM keys WHERE key IN (SELECT key FROM keys ORDER BY at DESC LIMIT -1 OFFSET ?)",
-                (KEYS_KEPT,),
-            )
-
-        await self._run(insert)
+        sealed = self._seal.encrypt(json.dumps(result).encode()).decode()
+        await self._run(lambda db: _record_key(db, key, operation, sealed))
 
     # volumes attached to machines
 
@@ -150,6 +160,124 @@ class Journal:
                 "DELETE FROM attachments WHERE machine_id = ? AND volume_id = ?", (machine_id, volume_id)
             )
         )
+
+    # the step runner's operations (aerodrome.agent.steps.RunLog)
+
+    async def begin(self, key: str, kind: str, args: JSON, step: str) -> None:
+        sealed_args, sealed_state = self._sealed(args), self._sealed({})
+
+        def insert(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO operations (key, kind, args, state, step, status, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, kind, sealed_args, sealed_state, step, RUNNING, time.time()),
+            )
+            db.execute("DELETE FROM steps WHERE key = ?", (key,))  # a key that failed before starts afresh
+            _step_row(db, key, step, START)
+
+        await self._run(insert)
+
+    async def advance(self, key: str, done: str, state: State, step: str) -> None:
+        sealed = self._sealed(state)
+
+        def update(db: sqlite3.Connection) -> None:
+            _step_row(db, key, done, COMPLETE)
+            db.execute("UPDATE operations SET state = ?, step = ? WHERE key = ?", (sealed, step, key))
+            _step_row(db, key, step, START)
+
+        await self._run(update)
+
+    async def finish(self, key: str, kind: str, done: str, state: State, result: Any) -> None:
+        sealed, sealed_result = self._sealed(state), self._seal.encrypt(json.dumps(result).encode()).decode()
+
+        def update(db: sqlite3.Connection) -> None:
+            _step_row(db, key, done, COMPLETE)
+            db.execute("UPDATE operations SET state = ?, status = ? WHERE key = ?", (sealed, DONE, key))
+            _record_key(db, key, kind, sealed_result)
+
+        await self._run(update)
+
+    async def fail(self, key: str, step: str, error: str) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE operations SET status = ?, step = ?, error = ? WHERE key = ?", (FAILED, step, error[:2000], key)
+            )
+        )
+
+    async def unfinished(self) -> list[Unfinished]:
+        def select(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            query = "SELECT key, kind, args, state, step FROM operations WHERE status = ? ORDER BY at, key"
+            return db.execute(query, (RUNNING,)).fetchall()
+
+        rows = await self._run(select)
+        return [
+            Unfinished(key, kind, self._opened(args), self._opened(state), step)
+            for key, kind, args, state, step in rows
+        ]
+
+    async def operation(self, key: str) -> tuple[str, str, list[tuple[str, str]]] | None:
+        """(status, step, [(step, phase)…] in the order written) of the operation under `key`; None if unknown."""
+
+        def select(db: sqlite3.Connection) -> tuple[str, str, list[tuple[str, str]]] | None:
+            row = db.execute("SELECT status, step FROM operations WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return None
+            steps = db.execute("SELECT step, phase FROM steps WHERE key = ? ORDER BY seq", (key,)).fetchall()
+            return row[0], row[1], [(name, phase) for name, phase in steps]
+
+        return await self._run(select)
+
+    def _sealed(self, value: JSON) -> bytes:
+        return self._seal.encrypt(json.dumps(value).encode())
+
+    def _result(self, stored: str) -> Any:
+        try:
+            return json.loads(self._seal.decrypt(stored.encode()))
+        except InvalidToken:  # written in plaintext by an earlier version of the agent
+            return json.loads(stored)
+
+    def _opened(self, sealed: bytes) -> JSON:
+        value = json.loads(self._seal.decrypt(sealed))
+        assert isinstance(value, dict)
+        return value
+
+
+def _step_row(db: sqlite3.Connection, key: str, step: str, phase: str) -> None:
+    db.execute("INSERT INTO steps (key, step, phase, at) VALUES (?, ?, ?, ?)", (key, step, phase, time.time()))
+
+
+def _record_key(db: sqlite3.Connection, key: str, operation: str, sealed: str) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO keys (key, operation, result, at) VALUES (?, ?, ?, ?)",
+        (key, operation, sealed, time.time()),
+    )
+    # the oldest keys, and the finished operations beyond as many, are forgotten
+    db.execute("DELETE FROM keys WHERE key IN (SELECT key FROM keys ORDER BY at DESC LIMIT -1 OFFSET ?)", (KEYS_KEPT,))
+    forgotten = "SELECT key FROM operations WHERE status != ? ORDER BY at DESC LIMIT -1 OFFSET ?"
+    db.execute(f"DELETE FROM steps WHERE key IN ({forgotten})", (RUNNING, KEYS_KEPT))
+    db.execute(f"DELETE FROM operations WHERE key IN ({forgotten})", (RUNNING, KEYS_KEPT))
+
+
+def _key(path: Path) -> bytes:
+    """The journal's sealing key, made on first use, readable by its owner only."""
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    key = Fernet.generate_key()
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(key)
+        out.flush()
+        os.fsync(out.fileno())
+    try:
+        os.link(tmp, path)  # whole or absent: a crash never leaves an empty key
+    except FileExistsError:  # made meanwhile by another opener
+        return path.read_bytes().strip()
+    finally:
+        tmp.unlink()
+    return key
 
 
 def _exit_to_json(exit: ExitInfo) -> dict[str, Any]:

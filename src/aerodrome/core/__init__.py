@@ -47,7 +47,7 @@ from aerodrome.core.errors import (
     WaitTimeoutError,
     is_out_of_space,
 )
-from aerodrome.core.faults import FAULT_ENV, FAULT_STEPS, fault_point, parse_target
+from aerodrome.core.faults import FAULT_ENV, FAULT_STEPS, HOST_STEPS, fault_point, parse_target
 from aerodrome.core.ids import machine_id, machine_name, nonce, snapshot_id, ulid, volume_id
 from aerodrome.core.logs import (
     APP_PROVIDER,
@@ -134,6 +134,7 @@ __all__ = [
     "EXEC_TIMEOUT_MAX",
     "FAULT_ENV",
     "FAULT_STEPS",
+    "HOST_STEPS",
     "MAX_DESCRIPTION",
     "MAX_DURATION",
     "MAX_ITEMS",

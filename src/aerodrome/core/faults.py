@@ -4,6 +4,9 @@ Each name is `<resource>.<operation>.<what is durable once it is passed>`: the s
 store transition, the runtime's record) or made a side effect on the host (a netns, a runc container, a volume
 image, an unpacked image). A step runner can adopt the same names for its START/COMPLETE rows.
 
+The host agent's operations are step sequences of their own (`aerodrome.agent.steps`): their steps are
+`HOST_STEPS`, `agent.<operation>.<step>`, each killed right after it acted and before its COMPLETE is written.
+
 `AERODROME_FAULT_KILL_AT=<step>[#n]` (a testing aid, never for production) makes the daemon send itself SIGKILL
 when it passes `<step>` for the `n`-th time (the first by default), as a power cut or an OOM kill would.
 Unset, `fault_point` costs one global lookup and a comparison.
@@ -62,13 +65,36 @@ FAULT_STEPS: dict[str, str] = {
     "app.delete.recorded": "the app is gone from the database",
 }
 
+#: The host agent's operations and their steps, in order (`aerodrome.agent.operations` runs them).
+HOST_STEPS: dict[str, str] = {
+    "agent.prepare.pull_image": "the version's image is on the host, nothing of the version is made",
+    "agent.prepare.attach_volumes": "the version's volumes are attached in the journal and mounted",
+    "agent.prepare.make_sandbox": "the host's record holds the new version",
+    "agent.prepare.detach_unused": "the volumes the version no longer mounts are detached",
+    "agent.start.check_version": "the host holds the version asked for, and it does not run",
+    "agent.start.grow_volumes": "volumes grown while mounted are remounted at their new size",
+    "agent.start.run_sandbox": "the machine runs (or is thawed)",
+    "agent.stop.check_running": "the machine is known to run or not",
+    "agent.stop.stop_sandbox": "the machine no longer runs, its exit is recorded",
+    "agent.suspend.freeze": "the machine is frozen",
+    "agent.destroy.remove_sandbox": "nothing of the machine is on the host but its volumes' attachments",
+    "agent.destroy.detach_volumes": "the machine's volumes are detached",
+    "agent.create_volume.check_absent": "the volume is known not to exist",
+    "agent.create_volume.build_image": "the volume's image exists",
+    "agent.extend_volume.resize": "the volume's image has its new size",
+    "agent.snapshot_volume.copy_volume": "the snapshot's file exists",
+    "agent.delete_volume.check_detached": "the volume is known to be attached to no machine",
+    "agent.delete_volume.remove_image": "the volume's image is gone",
+    "agent.delete_snapshot.remove_snapshot": "the snapshot's file is gone",
+}
+
 
 def parse_target(value: str | None) -> tuple[str, int] | None:
     """`step` or `step#n` as (step, n); None when unset. A name that is not a step is a ValueError."""
     if not value:
         return None
     step, _, count = value.partition("#")
-    if step not in FAULT_STEPS:
+    if step not in FAULT_STEPS and step not in HOST_STEPS:
         raise ValueError(f"{FAULT_ENV}: unknown step {step!r}")
     n = int(count) if count else 1
     if n < 1:
