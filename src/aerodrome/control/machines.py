@@ -24,6 +24,7 @@ from aerodrome.core import (
     Clock,
     FailedPreconditionError,
     HostAgent,
+    HostUnreachableError,
     InvalidArgumentError,
     Lease,
     Machine,
@@ -33,6 +34,7 @@ from aerodrome.core import (
     PreparedVersion,
     PullGrant,
     Store,
+    UnavailableError,
     VolumeAttachment,
     check_action,
     fault_point,
@@ -163,31 +165,30 @@ class Machines(Lifecycle, Leases, Metadata):
                 raise InvalidArgumentError("a machine's mounted volume cannot be changed by an update")
             grant = await self.registry.pull_grant(app.org_slug)
             image_ref = await self.agent.resolve_image(spec.image, grant, deadline=host_deadline())
-            previous = machine.state
-            machine = await self.transition(machine, MachineState.REPLACING)
+            previous, old = machine.state, machine
+            version = ulid()
+            # The database names the new version before the host is asked for it: cut short anywhere, the host
+            # is at most behind the database (recovery prepares the version it names), never ahead of it.
+            machine = await self.transition(
+                machine, MachineState.REPLACING, instance_id=version, config=config, image_ref=image_ref
+            )
             fault_point("machine.update.replacing")
             if previous in (MachineState.STARTED, MachineState.SUSPENDED):
                 # a suspended one is thawed first, on the host
-                await self.unless_unreachable(machine, previous, self.halt(machine))
+                await self.unless_unreachable(_as_before(machine, old), previous, self.halt(old))
                 fault_point("machine.update.runtime_stopped")
-            version = ulid()
             mounts = await self._attach_volumes(app, spec, machine.region, machine.id)
             resting = MachineState.CREATED if previous is MachineState.CREATED else MachineState.STOPPED
-            prepared = self._prepare(
-                await self._version_spec(
-                    app, org_network_id, machine.id, version, machine.region, spec, image_ref, grant, mounts
-                )
+            version_spec = await self._version_spec(
+                app, org_network_id, machine.id, version, machine.region, spec, image_ref, grant, mounts
             )
-            sandbox = await self.unless_unreachable(machine, resting, prepared)  # it holds the old version still
+            sandbox = await self._prepare_next(machine, old, resting, version_spec)
             fault_point("machine.update.runtime_created")
             machine = await self.transition(
                 machine,
                 resting,
                 event=("update", "user"),
                 new_version=True,
-                instance_id=version,
-                config=config,
-                image_ref=image_ref,
                 private_ip=sandbox.private_ip,
                 private_ipv4=sandbox.private_ipv4,
                 name=name or machine.name,
@@ -242,6 +243,22 @@ class Machines(Lifecycle, Leases, Metadata):
         )
         await self._prepare(version)
 
+    async def _prepare_next(
+        self, machine: Machine, old: Machine, resting: MachineState, version: MachineVersionSpec
+    ) -> PreparedVersion:
+        """Prepare an update's version. Refused by the host, or never sent to it (unreachable), the machine goes
+        back to its old version at rest; an outcome not known (the agent died under it, and resumes it) stays
+        `replacing` with the new version named, for the host to be reconciled with."""
+        try:
+            return await self._prepare(version)
+        except UnavailableError as exc:
+            if isinstance(exc, HostUnreachableError):
+                await self.transition(_as_before(machine, old), resting)
+            raise
+        except AerodromeError:
+            await self.transition(_as_before(machine, old), resting)
+            raise
+
     async def _prepare(self, version: MachineVersionSpec) -> PreparedVersion:
         return await self.agent.prepare(version, key=new_key(), deadline=host_deadline())
 
@@ -295,3 +312,8 @@ class Machines(Lifecycle, Leases, Metadata):
             stop_signal=spec.stop_signal,
             stop_timeout=spec.stop_timeout,
         )
+
+
+def _as_before(machine: Machine, old: Machine) -> Machine:
+    """`machine` (as last written) with the version, config and image of `old` again: an update undone."""
+    return dataclasses.replace(machine, instance_id=old.instance_id, config=old.config, image_ref=old.image_ref)

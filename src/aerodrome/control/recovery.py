@@ -2,8 +2,10 @@
 
 Every operation writes its transient state (starting, stopping, replacing…) before it acts, so a machine
 found in a transient state names the operation that was cut short; its host tells how far it got: the state it
-holds the machine in and the version it holds. A host holding another version than the row's (an update cut
-short after its new version was prepared, and so never answered) prepares the row's version again.
+holds the machine in and the version it holds. The host carries its own half of an operation to its end (the
+agent's step runner resumes it when it starts), so what is left here is the database's half. An update writes
+the version it makes before the host is asked for it, so a host is never ahead of its row: one still holding
+the old version (an update cut short before its new one was prepared) prepares the version the row names.
 
 Finishing an operation may take a while (a stop waits out its timeout), so each machine is reconciled in the
 background, holding its lock from the start: the API serves at once, and a request for a machine still being
@@ -71,11 +73,6 @@ async def _reconcile_locked(machines: Machines, store: Store, machine: Machine, 
         await _fail(machines, current)
         return
     state = host.state
-    if state is HostState.ABSENT or (host.version != current.instance_id and state not in _RUNNING):
-        # The host lost the machine, or holds a version the database does not name (an update cut short, not
-        # answered): the host goes back to the version the database names.
-        await machines.recreate_sandbox(current)
-        state = HostState.CREATED
     if state in _RUNNING and current.state in (S.STARTING, S.RESTARTING, S.STARTED):
         if current.state is not S.STARTED:
             await machines.transition(current, S.STARTED, event=("start", "flyd"))
@@ -86,7 +83,15 @@ async def _reconcile_locked(machines: Machines, store: Store, machine: Machine, 
         return
     if state in _RUNNING:  # running, though the database says it should not be: finish the stop
         await machines.halt(current)
-    if current.state not in (S.CREATED, S.STOPPED, S.FAILED):
+    if state is HostState.ABSENT or host.version != current.instance_id:
+        # The host lost the machine, or is behind the database (an update cut short before the host prepared
+        # its version): the host makes the version the database names.
+        await machines.recreate_sandbox(current)
+    if current.state is S.REPLACING:  # the update's new version is on the host now: it is the machine's
+        versions = {v.version for v in await store.list_versions(current.id)}
+        new_version = current.instance_id not in versions
+        await machines.transition(current, S.STOPPED, event=("update", "flyd"), new_version=new_version)
+    elif current.state not in (S.CREATED, S.STOPPED, S.FAILED):
         await machines.transition(current, S.STOPPED, event=("exit", "flyd"))
 
 
