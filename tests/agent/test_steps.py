@@ -21,6 +21,10 @@ from aerodrome.core import FAULT_ENV, HOST_STEPS, InvalidArgumentError
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
+def by_what(kind: str, args: JSON) -> str:
+    return str(args.get("what", ""))
+
+
 class Recorder:
     """A planner whose operation "copy" has three steps, each noting what it did; `hold` stops one mid-way."""
 
@@ -66,7 +70,7 @@ async def run(runner: StepRunner, key: str, what: str = "a") -> object:
 
 async def test_each_step_is_started_before_it_acts_and_completed_after(journal: Journal) -> None:
     recorder = Recorder()
-    result = await run(StepRunner(journal, recorder.plan), "k1")
+    result = await run(StepRunner(journal, recorder.plan, by_what), "k1")
     assert result == {"fetch": "a:fetch", "write": "a:write", "publish": "a:publish"}
     assert recorder.acted == ["fetch", "write", "publish"]
     assert await journal.operation("k1") == (
@@ -80,15 +84,15 @@ async def test_each_step_is_started_before_it_acts_and_completed_after(journal: 
 
 async def test_a_key_seen_before_returns_its_result_and_acts_no_more(journal: Journal) -> None:
     recorder = Recorder()
-    first = await run(StepRunner(journal, recorder.plan), "k1", "a")
-    again = await run(StepRunner(journal, recorder.plan), "k1", "b")  # another runner: the key is durable
+    first = await run(StepRunner(journal, recorder.plan, by_what), "k1", "a")
+    again = await run(StepRunner(journal, recorder.plan, by_what), "k1", "b")  # another runner: the key is durable
     assert again == first and recorder.acted == ["fetch", "write", "publish"]
 
 
 async def test_the_same_key_while_it_runs_joins_the_run(journal: Journal) -> None:
     recorder = Recorder()
     recorder.hold["write"] = asyncio.Event()
-    runner = StepRunner(journal, recorder.plan)
+    runner = StepRunner(journal, recorder.plan, by_what)
     first = await runner.submit("k1", "copy", {"what": "a"})
     second = await runner.submit("k1", "copy", {"what": "a"})
     assert second is first
@@ -100,7 +104,7 @@ async def test_the_same_key_while_it_runs_joins_the_run(journal: Journal) -> Non
 async def test_an_operation_cut_short_resumes_at_the_step_it_was_in(journal: Journal) -> None:
     recorder = Recorder()
     recorder.hold["write"] = asyncio.Event()
-    runner = StepRunner(journal, recorder.plan)
+    runner = StepRunner(journal, recorder.plan, by_what)
     outcome = await runner.submit("k1", "copy", {"what": "a"})
     await recorder.reached.wait()
     assert recorder.acted == ["fetch", "write"]
@@ -111,8 +115,9 @@ async def test_an_operation_cut_short_resumes_at_the_step_it_was_in(journal: Jou
     assert (unfinished.key, unfinished.step, unfinished.state) == ("k1", "write", {"fetch": "a:fetch"})
 
     again = Recorder()
-    resumed = StepRunner(journal, again.plan)
+    resumed = StepRunner(journal, again.plan, by_what)
     assert [r.key for r in await resumed.resume()] == ["k1"]
+    await resumed.drain()  # resumed in the background
     assert again.acted == ["write", "publish"]  # fetch is not done twice; write, started, is done again
     assert await journal.unfinished() == []
     seen, result = await journal.recorded("k1", "copy")
@@ -122,10 +127,24 @@ async def test_an_operation_cut_short_resumes_at_the_step_it_was_in(journal: Jou
     assert status == "done" and rows[:4] == started_twice
 
 
+async def test_a_resumed_operation_goes_before_new_ones_on_its_resource_and_its_retry_joins_it(
+    journal: Journal,
+) -> None:
+    await journal.begin("k1", "copy", {"what": "a"}, "fetch")
+    await journal.advance("k1", "fetch", {"fetch": "a:fetch"}, "write")  # as a killed agent left it
+    recorder = Recorder()
+    runner = StepRunner(journal, recorder.plan, by_what)
+    await runner.resume()
+    retry = await runner.submit("k1", "copy", {"what": "a"})
+    after = await runner.submit("k2", "copy", {"what": "a"})
+    assert (await retry)["publish"] == "a:publish" and (await after)["publish"] == "a:publish"
+    assert recorder.acted == ["write", "publish", "fetch", "write", "publish"]  # k1's rest, then k2
+
+
 async def test_a_failed_step_undoes_and_leaves_the_key_free(journal: Journal) -> None:
     recorder = Recorder()
     recorder.fail_at = "write"
-    runner = StepRunner(journal, recorder.plan)
+    runner = StepRunner(journal, recorder.plan, by_what)
     with pytest.raises(InvalidArgumentError, match="write refused"):
         await run(runner, "k1")
     assert recorder.undone == [{"fetch": "a:fetch"}]
@@ -144,19 +163,19 @@ async def test_a_refusal_before_it_begins_writes_nothing(journal: Journal) -> No
         raise InvalidArgumentError("too late")
 
     with pytest.raises(InvalidArgumentError):
-        await StepRunner(journal, Recorder().plan).submit("k1", "copy", {"what": "a"}, admit=refuse)
+        await StepRunner(journal, Recorder().plan, by_what).submit("k1", "copy", {"what": "a"}, admit=refuse)
     assert await journal.operation("k1") is None
 
 
 async def test_an_operation_no_plan_knows_is_set_aside_at_resume(journal: Journal) -> None:
     await journal.begin("k9", "vanished", {}, "first")
-    assert [r.key for r in await StepRunner(journal, Recorder().plan).resume()] == ["k9"]
+    assert [r.key for r in await StepRunner(journal, Recorder().plan, by_what).resume()] == ["k9"]
     assert await journal.unfinished() == []
     assert (await journal.operation("k9") or ("",))[0] == "failed"
 
 
 async def test_arguments_and_state_are_sealed_on_disk(journal: Journal, tmp_path: Path) -> None:
-    await run(StepRunner(journal, Recorder().plan), "k1", "SECRET-VALUE-123")
+    await run(StepRunner(journal, Recorder().plan, by_what), "k1", "SECRET-VALUE-123")
     raw = _journal_bytes(tmp_path)
     assert b"SECRET-VALUE-123" not in raw
     assert (tmp_path / "agent.db.key").stat().st_mode & 0o777 == 0o600
@@ -192,9 +211,10 @@ CHILD = textwrap.dedent(
 
     async def main():
         journal = Journal.open(root / "agent.db")
-        runner = StepRunner(journal, plan)
+        runner = StepRunner(journal, plan, lambda kind, args: kind)
         if sys.argv[2] == "resume":
             await runner.resume()
+            await runner.drain()
         else:
             await (await runner.submit("k1", "destroy", {}))
         print(await journal.recorded("k1", "destroy"))

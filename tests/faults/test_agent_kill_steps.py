@@ -2,10 +2,11 @@
 
 For each step of `HOST_STEPS`, the agent is started with AERODROME_FAULT_KILL_AT at that step, the operation is
 sent with a fresh key, and the agent dies right after the step acted and before its COMPLETE was written. The
-agent is started again: it resumes the operation from that step. The test then plays the control plane's retry
-(the same key again) and checks that it gets the operation's result, that the host holds what the operation
-promised (machine state and version, volumes attached or not, files), that the journal has each step's START and
-COMPLETE once and in order, and that a witness machine and volume acknowledged before any kill are untouched.
+agent is started again: it resumes the operation from that step, in the background. The test then plays the
+control plane's retry (the same key again, which joins the resumed run) and checks that it gets the operation's
+result, that the host holds what the operation promised (machine state and version, volumes attached or not,
+files), that the journal has each step's START and COMPLETE once and in order, and that a witness machine and
+volume acknowledged before any kill are untouched.
 Afterwards every machine and volume is removed through the agent and the host is checked clean.
 """
 
@@ -333,13 +334,13 @@ def test_a_kill_at_the_step_resumes_the_operation_to_its_end(host: Host, step: s
     assert status == "running"
     assert rows == [(s, p) for s in done for p in ("START", "COMPLETE")] + [(name, "START")]  # as it was cut
 
-    host.agent.start()  # resumes it
-    status, rows = host.journal(key)
-    assert status == "done"
-    assert rows == [(s, p) for s in steps for p in ("START", "COMPLETE")]  # each step once, in order
+    host.agent.start()  # resumes it, in the background
 
     async def retry_and_check(agent: RemoteAgent) -> None:
-        result = await case.operation(key)(agent)  # the control plane's retry: the recorded result
+        result = await case.operation(key)(agent)  # the control plane's retry: joins the resumed run, or its result
+        status, rows = host.journal(key)
+        assert status == "done"
+        assert rows == [(s, p) for s in steps for p in ("START", "COMPLETE")]  # each step once, in order
         await case.check(agent, result)
         mid, version, vid = host.witness
         witness = await agent.status(mid)

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from cryptography.fernet import Fernet, InvalidToken
 
 from aerodrome.agent.steps import JSON, State, Unfinished
-from aerodrome.core import ExitInfo, HostEvent, HostEventKind, HostState
+from aerodrome.core import ExitInfo, HostEvent, HostEventKind, HostState, InsufficientStorageError, is_out_of_space
 
 T = TypeVar("T")
 KEYS_KEPT = 4096  # recent idempotency keys whose results are kept; older ones are forgotten
@@ -71,7 +71,12 @@ class Journal:
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         async with self._lock:
-            return await asyncio.to_thread(self._transaction, work)
+            try:
+                return await asyncio.to_thread(self._transaction, work)
+            except Exception as exc:
+                if is_out_of_space(exc):  # rolled back: nothing of it is on disk, nor done on the host
+                    raise InsufficientStorageError("writing to the host agent's journal") from exc
+                raise
 
     def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         with self._db:  # commits, or rolls back on an exception

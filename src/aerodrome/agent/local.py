@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aerodrome.agent.journal import Journal, exit_from_json
-from aerodrome.agent.operations import HostOperations, spec_args
+from aerodrome.agent.operations import HostOperations, resource_of, spec_args
 from aerodrome.agent.steps import StepRunner
 from aerodrome.core import (
     Deadline,
@@ -65,7 +65,7 @@ class LocalAgent:
         # (which grows them) before their machine next starts.
         self._grow_pending: set[str] = set()
         self._operations = HostOperations(runtime, volumes, journal, self._grow_pending)
-        self._runner = StepRunner(journal, self._operations.plan)
+        self._runner = StepRunner(journal, self._operations.plan, resource_of)
 
     @classmethod
     async def open(
@@ -78,7 +78,8 @@ class LocalAgent:
         region: str = "iad",
     ) -> LocalAgent:
         """Open the journal under `data_dir`, re-adopt the runtime's machines (exits found meanwhile go into the
-        journal) and the volumes' mounts, then carry the operations a previous process left on to their end."""
+        journal) and the volumes' mounts, then carry the operations a previous process left on to their end (in
+        the background: a retry of their keys joins them)."""
         journal = await asyncio.to_thread(Journal.open, data_dir / JOURNAL)
         agent = cls(runtime, volumes, journal, name=name, region=region)
         runtime.on_exit(agent._exited)

@@ -56,6 +56,16 @@ OPERATION_STEPS: dict[str, tuple[str, ...]] = {
 }
 
 
+def resource_of(kind: str, args: JSON) -> str:
+    """The machine or volume an operation acts on: its operations run in order after a resume."""
+    if kind == "prepare":
+        return f"machine:{args['spec']['machine_id']}"
+    for name in ("machine_id", "volume_id", "snapshot_id"):
+        if name in args:
+            return f"{name}:{args[name]}"
+    return kind
+
+
 def spec_args(spec: MachineVersionSpec) -> JSON:
     return {"spec": json.loads(wire.encode(wire.Reply[MachineVersionSpec](value=spec)))["value"]}
 

@@ -6,8 +6,10 @@ step acts, the operation and that step's START are committed to the run log; aft
 the START of the next one are committed together, with the operation's state (what the steps found so far, e.g.
 the image digest); after the last one, its COMPLETE and the operation's result, under its key, in one
 transaction. At the agent's start `resume` carries every unfinished operation on from the step whose START is
-its last row: each step is idempotent, so re-running one that acted before the crash is safe. A step that fails
-runs the plan's `undo` and ends the operation; its error is not kept, and the key may be sent again.
+its last row: each step is idempotent, so re-running one that acted before the crash is safe. Resumed operations
+run in the background (a stop may wait out its timeout; the agent answers meanwhile), those of one resource
+(machine, volume) one after the other and before any new operation on it; a retry of a resumed key joins it.
+A step that fails runs the plan's `undo` and ends the operation; its error is not kept, the key may be sent again.
 
 Plans are built from (kind, args) by the agent (`Planner`), so a resumed operation runs the same steps as the
 one that was cut short. `AERODROME_FAULT_KILL_AT=agent.<kind>.<step>` kills the agent right after the step has
@@ -22,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aerodrome.core import AerodromeError, fault_point
+from aerodrome.core import fault_point
 
 log = logging.getLogger("aerodrome.agent.steps")
 
@@ -52,6 +54,7 @@ class Plan:
 
 
 Planner = Callable[[str, JSON], Plan]
+ResourceOf = Callable[[str, JSON], str]  # the machine or volume an operation acts on, from its kind and arguments
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,19 +91,24 @@ class RunLog(Protocol):
 
 
 class StepRunner:
-    def __init__(self, log: RunLog, planner: Planner) -> None:
+    def __init__(self, log: RunLog, planner: Planner, resource_of: ResourceOf) -> None:
         self._log = log
         self._planner = planner
-        self._inflight: dict[str, asyncio.Task[Any]] = {}  # operations under way, by key
+        self._resource_of = resource_of
+        self._inflight: dict[str, asyncio.Future[Any]] = {}  # operations under way, by key
+        self._resumed: dict[str, asyncio.Task[None]] = {}  # the resumed operations of each resource, in order
 
     async def submit(
         self, key: str, kind: str, args: JSON, *, admit: Callable[[], None] = lambda: None
     ) -> asyncio.Future[Any]:
         """The operation's outcome: its recorded result when the key was seen before, the one under way when it
         is running, else a new run (`admit` may refuse it first, by raising)."""
-        task = self._inflight.get(key)
-        if task is not None:
-            return task
+        resumed = self._resumed.get(self._resource_of(kind, args))
+        if resumed is not None and key not in self._inflight:
+            await asyncio.shield(resumed)  # what was begun on this resource before goes first
+        running = self._inflight.get(key)
+        if running is not None:
+            return running
         seen, result = await self._log.recorded(key, kind)
         if seen:
             done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -109,12 +117,11 @@ class StepRunner:
         admit()
         plan = self._planner(kind, args)
         await self._log.begin(key, kind, args, plan.steps[0].name)
-        return self._spawn(Unfinished(key, kind, args, {}, plan.steps[0].name), plan)
-
-    def _spawn(self, run: Unfinished, plan: Plan) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(self._execute(run, plan))
-        self._inflight[run.key] = task
-        task.add_done_callback(lambda _: self._inflight.pop(run.key, None))
+        task = asyncio.get_running_loop().create_task(
+            self._execute(Unfinished(key, kind, args, {}, plan.steps[0].name), plan)
+        )
+        self._inflight[key] = task
+        task.add_done_callback(lambda _: self._inflight.pop(key, None))
         return task
 
     async def _execute(self, run: Unfinished, plan: Plan) -> Any:
@@ -144,26 +151,51 @@ class StepRunner:
         await self._log.fail(run.key, step, f"{type(exc).__name__}: {exc}")
 
     async def resume(self) -> list[Unfinished]:
-        """Carry every unfinished operation on from its step, one after the other (one machine's operations
-        must keep their order); those that fail are logged. Returns what was resumed."""
+        """Carry every unfinished operation on from its step, in the background: one resource's operations one
+        after the other, in the order they began. Returns what is resumed."""
         found = await self._log.unfinished()
+        chains: dict[str, list[tuple[Unfinished, Plan, asyncio.Future[Any]]]] = {}
+        loop = asyncio.get_running_loop()
         for run in found:
-            log.info("resuming %s %s at its step %s", run.kind, run.key, run.step)
             try:
                 plan = self._planner(run.kind, run.args)
+                resource = self._resource_of(run.kind, run.args)
             except Exception as exc:  # written by another version of the agent: it cannot be carried on
                 log.error("cannot resume %s %s: %s", run.kind, run.key, exc)
                 await self._log.fail(run.key, run.step, f"not resumable: {exc}")
                 continue
-            try:
-                await self._spawn(run, plan)
-            except AerodromeError as exc:
-                log.warning("%s %s, resumed, failed: %s", run.kind, run.key, exc)
-            except Exception:
-                log.exception("%s %s, resumed, failed", run.kind, run.key)
+            outcome = loop.create_future()
+            outcome.add_done_callback(_retrieved)
+            self._inflight[run.key] = outcome
+            chains.setdefault(resource, []).append((run, plan, outcome))
+        for resource, runs in chains.items():
+            self._resumed[resource] = loop.create_task(self._resume_chain(resource, runs))
         return found
 
+    async def _resume_chain(self, resource: str, runs: list[tuple[Unfinished, Plan, asyncio.Future[Any]]]) -> None:
+        try:
+            for run, plan, outcome in runs:
+                log.info("resuming %s %s at its step %s", run.kind, run.key, run.step)
+                try:
+                    outcome.set_result(await self._execute(run, plan))
+                except asyncio.CancelledError:
+                    outcome.cancel()
+                    raise
+                except Exception as exc:
+                    outcome.set_exception(exc)
+                    log.warning("%s %s, resumed, failed: %s", run.kind, run.key, exc)
+                finally:
+                    self._inflight.pop(run.key, None)
+        finally:
+            self._resumed.pop(resource, None)
+
     async def drain(self) -> None:
-        """Wait for the operations under way (closing the agent)."""
-        for task in list(self._inflight.values()):
-            await asyncio.gather(task, return_exceptions=True)
+        """Wait for the operations under way, resumed ones included (closing the agent)."""
+        waiting = [*self._inflight.values(), *self._resumed.values()]
+        await asyncio.gather(*waiting, return_exceptions=True)
+
+
+def _retrieved(outcome: asyncio.Future[Any]) -> None:
+    """A resumed operation's outcome no retry asked for is logged by the chain, not by the event loop."""
+    if not outcome.cancelled():
+        outcome.exception()
