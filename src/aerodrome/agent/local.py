@@ -23,6 +23,7 @@ from aerodrome.agent.journal import Journal, exit_from_json
 from aerodrome.agent.operations import HostOperations, resource_of, spec_args
 from aerodrome.agent.steps import StepRunner
 from aerodrome.core import (
+    IMAGE_SIZE_KEY,
     Deadline,
     ExecResult,
     ExitInfo,
@@ -128,7 +129,7 @@ class LocalAgent:
     async def resolve_image(self, image: str, grant: PullGrant | None, *, deadline: Deadline) -> JSON:
         _check(deadline)
         pulled = await _within(deadline, asyncio.ensure_future(self.runtime.pull_image(image, grant)), "pull")
-        return dict(pulled.image_ref)
+        return {**pulled.image_ref, IMAGE_SIZE_KEY: pulled.compressed_size}
 
     async def prepare(self, spec: MachineVersionSpec, *, key: str, deadline: Deadline) -> PreparedVersion:
         return _prepared(await self._once(key, "prepare", spec_args(spec), deadline))
