@@ -121,7 +121,14 @@ class LocalAgent:
     async def _once(self, key: str, kind: str, args: JSON, deadline: Deadline) -> Any:
         """The operation's result: run through its steps once per key (a key seen before returns its recorded
         result, one under way is joined)."""
-        outcome = await self._runner.submit(key, kind, args, admit=lambda: _check(deadline))
+        try:
+            outcome = await self._runner.submit(
+                key, kind, args, admit=lambda: _check(deadline), wait=deadline.remaining()
+            )
+        except TimeoutError:
+            raise WaitTimeoutError(
+                f"{kind} waited past the request's deadline for an operation resumed before it"
+            ) from None
         return await _within(deadline, outcome, kind)
 
     # machines

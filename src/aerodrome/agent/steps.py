@@ -99,13 +99,14 @@ class StepRunner:
         self._resumed: dict[str, asyncio.Task[None]] = {}  # the resumed operations of each resource, in order
 
     async def submit(
-        self, key: str, kind: str, args: JSON, *, admit: Callable[[], None] = lambda: None
+        self, key: str, kind: str, args: JSON, *, admit: Callable[[], None] = lambda: None, wait: float | None = None
     ) -> asyncio.Future[Any]:
         """The operation's outcome: its recorded result when the key was seen before, the one under way when it
-        is running, else a new run (`admit` may refuse it first, by raising)."""
+        is running, else a new run (`admit` may refuse it first, by raising). A new run waits up to `wait`
+        seconds for the resumed operations of its resource (TimeoutError after that, nothing begun)."""
         resumed = self._resumed.get(self._resource_of(kind, args))
         if resumed is not None and key not in self._inflight:
-            await asyncio.shield(resumed)  # what was begun on this resource before goes first
+            await asyncio.wait_for(asyncio.shield(resumed), wait)  # what was begun on this resource goes first
         running = self._inflight.get(key)
         if running is not None:
             return running
