@@ -27,6 +27,21 @@ from aerodrome.core.checks import (
 )
 from aerodrome.core.clock import Clock, SystemClock, rfc3339
 from aerodrome.core.config import GuestFile, MachineSpec, MountSpec, PortSpec, ServiceSpec, normalize_config
+from aerodrome.core.containers import (
+    ContainerDependency,
+    ContainerHealthcheck,
+    ContainerMount,
+    ContainerRun,
+    ContainerSpec,
+    ContainerState,
+    ContainerStatus,
+    DependencyCondition,
+    container_versions,
+    parse_containers,
+    runs_from_json,
+    runs_to_json,
+    start_order,
+)
 from aerodrome.core.durations import MAX_DURATION, parse_duration, parse_signal, signal_name
 from aerodrome.core.errors import (
     AerodromeError,
@@ -154,7 +169,15 @@ __all__ = [
     "CheckResult",
     "CheckSpec",
     "Clock",
+    "ContainerDependency",
+    "ContainerHealthcheck",
+    "ContainerMount",
+    "ContainerRun",
+    "ContainerSpec",
+    "ContainerState",
+    "ContainerStatus",
     "Deadline",
+    "DependencyCondition",
     "ExecResult",
     "ExitCallback",
     "ExitInfo",
@@ -220,6 +243,7 @@ __all__ = [
     "VolumeUsage",
     "WaitTimeoutError",
     "check_action",
+    "container_versions",
     "event_log_line",
     "fault_point",
     "granted_actions",
@@ -231,6 +255,7 @@ __all__ = [
     "normalize_config",
     "parse_bool",
     "parse_checks",
+    "parse_containers",
     "parse_duration",
     "parse_int",
     "parse_json",
@@ -241,10 +266,13 @@ __all__ = [
     "parse_text",
     "restart_backoff",
     "rfc3339",
+    "runs_from_json",
+    "runs_to_json",
     "should_restart",
     "signal_name",
     "snapshot_id",
     "split_output",
+    "start_order",
     "ulid",
     "volume_id",
 ]
