@@ -167,9 +167,10 @@ def exec_(
     command: Annotated[list[str], typer.Argument(help="The command and its arguments, after --.")],
     app_name: AppOption,
     timeout: Annotated[int, typer.Option("--timeout", min=1, max=300, help="Seconds.")] = 30,
+    container: Annotated[str, typer.Option("--container", help="The container, in a multi-container machine.")] = "",
 ) -> None:
     """Run a command in a started machine; its output, and its exit status as this command's (but with --json)."""
-    result = session.client.exec_machine(app_name, machine_id, command, timeout=timeout)
+    result = session.client.exec_machine(app_name, machine_id, command, timeout=timeout, container=container)
     if session.json:
         session.emit(result)
         return

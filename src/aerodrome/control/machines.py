@@ -35,6 +35,7 @@ from aerodrome.core import (
     Store,
     VolumeAttachment,
     check_action,
+    container_versions,
     fault_point,
     machine_id,
     machine_name,
@@ -294,4 +295,6 @@ class Machines(Lifecycle, Leases, Metadata):
             rootfs_bytes=spec.rootfs_size_gb * self.volumes.unit_bytes,
             stop_signal=spec.stop_signal,
             stop_timeout=spec.stop_timeout,
+            containers=container_versions(spec, env, await self.secrets.env(app.name) if spec.containers else {}),
+            scratch_volumes=spec.scratch_volumes,
         )

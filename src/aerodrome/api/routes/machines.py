@@ -9,7 +9,14 @@ from starlette.routing import Route
 from aerodrome.api import render
 from aerodrome.api.context import Call
 from aerodrome.api.responses import EncodedJSONResponse, JSONResponse
-from aerodrome.core import InvalidArgumentError, MachineState
+from aerodrome.core import (
+    ContainerStatus,
+    InvalidArgumentError,
+    Machine,
+    MachineState,
+    UnavailableError,
+    WaitTimeoutError,
+)
 
 _RENDERED = render.RenderedMachines()  # listings of thousands of machines reuse each one's JSON
 _LISTABLE = {"created", "started", "stopped", "suspended", "failed", "destroyed"}
@@ -60,8 +67,21 @@ async def get_machine(request: Request) -> Response:
     call.limit("get", call.machine_id)
     machine = await call.plane.machines.find(app, call.machine_id, include_deleted=True)
     events = await call.plane.store.list_events(machine.id, limit=10)
-    body = render.machine(machine, events, checks=call.plane.checks.results(machine.id))
+    containers = await _containers(call, machine)
+    body = render.machine(machine, events, checks=call.plane.checks.results(machine.id), containers=containers)
     return JSONResponse(render.with_lease(body, machine) if call.query_bool("include_leases") else body)
+
+
+async def _containers(call: Call, machine: Machine) -> tuple[ContainerStatus, ...] | None:
+    """A multi-container machine's containers: their host's view while it runs, none otherwise (or unreachable)."""
+    if not machine.config.get("containers"):
+        return None
+    if machine.state is not MachineState.STARTED:
+        return ()
+    try:
+        return (await call.plane.agent.status(machine.id)).containers
+    except (UnavailableError, WaitTimeoutError):
+        return ()
 
 
 async def update_machine(request: Request) -> Response:
