@@ -6,13 +6,14 @@ per-container logs, and Fly's 400 for a config whose containers do not hold toge
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.api.helpers import create_machine, delete_app, wait_for
+from tests.cli.runner import Cli
 from tests.support.server import Server, running_server
 
 pytestmark = pytest.mark.root
@@ -69,7 +70,12 @@ def two_containers(server: Server, **app_overrides: Any) -> dict[str, Any]:
         "mounts": [{"name": "shared", "path": "/data"}],
         "depends_on": [{"name": "web", "condition": "healthy"}],
     }
-    return {"image": server.image("busybox"), "volumes": [{"name": "shared"}], "containers": [web, reader]}
+    return {
+        "image": server.image("busybox"),
+        "volumes": [{"name": "shared"}],
+        "containers": [web, reader],
+        "checks": {"tcp-8080": {"type": "tcp", "port": 8080, "interval": "1s"}},
+    }
 
 
 def test_two_containers_share_network_and_volume(server: Server) -> None:
@@ -93,19 +99,34 @@ def test_two_containers_share_network_and_volume(server: Server) -> None:
         )
         assert missing.status_code == 404 and "nope" in missing.json()["error"]
         # each line of a container's output is labelled with its name
-        messages = wait_logs(api, app, machine["id"], "[reader] written-by-web")
-        assert sum(m == "[reader] written-by-web" for m in messages) == 2, messages  # from the file, then over HTTP
+        # read from the file, then over HTTP from web: two lines
+        wait_logs(api, app, machine["id"], lambda messages: messages.count("[reader] written-by-web") == 2)
+        show_in_cli(server, app, machine["id"])
         delete_app(api, app)
 
 
-def wait_logs(api: httpx.Client, app: str, machine_id: str, *wanted: str) -> list[str]:
+def show_in_cli(server: Server, app: str, machine_id: str) -> None:
+    """`machine list` counts the passing checks; `machine status` shows each check and each container."""
+    cli = Cli(server.api_url, server.token, server.data_dir.parent / "cli.toml")
+    deadline = time.monotonic() + 30
+    while "1/1 passing" not in (listed := cli.run("machine", "list", "--app", app).stdout):
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.2)
+    status = cli.run("machine", "status", machine_id, "--app", app).stdout
+    rows = {line.split()[0]: line.split()[1:] for line in status.splitlines() if line.strip()}
+    assert rows["web"][:2] == ["running", "yes"] and rows["reader"][0] == "running", status
+    assert "CHECK" in rows and "CONTAINER" in rows, status
+    assert cli.json("machine", "status", machine_id, "--app", app)["checks"][0]["status"] == "passing"
+
+
+def wait_logs(api: httpx.Client, app: str, machine_id: str, done: Callable[[list[str]], bool]) -> None:
     deadline = time.monotonic() + 30
     while True:
         body = api.get(f"/api/v1/apps/{app}/logs", params={"instance": machine_id}).json()
         messages = [entry["attributes"]["message"] for entry in body["data"]]
-        if all(any(w in m for m in messages) for w in wanted):
-            return messages
-        assert time.monotonic() < deadline, f"logs never showed {wanted}: {messages}"
+        if done(messages):
+            return
+        assert time.monotonic() < deadline, f"the logs never showed what was expected: {messages}"
         time.sleep(0.2)
 
 

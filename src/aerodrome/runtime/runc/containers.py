@@ -18,14 +18,26 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from aerodrome.core import ContainerRun, GuestFile, SandboxSpec
+from aerodrome.core import ContainerRun, GuestFile, NotFoundError, SandboxSpec
 from aerodrome.runtime.runc import bundle, guestfs
 from aerodrome.runtime.runc.layout import MachinePaths, traversable_dirs
+from aerodrome.runtime.runc.source import ImageSource
 from aerodrome.runtime.runc.userns import IdRange
 
 ROOTS = f"{bundle.GUEST_DIR}/c"  # where the containers' roots are, in the machine
 PLACEHOLDER = (bundle.SHELL_PATH, "sleep", "2147483647")  # the machine's own program: it only holds the run
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+
+
+def image_rootfs(images: ImageSource, spec: SandboxSpec) -> dict[str, str]:
+    """Each container's image rootfs on this host, by container name."""
+    lowers = {}
+    for container in spec.containers:
+        image = images.get(container.image_digest)
+        if image is None:
+            raise NotFoundError(f"image {container.image_digest} of container {container.name} is not on this host")
+        lowers[container.name] = image.rootfs
+    return lowers
 
 
 def root_of(name: str) -> str:

@@ -24,7 +24,6 @@ from aerodrome.core import (
     ExitInfo,
     FailedPreconditionError,
     ImageInfo,
-    InvalidArgumentError,
     NotFoundError,
     OutputChunk,
     OutputCursor,
@@ -58,7 +57,7 @@ from aerodrome.runtime.runc.network import (
     delete_network,
     org_prefix6,
 )
-from aerodrome.runtime.runc.pod import Pod
+from aerodrome.runtime.runc.pod import Pod, exec_process
 from aerodrome.runtime.runc.runc import Runc
 from aerodrome.runtime.runc.scratch import DEFAULT_RESERVE_BYTES, ImagePool
 from aerodrome.runtime.runc.source import ImageSource
@@ -359,7 +358,7 @@ class RuncRuntime:
                     self.scratch_pool,
                     self.services.addresses,
                     fly_dir,
-                    self._container_lowers(machine.spec),
+                    containers.image_rootfs(self.images, machine.spec),
                 )
                 pid, start_time = await instance.launch(self.runc, paths, run)
             self._running[machine_id] = _Running(pid, asyncio.get_running_loop().create_future())
@@ -367,15 +366,6 @@ class RuncRuntime:
             if machine.spec.containers:
                 self._pods[machine_id] = pod = Pod(self.runc, machine_id, paths, machine.spec, machine.network.ipv4)
                 pod.start()
-
-    def _container_lowers(self, spec: SandboxSpec) -> dict[str, str]:
-        lowers = {}
-        for container in spec.containers:
-            image = self.images.get(container.image_digest)
-            if image is None:
-                raise NotFoundError(f"image {container.image_digest} of container {container.name} is not on this host")
-            lowers[container.name] = image.rootfs
-        return lowers
 
     def container_statuses(self, machine_id: str) -> tuple[ContainerStatus, ...]:
         """The containers of a running multi-container machine, as the daemon supervises them."""
@@ -492,24 +482,11 @@ class RuncRuntime:
         self._live(machine_id)
         with map_runtime_errors(f"exec in machine {machine_id}"):
             if container or machine.spec.containers:
-                process = self._container_exec(machine_id, machine.spec, container, command)
+                process = exec_process(self._pods.get(machine_id), machine_id, machine.spec, container, command)
             else:
                 uid, gid = await asyncio.to_thread(guestfs.resolve_user, Path(machine.lower), machine.spec.user)
                 process = bundle.exec_process(machine.spec, command, uid=uid, gid=gid)
             return await self.runc.exec(machine_id, self.layout.machine(machine_id), process, stdin, timeout)
-
-    def _container_exec(self, machine_id: str, spec: SandboxSpec, name: str, command: list[str]) -> dict[str, Any]:
-        """The exec process in container `name` (by default the machine's first), which must be running."""
-        if not spec.containers:
-            raise InvalidArgumentError(f"machine {machine_id} has no containers; exec without a container")
-        name = name or spec.containers[0].name
-        pod = self._pods.get(machine_id)
-        found = pod.container(name) if pod else None
-        if found is None:
-            raise NotFoundError(f"container {name!r} not found in machine {machine_id}")
-        if pod is None or not pod.running(name):
-            raise FailedPreconditionError(f"container {name} of machine {machine_id} is not running")
-        return containers.container_process(found, tuple(command))
 
     async def set_memory(self, machine_id: str, memory_mb: int) -> None:
         """Change the memory limit: now, when the machine runs, and for its next starts."""

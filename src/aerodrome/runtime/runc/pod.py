@@ -17,6 +17,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aerodrome.core import (
     ContainerDependency,
@@ -26,6 +27,9 @@ from aerodrome.core import (
     ContainerStatus,
     DependencyCondition,
     ExitInfo,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
     SandboxSpec,
     restart_backoff,
     rfc3339,
@@ -37,6 +41,7 @@ from aerodrome.runtime.runc.layout import MachinePaths
 from aerodrome.runtime.runc.runc import Runc
 
 log = logging.getLogger(__name__)
+JSON = dict[str, Any]
 
 CLOSE_GRACE = 2.0  # seconds for the containers' runc processes to end once their machine has
 _CHUNK = 64 * 1024
@@ -221,6 +226,19 @@ class Pod:
             return len(status) >= 2 and status[1][:1] in (b"2", b"3")
         finally:
             writer.close()
+
+
+def exec_process(pod: Pod | None, machine_id: str, spec: SandboxSpec, name: str, command: list[str]) -> JSON:
+    """The process of an exec in container `name` (by default the machine's first), which must be running."""
+    if not spec.containers:
+        raise InvalidArgumentError(f"machine {machine_id} has no containers; exec without a container")
+    name = name or spec.containers[0].name
+    found = pod.container(name) if pod else None
+    if found is None:
+        raise NotFoundError(f"container {name!r} not found in machine {machine_id}")
+    if pod is None or not pod.running(name):
+        raise FailedPreconditionError(f"container {name} of machine {machine_id} is not running")
+    return containers.container_process(found, tuple(command))
 
 
 async def _relay(read_fd: int, paths: MachinePaths, name: str) -> None:
