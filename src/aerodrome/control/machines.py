@@ -16,6 +16,7 @@ from aerodrome.control.registry import RegistryAccess
 from aerodrome.control.secrets import Secrets
 from aerodrome.control.volumes import Volumes
 from aerodrome.core import (
+    IMAGE_SIZE_KEY,
     MAX_LEASE_TTL,
     MAX_NAME,
     Action,
@@ -93,7 +94,7 @@ class Machines(Lifecycle, Leases, Metadata):
         skip_launch = parse_bool(body.get("skip_launch"), "skip_launch", False)
         cordoned = parse_bool(body.get("skip_service_registration"), "skip_service_registration", False)
         grant = await self.registry.pull_grant(app.org_slug)
-        image_ref = await self.agent.resolve_image(spec.image, grant, deadline=host_deadline())
+        image_ref = await self._resolve_image(spec.image, grant)
         mid, version, now = machine_id(), ulid(), rfc3339(self.clock.now())
         try:
             mounts = await self._attach_volumes(app, spec, region, mid)
@@ -163,7 +164,7 @@ class Machines(Lifecycle, Leases, Metadata):
             if mounted and mounted != [m.volume for m in spec.mounts]:
                 raise InvalidArgumentError("a machine's mounted volume cannot be changed by an update")
             grant = await self.registry.pull_grant(app.org_slug)
-            image_ref = await self.agent.resolve_image(spec.image, grant, deadline=host_deadline())
+            image_ref = await self._resolve_image(spec.image, grant)
             previous = machine.state
             machine = await self.transition(machine, MachineState.REPLACING)
             fault_point("machine.update.replacing")
@@ -253,6 +254,12 @@ class Machines(Lifecycle, Leases, Metadata):
             volume = await self.volumes.reserve(app, mount, region, mid)
             mounts.append(VolumeAttachment(volume.id, mount.path))
         return tuple(mounts)
+
+    async def _resolve_image(self, image: str, grant: PullGrant | None) -> dict[str, Any]:
+        """Fly's image_ref of the image, as the host pulled it (without the agent's size, which is not Fly's)."""
+        ref = await self.agent.resolve_image(image, grant, deadline=host_deadline())
+        ref.pop(IMAGE_SIZE_KEY, None)
+        return ref
 
     async def _version_spec(
         self,
