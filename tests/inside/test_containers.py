@@ -145,6 +145,18 @@ def test_a_failing_dependency_keeps_its_dependant_from_starting(server: Server) 
                     "depends_on": [{"name": "init", "condition": "exited_successfully"}],
                 },
                 {
+                    "name": "late",
+                    "image": server.image("busybox"),
+                    "exec": ["sh", "-c", "sleep 1; touch /tmp/ok; exec sleep 3600"],
+                    "healthchecks": [{"exec": {"command": ["test", "-f", "/tmp/ok"]}, "interval": 1}],
+                },
+                {
+                    "name": "after",
+                    "image": server.image("busybox"),
+                    "exec": ["sleep", "3600"],
+                    "depends_on": [{"name": "late", "condition": "healthy"}],
+                },
+                {
                     "name": "flaky",
                     "image": server.image("busybox"),
                     "exec": ["sh", "-c", "echo run >> /tmp/runs; exit 1"],
@@ -156,6 +168,8 @@ def test_a_failing_dependency_keeps_its_dependant_from_starting(server: Server) 
         wait_for(api, app, machine["id"], "started")
         assert wait_container(api, app, machine["id"], "init", state="exited")["exit_code"] == 3
         assert wait_container(api, app, machine["id"], "app", state="failed").get("exit_code") is None
+        wait_container(api, app, machine["id"], "after", state="running")  # once late's exec check passed
+        assert containers_of(api, app, machine["id"])["late"]["healthy"] is True
         flaky = wait_container(api, app, machine["id"], "flaky", state="exited")
         assert flaky == {**flaky, "exit_code": 1, "restart_count": 2}
         delete_app(api, app)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal as signals
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ class Pod:
         self._tracks = {c.name: _Track(c) for c in spec.containers}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._reaping: set[asyncio.Future[int]] = set()
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -213,7 +215,16 @@ class Pod:
             process = containers.container_process(container, check.exec_command)
             pid_file = self._paths.dir / f"check-{container.name}.pid"
             proc = await self._runc.exec_attached(self._machine_id, process, pid_file, subprocess.DEVNULL)
-            return await exited(proc) == 0
+            try:
+                return await exited(proc) == 0
+            except asyncio.CancelledError:  # past its timeout: the probe and its runc go, and runc is reaped
+                _signal_from(str(pid_file), signals.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                reaping = asyncio.ensure_future(exited(proc))
+                self._reaping.add(reaping)
+                reaping.add_done_callback(self._reaping.discard)
+                raise
         port = check.tcp_port or check.http_port
         reader, writer = await asyncio.open_connection(self._ipv4, port)
         try:
