@@ -308,7 +308,11 @@ def parse_agents(urls: list[str], token_files: list[Path]) -> tuple[tuple[str, P
 
     if len(urls) != len(token_files):
         raise typer.BadParameter("give one --agent-token-file for each --agent", param_hint="--agent-token-file")
-    return tuple((parse_agent_url(url), path) for url, path in zip(urls, token_files, strict=True))
+    agents = tuple((parse_agent_url(url), path) for url, path in zip(urls, token_files, strict=True))
+    seen = [url for url, _ in agents]
+    if len(set(seen)) != len(seen):
+        raise typer.BadParameter("give each --agent once: one URL is one host", param_hint="--agent")
+    return agents
 
 
 def parse_mirrors(values: list[str]) -> dict[str, str]:
