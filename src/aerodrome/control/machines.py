@@ -18,6 +18,7 @@ from aerodrome.control.registry import RegistryAccess
 from aerodrome.control.secrets import Secrets
 from aerodrome.control.volumes import Volumes
 from aerodrome.core import (
+    IMAGE_SIZE_KEY,
     MAX_LEASE_TTL,
     MAX_NAME,
     Action,
@@ -97,7 +98,7 @@ class Machines(Lifecycle, Leases, Metadata):
         grant = await self.registry.pull_grant(app.org_slug)
         mid, version, now = machine_id(), ulid(), rfc3339(self.clock.now())
         host = await self._place(app, spec, region, mid)
-        image_ref = await self.hosts.resolve_image_on(host, spec.image, grant, deadline=host_deadline())
+        image_ref = await self._resolve_image(host, spec.image, grant)
         self.hosts.assign_machine(mid, host)
         try:
             mounts = await self._attach_volumes(app, spec, region, mid)
@@ -176,7 +177,7 @@ class Machines(Lifecycle, Leases, Metadata):
             if mounted and mounted != [m.volume for m in spec.mounts]:
                 raise InvalidArgumentError("a machine's mounted volume cannot be changed by an update")
             grant = await self.registry.pull_grant(app.org_slug)
-            image_ref = await self.hosts.resolve_image_on(machine.host, spec.image, grant, deadline=host_deadline())
+            image_ref = await self._resolve_image(machine.host, spec.image, grant)
             previous = machine.state
             machine = await self.transition(machine, MachineState.REPLACING)
             fault_point("machine.update.replacing")
@@ -267,6 +268,12 @@ class Machines(Lifecycle, Leases, Metadata):
             volume = await self.volumes.reserve(app, mount, region, mid)
             mounts.append(VolumeAttachment(volume.id, mount.path))
         return tuple(mounts)
+
+    async def _resolve_image(self, host: str, image: str, grant: PullGrant | None) -> dict[str, Any]:
+        """Fly's image_ref of the image, as the machine's host pulled it (without the agent's size, not Fly's)."""
+        ref = await self.hosts.resolve_image_on(host, image, grant, deadline=host_deadline())
+        ref.pop(IMAGE_SIZE_KEY, None)
+        return ref
 
     async def _version_spec(
         self,

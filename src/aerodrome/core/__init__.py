@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aerodrome.core.agent import (
     AGENT_PROTOCOL_VERSION,
+    IMAGE_SIZE_KEY,
     Deadline,
     HostAgent,
     HostEvent,
@@ -135,6 +136,7 @@ __all__ = [
     "EXEC_TIMEOUT_MAX",
     "FAULT_ENV",
     "FAULT_STEPS",
+    "IMAGE_SIZE_KEY",
     "MAX_DESCRIPTION",
     "MAX_DURATION",
     "MAX_ITEMS",

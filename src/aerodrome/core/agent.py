@@ -29,6 +29,7 @@ from aerodrome.core.ports import ExecResult, ProcessInfo, SnapshotInfo, VolumeUs
 from aerodrome.core.registry import PullGrant
 
 JSON = dict[str, Any]
+IMAGE_SIZE_KEY = "compressed_size"  # in resolve_image's answer only: not stored with a machine
 
 AGENT_PROTOCOL_VERSION = 1
 
@@ -161,7 +162,8 @@ class HostAgent(Protocol):
     # machines
     async def resolve_image(self, image: str, grant: PullGrant | None, *, deadline: Deadline) -> JSON:
         """Pull the image (if not cached) from what `grant` allows (None: the host's own pull, for a machine
-        admitted before) and return Fly's image_ref of it, digest included: checked before anything is made."""
+        admitted before) and return Fly's image_ref of it, digest included: checked before anything is made.
+        It may add IMAGE_SIZE_KEY, the bytes of its layers in the registry, which is not part of Fly's image_ref."""
         ...
 
     async def prepare(self, spec: MachineVersionSpec, *, key: str, deadline: Deadline) -> PreparedVersion:

@@ -16,6 +16,7 @@ from graphql import GraphQLResolveInfo
 from aerodrome.api.render import app_status
 from aerodrome.control import ControlPlane
 from aerodrome.core import (
+    IMAGE_SIZE_KEY,
     AlreadyExistsError,
     App,
     InvalidArgumentError,
@@ -284,7 +285,7 @@ async def app_image(parent: JSON, info: Info, ref: str) -> JSON | None:
         "id": digest,
         "digest": digest,
         "ref": ref,
-        "compressedSizeFull": 0,  # the host's answer names the image, not its registry's layer sizes
+        "compressedSizeFull": int(image.get(IMAGE_SIZE_KEY) or 0),
         "manifest": {"annotations": {}},  # fly-go reads only the annotations, for a Fly builder's id
     }
 
