@@ -40,7 +40,7 @@ from tests.support.agents import HostProcess
 from tests.support.server import Server
 
 from aerodrome.bench.api import create_many
-from aerodrome.cli.daemon import release_pool
+from aerodrome.cli.daemon import release_pool, unrouted_pool
 
 APP = "hop"
 START_TARGET_MS = 1.0
@@ -51,8 +51,12 @@ CREATES_TARGET = 0.10  # at most this share of creates/s lost to the hop
 def daemons() -> Iterator[tuple[Server, Server]]:
     """(in-process, over the network): both serve, the second driving an agent process on its own directory."""
     workdir = Path(tempfile.mkdtemp(prefix="aerodrome-hop-"))
-    inside = Server(workdir / "inside" / "data")
-    remote = Server(workdir / "remote" / "data")
+    try:
+        inside = Server(workdir / "inside" / "data")
+        remote = Server(workdir / "remote" / "data", machine_pool=unrouted_pool())
+    except RuntimeError:  # no address pool free: nothing started yet
+        shutil.rmtree(workdir)
+        raise
     for server in (inside, remote):
         server.data_dir.mkdir(mode=0o700, parents=True)
     agent = HostProcess(

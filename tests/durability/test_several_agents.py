@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from aerodrome.cli.daemon import release_pool
+from aerodrome.cli.daemon import release_pool, unrouted_pool
 from aerodrome.core import HostState
 from tests.api.helpers import create_machine, http_inside, wait_for
 from tests.support.agents import HostProcess
@@ -42,14 +42,20 @@ SERVICE = {
 def cluster() -> Iterator[tuple[Server, HostProcess, HostProcess]]:
     """Two agents, then a serve driving both; afterwards everything is destroyed through the API, all stopped, and
     both hosts checked clean (an agent the test killed is started again first, to take down what it left)."""
+    # serve runs no machine itself: host-a takes its pool, host-b reserves one more (before anything is made)
+    pools = [unrouted_pool()]
+    try:
+        pools.append(unrouted_pool())
+    except RuntimeError:
+        release_pool(pools[0])
+        raise
     workdir = Path(tempfile.mkdtemp(prefix="aerodrome-several-agents-"))
-    server = Server(workdir / "serve")
+    server = Server(workdir / "serve", machine_pool=pools[0])
     server.data_dir.mkdir(mode=0o700)
     keys = server.data_dir / "registry"
-    # serve runs no machine itself: host-a takes its pool, host-b reserves one more
     hosts = [
-        HostProcess("host-a", workdir / "host-a", server.registry, keys, machine_pool=server.machine_pool),
-        HostProcess("host-b", workdir / "host-b", server.registry, keys),
+        HostProcess("host-a", workdir / "host-a", server.registry, keys, machine_pool=pools[0]),
+        HostProcess("host-b", workdir / "host-b", server.registry, keys, machine_pool=pools[1]),
     ]
     for host in hosts:
         server.extra_args += ("--agent", host.url, "--agent-token-file", str(host.token_file))
@@ -70,7 +76,7 @@ def cluster() -> Iterator[tuple[Server, HostProcess, HostProcess]]:
         for host in hosts:
             host.stop()
     found = [line for host in hosts for line in host.leftovers(machine_ids)] + server.leftovers(machine_ids)
-    for pool in {server.machine_pool, *(host.machine_pool for host in hosts)}:
+    for pool in pools:
         release_pool(pool)
     assert found == [], "the test left on the hosts:\n  " + "\n  ".join(found)
     shutil.rmtree(workdir)
