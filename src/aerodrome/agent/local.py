@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, TypeVar
 
+from aerodrome.agent.capacity import host_info
 from aerodrome.agent.journal import Journal, exit_from_json
 from aerodrome.agent.operations import HostOperations, resource_of, spec_args
 from aerodrome.agent.steps import StepRunner
@@ -91,7 +92,7 @@ class LocalAgent:
         return agent
 
     async def info(self) -> HostInfo:
-        return HostInfo(name=self._name, region=self._region)
+        return host_info(self._name, self._region, self.runtime.layout.root)  # the data directory's filesystem
 
     # exits, as events
 
@@ -162,7 +163,8 @@ class LocalAgent:
 
     async def status(self, machine_id: str) -> HostMachine:
         state = HostState((await self.runtime.status(machine_id)).value)
-        return HostMachine(machine_id, state, version=self.runtime.version_of(machine_id))
+        version, containers = self.runtime.version_of(machine_id), self.runtime.container_statuses(machine_id)
+        return HostMachine(machine_id, state, version=version, containers=containers)
 
     async def machines(self) -> list[HostMachine]:
         """The runtime's machines, and those with volumes attached here but no sandbox (a prepare cut short)."""
@@ -170,10 +172,17 @@ class LocalAgent:
         return [await self.status(machine_id) for machine_id in sorted(ids)]
 
     async def exec(
-        self, machine_id: str, command: list[str], stdin: bytes | None, timeout: float, *, deadline: Deadline
+        self,
+        machine_id: str,
+        command: list[str],
+        stdin: bytes | None,
+        timeout: float,
+        *,
+        deadline: Deadline,
+        container: str = "",
     ) -> ExecResult:
         _check(deadline)
-        return await self.runtime.exec(machine_id, command, stdin, timeout)
+        return await self.runtime.exec(machine_id, command, stdin, timeout, container)
 
     async def ps(self, machine_id: str) -> list[ProcessInfo]:
         return await self.runtime.ps(machine_id)

@@ -117,7 +117,8 @@ class HostOperations:
         async def make_sandbox(state: State) -> None:
             image = self.runtime.images.get(state["digest"]) or await self._image(spec)
             mounts = tuple([VolumeMount(await self.volumes.mount(m.volume_id), m.guest_path) for m in spec.mounts])
-            info = await self.runtime.create(sandbox_spec(spec, image, mounts))
+            containers = {c.name: await self.runtime.pull_image(c.image, spec.grant) for c in spec.containers}
+            info = await self.runtime.create(sandbox_spec(spec, image, mounts, containers))
             state.update(private_ip=info.private_ip, private_ipv4=info.private_ipv4)
 
         async def detach_unused(state: State) -> None:
