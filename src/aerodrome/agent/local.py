@@ -164,7 +164,8 @@ class LocalAgent:
     async def status(self, machine_id: str) -> HostMachine:
         state = HostState((await self.runtime.status(machine_id)).value)
         version, containers = self.runtime.version_of(machine_id), self.runtime.container_statuses(machine_id)
-        return HostMachine(machine_id, state, version=version, containers=containers)
+        operation = self._runner.resuming(resource_of("start", {"machine_id": machine_id}))
+        return HostMachine(machine_id, state, version=version, operation=operation, containers=containers)
 
     async def machines(self) -> list[HostMachine]:
         """The runtime's machines, and those with volumes attached here but no sandbox (a prepare cut short)."""

@@ -97,6 +97,7 @@ class StepRunner:
         self._resource_of = resource_of
         self._inflight: dict[str, asyncio.Future[Any]] = {}  # operations under way, by key
         self._resumed: dict[str, asyncio.Task[None]] = {}  # the resumed operations of each resource, in order
+        self._resuming: dict[str, str] = {}  # the kind of the resumed operation each resource is in
 
     async def submit(
         self, key: str, kind: str, args: JSON, *, admit: Callable[[], None] = lambda: None, wait: float | None = None
@@ -177,6 +178,7 @@ class StepRunner:
         try:
             for run, plan, outcome in runs:
                 log.info("resuming %s %s at its step %s", run.kind, run.key, run.step)
+                self._resuming[resource] = run.kind
                 try:
                     outcome.set_result(await self._execute(run, plan))
                 except asyncio.CancelledError:
@@ -189,6 +191,11 @@ class StepRunner:
                     self._inflight.pop(run.key, None)
         finally:
             self._resumed.pop(resource, None)
+            self._resuming.pop(resource, None)
+
+    def resuming(self, resource: str) -> str:
+        """The kind of the resumed operation `resource` is in ("" when none): its host state is not final yet."""
+        return self._resuming.get(resource, "")
 
     async def drain(self) -> None:
         """Wait for the operations under way, resumed ones included (closing the agent)."""

@@ -18,7 +18,7 @@ import asyncio
 import logging
 
 from aerodrome.control.hosts import HostEntry
-from aerodrome.control.machine_base import host_deadline, new_key
+from aerodrome.control.machine_base import HOST_DEADLINE, host_deadline, new_key
 from aerodrome.control.machines import Machines
 from aerodrome.core import HostMachine, HostState, Machine, MachineState, Store
 
@@ -26,6 +26,7 @@ S = MachineState
 log = logging.getLogger("aerodrome.recovery")
 
 _RUNNING = (HostState.RUNNING, HostState.PAUSED)
+SETTLE_POLL = 0.1  # how often a machine whose agent is finishing an operation is looked at again
 
 
 async def recover(machines: Machines, store: Store, only: HostEntry | None = None) -> None:
@@ -72,6 +73,7 @@ async def _reconcile_locked(machines: Machines, store: Store, machine: Machine, 
     current = await store.get_machine(machine.id)
     if current is None:
         return
+    host = await _settled(machines, host)
     if current.state is S.DESTROYING:
         await machines.agent.destroy(current.id, key=new_key(), deadline=host_deadline())
         await machines.volumes.release_all(current.app_name, current.id)
@@ -101,6 +103,17 @@ async def _reconcile_locked(machines: Machines, store: Store, machine: Machine, 
         await machines.transition(current, S.STOPPED, event=("update", "flyd"), new_version=new_version)
     elif current.state not in (S.CREATED, S.STOPPED, S.FAILED):
         await machines.transition(current, S.STOPPED, event=("exit", "flyd"))
+
+
+async def _settled(machines: Machines, host: HostMachine) -> HostMachine:
+    """The machine as its host holds it once the operation its agent resumed at start (if any) has finished:
+    the host's half of an operation cut short is the agent's to finish, this side reconciles with its end."""
+    waited = 0.0
+    while host.operation and waited < HOST_DEADLINE:
+        await asyncio.sleep(SETTLE_POLL)
+        waited += SETTLE_POLL
+        host = await machines.agent.status(host.machine_id)
+    return host
 
 
 async def _fail(machines: Machines, machine: Machine) -> None:
