@@ -152,3 +152,22 @@ def test_deploy_an_image_then_secrets_roll_the_machine(
     assert machine["id"] in status and "started" in status
     logs = fly("logs", "--no-tail", "--app", fly_app)
     assert f"runner[{machine['id']}]" in logs and "machine started" in logs
+
+
+def test_tokens_create_deploy_acts_on_its_app_only(fly: Fly, fly_app: str, server: Server, tmp_path: Path) -> None:
+    token = fly("tokens", "create", "deploy", "--app", fly_app, "--expiry", "2h").strip()
+    assert token.startswith("FlyV1 fm2_")
+    deploy = Fly(server, tmp_path / "deploy-home")
+    deploy.env["FLY_API_TOKEN"] = token
+    assert [a["Name"] for a in deploy.json("apps", "list")] == [fly_app]
+    deploy("secrets", "set", "FROM_DEPLOY=1", "--app", fly_app, "--stage")
+    assert [s["name"] for s in fly.json("secrets", "list", "--app", fly_app)] == ["FROM_DEPLOY"]
+    other = f"fly-{uuid.uuid4().hex[:10]}"
+    refused = subprocess.run(
+        [str(BINARIES[-1]), "apps", "create", other, "--org", "personal"],
+        env=deploy.env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert refused.returncode != 0 and f"may act on app '{fly_app}' only" in refused.stdout + refused.stderr

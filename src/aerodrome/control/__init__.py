@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from aerodrome.control.auth import MAX_AUTHORIZATION_BYTES, MAX_TOKENS, candidate_tokens, hash_token
+from aerodrome.control.auth import (
+    MAX_AUTHORIZATION_BYTES,
+    MAX_TOKENS,
+    candidate_tokens,
+    hash_token,
+    require_app,
+    require_org_wide,
+    token_lifetime,
+)
 from aerodrome.control.certificates import CertificateInfo, Certificates, CheckReport, describe
 from aerodrome.control.ips import IPs
 from aerodrome.control.logs import LogSettings, MachineLogs
@@ -39,5 +47,8 @@ __all__ = [
     "candidate_tokens",
     "describe",
     "hash_token",
+    "require_app",
+    "require_org_wide",
     "resolve_argv",
+    "token_lifetime",
 ]

@@ -11,7 +11,7 @@ from typing import Any
 
 from aerodrome.api.graphql.resolvers import Context, Info, app_node, connection, organization_node
 from aerodrome.api.regions import REGIONS
-from aerodrome.control import describe
+from aerodrome.control import describe, require_app
 from aerodrome.core import App, Certificate, Machine, NotFoundError, Release, Token, Volume
 
 JSON = dict[str, Any]
@@ -156,6 +156,7 @@ async def query_machine(_: None, info: Info, machineId: str) -> JSON:
     app = await context.plane.store.get_app(machine.app_name) if machine else None
     if machine is None or app is None or app.org_slug != context.caller.org_slug or app.destroying:
         raise NotFoundError(f"Could not find Machine {machineId!r}")
+    require_app(context.caller, app.name)
     return machine_node(context, machine, app)
 
 
@@ -165,6 +166,7 @@ async def query_volume(_: None, info: Info, id: str) -> JSON:
     app = await context.plane.store.get_app(volume.app_name) if volume else None
     if volume is None or app is None or app.org_slug != context.caller.org_slug:
         raise NotFoundError(f"Could not find Volume {id!r}")
+    require_app(context.caller, app.name)
     return volume_node(context, volume, app)
 
 
