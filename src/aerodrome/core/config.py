@@ -35,6 +35,7 @@ class GuestFile:
     guest_path: str
     data: bytes
     mode: int = 0o644
+    secret_name: str | None = None  # the content is this app secret's value, base64-decoded, when the machine is made
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,11 +292,17 @@ def _file(raw: object) -> GuestFile:
         raise InvalidArgumentError(f"invalid files: guest_path {path!r} must be absolute")
     if ".." in path.split("/"):
         raise InvalidArgumentError(f"invalid files: guest_path {path!r} escapes the root filesystem")
+    mode = _int(raw.get("mode", 0o644), "files.mode", 0, 0o7777)
+    secret_name = raw.get("secret_name")
+    if secret_name is not None and secret_name != "":
+        if not isinstance(secret_name, str) or raw.get("raw_value"):
+            raise InvalidArgumentError(f"invalid files: {path} takes one of raw_value or secret_name (a string)")
+        return GuestFile(path, b"", mode, parse_text(secret_name, "files.secret_name", 256))
     try:
         data = base64.b64decode(raw.get("raw_value") or "", validate=True)
     except (binascii.Error, ValueError):
         raise InvalidArgumentError(f"invalid files: raw_value of {path} is not base64") from None
-    return GuestFile(path, data, _int(raw.get("mode", 0o644), "files.mode", 0, 0o7777))
+    return GuestFile(path, data, mode)
 
 
 def _argv(config: JSON, key: str) -> tuple[str, ...]:
