@@ -11,6 +11,7 @@ from aerodrome.control.auth import (
     require_org_wide,
     token_lifetime,
 )
+from aerodrome.control.builds import Build, Builds
 from aerodrome.control.certificates import CertificateInfo, Certificates, CheckReport, describe
 from aerodrome.control.ips import IPs
 from aerodrome.control.logs import LogSettings, MachineLogs
@@ -27,6 +28,8 @@ __all__ = [
     "GIB",
     "MAX_AUTHORIZATION_BYTES",
     "MAX_TOKENS",
+    "Build",
+    "Builds",
     "Caller",
     "CertificateInfo",
     "Certificates",

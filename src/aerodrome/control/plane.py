@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from aerodrome.control.apps import Apps
 from aerodrome.control.auth import Tokens
 from aerodrome.control.autoextend import AutoExtend
+from aerodrome.control.builds import Builds
 from aerodrome.control.certificates import Certificates
 from aerodrome.control.events import ChangeFeed
 from aerodrome.control.ips import IPs
@@ -86,6 +87,7 @@ class ControlPlane:
         self.secrets = Secrets(store, self.clock, secrets_key)
         self.releases = Releases(store, self.clock)
         self.secretkeys = SecretKeys(store, self.clock, secrets_key)
+        self.builds = Builds(self.clock)
         self.certificates = Certificates(store, self.clock, secrets_key, app_domain=self.settings.app_domain)
         self.volumes = Volumes(store, volume_backend, self.clock, unit_bytes=self.settings.volume_unit_bytes)
         self.machines = Machines(
