@@ -16,6 +16,7 @@ from aerodrome.control.certificates import CertificateInfo, Certificates, CheckR
 from aerodrome.control.ips import IPs
 from aerodrome.control.logs import LogSettings, MachineLogs
 from aerodrome.control.machines import Machines, resolve_argv
+from aerodrome.control.oidc import OidcIssuer
 from aerodrome.control.plane import ControlPlane, Settings
 from aerodrome.control.registry import Caller, RegistryAccess
 from aerodrome.control.releases import Releases
@@ -39,6 +40,7 @@ __all__ = [
     "LogSettings",
     "MachineLogs",
     "Machines",
+    "OidcIssuer",
     "RegistryAccess",
     "Releases",
     "Retention",

@@ -15,6 +15,7 @@ from aerodrome.control.events import ChangeFeed
 from aerodrome.control.ips import IPs
 from aerodrome.control.logs import LogSettings, MachineLogs
 from aerodrome.control.machines import Machines
+from aerodrome.control.oidc import OidcIssuer
 from aerodrome.control.recovery import recover
 from aerodrome.control.registry import RegistryAccess
 from aerodrome.control.releases import Releases
@@ -51,6 +52,8 @@ class Settings:
     ipv4_pool: str = "127.0.1.0/24"
     ipv6_pool: str = "fdae:ad::/48"  # a ULA prefix apart from fd00::/64 (eth0) and fdaa::/16 (6PN)
     app_domain: str = "localhost"  # apps answer as <name>.<app_domain> on the edge
+    # machines' OIDC tokens name `<oidc_issuer>/<org>` as issuer; its `/.well-known/jwks` is served by the API
+    oidc_issuer: str = "http://127.0.0.1:4280/oidc"
     # what is kept of machines' events and versions, and of destroyed machines
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     # what is kept of machines' output, and the logs API's bounds
@@ -88,6 +91,7 @@ class ControlPlane:
         self.releases = Releases(store, self.clock)
         self.secretkeys = SecretKeys(store, self.clock, secrets_key)
         self.builds = Builds(self.clock)
+        self.oidc = OidcIssuer(self.clock, secrets_key, self.settings.oidc_issuer)
         self.certificates = Certificates(store, self.clock, secrets_key, app_domain=self.settings.app_domain)
         self.volumes = Volumes(store, volume_backend, self.clock, unit_bytes=self.settings.volume_unit_bytes)
         self.machines = Machines(
