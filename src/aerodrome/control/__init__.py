@@ -21,8 +21,10 @@ from aerodrome.control.plane import ControlPlane, Settings
 from aerodrome.control.registry import Caller, RegistryAccess
 from aerodrome.control.releases import Releases
 from aerodrome.control.retention import Retention, RetentionSettings
+from aerodrome.control.schedules import Schedules, period_of
 from aerodrome.control.secretkeys import SecretKeys
 from aerodrome.control.secrets import Secrets
+from aerodrome.control.standbys import Standbys, is_standby
 from aerodrome.control.volumes import GIB, Volumes
 
 __all__ = [
@@ -45,13 +47,17 @@ __all__ = [
     "Releases",
     "Retention",
     "RetentionSettings",
+    "Schedules",
     "SecretKeys",
     "Secrets",
     "Settings",
+    "Standbys",
     "Volumes",
     "candidate_tokens",
     "describe",
     "hash_token",
+    "is_standby",
+    "period_of",
     "require_app",
     "require_org_wide",
     "resolve_argv",

@@ -20,8 +20,10 @@ from aerodrome.control.recovery import recover
 from aerodrome.control.registry import RegistryAccess
 from aerodrome.control.releases import Releases
 from aerodrome.control.retention import Retention, RetentionSettings
+from aerodrome.control.schedules import Schedules
 from aerodrome.control.secretkeys import SecretKeys
 from aerodrome.control.secrets import Secrets
+from aerodrome.control.standbys import Standbys
 from aerodrome.control.volumes import GIB, Volumes
 from aerodrome.core import (
     APP_DESTROYING,
@@ -109,6 +111,8 @@ class ControlPlane:
         self.retention = Retention(store, self.clock, self.settings.retention, log_max_age=self.settings.logs.max_age)
         self.logs = MachineLogs(store, runtime, self.clock, self.settings.logs)
         self.feed.subscribe(self.logs.machine_changed)
+        self.schedules = Schedules(store, self.machines, self.clock)
+        self.standbys = Standbys(store, self.machines, self.feed)
         self.limiter = RateLimiter(self.clock, enabled=self.settings.rate_limits)
         self._take_downs: dict[str, asyncio.Task[None]] = {}  # apps being deleted, by name
 
@@ -126,6 +130,7 @@ class ControlPlane:
         self.autoextend.start()
         self.retention.start()
         self.logs.start()
+        self.schedules.start()
         for app in await self.store.list_apps(None):
             if app.destroying:
                 log.info("resuming the deletion of app %s", app.name)
@@ -195,4 +200,6 @@ class ControlPlane:
         await self.autoextend.close()
         await self.retention.close()
         await self.logs.close()
+        await self.schedules.close()
+        await self.standbys.close()
         await self.machines.close()

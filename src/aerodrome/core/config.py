@@ -93,6 +93,8 @@ class MachineSpec:
     process_group: str = ""  # metadata.fly_process_group
     checks: tuple[CheckSpec, ...] = ()  # top-level checks, then the services'
     statics: tuple[StaticSpec, ...] = ()
+    schedule: str = ""  # hourly, daily, weekly or monthly: the control plane starts the machine once a period
+    standbys: tuple[str, ...] = ()  # the machines this one stands by for: not routed to, started when one stops
 
 
 def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
@@ -142,10 +144,31 @@ def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
         process_group=metadata.get("fly_process_group", ""),
         checks=parse_checks(config),
         statics=parse_statics(config),
+        schedule=_schedule(config.get("schedule")),
+        standbys=_standbys(config.get("standbys")),
     )
     if len(spec.mounts) > 1:
         raise InvalidArgumentError("invalid config: a machine can mount at most one volume")
     return config, spec
+
+
+SCHEDULES = ("hourly", "daily", "weekly", "monthly")
+
+
+def _schedule(raw: object) -> str:
+    if raw is None or raw == "":
+        return ""
+    if raw not in SCHEDULES:
+        raise InvalidArgumentError(f"invalid config.schedule {raw!r}: must be one of {', '.join(SCHEDULES)}")
+    return str(raw)
+
+
+def _standbys(raw: object) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(m, str) and m for m in raw) or len(raw) > 64:
+        raise InvalidArgumentError("invalid config.standbys: must be a list of at most 64 machine ids")
+    return tuple(parse_text(m, "config.standbys", 64) for m in raw)
 
 
 def _image_lengths(image: str) -> None:

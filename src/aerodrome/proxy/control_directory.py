@@ -7,7 +7,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from aerodrome.control import Machines
+from aerodrome.control import Machines, is_standby
 from aerodrome.core import (
     App,
     CheckBoard,
@@ -83,7 +83,7 @@ class ControlDirectory:
         backends = []
         statics: tuple[StaticRoot, ...] = ()
         for machine in machines:
-            if machine.state in _GONE or machine.cordoned:
+            if machine.state in _GONE or machine.cordoned or is_standby(machine.config):  # standbys wait
                 continue
             services, gated, machine_statics = self._spec_of(machine)
             digest = str(machine.image_ref.get("digest") or "")
