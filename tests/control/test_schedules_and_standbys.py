@@ -1,5 +1,6 @@
-"""Scheduled and standby machines on an in-process control plane: a real SQLite store, real runc machines (busybox
-from the session's registry) and a manual clock, so that each schedule's periods are crossed without waiting."""
+"""Scheduled and standby machines on an in-process control plane: a real SQLite store, the in-memory FakeAgent
+(its machines exit when the test says) and a manual clock, so that each schedule's periods are crossed without
+waiting."""
 
 from __future__ import annotations
 
@@ -11,19 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.fernet import Fernet
 
-from aerodrome.control import ControlPlane, period_of
-from aerodrome.core import App, ImageInfo, InvalidArgumentError, MachineState, normalize_config, ulid
-from aerodrome.runtime import LoopVolumeBackend
-from aerodrome.runtime.images import ImageStore
-from aerodrome.runtime.registry import EmbeddedRegistry
-from aerodrome.runtime.runc import RuncRuntime
-from tests.runtime.runc_fixtures import TEST_POOL, host_leftovers, image_store_root, needs_root, network_leftovers
+from aerodrome.control import ControlPlane, Secrets, Settings, period_of
+from aerodrome.core import App, InvalidArgumentError, MachineState, normalize_config, ulid
+from aerodrome.runtime import RegistryTokens
+from aerodrome.store import SqlStore, sqlite_url
 from tests.support.clock import ManualClock
+from tests.support.fake_agent import FakeAgent
 
-__all__ = ["image_store_root"]  # the session fixture, used here
-
+IMAGE = "registry.local/library/busybox:latest"
 START = datetime(2026, 12, 3, 10, 15, tzinfo=UTC).timestamp()  # a Thursday, mid-hour, mid-month
 HOUR, DAY = 3600.0, 86400.0
 
@@ -43,12 +40,12 @@ def test_periods_are_calendar_ones_in_utc() -> None:
 @dataclass
 class World:
     plane: ControlPlane
+    agent: FakeAgent
     clock: ManualClock
     app: App
-    image: str
 
     async def machine(self, config: dict[str, Any], **body: Any) -> str:
-        made = await self.plane.machines.create(self.app, 1, {"config": {"image": self.image, **config}, **body})
+        made = await self.plane.machines.create(self.app, 1, {"config": {"image": IMAGE, **config}, **body})
         return made.id
 
     async def state(self, machine_id: str) -> MachineState:
@@ -64,38 +61,34 @@ class World:
             await self.plane.feed.next_change(machine_id, 0.5)
         raise AssertionError(f"machine {machine_id} is {await self.state(machine_id)}, not one of {states}")
 
+    async def job_ends(self, machine_id: str) -> None:
+        """The machine's process exits 0, as a scheduled job does when it is done."""
+        await self.settle(machine_id, MachineState.STARTED)
+        self.agent.exit(machine_id, 0)
+        await self.settle(machine_id, MachineState.STOPPED)
+
 
 @pytest.fixture
-async def world(
-    tmp_path: Path, registry: EmbeddedRegistry, busybox_image: str, image_store_root: tuple[Path, ImageInfo]
-) -> AsyncIterator[World]:
-    from aerodrome.store import SqlStore
-
-    store = SqlStore.open_sqlite(tmp_path / "aerodrome.db")
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    store = await SqlStore.open(sqlite_url(tmp_path / "aerodrome.db"))
     await store.ensure_org("personal", "Personal")
     clock = ManualClock(now=START)
-    runtime = RuncRuntime(
-        tmp_path / "runtime", ImageStore(image_store_root[0], registries=(registry.url,)), ipv4_pool=TEST_POOL,
-        egress=False,
-    )  # fmt: skip
-    plane = ControlPlane(store, runtime, LoopVolumeBackend(tmp_path / "volumes"), Fernet.generate_key(), clock=clock)
-    # exits reach the plane as in `start()`, whose periodic passes are left out: the test runs each pass itself
-    runtime.on_exit(plane.machines.handle_exit)
+    agent = FakeAgent()
+    # the periodic passes are off: each test runs a pass itself, after moving the clock
+    settings = Settings(volume_check_interval=0, schedule_interval=0)
+    plane = ControlPlane(
+        store, agent, Secrets.new_key(), settings, clock=clock, registry_signer=RegistryTokens(tmp_path / "reg")
+    )
     app = App(ulid(), "jobs", "personal", "default", 7, "2026-12-03T10:00:00Z")
     await store.add_app(app)
+    await plane.start()
     try:
-        yield World(plane, clock, app, busybox_image)
+        yield World(plane, agent, clock, app)
     finally:
-        ids = [m.id for m in await store.list_machines("jobs")]
-        for machine_id in ids:
-            await plane.machines.destroy(app, machine_id, force=True, nonce_=None, ignore_lease=True)
         await plane.close()
-        await runtime.close()
         await store.close()
-        assert await host_leftovers(tmp_path / "runtime", ids) + await network_leftovers(ids) == []
 
 
-@needs_root
 async def test_a_scheduled_machine_runs_once_a_period(world: World) -> None:
     hourly = await world.machine({"schedule": "hourly", "init": {"exec": ["true"]}}, skip_launch=True)
     daily = await world.machine({"schedule": "daily", "init": {"exec": ["true"]}}, skip_launch=True)
@@ -104,21 +97,20 @@ async def test_a_scheduled_machine_runs_once_a_period(world: World) -> None:
 
     world.clock.advance(HOUR)
     assert await world.plane.schedules.run_due() == [hourly]
-    assert await world.settle(hourly, MachineState.STOPPED) is MachineState.STOPPED  # ran `true`, and exited
+    await world.job_ends(hourly)
     assert await world.plane.schedules.run_due() == []  # it ran in this hour already
     world.clock.advance(30 * 60)  # 11:45: the same hour
     assert await world.plane.schedules.run_due() == []
     world.clock.advance(15 * 60)  # 12:00: the next
     assert await world.plane.schedules.run_due() == [hourly]
-    await world.settle(hourly, MachineState.STOPPED)
+    await world.job_ends(hourly)
 
     world.clock.advance(DAY)
     assert sorted(await world.plane.schedules.run_due()) == sorted([hourly, daily])
-    await world.settle(daily, MachineState.STOPPED)
+    await world.job_ends(daily)
     assert await world.state(plain) is MachineState.CREATED  # no schedule: never started by the plane
 
 
-@needs_root
 async def test_a_started_scheduled_machine_is_left_alone(world: World) -> None:
     busy = await world.machine({"schedule": "hourly", "init": {"exec": ["sleep", "100000"]}})
     await world.settle(busy, MachineState.STARTED)
@@ -126,7 +118,6 @@ async def test_a_started_scheduled_machine_is_left_alone(world: World) -> None:
     assert await world.plane.schedules.run_due() == []  # still running from the last period: not started twice
 
 
-@needs_root
 async def test_a_standby_starts_when_its_machine_stops(world: World) -> None:
     primary = await world.machine({"init": {"exec": ["sleep", "100000"]}})
     await world.settle(primary, MachineState.STARTED)

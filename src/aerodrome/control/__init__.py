@@ -15,7 +15,7 @@ from aerodrome.control.builds import Build, Builds
 from aerodrome.control.certificates import CertificateInfo, Certificates, CheckReport, describe
 from aerodrome.control.ips import IPs
 from aerodrome.control.logs import LogSettings, MachineLogs
-from aerodrome.control.machines import Machines, resolve_argv
+from aerodrome.control.machines import Machines
 from aerodrome.control.oidc import OidcIssuer
 from aerodrome.control.plane import ControlPlane, Settings
 from aerodrome.control.registry import Caller, RegistryAccess
@@ -60,6 +60,5 @@ __all__ = [
     "period_of",
     "require_app",
     "require_org_wide",
-    "resolve_argv",
     "token_lifetime",
 ]
