@@ -113,3 +113,17 @@ def test_an_absent_expiry_is_twenty_years(server: Server, api: httpx.Client, app
         assert deploy.get(f"/v1/apps/{app_name}").status_code == 200
     [listed] = [t for t in api.get("/v1/tokens").json()["tokens"] if t["name"] == f"{app_name} deploy token"]
     assert listed["app_name"] == app_name and listed["expires_at"] is not None
+
+
+def test_fly_go_lists_deploy_tokens_with_their_app(api: httpx.Client, app_name: str, other_app: str) -> None:
+    _rest_deploy_token(api, app_name, expiry="2h")
+    app_query = (FIXTURES / "flygo_get_app_limited_access_tokens.graphql").read_text()
+    org_query = (FIXTURES / "flygo_get_org_limited_access_tokens.graphql").read_text()
+    listed = api.post("/graphql", json={"query": app_query, "variables": {"appName": app_name}}).json()
+    [token] = listed["data"]["appLimitedAccessTokens"]["limitedAccessTokens"]["nodes"]
+    assert token["name"] == f"{app_name} deploy token" and token["expiresAt"] != "9999-12-31T23:59:59Z"
+    other = api.post("/graphql", json={"query": app_query, "variables": {"appName": other_app}}).json()
+    assert other["data"]["appLimitedAccessTokens"]["limitedAccessTokens"]["nodes"] == []
+    org = api.post("/graphql", json={"query": org_query, "variables": {"slug": "personal"}}).json()
+    names = [t["name"] for t in org["data"]["orgLimitedAccessTokens"]["limitedAccessTokens"]["nodes"]]
+    assert f"{app_name} deploy token" not in names

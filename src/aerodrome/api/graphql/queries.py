@@ -11,8 +11,8 @@ from typing import Any
 
 from aerodrome.api.graphql.resolvers import Context, Info, app_node, connection, organization_node
 from aerodrome.api.regions import REGIONS
-from aerodrome.control import describe, require_app
-from aerodrome.core import App, Certificate, Machine, NotFoundError, Release, Token, Volume
+from aerodrome.control import describe, require_app, require_org_wide
+from aerodrome.core import App, Certificate, Machine, NotFoundError, Release, Token, Volume, rfc3339
 
 JSON = dict[str, Any]
 
@@ -60,7 +60,8 @@ def token_node(token: Token) -> JSON:
         "name": token.name,
         "token": "",  # the secret is shown once, when the token is made
         "tokenHeader": None,
-        "expiresAt": "9999-12-31T23:59:59Z",  # tokens here do not expire; they are revoked
+        # a token made without an expiry never expires, shown as Fly shows the farthest date
+        "expiresAt": "9999-12-31T23:59:59Z" if token.expires_at is None else rfc3339(token.expires_at),
         "revokedAt": token.revoked_at,
         "user": {"id": token.org_slug, "email": "", "name": None, "enablePaidHobby": False},
     }
@@ -238,9 +239,17 @@ async def app_version(app: JSON, info: Info) -> int:
 
 
 async def org_limited_access_tokens(org: JSON, info: Info, **_: Any) -> JSON:
+    """The organisation's own tokens; deploy tokens are listed with their app."""
     context = info.context
+    require_org_wide(context.caller, "the organization's tokens")
     tokens = await context.plane.tokens.of_org(context.org.slug)
-    return {"nodes": [token_node(t) for t in tokens if t.revoked_at is None]}
+    return {"nodes": [token_node(t) for t in tokens if t.revoked_at is None and t.app_name is None]}
+
+
+async def app_limited_access_tokens(app: JSON, info: Info, **_: Any) -> JSON:
+    tokens = await info.context.plane.tokens.of_org(info.context.org.slug)
+    mine = [t for t in tokens if t.revoked_at is None and t.app_name == app["name"]]
+    return {"nodes": [token_node(t) for t in mine]}
 
 
 FIELD_RESOLVERS: dict[tuple[str, str], Any] = {
@@ -253,6 +262,7 @@ FIELD_RESOLVERS: dict[tuple[str, str], Any] = {
     ("Queries", "machine"): query_machine,
     ("Queries", "volume"): query_volume,
     ("App", "machines"): app_machines,
+    ("App", "limitedAccessTokens"): app_limited_access_tokens,
     ("App", "secrets"): app_secrets,
     ("App", "certificates"): app_certificates,
     ("App", "regions"): app_regions,

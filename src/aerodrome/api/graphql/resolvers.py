@@ -92,7 +92,6 @@ async def app_node(context: Context, app: App) -> JSON:
         "currentReleaseUnprocessed": None,
         "releasesUnprocessed": {"nodes": []},
         "egressIpAddresses": {"nodes": []},  # static egress addresses are Fly's; machines here have none
-        "limitedAccessTokens": {"nodes": []},  # tokens here belong to an organisation, not to one app
     }
 
 
