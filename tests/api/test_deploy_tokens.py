@@ -127,3 +127,17 @@ def test_fly_go_lists_deploy_tokens_with_their_app(api: httpx.Client, app_name: 
     org = api.post("/graphql", json={"query": org_query, "variables": {"slug": "personal"}}).json()
     names = [t["name"] for t in org["data"]["orgLimitedAccessTokens"]["limitedAccessTokens"]["nodes"]]
     assert f"{app_name} deploy token" not in names
+
+
+def test_another_apps_release_is_absent_to_a_deploy_token(
+    server: Server, api: httpx.Client, app_name: str, other_app: str
+) -> None:
+    made = api.post("/api/v1/releases", json={"app_name": other_app, "image": "img", "strategy": "rolling"})
+    release_id = made.json()["release"]["id"]
+    with _client(server, _rest_deploy_token(api, app_name)) as deploy:
+        refused = deploy.patch(f"/api/v1/releases/{release_id}", json={"status": "complete"})
+        assert refused.status_code == 404 and refused.json() == {"error": f"release {release_id!r} not found"}
+        mine = deploy.post("/api/v1/releases", json={"app_name": app_name, "image": "img", "strategy": "rolling"})
+        done = deploy.patch(f"/api/v1/releases/{mine.json()['release']['id']}", json={"status": "complete"})
+        assert done.status_code == 200 and done.json()["status"] == "complete"
+    assert api.get(f"/api/v1/apps/{other_app}/releases").json()["releases"][0]["status"] == "pending"

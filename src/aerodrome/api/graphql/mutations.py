@@ -75,7 +75,11 @@ async def create_release(_: None, info: Info, input: JSON) -> JSON:
 async def update_release(_: None, info: Info, input: JSON) -> JSON:
     context = info.context
     release = await context.plane.releases.update(
-        context.caller.org_slug, str(input["releaseId"]), input.get("status") or "complete", input.get("metadata")
+        context.caller.org_slug,
+        str(input["releaseId"]),
+        input.get("status") or "complete",
+        input.get("metadata"),
+        app_name=context.caller.app_name,
     )
     return {"clientMutationId": input.get("clientMutationId"), "release": release_node(release)}
 

@@ -70,7 +70,7 @@ async def update_release(request: Request) -> Response:
     body = await call.body()
     release_id = str(request.path_params["release_id"])
     release = await call.plane.releases.update(
-        call.caller.org_slug, release_id, body.get("status"), body.get("metadata")
+        call.caller.org_slug, release_id, body.get("status"), body.get("metadata"), app_name=call.caller.app_name
     )
     return JSONResponse(release_view(release))
 
