@@ -13,6 +13,7 @@ from aerodrome.control.auth import (
 )
 from aerodrome.control.builds import Build, Builds
 from aerodrome.control.certificates import CertificateInfo, Certificates, CheckReport, describe
+from aerodrome.control.hosts import HostEntry, Hosts
 from aerodrome.control.ips import IPs
 from aerodrome.control.logs import LogSettings, MachineLogs
 from aerodrome.control.machines import Machines
@@ -38,6 +39,8 @@ __all__ = [
     "Certificates",
     "CheckReport",
     "ControlPlane",
+    "HostEntry",
+    "Hosts",
     "IPs",
     "LogSettings",
     "MachineLogs",
