@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -17,9 +16,9 @@ S = MachineState
 
 
 @pytest.fixture
-async def other(tmp_path: Path, app_store: SqlStore) -> AsyncIterator[SqlStore]:
-    """A second store on the same file: it reads what is on disk, not what the first one remembers."""
-    reader = SqlStore.open_sqlite(tmp_path / "aerodrome.db")
+async def other(database_url: str, app_store: SqlStore) -> AsyncIterator[SqlStore]:
+    """A second store on the same database: it reads what is on disk, not what the first one remembers."""
+    reader = await SqlStore.open(database_url)
     try:
         yield reader
     finally:
