@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -27,6 +28,9 @@ import pytest
 from tests.support.registry import free_loopback_port
 
 SYSTEM_USER = "postgres"
+#: `AERODROME_TEST_DATABASE=postgresql` runs every `aerodrome serve` of the tests on a database of this session's
+#: PostgreSQL (tests/support/server.py asks `serve_database()`), instead of its SQLite file.
+TEST_DATABASE_ENV = "AERODROME_TEST_DATABASE"
 START_TIMEOUT = 60.0
 
 
@@ -126,6 +130,19 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def query(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of `sql`, read from outside any event loop (the tests' synchronous helpers)."""
+
+    async def fetch() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [tuple(row) for row in await conn.fetch(sql)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
+
+
 def _alive(pid: int) -> bool:
     """Whether `pid` still runs: the postmaster is not our child, so no wait(); /proc tells a zombie apart."""
     try:
@@ -153,3 +170,30 @@ def postgres_server() -> Iterator[PostgresServer]:
         pytest.skip(problem)
     with running_postgres(fsync=False) as server:
         yield server
+
+
+_for_servers: list[PostgresServer] = []
+
+
+def serve_database() -> str | None:
+    """A new database for one `aerodrome serve` of the tests, when they run on PostgreSQL; else None."""
+    return _for_servers[0].create_database() if _for_servers else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def postgres_for_servers() -> Iterator[None]:
+    wanted = os.environ.get(TEST_DATABASE_ENV, "sqlite")
+    if wanted == "sqlite":
+        yield
+        return
+    if wanted != "postgresql":
+        raise pytest.UsageError(f"{TEST_DATABASE_ENV} is sqlite or postgresql, not {wanted!r}")
+    problem = missing_postgres()
+    if problem is not None:
+        raise pytest.UsageError(f"{TEST_DATABASE_ENV}=postgresql: {problem}")
+    with running_postgres(fsync=False) as server:
+        _for_servers.append(server)
+        try:
+            yield
+        finally:
+            _for_servers.clear()

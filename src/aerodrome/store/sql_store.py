@@ -238,9 +238,9 @@ class SqlStore:
     async def list_versions(self, machine_id: str) -> list[MachineVersion]:
         return await self._runner.read(machines.list_versions, machine_id)
 
-    async def set_lease(self, machine_id: str, lease: Lease | None) -> None:
+    async def set_lease(self, machine_id: str, lease: Lease | None, *, read_version: int | None = None) -> None:
         try:
-            await self._runner.write(machines.set_lease, machine_id, lease)
+            await self._runner.write(machines.set_lease, machine_id, lease, read_version)
         finally:
             self._cache.machines.pop(machine_id, None)
 
