@@ -181,13 +181,15 @@ def shared_name(name: str) -> str:
 
 
 @contextlib.contextmanager
-def running_server(*extra_args: str, machine_pool: str | None = None) -> Iterator[Server]:
+def running_server(*extra_args: str, machine_pool: str | None = None, database: str | None = None) -> Iterator[Server]:
     if os.geteuid() != 0:
         import pytest
 
         pytest.skip("aerodrome serve needs root")
     workdir = Path(tempfile.mkdtemp(prefix="aerodrome-serve-"))
     server = Server(workdir / "data", extra_args=extra_args)
+    if database is not None:  # one database shared by several servers (replicas), instead of one of its own
+        server.database = database
     if machine_pool is not None:
         release_pool(server.machine_pool)
         server.machine_pool = machine_pool
