@@ -21,7 +21,7 @@ from tests.support.registry import free_loopback_port
 # flyctl takes about 20 minutes to build on two cores, so CI does not build it: its smoke test is collected only
 # where a binary is cached (README, "flyctl and fly-go"), rather than skipped where it is not.
 _FLYCTL_CACHE = Path.home() / ".cache" / "aerodrome" / "flyctl"
-collect_ignore = [] if any(_FLYCTL_CACHE.glob("flyctl-*")) else ["api/test_flyctl_smoke.py"]
+collect_ignore = [] if any(_FLYCTL_CACHE.glob("flyctl-*")) else ["api/test_flyctl.py"]
 
 pytest_plugins = ["pytester", "tests.support.postgres", "tests.support.fixtures", "tests.support.skips"]
 

@@ -6,7 +6,21 @@ import importlib
 
 import pytest
 
-PACKAGES = ["core", "control", "store", "runtime", "api", "proxy", "mcp", "cli", "client", "agent", "bench"]
+PACKAGES = [
+    "core",
+    "control",
+    "store",
+    "runtime",
+    "api",
+    "proxy",
+    "mcp",
+    "cli",
+    "client",
+    "agent",
+    "bench",
+    "dashboard",
+    "inside",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

@@ -28,14 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.api.helpers import create_machine, machine_exec, wait_for
 from tests.support.server import Server, running_server
 
+from aerodrome.bench.edge import SERVICE
+
 APP = "cold"
-SERVICE = {
-    "protocol": "tcp",
-    "internal_port": 8080,
-    "autostart": True,
-    "autostop": "off",
-    "ports": [{"port": 80, "handlers": ["http"]}],
-}
 
 
 def first_byte(address: str, port: int, host: str, retry_refused: bool = False) -> None:

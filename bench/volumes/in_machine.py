@@ -11,7 +11,6 @@ The first round writes a fresh file (the sparse image allocates as it goes); lat
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import subprocess
 import sys
@@ -23,19 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.api.helpers import create_machine, machine_exec, wait_for
 from tests.support.server import running_server
 
+from aerodrome.bench.volumes import dd_seconds as seconds
+from aerodrome.bench.volumes import timed_dd
+
 APP = "bench-volume-writes"
-
-
-def timed_dd(target: str, mb: int) -> str:
-    """A shell line running dd under busybox `time`, which reports centiseconds (dd itself reports no timing)."""
-    return f"busybox time dd if=/dev/zero of={target} bs=1M count={mb} conv=fsync 2>&1"
-
-
-def seconds(output: str) -> float:
-    match = re.search(r"real\s+(\d+)m\s*([0-9.]+)s", output)
-    if match is None:
-        raise RuntimeError(f"no timing in {output!r}")
-    return int(match.group(1)) * 60 + float(match.group(2))
 
 
 def host_write(directory: Path, mb: int) -> float:

@@ -26,6 +26,8 @@ REFUSED = {
     "flygo_allocate_app_scoped_egress_ip_address": "not available",
     "flygo_release_egress_ip_address": "not found",
     "flygo_release_app_scoped_egress_ip_address": "not found",
+    # Fly tracks versions of its own images only: `fly status` reads this answer as no update to offer
+    "flygo_get_latest_image_details": "Unknown repository",
 }
 
 
@@ -128,8 +130,11 @@ def _variables(world: World, name: str) -> dict[str, Any]:
         "flygo_get_app_name_state_from_volume": {"id": world.volume_id},
         "flygo_get_snapshots_from_volume": {"id": world.volume_id},
         "flygo_get_organizations": {"admin": True},
+        "flygo_create_organization": {"input": {"name": f"gqlc org {uuid.uuid4().hex[:8]}"}},
         "flygo_get_app_releases_machines": {"appName": app, "limit": 25},
         "flygo_resolve_image_for_app": {"appName": app, "imageRef": world.server.image("busybox")},
+        "flygo_get_latest_image_details": {"image": "library/busybox:latest", "flyVersion": None},
+        "flyctl_list_organization_add_ons": {"orgSlug": "personal", "addOnType": "tigris"},
     }
     if name in by_document:
         return by_document[name]
@@ -161,6 +166,18 @@ def _check_answer(world: World, name: str, data: dict[str, Any]) -> None:
         assert data["appNameAvailable"] is False
     if name == "flygo_get_organizations":
         assert [o["slug"] for o in data["organizations"]["nodes"]] == ["personal"]
+        assert isinstance(data["organizations"]["nodes"][0]["internalNumericId"], str)  # BigInt: fly-go's Go string
+    if name == "flygo_resolve_image_for_app":  # pulled as the app's machines pull it
+        image = app["image"]
+        assert image["digest"].startswith("sha256:") and image["id"] == image["digest"]
+        assert image["ref"] == world.server.image("busybox") and int(image["compressedSize"]) > 0
+    if name == "flyctl_config_current_release":  # no fly.toml is kept: flyctl reads the config from the machines
+        assert app["currentReleaseUnprocessed"]["configDefinition"] is None
+    if name == "flyctl_list_organization_add_ons":
+        assert data["organization"]["addOns"]["nodes"] == []
+    if name == "flygo_create_organization":
+        created = data["createOrganization"]["organization"]
+        assert created["name"].startswith("gqlc org ") and created["slug"] == created["name"].replace(" ", "-")
     if name == "flygo_platform_regions":
         assert "iad" in [r["code"] for r in data["platform"]["regions"]]
     if name == "flyctl_create_limited_access_token":
@@ -185,10 +202,12 @@ def served_schema() -> GraphQLSchema:
     return schema()
 
 
-def test_there_are_55_documents() -> None:
-    # 53 for apps, organisations, IPs, certificates, secrets, releases, regions, volumes, tokens and machines, and
-    # fly-go's createRelease and updateRelease
-    assert len(DOCUMENTS) == 55
+def test_there_are_59_documents() -> None:
+    # 53 for apps, organisations, IPs, certificates, secrets, releases, regions, volumes, tokens and machines,
+    # fly-go's createRelease, updateRelease and createOrganization, and three the flyctl binary sent: its config
+    # from the current release (secrets set, deploy), the latest image (status) and the organisation's add-ons
+    # (apps destroy)
+    assert len(DOCUMENTS) == 59
 
 
 @pytest.mark.parametrize("name", DOCUMENTS)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from tests.api.helpers import create_machine, machine_exec, wait_for
@@ -96,3 +98,19 @@ def test_wait_from_event_id(api: httpx.Client, app_name: str, image: str) -> Non
     api.post(f"{base}/start")
     reply = api.get(f"{base}/wait", params={"state": "started", "from_event_id": launch["id"], "timeout": 30}).json()
     assert reply["ok"] and reply["event_id"] and reply["event_id"] > launch["id"]
+
+
+def test_an_expired_lease_binds_no_one(api: httpx.Client, app_name: str, image: str) -> None:
+    machine = create_machine(api, app_name, {"image": image}, skip_launch=True)
+    base = f"/v1/apps/{app_name}/machines/{machine['id']}"
+    held = api.post(f"{base}/lease", json={"ttl": 1})
+    assert held.status_code == 201, held.text
+    deadline = time.monotonic() + 30  # the daemon's clock decides: wait for the lease to lapse, not a fixed time
+    while (lease := api.get(f"{base}/lease")).status_code == 200:
+        assert lease.json()["data"]["nonce"] == held.json()["data"]["nonce"]
+        assert time.monotonic() < deadline, "the lease never expired"
+        time.sleep(0.1)
+    assert lease.status_code == 404
+    assert api.post(f"{base}/start").status_code == 200  # no nonce needed any more
+    taken = api.post(f"{base}/lease", json={"ttl": 60})
+    assert taken.status_code == 201 and taken.json()["data"]["nonce"] != held.json()["data"]["nonce"]

@@ -143,7 +143,27 @@ def test_signal_and_exec_and_ps(api: httpx.Client, app_name: str, image: str) ->
     processes = api.get(f"/v1/apps/{app_name}/machines/{mid}/ps").json()
     assert any("httpd" in p["command"] for p in processes)
     assert api.post(f"/v1/apps/{app_name}/machines/{mid}/signal", json={"signal": "SIGKILL"}).status_code == 200
-    assert api.post(f"/v1/apps/{app_name}/machines/{mid}/signal", json={"signal": "SIGNOPE"}).status_code == 400
+    killed = next_exit(api, app_name, mid, seen=0)
+    assert (killed["exit_code"], killed["signal"], killed["signal_name"]) == (137, 9, "SIGKILL")
+    assert (killed["requested_stop"], killed["restarting"]) == (False, True)  # on-failure: it comes back
+    wait_for(api, app_name, mid, "started")
+    assert api.post(f"/v1/apps/{app_name}/machines/{mid}/signal", json={"signal": 9}).status_code == 200  # by number
+    assert next_exit(api, app_name, mid, seen=1)["signal_name"] == "SIGKILL"
+    refused = api.post(f"/v1/apps/{app_name}/machines/{mid}/signal", json={"signal": "SIGNOPE"})
+    assert (refused.status_code, refused.json()) == (400, {"error": "invalid signal: 'SIGNOPE'"})
+
+
+def next_exit(api: httpx.Client, app: str, machine_id: str, *, seen: int, timeout: float = 30) -> dict[str, object]:
+    """The exit event after the `seen` ones the machine had, waited for with a deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = api.get(f"/v1/apps/{app}/machines/{machine_id}/events", params={"limit": 50}).json()
+        exits = [e["request"]["exit_event"] for e in reversed(events) if e["type"] == "exit"]
+        if len(exits) > seen:
+            event: dict[str, object] = exits[seen]
+            return event
+        assert time.monotonic() < deadline, f"no exit after {seen} in {timeout} s"
+        time.sleep(0.05)
 
 
 def test_always_restarts_even_after_a_clean_exit(api: httpx.Client, app_name: str, image: str) -> None:

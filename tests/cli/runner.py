@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,3 +50,24 @@ class Cli:
         """The command with `--json` (before a `--`, which ends the options), its output parsed."""
         at = args.index("--") if "--" in args else len(args)
         return self.run(*args[:at], "--json", *args[at:], **env).json()
+
+    def on_terminal(self, *args: str) -> tuple[subprocess.CompletedProcess[bytes], bytes]:
+        """`python -m aerodrome ARGS` with stderr on a pseudo-terminal (stdout a pipe): the result, and what the
+        terminal was shown."""
+        env = {k: v for k, v in os.environ.items() if k not in CLEARED}
+        env.update({"AERODROME_API": self.api, "AERODROME_TOKEN": self.token, "AERODROME_CONFIG": str(self.config)})
+        controller, terminal = pty.openpty()
+        argv = [sys.executable, "-m", "aerodrome", *args]
+        try:
+            result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=terminal, env=env, timeout=300, check=False)
+        finally:
+            os.close(terminal)
+        shown = b""
+        try:
+            while chunk := os.read(controller, 65536):
+                shown += chunk
+        except OSError:  # EIO: the terminal's other end is closed and everything was read
+            pass
+        finally:
+            os.close(controller)
+        return result, shown

@@ -4,35 +4,12 @@ exit statuses scripts rely on."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import pytest
 
 from aerodrome.client import Client, ClientSettings
 from tests.cli.runner import Cli
-from tests.support.server import Server, running_server
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with running_server() as started:
-        started.push_image("busybox")
-        yield started
-
-
-@pytest.fixture
-def cli(server: Server, tmp_path: Path) -> Cli:
-    return Cli(server.api_url, server.token, tmp_path / "config.toml")
-
-
-@pytest.fixture
-def app_name(cli: Cli) -> Iterator[str]:
-    name = f"cli-{uuid.uuid4().hex[:10]}"
-    assert cli.json("apps", "create", name)["name"] == name
-    yield name
-    cli.run("apps", "destroy", name, "--yes")
+from tests.support.server import Server
 
 
 def test_apps_create_list_status_destroy(cli: Cli) -> None:
@@ -99,7 +76,7 @@ def test_machine_lifecycle_commands(cli: Cli, server: Server, app_name: str) -> 
     timed_out = cli.run("machine", "wait", machine_id, *on, "--state", "stopped", "--timeout", "1")
     assert timed_out.code == 5 and "stopped" in timed_out.stderr
     running = cli.run("machine", "destroy", machine_id, *on)
-    assert running.code == 1 and "HTTP 412" in running.stderr and "hint:" in running.stderr
+    assert running.code == 6 and "HTTP 412" in running.stderr and "hint:" in running.stderr
     assert cli.json("machine", "destroy", machine_id, *on, "--force")["ok"] is True
     gone = cli.run("machine", "status", machine_id, "--app", f"{app_name}-nope")
     assert gone.code == 3 and "HTTP 404" in gone.stderr
@@ -113,7 +90,7 @@ def test_machine_leases_shows_and_clears_the_holder(cli: Cli, server: Server, ap
     held = cli.json("machine", "leases", machine_id, "--app", app_name)["lease"]
     assert held["description"] == "deploying" and held["nonce"]
     refused = cli.run("machine", "stop", machine_id, "--app", app_name)  # without the nonce
-    assert refused.code == 1 and "HTTP 409" in refused.stderr and "leases" in refused.stderr
+    assert refused.code == 6 and "HTTP 409" in refused.stderr and "leases" in refused.stderr
     cleared = cli.json("machine", "leases", machine_id, "--app", app_name, "--clear")
     assert cleared["lease"] is None and cleared["released"]["nonce"] == held["nonce"]
     assert cli.json("machine", "leases", machine_id, "--app", app_name) == {"lease": None}

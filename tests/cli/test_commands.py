@@ -43,7 +43,8 @@ def test_tokens_create_prints_only_the_token(tmp_path: Path) -> None:
 def test_help_lists_the_commands() -> None:
     result = aerodrome("--help")
     assert result.returncode == 0
-    for command in ("serve", "apps", "machine", "volumes", "ips", "secrets", "certs", "tokens", "orgs", "login", "mcp"):
+    commands = ("serve", "apps", "machine", "volumes", "ips", "secrets", "certs", "tokens", "orgs", "images", "status")
+    for command in (*commands, "logs", "login", "mcp"):
         assert command in result.stdout
 
 

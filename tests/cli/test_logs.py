@@ -10,37 +10,12 @@ import re
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from aerodrome.client import AsyncClient, Client, ClientSettings, CreateMachineRequest, Init, MachineConfig
 from tests.cli.runner import CLEARED, Cli
-from tests.support.server import Server, running_server
+from tests.support.server import Server
 
 PREFIX = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (app|runner)\[([0-9a-f]+)\] iad \[(\w+)\] (.*)$")
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with running_server() as started:
-        started.push_image("busybox")
-        yield started
-
-
-@pytest.fixture
-def cli(server: Server, tmp_path: Path) -> Cli:
-    return Cli(server.api_url, server.token, tmp_path / "aerodrome" / "config.toml")
-
-
-@pytest.fixture
-def app_name(cli: Cli) -> Iterator[str]:
-    name = f"cli-logs-{uuid.uuid4().hex[:8]}"
-    cli.json("apps", "create", name)
-    yield name
-    cli.run("apps", "destroy", name, "--yes")
 
 
 def client(server: Server) -> Client:

@@ -7,33 +7,9 @@ import json
 import stat
 import tomllib
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from tests.cli.runner import Cli
-from tests.support.server import Server, running_server
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with running_server() as started:
-        started.push_image("busybox")
-        yield started
-
-
-@pytest.fixture
-def cli(server: Server, tmp_path: Path) -> Cli:
-    return Cli(server.api_url, server.token, tmp_path / "aerodrome" / "config.toml")
-
-
-@pytest.fixture
-def app_name(cli: Cli) -> Iterator[str]:
-    name = f"cli-{uuid.uuid4().hex[:10]}"
-    cli.json("apps", "create", name)
-    yield name
-    cli.run("apps", "destroy", name, "--yes")
+from tests.support.server import Server
 
 
 def test_volumes_and_their_snapshots(cli: Cli, server: Server, app_name: str) -> None:
@@ -52,7 +28,7 @@ def test_volumes_and_their_snapshots(cli: Cli, server: Server, app_name: str) ->
     assert snapshot["id"] and snapshot["status"]
     assert [s["id"] for s in cli.json("volumes", "snapshots", "list", volume["id"], *on)] == [snapshot["id"]]
     held = cli.run("volumes", "destroy", volume["id"], *on)
-    assert held.code == 1 and "HTTP 412" in held.stderr
+    assert held.code == 6 and "HTTP 412" in held.stderr
     cli.json("machine", "destroy", machine["id"], *on, "--force")
     assert cli.json("volumes", "destroy", volume["id"], *on)["id"] == volume["id"]
     assert cli.run("volumes", "show", "vol_nope", *on).code == 3

@@ -156,3 +156,15 @@ async def test_the_async_client_runs_the_same_operations(server: Server, setting
             assert [m.id for m in await client.list_machines(name)] == []
         finally:
             await client.delete_app(name)
+
+
+async def test_the_async_client_makes_tokens_and_organisations(settings: ClientSettings) -> None:
+    slug = f"async-{uuid.uuid4().hex[:8]}"
+    async with AsyncClient(settings) as client:
+        assert (await client.health()).ok is True
+        made = await client.create_token("async-made")
+        assert made.token.startswith("fm2_") and made.name == "async-made"
+        created = await client.create_organization("Async Team", slug)
+        assert created.organization.slug == slug and created.token.startswith("fm2_")
+    async with AsyncClient(ClientSettings(settings.base_url, created.token)) as theirs:
+        assert (await theirs.organization()).slug == slug

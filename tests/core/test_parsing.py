@@ -213,3 +213,52 @@ def test_json_refuses_lone_surrogates_in_values_and_keys() -> None:
     with refused(r"invalid config\.env: not valid Unicode"):
         parse_json('{"config": {"env": {"\\udfff": "x"}}}')
     assert parse_json('{"a": "\\ud83d\\ude00"}') == {"a": "\U0001f600"}  # a proper pair is one character
+
+
+# edges
+
+
+def test_field_paths() -> None:
+    from aerodrome.core.parsing import field_path
+
+    assert field_path(("config", "services", 0, "internal_port")) == "config.services[0].internal_port"
+    assert field_path((0, "a")) == "[0].a"
+    assert field_path(()) == ""
+
+
+def test_integers_from_strings_edges() -> None:
+    assert parse_int("1e3", "count", 0, 5000, strings=True) == 1000
+    assert parse_int(-0.0, "count", 0, 1) == 0
+    with refused(r"invalid count: '1 +' is not a number"):  # a long string is not parsed at all
+        parse_int("1" + " " * 40, "count", 0, 5, strings=True)
+    with refused(r"invalid count: '1\.5' is not a whole number"):
+        parse_int("1.5", "count", 0, 5, strings=True)
+    with refused(r"invalid count: -1 must be between 0 and 5"):
+        parse_int(-1, "count", 0, 5)
+
+
+def test_required_text_and_maps_edges() -> None:
+    with refused("invalid name: must not be empty"):
+        parse_text("  ", "name", 10, required=True)
+    assert parse_text("", "name", 10) == ""
+    assert parse_string_map(None, "env") == {}
+    with refused("invalid env: must be an object"):
+        parse_string_map(["A=b"], "env")
+    with refused(r"invalid env\.A: 3 characters, at most 2 allowed"):
+        parse_string_map({"A": "abc"}, "env", max_value=2)
+    with refused(r"invalid env key: \d+ characters, at most 1024"):
+        parse_string_map({"k" * 2000: ""}, "env")
+
+
+def test_json_accepts_nesting_in_objects_and_lists_mixed_to_the_limit() -> None:
+    half = MAX_DEPTH // 2
+    text = '{"a": [' * half + "1" + "]}" * half
+    assert parse_json(text)
+    with refused("nested deeper than 64 levels"):
+        parse_json('{"a": [' * (half + 1) + "1" + "]}" * (half + 1))
+
+
+def test_json_empty_and_whitespace_bodies_are_refused() -> None:
+    for body in ("", "   ", b""):
+        with refused("invalid request body: Expecting value"):
+            parse_json(body, what="request body")

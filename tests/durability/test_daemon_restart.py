@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
+from pathlib import Path
 
 import httpx
 
@@ -41,13 +43,36 @@ def test_exit_while_the_daemon_is_down_is_recorded() -> None:
             }
             machine = create_machine(api, "downtime", config)
             wait_for(api, "downtime", machine["id"], "started")
+        init = machine_init_pid(server, machine["id"])
         server.kill()
-        time.sleep(3)  # the machine exits while no daemon watches it
+        wait_until_exited(init)  # the machine exits while no daemon watches it
         server.start()
         with server.client() as api:
             wait_for(api, "downtime", machine["id"], "stopped")
             events = api.get(f"/v1/apps/downtime/machines/{machine['id']}/events").json()
-            assert any(e["type"] == "exit" for e in events)
+            exits = [e["request"]["exit_event"] for e in events if e["type"] == "exit"]
+            # recovery found the init gone: its status went with the killed daemon, so -1 (README, Isolation)
+            assert [(e["exit_code"], e["oom_killed"], e["restarting"]) for e in exits] == [(-1, False, False)]
+
+
+def machine_init_pid(server: Server, machine_id: str) -> int:
+    record = json.loads((server.data_dir / "runtime" / "machines" / machine_id / "started.json").read_text())
+    pid: int = record["pid"]
+    return pid
+
+
+def wait_until_exited(pid: int, timeout: float = 30) -> None:
+    """Until the process is gone or a zombie (its parent, the killed daemon's runc, may not reap it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        if state in ("Z", "X"):
+            return
+        assert time.monotonic() < deadline, f"machine init {pid} still running after {timeout} s"
+        time.sleep(0.05)
 
 
 def test_sigkill_during_a_stop_then_recovery_finishes_it() -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from aerodrome.core import MachineState, PortSpec, ServiceSpec, UnavailableError
-from aerodrome.proxy import AppRoute, Backend
+from aerodrome.proxy import AppRoute, Backend, StaticFile
 
 HTTP_PORTS = (PortSpec(80, ("http",)), PortSpec(443, ("tls", "http")))
 
@@ -190,9 +190,11 @@ class Machine:
     server: Upstream | EchoServer | None = None
     starts: int = 0
     stops: list[str] = field(default_factory=list)
+    gated: bool = False  # it has readiness checks, which pass while `ready`
+    ready: bool = True
 
     def backend(self) -> Backend:
-        return Backend(self.machine_id, self.state, self.address, self.service, self.region)
+        return Backend(self.machine_id, self.state, self.address, self.service, self.region, gated=self.gated)
 
 
 class TestDirectory:
@@ -231,6 +233,15 @@ class TestDirectory:
 
     def machine(self, machine_id: str) -> Machine:
         return next(m for machines in self.apps.values() for m in machines if m.machine_id == machine_id)
+
+    def ready(self, machine_id: str) -> bool:
+        return self.machine(machine_id).ready
+
+    async def usage(self, machine_ids: Sequence[str]) -> dict[str, tuple[float, int]]:
+        return {}  # busy machines are tested against real cgroups (tests/inside/test_busy.py)
+
+    async def static_file(self, route: AppRoute, target: bytes) -> StaticFile | None:
+        return None  # statics are tested against real images (tests/inside/test_statics.py)
 
     async def route(self, host: str | None, local_addr: str, edge_port: int) -> AppRoute | None:
         app = self.addresses.get(local_addr)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from aerodrome.agent.journal import Journal, exit_from_json, exit_to_json
 from aerodrome.agent.specs import pinned, sandbox_spec
 from aerodrome.core import (
+    IMAGE_SIZE_KEY,
     AerodromeError,
     AlreadyExistsError,
     Deadline,
@@ -149,7 +150,7 @@ class LocalAgent:
     async def resolve_image(self, image: str, grant: PullGrant | None, *, deadline: Deadline) -> JSON:
         _check(deadline)
         pulled = await _within(deadline, asyncio.ensure_future(self.runtime.pull_image(image, grant)), "pull")
-        return dict(pulled.image_ref)
+        return {**pulled.image_ref, IMAGE_SIZE_KEY: pulled.compressed_size}
 
     async def prepare(self, spec: MachineVersionSpec, *, key: str, deadline: Deadline) -> PreparedVersion:
         return await self._once(key, "prepare", deadline, lambda: self._prepare(spec), _prepared_json, _prepared)

@@ -39,6 +39,7 @@ def sandbox_spec(spec: MachineVersionSpec, image: ImageInfo, mounts: tuple[Volum
         mounts=mounts,
         hostname=spec.hostname,
         rootfs_bytes=spec.rootfs_bytes,
+        host_resolver=spec.host_resolver,
     )
 
 

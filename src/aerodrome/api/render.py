@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from aerodrome.api.responses import encode
 from aerodrome.core import (
     App,
+    CheckBoard,
+    CheckResult,
     Lease,
     Machine,
     MachineEvent,
@@ -61,7 +64,13 @@ def event(record: MachineEvent) -> JSON:
     }
 
 
-def machine(record: Machine, events: list[MachineEvent] | None = None, *, nonce: str | None = None) -> JSON:
+def machine(
+    record: Machine,
+    events: list[MachineEvent] | None = None,
+    *,
+    nonce: str | None = None,
+    checks: Sequence[CheckResult] = (),
+) -> JSON:
     body: JSON = {
         "id": record.id,
         "name": record.name,
@@ -75,7 +84,7 @@ def machine(record: Machine, events: list[MachineEvent] | None = None, *, nonce:
         "created_at": record.created_at,
         "updated_at": record.updated_at,
         "events": [event(e) for e in events or []],
-        "checks": [],
+        "checks": [check.to_json() for check in checks],
         "host_status": "ok",
         "cordoned": record.cordoned,
     }
@@ -100,20 +109,21 @@ class RenderedMachines:
     """
 
     def __init__(self) -> None:
-        self._encoded: dict[str, tuple[Machine, bytes]] = {}
+        self._encoded: dict[str, tuple[Machine, tuple[CheckResult, ...], bytes]] = {}
 
-    def encoded(self, record: Machine) -> bytes:
+    def encoded(self, record: Machine, checks: tuple[CheckResult, ...] = ()) -> bytes:
+        """`checks` is the board's tuple, replaced whole on a change: its identity is a key too."""
         entry = self._encoded.get(record.id)
-        if entry is not None and entry[0] is record:
-            return entry[1]
+        if entry is not None and entry[0] is record and entry[1] is checks:
+            return entry[2]
         if len(self._encoded) >= MAX_RENDERED:
             self._encoded.clear()
-        data = encode(machine(record))
-        self._encoded[record.id] = (record, data)
+        data = encode(machine(record, checks=checks))
+        self._encoded[record.id] = (record, checks, data)
         return data
 
-    def listing(self, records: list[Machine]) -> bytes:
-        return b"[" + b",".join([self.encoded(r) for r in records]) + b"]"
+    def listing(self, records: list[Machine], board: CheckBoard) -> bytes:
+        return b"[" + b",".join([self.encoded(r, board.results(r.id)) for r in records]) + b"]"
 
 
 def machine_summary(record: Machine) -> JSON:

@@ -49,17 +49,17 @@ _reserved: dict[str, int] = {}  # pool → the descriptor holding its lock
 def unrouted_pool(octets: tuple[int, ...] = TEST_POOL_OCTETS) -> str:
     """A `172.X.0.0/16` of `octets` reserved for this caller until `release_pool`: no other daemon started this way
     (tests, `doctor`, side by side in other processes) gets it meanwhile, since each holds a lock file per pool.
-    Pools no route on the host falls in are tried first; when every one is held, one is shared, as before."""
+    A pool any route on the host falls in is never handed out: what a dead run left there (a leak its teardown
+    reported and left in place to be seen) would be taken for the new daemon's own."""
     routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True).stdout
     free = [octet for octet in octets if f"172.{octet}." not in routes]
-    routed = [octet for octet in octets if octet not in free]
     random.shuffle(free)
-    random.shuffle(routed)
-    for octet in free + routed:
+    for octet in free:
         pool = f"172.{octet}.0.0/16"
         if _reserve(pool):
             return pool
-    return f"172.{random.choice(free or list(octets))}.0.0/16"
+    held = ", ".join(f"172.{octet}.0.0/16" for octet in octets if octet not in free)
+    raise RuntimeError(f"no test address pool is free: routes on this host fall in {held or 'none'}, the rest are held")
 
 
 def _reserve(pool: str) -> bool:

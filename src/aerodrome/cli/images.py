@@ -12,7 +12,16 @@ import typer
 from rich.console import Console
 
 from aerodrome.cli.config import Layout, data_dir
-from aerodrome.cli.mcp_image import DEFAULT_CACHE_DIR, McpImageRecipe, build_mcp_layout, debian_mirror, push_layout
+from aerodrome.cli.mcp_image import (
+    DEFAULT_CACHE_DIR,
+    McpImageRecipe,
+    build_mcp_layout,
+    debian_mirror,
+    registry_authfile,
+)
+from aerodrome.cli.progress import CopyProgress
+from aerodrome.cli.skopeo import blob_count, skopeo
+from aerodrome.client import ApiError
 
 __all__ = ["RichReporter", "app"]
 
@@ -78,12 +87,22 @@ def build_mcp(
         credentials = creds or operator_credentials(data_dir(data_dir_))
         layout = build_mcp_layout(recipe, cache_dir, RichReporter(console), fresh=fresh)
         reference = f"{registry}/{tag}"
-        push_layout(layout, reference, RichReporter(console), credentials)
-    except RuntimeError as exc:
-        console.print(f"[red]aerodrome: {exc}[/red]")
+        push_with_progress(console, layout, reference, credentials)
+    except (RuntimeError, ApiError) as exc:
+        console.print(f"[red]aerodrome: {getattr(exc, 'message', exc)}[/red]")
         raise typer.Exit(1) from None
     console.print(f"{reference} [dim](image {recipe.key()}, {time.monotonic() - started:.1f} s)[/dim]")
     typer.echo(reference)
+
+
+def push_with_progress(console: Console, layout: Path, reference: str, credentials: str) -> None:
+    """The layout's `latest` to the registry, with a bar of its blobs on a terminal."""
+    source = f"oci:{layout}:latest"
+    with registry_authfile(reference, credentials) as auth:
+        blobs = blob_count(source)
+        with CopyProgress(console, console.is_terminal, f"pushing {reference}", blobs) as progress:
+            skopeo(["copy", "--dest-tls-verify=false", *auth, source, f"docker://{reference}"], progress)
+    console.print(f"[green]✓[/green] pushed {reference}")
 
 
 def operator_credentials(root: Path) -> str:

@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
-from aerodrome.cli.machine_specs import RunFlags, machine_config
+from aerodrome.cli import machine_flags as flags
+from aerodrome.cli.machine_specs import machine_config
+from aerodrome.cli.progress import activity, machine_wait, shown
 from aerodrome.cli.session import Session, api_command
 from aerodrome.client import CreateMachineRequest, Machine, NotFoundError
 
@@ -16,20 +18,23 @@ AppOption = Annotated[str, typer.Option("--app", "-a", envvar="FLY_APP", help="T
 MachineId = Annotated[str, typer.Argument(help="The machine's id.")]
 
 
-def _machine_line(machine: Machine) -> str:
+def machine_line(machine: Machine) -> str:
     name = f" ({machine.name})" if machine.name else ""
     return f"machine {machine.id}{name} is {machine.state} in {machine.region}"
 
 
 def wait_with_spinner(session: Session, app_name: str, machine: Machine, state: str, timeout: float) -> Machine:
-    """Wait for `state`, showing the machine's state as it goes (on stderr, so stdout stays the result)."""
-    with session.status_console.status(f"machine {machine.id}: {machine.state}") as spinner:
-
-        def show(current: Machine) -> None:
-            waiting = "" if current.state == state else f", waiting for {state}"
-            spinner.update(f"machine {current.id}: {current.state}{waiting}")
-
+    """Wait for `state`, showing the machine's state as it goes (on a terminal's stderr, never with --json)."""
+    enabled = shown(session.status_console, session.json)
+    with machine_wait(session.status_console, enabled, machine, state, timeout) as show:
         return session.client.wait(app_name, machine.id, state, timeout=timeout, poll=2.0, on_poll=show)
+
+
+def create_with_spinner(session: Session, app_name: str, request: CreateMachineRequest) -> Machine:
+    """The create, which pulls and unpacks an image the host lacks before it answers: a spinner meanwhile."""
+    doing = f"creating a machine from {request.config.image} (pulling it if the host lacks it)"
+    with activity(session.status_console, shown(session.status_console, session.json), doing):
+        return session.client.create_machine(app_name, request)
 
 
 @api_command(app, "run")
@@ -37,46 +42,35 @@ def run(
     session: Session,
     image: Annotated[str, typer.Argument(help="The image, e.g. 127.0.0.1:5000/busybox:latest or flyio/mcp:latest.")],
     app_name: AppOption,
-    name: Annotated[str, typer.Option("--name", help="The machine's name (else one is made up).")] = "",
-    region: Annotated[str, typer.Option("--region", "-r", help="Region (else the server's).")] = "",
-    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="NAME=VALUE, repeatable.")] = None,
-    cmd: Annotated[str | None, typer.Option("--cmd", help="The command, as a shell would split it.")] = None,
-    entrypoint: Annotated[str | None, typer.Option("--entrypoint", help="Instead of the image's.")] = None,
-    vm_cpus: Annotated[int | None, typer.Option("--vm-cpus", min=1, help="CPUs.")] = None,
-    vm_memory: Annotated[int | None, typer.Option("--vm-memory", min=1, help="Memory in MB.")] = None,
-    vm_cpu_kind: Annotated[str | None, typer.Option("--vm-cpu-kind", help="shared or performance.")] = None,
-    volume: Annotated[list[str] | None, typer.Option("--volume", "-v", help="VOLUME:/path, repeatable.")] = None,
-    port: Annotated[list[str] | None, typer.Option("--port", "-p", help="80:8080/tcp:http, repeatable.")] = None,
-    autostop: Annotated[str | None, typer.Option("--autostop", help="stop, suspend or off, for --port's.")] = None,
-    autostart: Annotated[
-        bool | None, typer.Option("--autostart/--no-autostart", help="Start on a request to --port's.")
-    ] = None,
-    restart: Annotated[str | None, typer.Option("--restart", help="no, always or on-failure.")] = None,
-    metadata: Annotated[list[str] | None, typer.Option("--metadata", "-m", help="KEY=VALUE, repeatable.")] = None,
-    detach: Annotated[bool, typer.Option("--detach", "-d", help="Do not wait for the machine to start.")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for it to start.")] = 120.0,
+    name: flags.Name = "",
+    region: flags.Region = "",
+    env: flags.Env = None,
+    cmd: flags.Cmd = None,
+    entrypoint: flags.Entrypoint = None,
+    vm_cpus: flags.Cpus = None,
+    vm_memory: flags.Memory = None,
+    vm_cpu_kind: flags.CpuKind = None,
+    volume: flags.Volume = None,
+    port: flags.PortFlag = None,
+    autostop: flags.Autostop = None,
+    autostart: flags.Autostart = None,
+    restart: flags.RestartFlag = None,
+    metadata: flags.Metadata = None,
+    file_local: flags.FileLocal = None,
+    detach: flags.Detach = False,
+    timeout: flags.Timeout = 120.0,
 ) -> None:
     """Create a machine from an image and start it (waiting until it has started, unless --detach)."""
-    flags = RunFlags(
-        image=image,
-        env=env or [],
-        cmd=cmd,
-        entrypoint=entrypoint,
-        cpus=vm_cpus,
-        memory_mb=vm_memory,
-        cpu_kind=vm_cpu_kind,
-        volumes=volume or [],
-        ports=port or [],
-        autostop=autostop,
-        autostart=autostart,
-        restart=restart,
-        metadata=metadata or [],
-    )
-    request = CreateMachineRequest(config=machine_config(flags), name=name or None, region=region or None)
-    machine = session.client.create_machine(app_name, request)
+    given = flags.run_flags(
+        image, env=env, cmd=cmd, entrypoint=entrypoint, vm_cpus=vm_cpus, vm_memory=vm_memory,
+        vm_cpu_kind=vm_cpu_kind, volume=volume, port=port, autostop=autostop, autostart=autostart,
+        restart=restart, metadata=metadata, file_local=file_local,
+    )  # fmt: skip
+    request = CreateMachineRequest(config=machine_config(given), name=name or None, region=region or None)
+    machine = create_with_spinner(session, app_name, request)
     if not detach:
         machine = wait_with_spinner(session, app_name, machine, "started", timeout)
-    session.emit(machine, _machine_line(machine))
+    session.emit(machine, machine_line(machine))
 
 
 @api_command(app, "list")
@@ -104,7 +98,7 @@ def status(session: Session, machine_id: MachineId, app_name: AppOption) -> None
     machine = session.client.get_machine(app_name, machine_id)
 
     def show() -> None:
-        session.console.print(f"[bold]{_machine_line(machine)}[/bold]")
+        session.console.print(f"[bold]{machine_line(machine)}[/bold]")
         session.console.print(f"image {machine.config.image}, private ip {machine.private_ip}")
         session.console.print(f"version {machine.instance_id}, updated {machine.updated_at}")
         session.table(
@@ -222,7 +216,7 @@ def wait(
     """Wait until the machine is in a state (exit status 5 when the time runs out)."""
     machine = session.client.get_machine(app_name, machine_id)
     machine = wait_with_spinner(session, app_name, machine, state, timeout)
-    session.emit(machine, _machine_line(machine))
+    session.emit(machine, machine_line(machine))
 
 
 @api_command(app, "cordon")

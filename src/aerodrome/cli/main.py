@@ -17,13 +17,14 @@ from aerodrome.cli.bench import bench
 from aerodrome.cli.certs import app as certs_app
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, data_dir, missing_requirements
 from aerodrome.cli.doctor import doctor
-from aerodrome.cli.images import app as images_app
 from aerodrome.cli.ips import app as ips_app
 from aerodrome.cli.login import login, logout
 from aerodrome.cli.logs import logs
-from aerodrome.cli.machines import app as machines_app
+from aerodrome.cli.machine_changes import app as machines_app
+from aerodrome.cli.registry_images import app as images_app
 from aerodrome.cli.secrets import app as secrets_app
 from aerodrome.cli.session import api_command
+from aerodrome.cli.status import status
 from aerodrome.cli.tokens import DataDir, orgs_app, tokens_app
 from aerodrome.cli.volumes import app as volumes_app
 from aerodrome.core import AerodromeError
@@ -43,6 +44,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(images_app, name="images")
 api_command(app, "logs")(logs)
+api_command(app, "status")(status)
 app.command("login")(login)
 app.command("logout")(logout)
 app.command()(doctor)
@@ -92,6 +94,9 @@ def serve(
     rate_limits: Annotated[
         bool, typer.Option("--rate-limits/--no-rate-limits", help="Fly's API rate limits (off for local development).")
     ] = True,
+    dashboard: Annotated[
+        bool, typer.Option("--dashboard/--no-dashboard", help="The web dashboard at /dashboard/ on the API listener.")
+    ] = True,
     edge_http: Annotated[
         str, typer.Option("--edge-http", help="Edge listener for services' port 80.")
     ] = "127.0.0.1:8080",
@@ -130,6 +135,13 @@ def serve(
             help="An IPv4 network machines may reach despite that (a LAN service), repeatable; also with --no-egress.",
         ),
     ] = None,
+    dns: Annotated[
+        bool,
+        typer.Option(
+            "--dns/--no-dns",
+            help="Machines' resolver at fdaa::3 (.internal names), _api.internal:4280 and /.fly/api in each machine.",
+        ),
+    ] = True,
     uplink: Annotated[
         str | None, typer.Option("--uplink", help="The interface egress leaves by (default: the default route's).")
     ] = None,
@@ -256,6 +268,7 @@ def serve(
         default_region=region,
         regions=frozenset(r.strip() for r in regions.split(",") if r.strip()) or None,
         rate_limits=rate_limits,
+        dashboard=dashboard,
         volume_unit_bytes=volume_unit_mb * 1024 * 1024,
         edge_http=edge_http,
         edge_https=edge_https,
@@ -269,6 +282,7 @@ def serve(
         egress=egress,
         egress_allow=tuple(egress_allow or ()),
         uplink=uplink,
+        dns=dns,
         image_gc_interval=image_gc_interval,
         disk_reserve_bytes=disk_reserve_mb * 1024 * 1024,
         compat_32bit=allow_32bit,

@@ -14,10 +14,22 @@ import uvicorn
 
 from aerodrome.agent import LocalAgent, RemoteAgent
 from aerodrome.api import ApiLimits, build_app, guarded_protocol
+from aerodrome.api.metrics import MetricSource
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
+from aerodrome.cli.inside import (
+    Inside,
+    adopt_running,
+    api_sockets,
+    host_services,
+    machine_activity,
+    start_health_checks,
+    start_inside,
+)
 from aerodrome.cli.metrics import OrgMetrics
 from aerodrome.control import ControlPlane, LogSettings, RetentionSettings, Secrets, Settings
 from aerodrome.core import FailedPreconditionError, HostAgent, InvalidArgumentError, UnavailableError
+from aerodrome.dashboard import Dashboard
+from aerodrome.inside import HealthChecker
 from aerodrome.proxy import Edge, EdgeSettings, native
 from aerodrome.proxy.control_directory import ControlDirectory
 from aerodrome.proxy.dedicated import DedicatedAddresses
@@ -65,6 +77,7 @@ class ServeOptions:
     disk_reserve_bytes: int = 1024**3
     compat_32bit: bool = False
     egress: bool = True
+    dns: bool = True  # the machines' resolver at fdaa::3, `_api.internal:4280` and /.fly/api
     egress_allow: tuple[str, ...] = ()  # IPv4 networks machines reach despite egress's denied ranges
     uplink: str | None = None  # egress's interface; None: the default route's
     edge_timeouts: dict[str, float] = field(default_factory=dict)  # EDGE_TIMEOUTS name → seconds
@@ -73,6 +86,7 @@ class ServeOptions:
     agents: tuple[tuple[str, Path], ...] = ()  # remote host agents: (URL, token file); () runs one in-process
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     logs: LogSettings = field(default_factory=LogSettings)
+    dashboard: bool = True  # the web dashboard at /dashboard/ on the API's listener
 
 
 def load_secrets_key(path: Path) -> bytes:
@@ -142,6 +156,8 @@ async def serve(options: ServeOptions) -> None:
         raise
     await registry.start()
     watcher = asyncio.create_task(registry.supervise(), name="registry supervisor")
+    # the machines' resolver, /.fly/api and busy-detection read this host's runtime: only with the in-process agent
+    local_runtime = agent.runtime if isinstance(agent, LocalAgent) else None
     plane = ControlPlane(
         store,
         agent,
@@ -160,7 +176,14 @@ async def serve(options: ServeOptions) -> None:
         ),
         registry_signer=tokens,
     )
-    directory = ControlDirectory(store, plane.machines, domain=options.domain)
+    directory = ControlDirectory(
+        store,
+        plane.machines,
+        domain=options.domain,
+        checks=plane.checks,
+        static_reader=images.read_file,
+        usage_reader=machine_activity if local_runtime is not None else None,
+    )
     edge = Edge(directory, edge_settings(options, layout))
     dedicated = DedicatedAddresses(edge, directory.service_ports, pool_v6=plane.settings.ipv6_pool)
     directory.dedicated = dedicated.app_for
@@ -174,19 +197,32 @@ async def serve(options: ServeOptions) -> None:
     )
     plane.ips.subscribe(allocated=dedicated.bind, released=dedicated.release)
     plane.feed.subscribe(edge.fleet.machine_changed)
+    metric_sources: list[MetricSource] = [OrgMetrics(store, edge, agent)]
+    dashboard = (
+        Dashboard(plane, load_secrets_key(layout.root / "dashboard.key"), metric_sources) if options.dashboard else None
+    )
+    api_app = build_app(
+        plane,
+        extra_routes=dashboard.routes() if dashboard else None,
+        limits=options.api_limits,
+        health_checks={"registry": registry.problem},
+        metric_sources=metric_sources,
+    )
+    inside: Inside | None = None
+    checker: HealthChecker | None = None
     try:
+        if options.dns and local_runtime is not None:
+            inside = await start_inside(store, plane, local_runtime, api_app, egress=options.egress)
         await plane.start()
+        if inside is not None and local_runtime is not None:
+            await adopt_running(inside, store, local_runtime)
+        checker = await start_health_checks(store, plane, edge)
         await edge.start()
         await dedicated.start(await plane.ips.dedicated(("v4", "v6", "private_v6")))
         host, port = split_hostport(options.api, 4280)
         server = uvicorn.Server(
             uvicorn.Config(
-                build_app(
-                    plane,
-                    limits=options.api_limits,
-                    health_checks={"registry": registry.problem},
-                    metric_sources=[OrgMetrics(store, edge, agent)],
-                ),
+                api_app,
                 host=host,
                 port=port,
                 http=guarded_protocol(options.api_limits),  # httptools, with bounded heads and connections
@@ -200,15 +236,25 @@ async def serve(options: ServeOptions) -> None:
         if not native.active:
             log.warning("the edge's data path runs as plain Python (slower): `aerodrome build-edge` compiles it")
         # a remote agent keeps its own images; the in-process one's are this host's to collect
-        local = isinstance(agent, LocalAgent)
-        collector = asyncio.create_task(collect_unused_images(store, images, options.image_gc_interval, local))
+        collector = asyncio.create_task(
+            collect_unused_images(store, images, options.image_gc_interval, local_runtime is not None)
+        )
+        streams = asyncio.create_task(end_streams_at_exit(server, dashboard)) if dashboard else None
         try:
             keep_running_after_signals()
-            await server.serve()
+            await server.serve(sockets=api_sockets(server.config, inside))
         finally:
             collector.cancel()
+            if streams is not None:
+                streams.cancel()
     finally:
+        if dashboard is not None:
+            await dashboard.close()
         await dedicated.close()
+        if inside is not None:
+            await inside.close()
+        if checker is not None:
+            await checker.close()
         await edge.close()
         await plane.close()
         await agent.close()
@@ -216,6 +262,14 @@ async def serve(options: ServeOptions) -> None:
         await registry.stop()
         await store.close()
         log.info("stopped; machines keep running and are adopted at the next start")
+
+
+async def end_streams_at_exit(server: uvicorn.Server, dashboard: Dashboard) -> None:
+    """Once uvicorn is told to stop, end the dashboard's live streams: it waits for open responses to finish."""
+    # uvicorn sets a plain flag from its signal handler: there is no event to await
+    while not server.should_exit:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
+    dashboard.end_streams()
 
 
 def registry_auth(options: ServeOptions, tokens: RegistryTokens) -> TokenAuth:
@@ -269,6 +323,7 @@ async def open_runtime(options: ServeOptions, layout: Layout, images: ImageStore
             uplink=options.uplink,
             reserve_bytes=options.disk_reserve_bytes,
             compat_32bit=options.compat_32bit,
+            services=host_services(options.dns),
         )
         await runtime.prepare_host()
     except (FailedPreconditionError, InvalidArgumentError) as exc:

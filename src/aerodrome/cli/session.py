@@ -9,6 +9,7 @@ Exit statuses (`EXIT_*`), for scripts:
     3  not found (HTTP 404): the app, machine, volume, … does not exist, or is not this token's
     4  the API could not be reached
     5  a wait ran out of time (the machine may still get there)
+    6  conflict (HTTP 409, 412): another client holds the machine's lease, or its state or version forbids it
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from aerodrome.client import (
     WaitTimeoutError,
 )
 
-EXIT_API, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_TIMEOUT = 1, 2, 3, 4, 5
+EXIT_API, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_TIMEOUT, EXIT_CONFLICT = 1, 2, 3, 4, 5, 6
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,9 +62,14 @@ class Session:
 
     @property
     def client(self) -> Client:
+        if not self.credentials.token:
+            raise UsageError("no token: pass --token, set AERODROME_TOKEN or FLY_API_TOKEN, or `aerodrome login`")
+        return self.any_client
+
+    @property
+    def any_client(self) -> Client:
+        """The client, with a token or without one (for what needs none: `/health`)."""
         if self._client is None:
-            if not self.credentials.token:
-                raise UsageError("no token: pass --token, set AERODROME_TOKEN or FLY_API_TOKEN, or `aerodrome login`")
             settings = ClientSettings.from_env(self.credentials.api, self.credentials.token, env={}, timeout=120.0)
             self._client = Client(settings)
         return self._client
@@ -121,6 +127,8 @@ def exit_status(error: ApiError) -> int:
         return EXIT_NOT_FOUND
     if isinstance(error, WaitTimeoutError):
         return EXIT_TIMEOUT
+    if isinstance(error, LeaseConflictError | PreconditionFailedError):
+        return EXIT_CONFLICT
     return EXIT_API
 
 

@@ -1,4 +1,4 @@
-"""`aerodrome volumes`: create, list, show, extend, destroy, and snapshots."""
+"""`aerodrome volumes`: create, list, show, extend, fork, destroy, and snapshots."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from aerodrome.cli.machines import AppOption
+from aerodrome.cli.progress import activity, shown
 from aerodrome.cli.session import Session, api_command
 from aerodrome.client import CreateVolumeRequest, Snapshot, Volume
 
@@ -79,6 +80,24 @@ def extend(
     session.emit(result, f"volume {volume_id} is now {result.volume.size_gb} GB{restart}")
 
 
+@api_command(app, "fork")
+def fork(
+    session: Session,
+    volume_id: VolumeId,
+    app_name: AppOption,
+    name: Annotated[str, typer.Option("--name", help="The copy's name (else the source's).")] = "",
+    region: Annotated[str, typer.Option("--region", "-r", help="Region (else the source's).")] = "",
+) -> None:
+    """A new volume with a copy of this one's data (a mounted one is frozen while it is copied)."""
+    source = session.client.get_volume(app_name, volume_id)
+    request = CreateVolumeRequest(
+        name=name or source.name, region=region or source.region or None, source_volume_id=source.id
+    )
+    with activity(session.status_console, shown(session.status_console, session.json), f"forking {volume_id}"):
+        volume = session.client.create_volume(app_name, request)
+    session.emit(volume, f"forked {volume_id} into volume {volume.id} ({volume.name}, {volume.size_gb} GB)")
+
+
 @api_command(app, "destroy")
 def destroy(session: Session, volume_id: VolumeId, app_name: AppOption) -> None:
     """Destroy a volume and its data (not while a machine holds it)."""
@@ -104,6 +123,6 @@ def snapshots_list(session: Session, volume_id: VolumeId, app_name: AppOption) -
 @api_command(snapshots_app, "create")
 def snapshots_create(session: Session, volume_id: VolumeId, app_name: AppOption) -> None:
     """Snapshot a volume (a mounted one is frozen while it is copied)."""
-    with session.status_console.status(f"snapshotting {volume_id}…"):
+    with activity(session.status_console, shown(session.status_console, session.json), f"snapshotting {volume_id}"):
         snapshot = session.client.create_snapshot(app_name, volume_id)
     session.emit(snapshot, f"created snapshot {snapshot.id} of {volume_id} ({snapshot.size} bytes)")

@@ -55,6 +55,7 @@ class AsyncClient:
     ) -> None:
         await self.close()
 
+    health = async_operation(e.health)
     create_app = async_operation(e.create_app)
     list_apps = async_operation(e.list_apps)
     get_app = async_operation(e.get_app)
@@ -93,11 +94,13 @@ class AsyncClient:
     remove_certificate = async_operation(e.remove_certificate)
     current_token = async_operation(e.current_token)
     list_tokens = async_operation(e.list_tokens)
+    create_token = async_operation(e.create_token)
     revoke_token = async_operation(e.revoke_token)
     allocate_ip = async_operation(g.allocate_ip)
     release_ip = async_operation(g.release_ip)
     list_ips = async_operation(g.list_ips)
     organization = async_operation(g.organization)
+    create_organization = async_operation(g.create_organization)
     app_logs = async_operation(app_logs)
 
     async def follow_logs(

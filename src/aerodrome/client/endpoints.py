@@ -16,9 +16,11 @@ from aerodrome.client.machine_config import CreateMachineRequest, CreateVolumeRe
 from aerodrome.client.models import (
     App,
     Certificate,
+    CreatedToken,
     CurrentToken,
     ExecResult,
     ExtendResult,
+    Health,
     Lease,
     Machine,
     MachineEvent,
@@ -62,6 +64,11 @@ def _machine(app: str, machine_id: str) -> str:
 
 def _volume(app: str, volume_id: str) -> str:
     return f"{_app(app)}/volumes/{_segment(volume_id)}"
+
+
+def health() -> Call[Health]:
+    """aerodrome's `/health` (no token needed); a 503 naming what is down is raised at once, not retried."""
+    return Call("GET", "/health", one(Health), idempotent=False)
 
 
 # Apps
@@ -268,6 +275,12 @@ def current_token() -> Call[CurrentToken]:
 
 def list_tokens(org_slug: str = "") -> Call[list[Token]]:
     return Call("GET", "/v1/tokens", many(Token, "tokens"), params={"org_slug": org_slug} if org_slug else None)
+
+
+def create_token(name: str = "", org_slug: str = "") -> Call[CreatedToken]:
+    """Another token of the caller's organisation (aerodrome's `POST /v1/tokens`)."""
+    body = {"name": name, **({"org_slug": org_slug} if org_slug else {})}
+    return Call("POST", "/v1/tokens", one(CreatedToken), body=body)
 
 
 def revoke_token(token_id: str) -> Call[Token]:

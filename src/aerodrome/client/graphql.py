@@ -1,12 +1,13 @@
 """The GraphQL calls of Fly's API that the Machines API has no REST form for in flyctl: IP addresses
-(`allocateIpAddress`, `releaseIpAddress`, an app's `ipAddresses`) and the caller's organisation."""
+(`allocateIpAddress`, `releaseIpAddress`, an app's `ipAddresses`), the caller's organisation and a new one
+(`createOrganization`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aerodrome.client.calls import Call
-from aerodrome.client.models import IPAddress, Organization
+from aerodrome.client.models import CreatedOrganization, IPAddress, Organization
 
 _IP_FIELDS = "id address type region createdAt serviceName network { name }"
 
@@ -18,7 +19,12 @@ RELEASE_IP = "mutation($input: ReleaseIPAddressInput!) { releaseIpAddress(input:
 LIST_IPS = (
     f"query($name: String!) {{ app(name: $name) {{ sharedIpAddress ipAddresses {{ nodes {{ {_IP_FIELDS} }} }} }} }}"
 )
-ORGANIZATION = "query($slug: String) { organization(slug: $slug) { id slug name internalNumericId type } }"
+_ORG_FIELDS = "id slug name internalNumericId type"
+ORGANIZATION = f"query($slug: String) {{ organization(slug: $slug) {{ {_ORG_FIELDS} }} }}"
+CREATE_ORGANIZATION = (
+    "mutation($input: CreateOrganizationInput!) { createOrganization(input: $input) { "
+    f"organization {{ {_ORG_FIELDS} }} token }} }}"
+)
 
 IP_TYPES = ("v4", "shared_v4", "v6", "private_v6")
 
@@ -80,15 +86,31 @@ def list_ips(app: str) -> Call[list[IPAddress]]:
     return _query(LIST_IPS, {"name": app}, _listed, idempotent=True)
 
 
+def organization_of(node: dict[str, Any]) -> Organization:
+    return Organization(
+        id=str(node.get("id") or ""),
+        slug=str(node.get("slug") or ""),
+        name=str(node.get("name") or ""),
+        internal_numeric_id=node.get("internalNumericId") or 0,
+        type=node.get("type"),
+    )
+
+
 def organization(slug: str = "") -> Call[Organization]:
     def parse(data: dict[str, Any]) -> Organization:
-        node = data.get("organization") or {}
-        return Organization(
-            id=str(node.get("id") or ""),
-            slug=str(node.get("slug") or ""),
-            name=str(node.get("name") or ""),
-            internal_numeric_id=node.get("internalNumericId") or 0,
-            type=node.get("type"),
-        )
+        return organization_of(data.get("organization") or {})
 
     return _query(ORGANIZATION, {"slug": slug or None}, parse, idempotent=True)
+
+
+def create_organization(name: str, slug: str = "") -> Call[CreatedOrganization]:
+    """A new organisation and its first token (`slug` is aerodrome's: Fly makes it from the name)."""
+
+    def parse(data: dict[str, Any]) -> CreatedOrganization:
+        payload = data.get("createOrganization") or {}
+        return CreatedOrganization(
+            organization=organization_of(payload.get("organization") or {}), token=str(payload.get("token") or "")
+        )
+
+    variables = {"input": {"name": name, **({"slug": slug} if slug else {})}}
+    return _query(CREATE_ORGANIZATION, variables, parse, idempotent=False)

@@ -178,6 +178,25 @@ class Token(Model):
     revoked: bool = False
 
 
+class Health(Model):
+    """The daemon's `/health` (aerodrome's): every part `up`, or why one is not."""
+
+    ok: bool = False
+    error: str = ""
+    parts: dict[str, str] = Field(default_factory=dict)
+
+
+class CreatedToken(Token):
+    """A token just made: its secret, which only this reply carries."""
+
+    token: str = ""
+
+
+class CreatedOrganization(Model):
+    organization: Organization = Field(default_factory=Organization)
+    token: str = ""
+
+
 class CurrentToken(Model):
     token_id: str = ""
     org_slug: str = ""

@@ -53,6 +53,7 @@ class Client:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
+    health = sync_operation(e.health)
     create_app = sync_operation(e.create_app)
     list_apps = sync_operation(e.list_apps)
     get_app = sync_operation(e.get_app)
@@ -91,11 +92,13 @@ class Client:
     remove_certificate = sync_operation(e.remove_certificate)
     current_token = sync_operation(e.current_token)
     list_tokens = sync_operation(e.list_tokens)
+    create_token = sync_operation(e.create_token)
     revoke_token = sync_operation(e.revoke_token)
     allocate_ip = sync_operation(g.allocate_ip)
     release_ip = sync_operation(g.release_ip)
     list_ips = sync_operation(g.list_ips)
     organization = sync_operation(g.organization)
+    create_organization = sync_operation(g.create_organization)
     app_logs = sync_operation(app_logs)
 
     def follow_logs(

@@ -3,18 +3,33 @@ listed without their secrets, and revoked."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import secrets
 
+import msgpack
+
 from aerodrome.core import Clock, NotFoundError, Store, Token, UnauthenticatedError, rfc3339, ulid
 
 TOKEN_PREFIX = "fm2_"
+# fly-go keeps an `fm2_` token only if it decodes as a Fly macaroon that has not expired (else flyctl sends an empty
+# `Bearer`): the location Fly's permission tokens carry, and no caveats, so no expiry.
+MACAROON_LOCATION = "https://api.fly.io/v1"
 _SCHEMES = re.compile(r"^\s*(?:bearer|flyv1)\s+", re.IGNORECASE)
 
 
 def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_secret(key_id: str) -> str:
+    """A token in Fly's macaroon form (superfly/macaroon: msgpack `[nonce [kid rnd proof], location, caveats,
+    tail]`, base64 after `fm2_`). Its 16 random nonce bytes and 32 random tail bytes are the secret: aerodrome
+    finds a token by its hash, never by verifying a signature, so the tail signs nothing."""
+    nonce = [key_id.encode(), secrets.token_bytes(16), False]
+    encoded = msgpack.packb([nonce, MACAROON_LOCATION, [], secrets.token_bytes(32)], use_bin_type=True)
+    return TOKEN_PREFIX + base64.b64encode(encoded).decode()
 
 
 MAX_TOKENS = 8  # comma-joined tokens in one header: a FlyV1 macaroon and its discharges
@@ -46,9 +61,19 @@ class Tokens:
         """Issue a token for `org_slug`; the plain text is returned once and never stored."""
         if await self._store.get_org(org_slug) is None:
             raise NotFoundError(f"organization {org_slug!r} not found")
+        token_id = ulid()
+        secret = new_secret(token_id)
+        token = Token(id=token_id, org_slug=org_slug, name=name, created_at=rfc3339(self._clock.now()))
+        await self._store.add_token(token, hash_token(secret))
+        return secret
+
+    def ephemeral(self, org_slug: str, name: str) -> str:
+        """A token of `org_slug` known to this process only, never stored nor listed: the daemon's own requests
+        for a machine (its /.fly/api socket). It ends with the process."""
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         token = Token(id=ulid(), org_slug=org_slug, name=name, created_at=rfc3339(self._clock.now()))
-        await self._store.add_token(token, hash_token(secret))
+        self._known[hash_token(secret)] = token
+        self._last_written[token.id] = float("inf")  # nothing to write: the store has no row for it
         return secret
 
     async def authenticate(

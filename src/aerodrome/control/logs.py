@@ -25,6 +25,7 @@ from aerodrome.core import (
     MachineState,
     OutputChunk,
     OutputCursor,
+    RateLimitedError,
     Store,
     split_output,
 )
@@ -58,6 +59,23 @@ class MachineLogs:
         self._appended = asyncio.Event()
         self._periodic = Periodic("logs", settings.interval, self.collect, log)
         self.streams: dict[str, int] = {}  # open follow streams by organisation
+
+    def admit_stream(self, org: str) -> None:
+        """Count one more follow stream of `org`, or raise RateLimitedError past the bounds; `release_stream`
+        ends it."""
+        if sum(self.streams.values()) >= self.settings.streams:
+            raise RateLimitedError(f"too many log streams (at most {self.settings.streams})", retry_after=5)
+        if self.streams.get(org, 0) >= self.settings.streams_per_org:
+            limit = self.settings.streams_per_org
+            raise RateLimitedError(f"too many log streams for {org} (at most {limit})", retry_after=5)
+        self.streams[org] = self.streams.get(org, 0) + 1
+
+    def release_stream(self, org: str) -> None:
+        left = self.streams.get(org, 0) - 1
+        if left > 0:
+            self.streams[org] = left
+        else:
+            self.streams.pop(org, None)
 
     def start(self) -> None:
         self._periodic.start()

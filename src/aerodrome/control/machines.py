@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aerodrome.control.events import ChangeFeed
+from aerodrome.control.guest_env import dns_files, fly_env
 from aerodrome.control.leases import Leases, Metadata
 from aerodrome.control.lifecycle import Lifecycle
 from aerodrome.control.machine_base import host_deadline, new_key
@@ -15,6 +16,7 @@ from aerodrome.control.registry import RegistryAccess
 from aerodrome.control.secrets import Secrets
 from aerodrome.control.volumes import Volumes
 from aerodrome.core import (
+    IMAGE_SIZE_KEY,
     MAX_LEASE_TTL,
     MAX_NAME,
     Action,
@@ -91,7 +93,7 @@ class Machines(Lifecycle, Leases, Metadata):
         skip_launch = parse_bool(body.get("skip_launch"), "skip_launch", False)
         cordoned = parse_bool(body.get("skip_service_registration"), "skip_service_registration", False)
         grant = await self.registry.pull_grant(app.org_slug)
-        image_ref = await self.agent.resolve_image(spec.image, grant, deadline=host_deadline())
+        image_ref = await self._resolve_image(spec.image, grant)
         mid, version, now = machine_id(), ulid(), rfc3339(self.clock.now())
         try:
             mounts = await self._attach_volumes(app, spec, region, mid)
@@ -161,7 +163,7 @@ class Machines(Lifecycle, Leases, Metadata):
             if mounted and mounted != [m.volume for m in spec.mounts]:
                 raise InvalidArgumentError("a machine's mounted volume cannot be changed by an update")
             grant = await self.registry.pull_grant(app.org_slug)
-            image_ref = await self.agent.resolve_image(spec.image, grant, deadline=host_deadline())
+            image_ref = await self._resolve_image(spec.image, grant)
             previous = machine.state
             machine = await self.transition(machine, MachineState.REPLACING)
             fault_point("machine.update.replacing")
@@ -252,6 +254,12 @@ class Machines(Lifecycle, Leases, Metadata):
             mounts.append(VolumeAttachment(volume.id, mount.path))
         return tuple(mounts)
 
+    async def _resolve_image(self, image: str, grant: PullGrant | None) -> dict[str, Any]:
+        """Fly's image_ref of the image, as the host pulled it (without the agent's size, which is not Fly's)."""
+        ref = await self.agent.resolve_image(image, grant, deadline=host_deadline())
+        ref.pop(IMAGE_SIZE_KEY, None)
+        return ref
+
     async def _version_spec(
         self,
         app: App,
@@ -268,13 +276,7 @@ class Machines(Lifecycle, Leases, Metadata):
         env = {
             **await self.secrets.env(app.name),
             **spec.env,
-            "FLY_APP_NAME": app.name,
-            "FLY_MACHINE_ID": mid,
-            "FLY_ALLOC_ID": mid,
-            "FLY_REGION": region,
-            "FLY_IMAGE_REF": spec.image,
-            "FLY_MACHINE_VERSION": version,
-            "PRIMARY_REGION": region,
+            **fly_env(app.name, mid, version, region, spec),
         }
         digest = image_ref.get("digest")
         return MachineVersionSpec(
@@ -289,7 +291,8 @@ class Machines(Lifecycle, Leases, Metadata):
             init_entrypoint=spec.init_entrypoint,
             init_cmd=spec.init_cmd,
             env=env,
-            files=spec.files,
+            files=(*dns_files(spec), *spec.files),
+            host_resolver=spec.dns.host_resolver,
             cpus=spec.cpus,
             cpu_kind=spec.cpu_kind,
             memory_mb=spec.memory_mb,

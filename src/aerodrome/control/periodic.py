@@ -7,6 +7,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from aerodrome.core import is_out_of_space
+
 
 class Periodic:
     """Runs `work` every `interval` seconds between `start()` and `close()`; an interval of 0 runs nothing."""
@@ -34,5 +36,8 @@ class Periodic:
             await asyncio.sleep(self.interval)
             try:
                 await self._work()
-            except Exception:  # one bad pass must not end the ones after it
-                self._log.exception("%s pass failed", self.name)
+            except Exception as exc:  # one bad pass must not end the ones after it
+                if is_out_of_space(exc):  # an expected condition, reported by the API and doctor: no traceback
+                    self._log.warning("%s pass skipped: the data filesystem is full", self.name)
+                else:
+                    self._log.exception("%s pass failed", self.name)

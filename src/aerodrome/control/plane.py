@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from aerodrome.control.apps import Apps
 from aerodrome.control.auth import Tokens
@@ -14,6 +15,7 @@ from aerodrome.control.events import ChangeFeed
 from aerodrome.control.host_events import HostEvents
 from aerodrome.control.ips import IPs
 from aerodrome.control.logs import LogSettings, MachineLogs
+from aerodrome.control.machine_base import host_deadline
 from aerodrome.control.machines import Machines
 from aerodrome.control.recovery import recover
 from aerodrome.control.registry import RegistryAccess
@@ -25,6 +27,7 @@ from aerodrome.control.volumes import GIB, Volumes
 from aerodrome.core import (
     APP_DESTROYING,
     App,
+    CheckBoard,
     Clock,
     HostAgent,
     RateLimiter,
@@ -69,6 +72,7 @@ class ControlPlane:
         self.agent = agent  # this host's; its owner opens and closes it
         self.clock = clock or SystemClock()
         self.feed = ChangeFeed()
+        self.checks = CheckBoard()  # machines' health checks, as the host's checker last saw them
         self.tokens = Tokens(store, self.clock)
         self.registry = RegistryAccess(store, self.tokens, self.clock, registry_signer)
         self.apps = Apps(store, self.clock)
@@ -119,6 +123,12 @@ class ControlPlane:
             if app.destroying:
                 log.info("resuming the deletion of app %s", app.name)
                 self._take_down_later(app.name)
+
+    async def resolve_image(self, app: App, reference: str) -> dict[str, Any]:
+        """Fly's image_ref of the image `reference` names, pulled by this host for `app`'s organisation as its
+        machines would pull it (flyctl's `app.image(ref:)` before `machine run` and `deploy --image`)."""
+        grant = await self.registry.pull_grant(app.org_slug)
+        return await self.agent.resolve_image(reference, grant, deadline=host_deadline())
 
     async def delete_app(self, app: App) -> None:
         """Mark the app destroying, on disk, and take it down in the background (as Fly answers 202). A restart

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aerodrome.core.agent import (
     AGENT_PROTOCOL_VERSION,
+    IMAGE_SIZE_KEY,
     Deadline,
     HostAgent,
     HostEvent,
@@ -15,6 +16,15 @@ from aerodrome.core.agent import (
     MachineVersionSpec,
     PreparedVersion,
     VolumeAttachment,
+)
+from aerodrome.core.checks import (
+    CHECK_CRITICAL,
+    CHECK_PASSING,
+    CHECK_WARNING,
+    CheckBoard,
+    CheckResult,
+    CheckSpec,
+    parse_checks,
 )
 from aerodrome.core.clock import Clock, SystemClock, rfc3339
 from aerodrome.core.config import GuestFile, MachineSpec, MountSpec, PortSpec, ServiceSpec, normalize_config
@@ -109,6 +119,7 @@ from aerodrome.core.registry import (
 )
 from aerodrome.core.restarts import restart_backoff, should_restart
 from aerodrome.core.states import Action, MachineState, check_action
+from aerodrome.core.statics import StaticSpec, parse_statics
 from aerodrome.core.store_port import Store
 
 __all__ = [
@@ -116,11 +127,15 @@ __all__ = [
     "ALL_ACTIONS",
     "APP_DESTROYING",
     "APP_PROVIDER",
+    "CHECK_CRITICAL",
+    "CHECK_PASSING",
+    "CHECK_WARNING",
     "EXEC_OUTPUT_CAP",
     "EXEC_TIMEOUT_DEFAULT",
     "EXEC_TIMEOUT_MAX",
     "FAULT_ENV",
     "FAULT_STEPS",
+    "IMAGE_SIZE_KEY",
     "MAX_DESCRIPTION",
     "MAX_DURATION",
     "MAX_ITEMS",
@@ -137,6 +152,9 @@ __all__ = [
     "App",
     "CapacityError",
     "Certificate",
+    "CheckBoard",
+    "CheckResult",
+    "CheckSpec",
     "Clock",
     "Deadline",
     "ExecResult",
@@ -189,6 +207,7 @@ __all__ = [
     "SecretKey",
     "ServiceSpec",
     "SnapshotInfo",
+    "StaticSpec",
     "Store",
     "SystemClock",
     "Token",
@@ -213,10 +232,12 @@ __all__ = [
     "nonce",
     "normalize_config",
     "parse_bool",
+    "parse_checks",
     "parse_duration",
     "parse_int",
     "parse_json",
     "parse_signal",
+    "parse_statics",
     "parse_string_map",
     "parse_target",
     "parse_text",

@@ -29,6 +29,7 @@ from aerodrome.core.ports import ExecResult, ProcessInfo, SnapshotInfo, VolumeUs
 from aerodrome.core.registry import PullGrant
 
 JSON = dict[str, Any]
+IMAGE_SIZE_KEY = "compressed_size"  # in resolve_image's answer only: not stored with a machine
 
 AGENT_PROTOCOL_VERSION = 1
 
@@ -76,6 +77,7 @@ class MachineVersionSpec:
     mounts: tuple[VolumeAttachment, ...] = ()
     hostname: str = ""
     rootfs_bytes: int = 8 * 1024**3
+    host_resolver: bool = True  # /etc/resolv.conf names the host's resolver (when it runs one)
     stop_signal: int = 2
     stop_timeout: float = 5.0
 
@@ -136,6 +138,7 @@ class MachineUsage:
     memory_limit_bytes: int | None
     net_received_bytes: int  # by the machine (the host end of its veth transmitted them)
     net_sent_bytes: int
+    io_bytes: int = 0  # read and written on block devices (blkio), since start
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +157,8 @@ class HostAgent(Protocol):
     # machines
     async def resolve_image(self, image: str, grant: PullGrant | None, *, deadline: Deadline) -> JSON:
         """Pull the image (if not cached) from what `grant` allows (None: the host's own pull, for a machine
-        admitted before) and return Fly's image_ref of it, digest included: checked before anything is made."""
+        admitted before) and return Fly's image_ref of it, digest included: checked before anything is made.
+        It may add IMAGE_SIZE_KEY, the bytes of its layers in the registry, which is not part of Fly's image_ref."""
         ...
 
     async def prepare(self, spec: MachineVersionSpec, *, key: str, deadline: Deadline) -> PreparedVersion:

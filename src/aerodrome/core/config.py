@@ -12,9 +12,12 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from aerodrome.core.checks import CheckSpec, parse_checks
 from aerodrome.core.durations import parse_duration, parse_signal
 from aerodrome.core.errors import InvalidArgumentError
+from aerodrome.core.guest_dns import DnsSpec, parse_dns
 from aerodrome.core.parsing import MAX_IMAGE, MAX_ITEMS, MAX_PATH, MAX_VALUE, parse_bool, parse_string_map, parse_text
+from aerodrome.core.statics import StaticSpec, parse_statics
 
 JSON = dict[str, Any]
 
@@ -61,6 +64,9 @@ class ServiceSpec:
     concurrency_type: str = "connections"
     soft_limit: int = 20
     hard_limit: int = 0  # 0: no limit
+    # aerodrome's extension `aerodrome_busy`: autostop counts a machine this busy as active (0: not looked at)
+    busy_cpu_percent: float = 0.0
+    busy_io_bytes_per_second: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +88,10 @@ class MachineSpec:
     stop_timeout: float = 10.0
     auto_destroy: bool = False
     rootfs_size_gb: int = DEFAULT_ROOTFS_GB
+    dns: DnsSpec = field(default_factory=DnsSpec)
+    process_group: str = ""  # metadata.fly_process_group
+    checks: tuple[CheckSpec, ...] = ()  # top-level checks, then the services'
+    statics: tuple[StaticSpec, ...] = ()
 
 
 def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
@@ -96,7 +106,7 @@ def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
     if any(c.isspace() or not c.isprintable() for c in image):
         raise InvalidArgumentError("invalid config.image: must not contain spaces or control characters")
     _image_lengths(image)
-    parse_string_map(config.get("metadata"), "config.metadata")
+    metadata = parse_string_map(config.get("metadata"), "config.metadata")
     guest = _guest(config)
     services = tuple(_service(s, i) for i, s in enumerate(_list(config, "services")))
     config["services"] = [
@@ -127,6 +137,10 @@ def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
         stop_timeout=parse_duration(stop.get("timeout", "10s"), field="stop_config.timeout"),
         auto_destroy=parse_bool(config.get("auto_destroy"), "config.auto_destroy", False),
         rootfs_size_gb=_rootfs_size(config),
+        dns=parse_dns(config.get("dns")),
+        process_group=metadata.get("fly_process_group", ""),
+        checks=parse_checks(config),
+        statics=parse_statics(config),
     )
     if len(spec.mounts) > 1:
         raise InvalidArgumentError("invalid config: a machine can mount at most one volume")
@@ -196,7 +210,27 @@ def _service(raw: object, index: int) -> ServiceSpec:
         concurrency_type=ctype,
         soft_limit=_int(concurrency.get("soft_limit", 20), "concurrency.soft_limit", 0, 1_000_000),
         hard_limit=_int(concurrency.get("hard_limit", 0), "concurrency.hard_limit", 0, 1_000_000),
+        **_busy(raw.get("aerodrome_busy"), index),
     )
+
+
+def _busy(raw: object, index: int) -> dict[str, float]:
+    """`services[].aerodrome_busy {cpu_percent, io_bytes_per_second}`: an aerodrome extension, not Fly's."""
+    if raw is None:
+        return {}
+    field = f"services[{index}].aerodrome_busy"
+    if not isinstance(raw, dict) or set(raw) - {"cpu_percent", "io_bytes_per_second"}:
+        raise InvalidArgumentError(f"invalid {field}: an object of cpu_percent and io_bytes_per_second")
+    values = {}
+    for key, name, high in (
+        ("cpu_percent", "busy_cpu_percent", 100.0 * 1024),
+        ("io_bytes_per_second", "busy_io_bytes_per_second", 1e15),
+    ):
+        value = raw.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
+            raise InvalidArgumentError(f"invalid {field}.{key}: a number between 0 and {high:g}")
+        values[name] = float(value)
+    return values
 
 
 def _echo_service(spec: ServiceSpec, raw: JSON) -> JSON:

@@ -34,6 +34,7 @@ class ImageInfo:
     user: str = ""
     exposed_ports: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    compressed_size: int = 0  # bytes of the manifest's layers as the registry stores them (0: unpacked before)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ class SandboxSpec:
     mounts: tuple[VolumeMount, ...] = ()
     hostname: str = ""
     rootfs_bytes: int = 8 * 1024**3  # what the machine may write to its root filesystem in one run
+    host_resolver: bool = True  # /etc/resolv.conf names the host's resolver (when it runs one)
 
 
 @dataclass(frozen=True, slots=True)

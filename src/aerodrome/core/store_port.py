@@ -111,6 +111,10 @@ class Store(Protocol):
         returns the machine as written, its `row_version` bumped."""
         ...
 
+    async def add_event(self, machine: Machine, event: MachineEvent) -> None:
+        """Append an event that changes nothing of the machine's row (a health check's new status)."""
+        ...
+
     async def list_events(self, machine_id: str, limit: int = 20) -> list[MachineEvent]:
         """Newest first."""
         ...

@@ -12,9 +12,11 @@ from aerodrome.proxy.context import EdgeSettings
 from aerodrome.proxy.directory import STARTABLE_STATES, AppRoute, Backend, Directory
 from aerodrome.proxy.edge import Edge
 from aerodrome.proxy.fleet import Fleet
+from aerodrome.proxy.statics import MAX_STATIC_BYTES, StaticFile, StaticReader, StaticRoot
 from aerodrome.proxy.tls import CertificateAuthority, CertificateStore
 
 __all__ = [
+    "MAX_STATIC_BYTES",
     "STARTABLE_STATES",
     "AppRoute",
     "Autostopper",
@@ -27,4 +29,7 @@ __all__ = [
     "EdgeSettings",
     "Fleet",
     "NoMachineError",
+    "StaticFile",
+    "StaticReader",
+    "StaticRoot",
 ]

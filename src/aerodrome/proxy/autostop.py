@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 
 from aerodrome.core import AerodromeError, MachineState
 from aerodrome.proxy.directory import AppRoute, Backend
@@ -27,6 +28,7 @@ class Autostopper:
         self.idle_period = idle_period
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
+        self._samples: dict[str, tuple[float, float, int]] = {}  # machine → (when, CPU seconds, I/O bytes)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -48,6 +50,7 @@ class Autostopper:
     async def sweep(self) -> list[str]:
         """One pass over every autostop route; returns the machines stopped or suspended."""
         routes = await self.fleet.directory.autostop_routes()
+        await self._note_busy(routes)
         victims: dict[str, tuple[AppRoute, Backend]] = {}
         for route in routes:
             for backend in self._idle_excess(route):
@@ -63,6 +66,34 @@ class Autostopper:
             else:
                 stopped.append(machine_id)
         return stopped
+
+    async def _note_busy(self, routes: Sequence[AppRoute]) -> None:
+        """`aerodrome_busy`: a machine whose cgroup used more CPU or block I/O since the last pass than its
+        service's thresholds counts as active now, traffic or not (background work keeps it running)."""
+        fleet = self.fleet
+        watched = {
+            b.machine_id: b.service
+            for route in routes
+            for b in route.backends
+            if (b.service.busy_cpu_percent or b.service.busy_io_bytes_per_second)
+            and fleet.state(b) == MachineState.STARTED
+        }
+        usage = await fleet.directory.usage(sorted(watched)) if watched else {}
+        now = fleet.clock()
+        samples = {machine_id: (now, cpu, io) for machine_id, (cpu, io) in usage.items()}
+        for machine_id, (_, cpu, io) in samples.items():
+            previous = self._samples.get(machine_id)
+            if previous is None or now <= previous[0] or cpu < previous[1]:
+                continue  # first sight, or counters restarted with the machine: measured from the next pass
+            elapsed = now - previous[0]
+            service = watched[machine_id]
+            cpu_percent = 100 * (cpu - previous[1]) / elapsed
+            io_rate = (io - previous[2]) / elapsed
+            if (service.busy_cpu_percent and cpu_percent >= service.busy_cpu_percent) or (
+                service.busy_io_bytes_per_second and io_rate >= service.busy_io_bytes_per_second
+            ):
+                fleet.note_activity(machine_id)
+        self._samples = samples
 
     def _idle_excess(self, route: AppRoute) -> list[Backend]:
         fleet = self.fleet

@@ -86,7 +86,7 @@ class Balancer:
                 return _Plan(None, reason=f"machine {force_instance} does not serve app {route.app}")
         if not backends:
             return _Plan(None, reason=f"app {route.app} has no machines")
-        running = self._running(route, backends)
+        running = self._running(route, backends, gate=force_instance is None)
         best = self._least_loaded(route, running, under_soft=True)
         if best is not None:
             return _Plan(best, needs_start=self.fleet.is_starting(best.machine_id))
@@ -99,19 +99,27 @@ class Balancer:
             return _Plan(best, needs_start=self.fleet.is_starting(best.machine_id))
         if running:
             return _Plan(None, wait=True, reason=f"every machine of app {route.app} is at its hard limit")
+        if any(self.fleet.state(b) == MachineState.STARTED for b in backends):
+            return _Plan(None, wait=True, reason=f"no machine of app {route.app} passes its readiness checks")
         if not autostart:
             return _Plan(None, reason=f"app {route.app} has no started machine and autostart is off")
         if any(self.fleet.is_stopping(b.machine_id) for b in backends):
             return _Plan(None, wait=True, reason=f"app {route.app}'s machines are stopping")
         return _Plan(None, reason=f"app {route.app} has no machine that can be started")
 
-    def _running(self, route: AppRoute, backends: tuple[Backend, ...] | None = None) -> list[Backend]:
-        """Started machines, and those the edge is starting (their requests join the start)."""
+    def _running(
+        self, route: AppRoute, backends: tuple[Backend, ...] | None = None, *, gate: bool = True
+    ) -> list[Backend]:
+        """Started machines that pass their readiness checks (unless not `gate`d: a forced instance), and those
+        the edge is starting (their requests join the start, which waits for the checks)."""
         fleet = self.fleet
         return [
             b
             for b in (route.backends if backends is None else backends)
-            if (fleet.state(b) == MachineState.STARTED or fleet.is_starting(b.machine_id))
+            if (
+                fleet.is_starting(b.machine_id)
+                or (fleet.state(b) == MachineState.STARTED and (not gate or fleet.ready(b)))
+            )
             and not fleet.is_stopping(b.machine_id)
         ]
 

@@ -3,23 +3,28 @@ and starts or stops them for the edge."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 from aerodrome.control import Machines
 from aerodrome.core import (
     App,
+    CheckBoard,
     FailedPreconditionError,
     Machine,
     MachineState,
     NotFoundError,
     ServiceSpec,
+    StaticSpec,
     Store,
 )
 from aerodrome.proxy.directory import AppRoute, Backend
+from aerodrome.proxy.statics import MAX_STATIC_BYTES, StaticFile, StaticReader, StaticRoot, content_type, match
 
 #: Machines the edge never routes to.
 _GONE = (MachineState.DESTROYED, MachineState.DESTROYING, MachineState.LAUNCH_FAILED)
+_Parsed = tuple[tuple[ServiceSpec, ...], bool, tuple[StaticSpec, ...]]  # services, readiness-gated, statics
 _SPECS_KEPT = 4096  # parsed service lists remembered; past this the oldest half is forgotten
 
 
@@ -32,13 +37,19 @@ class ControlDirectory:
         domain: str,
         dedicated: Callable[[str], str | None] | None = None,
         hostnames: Callable[[str], str | None] | None = None,
+        checks: CheckBoard | None = None,
+        static_reader: StaticReader | None = None,
+        usage_reader: Callable[[str], tuple[float, int] | None] | None = None,
     ) -> None:
         self._store = store
         self._machines = machines
         self._suffix = "." + domain.strip(".")
         self.dedicated = dedicated or (lambda _address: None)
         self.hostnames = hostnames or (lambda _hostname: None)  # custom hostnames (certificates) → app
-        self._services: dict[tuple[str, str], tuple[ServiceSpec, ...]] = {}
+        self._checks = checks or CheckBoard()  # a board nobody writes: no machine is gated then
+        self._static_reader = static_reader  # None: statics are left to the machines
+        self._usage_reader = usage_reader  # a machine's (CPU seconds, block I/O bytes); None: never busy
+        self._specs: dict[tuple[str, str], _Parsed] = {}
 
     def app_name_for(self, host: str | None, local_addr: str) -> str | None:
         """`myapp.localhost:8080` → `myapp`; a custom hostname → its app; a dedicated address → its app whatever
@@ -70,10 +81,15 @@ class ControlDirectory:
 
     def _route_of(self, app_name: str, edge_port: int, machines: Sequence[Machine]) -> AppRoute | None:
         backends = []
+        statics: tuple[StaticRoot, ...] = ()
         for machine in machines:
             if machine.state in _GONE or machine.cordoned:
                 continue
-            service = _service_for(self._services_of(machine), edge_port)
+            services, gated, machine_statics = self._spec_of(machine)
+            digest = str(machine.image_ref.get("digest") or "")
+            if machine_statics and not statics and digest:
+                statics = tuple(StaticRoot(spec, digest) for spec in machine_statics)
+            service = _service_for(services, edge_port)
             if service is not None:
                 backends.append(
                     Backend(
@@ -82,11 +98,23 @@ class ControlDirectory:
                         address=machine.private_ipv4 or machine.private_ip,
                         service=service,
                         region=machine.region,
+                        gated=gated,
                     )
                 )
         if not backends:
             return None
-        return AppRoute(app=app_name, edge_port=edge_port, backends=tuple(backends))
+        return AppRoute(app=app_name, edge_port=edge_port, backends=tuple(backends), statics=statics)
+
+    async def static_file(self, route: AppRoute, target: bytes) -> StaticFile | None:
+        found = match(route.statics, target)
+        if found is None or self._static_reader is None:
+            return None
+        image, guest_file = found
+        body = await asyncio.to_thread(self._static_reader, image, guest_file, MAX_STATIC_BYTES)
+        return None if body is None else StaticFile(body, content_type(guest_file))
+
+    def ready(self, machine_id: str) -> bool:
+        return self._checks.ready(machine_id)
 
     async def start_machine(self, app: str, machine_id: str) -> None:
         record = await self._app(app)
@@ -103,6 +131,13 @@ class ControlDirectory:
             await self._machines.suspend(record, machine_id, None, source="flyd")
         else:
             await self._machines.stop(record, machine_id, None, source="flyd")
+
+    async def usage(self, machine_ids: Sequence[str]) -> dict[str, tuple[float, int]]:
+        reader = self._usage_reader
+        if reader is None or not machine_ids:
+            return {}
+        read = await asyncio.to_thread(lambda: [(m, reader(m)) for m in machine_ids])
+        return {machine_id: found for machine_id, found in read if found is not None}
 
     async def autostop_routes(self) -> Sequence[AppRoute]:
         by_app: defaultdict[str, list[Machine]] = defaultdict(list)
@@ -133,16 +168,22 @@ class ControlDirectory:
         }
 
     def _services_of(self, machine: Machine) -> tuple[ServiceSpec, ...]:
-        """The machine's services, parsed once per version of its config. Every update makes a new version
-        (`instance_id`); the changes made in place (metadata, memory) leave the services alone."""
+        return self._spec_of(machine)[0]
+
+    def _spec_of(self, machine: Machine) -> _Parsed:
+        """The machine's services, whether it has readiness checks, and its statics, parsed once per version of
+        its config.
+        Every update makes a new version (`instance_id`); the changes made in place (metadata, memory) leave
+        both alone."""
         key = (machine.id, machine.instance_id)
-        services = self._services.get(key)
-        if services is None:
-            if len(self._services) >= _SPECS_KEPT:
-                for stale in list(self._services)[: _SPECS_KEPT // 2]:  # insertion order: the oldest first
-                    del self._services[stale]
-            services = self._services[key] = self._machines.spec_of(machine).services
-        return services
+        parsed = self._specs.get(key)
+        if parsed is None:
+            if len(self._specs) >= _SPECS_KEPT:
+                for stale in list(self._specs)[: _SPECS_KEPT // 2]:  # insertion order: the oldest first
+                    del self._specs[stale]
+            spec = self._machines.spec_of(machine)
+            parsed = self._specs[key] = (spec.services, any(c.readiness for c in spec.checks), spec.statics)
+        return parsed
 
     async def _app(self, name: str) -> App:
         app = await self._store.get_app(name)

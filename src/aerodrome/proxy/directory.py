@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from aerodrome.core import MachineState, PortSpec, ServiceSpec
+from aerodrome.proxy.statics import StaticFile, StaticRoot
 
 #: States the edge can have a machine started from, cheapest first: one already on its way up (started through
 #: the API a moment ago: the edge joins that start), then suspended, which resumes faster than a cold start.
@@ -34,6 +35,7 @@ class Backend:
     address: str  # the machine's private IPv4 (or loopback), reachable from the host
     service: ServiceSpec  # the service matched by the edge port; `service.internal_port` is where to connect
     region: str = "local"
+    gated: bool = False  # it has readiness checks: it takes traffic only while `Directory.ready` says so
     endpoint: tuple[str, int] = field(init=False, repr=False, compare=False)  # (address, port): the pool's key
 
     def __post_init__(self) -> None:
@@ -53,6 +55,7 @@ class AppRoute:
     edge_port: int  # the service port as the app declares it: 80, 443, 5432…
     backends: tuple[Backend, ...]
     primary_region: str | None = None  # `min_machines_running` counts here only; None: every region
+    statics: tuple[StaticRoot, ...] = ()  # files answered from a machine's image, without waking it
 
     def port_spec(self) -> PortSpec | None:
         """The port entry (handlers, force_https) of the first backend's service for this edge port."""
@@ -77,6 +80,14 @@ class Directory(Protocol):
         """
         ...
 
+    async def static_file(self, route: AppRoute, target: bytes) -> StaticFile | None:
+        """The static file a GET of `target` names under `route.statics`, or None to ask the machine."""
+        ...
+
+    def ready(self, machine_id: str) -> bool:
+        """Whether the machine's readiness checks all pass now (asked only of a `gated` backend; never blocks)."""
+        ...
+
     async def start_machine(self, app: str, machine_id: str) -> None:
         """Start a stopped or created machine, or resume a suspended one; return once it runs.
 
@@ -86,6 +97,11 @@ class Directory(Protocol):
 
     async def stop_machine(self, app: str, machine_id: str, suspend: bool) -> None:
         """Stop the machine (with its stop signal and timeout) or, with `suspend`, suspend it."""
+        ...
+
+    async def usage(self, machine_ids: Sequence[str]) -> dict[str, tuple[float, int]]:
+        """For `aerodrome_busy`: each running machine's CPU seconds and block I/O bytes since it started (a
+        machine without counters is left out)."""
         ...
 
     async def autostop_routes(self) -> Sequence[AppRoute]:

@@ -19,11 +19,12 @@ from typing import cast
 
 import httptools
 
-from aerodrome.proxy import messages
+from aerodrome.proxy import messages, statics
 from aerodrome.proxy.balancer import NoMachineError
 from aerodrome.proxy.context import EdgeContext
 from aerodrome.proxy.directory import AppRoute, Backend
 from aerodrome.proxy.exchange import PendingRequest
+from aerodrome.proxy.statics import StaticFile
 from aerodrome.proxy.traffic import AppTraffic
 from aerodrome.proxy.upstream import UpstreamConnection
 
@@ -367,7 +368,7 @@ class HttpConnection(asyncio.Protocol):
         self.state = ConnState.ROUTING
         fleet = self.edge.fleet
         route = fleet.cached_route(request.host, self.local_addr, self.edge_port)
-        if isinstance(route, AppRoute) and request.force_instance is None:
+        if isinstance(route, AppRoute) and request.force_instance is None and not route.statics:
             if route is not self._route:
                 self._route, self._route_redirects = route, self._redirects(route)
                 self._traffic = fleet.traffic_of(route.app)
@@ -397,6 +398,11 @@ class HttpConnection(asyncio.Protocol):
                 if self._redirects(route):
                     self._redirect_to_https(request)
                     return
+                if route.statics and request.force_instance is None and request.method in (b"GET", b"HEAD"):
+                    found = await self.edge.fleet.directory.static_file(route, request.target)
+                    if found is not None:
+                        self._send_static(found)
+                        return
                 self._backend = await self.edge.balancer.pick(route, request.force_instance)
             key = self._backend.endpoint
             connection = self.edge.pool.take(key) or await self.edge.pool.connect(key)
@@ -521,6 +527,16 @@ class HttpConnection(asyncio.Protocol):
         self._traffic.refuse(status)
         if self.transport is not None and self.state is not ConnState.CLOSED:
             self._out.append(messages.error_response(status, message, close=close, location=location))
+            self.flush()
+        self._finish(close=close)
+
+    def _send_static(self, found: StaticFile) -> None:
+        """A file from the machine's image, answered by the edge itself (the machine is neither woken nor asked)."""
+        request = self._active
+        close = request is None or not request.complete or not request.keep_alive
+        head_only = request is not None and request.method == b"HEAD"
+        if self.transport is not None and self.state is not ConnState.CLOSED:
+            self._out.append(statics.response(found, head_only=head_only, close=close))
             self.flush()
         self._finish(close=close)
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from aerodrome.core import Clock, SystemClock
 from aerodrome.proxy.acceptor import Acceptor
 from aerodrome.proxy.autostop import Autostopper
 from aerodrome.proxy.balancer import Balancer
@@ -32,9 +33,16 @@ def _single_address(server: asyncio.Server) -> tuple[str, int] | None:
 class Edge:
     """Fly's fly-proxy for one host: routes by Host, SNI or dedicated address; autostarts and autostops machines."""
 
-    def __init__(self, directory: Directory, settings: EdgeSettings) -> None:
+    def __init__(self, directory: Directory, settings: EdgeSettings, *, clock: Clock | None = None) -> None:
+        """`clock` times the fleet: idle periods (autostop), route caches, starts; tests pass one they move."""
         self.settings = settings
-        self.fleet = Fleet(directory, route_ttl=settings.route_ttl, start_timeout=settings.start_timeout)
+        self.clock = clock or SystemClock()
+        self.fleet = Fleet(
+            directory,
+            route_ttl=settings.route_ttl,
+            start_timeout=settings.start_timeout,
+            clock=self.clock.monotonic,
+        )
         self.balancer = Balancer(self.fleet, region=settings.region, queue_timeout=settings.queue_timeout)
         self.pool = UpstreamPool(connect_timeout=settings.connect_timeout, idle_timeout=settings.upstream_idle_timeout)
         self.context = EdgeContext(settings, self.fleet, self.balancer, self.pool)
@@ -130,7 +138,7 @@ class Edge:
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            now = time.monotonic()
+            now = time.monotonic()  # connections stamp their activity on the system clock
             for connection in list(self.context.connections):
                 connection.sweep(now)
             self.pool.sweep(now)

@@ -52,6 +52,7 @@ class Fleet:
         self._starts: dict[str, asyncio.Task[None]] = {}
         self._stops: dict[str, asyncio.Task[None]] = {}
         self._capacity: asyncio.Event | None = None  # set while a request waits for capacity
+        self._readiness: asyncio.Event | None = None  # set when a check changes while a start waits for one
         self.starts_total = 0  # machines started by the edge, for tests and metrics
         self.traffic: dict[str, AppTraffic] = {}  # by app name, read by `/metrics`
 
@@ -109,6 +110,18 @@ class Fleet:
         self._overrides.pop(machine_id, None)
         self.forget_routes(app)
 
+    def ready(self, backend: Backend) -> bool:
+        """Whether the machine may take new traffic as far as its readiness checks go."""
+        return not backend.gated or self.directory.ready(backend.machine_id)
+
+    def readiness_changed(self, machine_id: str, app: str) -> None:
+        """A check of the machine changed status: routes are asked again, and waiting starts and requests look."""
+        self.forget_routes(app)
+        event, self._readiness = self._readiness, None
+        if event is not None:
+            event.set()
+        self._signal_capacity()
+
     def _settle(self, app: str, machine_id: str, state: MachineState) -> None:
         # Long enough for the control plane to catch up; the app's routes are forgotten so it is asked again.
         self._overrides[machine_id] = _Override(state, self.clock() + max(5.0, 5 * self.route_ttl))
@@ -128,6 +141,8 @@ class Fleet:
             return None
         if (self.state(backend) if self._overrides else backend.state) is not MachineState.STARTED:
             return None
+        if backend.gated and not self.directory.ready(machine_id):
+            return None
         return self._load.get(machine_id, 0)
 
     def acquire(self, machine_id: str) -> None:
@@ -143,6 +158,10 @@ class Fleet:
             self._last_activity[machine_id] = self.clock()
         if self._capacity is not None:
             self._signal_capacity()
+
+    def note_activity(self, machine_id: str) -> None:
+        """Activity other than traffic (a busy cgroup): the idle time starts again from now."""
+        self._last_activity[machine_id] = self.clock()
 
     def idle_for(self, machine_id: str) -> float:
         """Seconds since the machine last had traffic; 0 while it has some. First sight counts as traffic."""
@@ -187,15 +206,26 @@ class Fleet:
         if stopping is not None:
             await asyncio.wait([stopping])
         began = self.clock()
+        deadline = asyncio.get_running_loop().time() + self.start_timeout
         try:
-            async with asyncio.timeout(self.start_timeout):
+            async with asyncio.timeout_at(deadline):
                 await self.directory.start_machine(app, backend.machine_id)
                 await self._wait_for_port(backend.address, backend.port)
         except TimeoutError:
             raise UnavailableError(f"machine {backend.machine_id} did not start in {self.start_timeout:g}s") from None
+        if backend.gated:
+            with contextlib.suppress(TimeoutError):  # past the start timeout the request goes through, as Fly's
+                async with asyncio.timeout_at(deadline):
+                    await self._wait_until_ready(backend.machine_id)
         self.starts_total += 1
         self.traffic_of(app).autostarted(self.clock() - began)
         self._settle(app, backend.machine_id, MachineState.STARTED)
+
+    async def _wait_until_ready(self, machine_id: str) -> None:
+        while not self.directory.ready(machine_id):
+            if self._readiness is None:
+                self._readiness = asyncio.Event()
+            await self._readiness.wait()
 
     async def _wait_for_port(self, address: str, port: int) -> None:
         loop = asyncio.get_running_loop()

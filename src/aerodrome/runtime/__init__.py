@@ -6,6 +6,7 @@ from aerodrome.runtime.images import ImageStore
 from aerodrome.runtime.registry import EmbeddedRegistry, TokenAuth
 from aerodrome.runtime.registry_tokens import RegistryTokens, load_operator_credentials
 from aerodrome.runtime.runc import (
+    HostServices,
     MachineUsage,
     RuncRuntime,
     check_user_namespaces,
@@ -19,6 +20,7 @@ from aerodrome.runtime.volumes import LoopVolumeBackend
 __all__ = [
     "EmbeddedAccess",
     "EmbeddedRegistry",
+    "HostServices",
     "ImageStore",
     "LoopVolumeBackend",
     "MachineUsage",

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from aerodrome.core import ImageInfo, InvalidArgumentError, NotFoundError, PullGrant, UnavailableError, fault_point
+from aerodrome.runtime import safefs
 from aerodrome.runtime.process import ToolError, map_runtime_errors, run, with_tool_umask
 from aerodrome.runtime.references import ImageReference, candidate_sources, is_loopback_host, parse_reference
 from aerodrome.runtime.sources import RegistryGate, allowed_registries, classify
@@ -173,6 +174,18 @@ class ImageStore:
         info = self._unpacked[digest] = _info_from_json(data)
         return info
 
+    def read_file(self, digest: str, guest_path: str, limit: int) -> bytes | None:
+        """A regular file of the image's unpacked rootfs (the edge's statics), read as safefs reads: no symlink
+        followed, no FIFO opened, at most `limit` bytes. None when the image is not on this host or the path holds
+        no such file. It blocks: call it off the event loop."""
+        info = self.get(digest)
+        if info is None:
+            return None
+        try:
+            return safefs.read_file(Path(info.rootfs), guest_path, limit, where="in the image")
+        except (OSError, InvalidArgumentError):
+            return None
+
     def list(self) -> list[ImageInfo]:
         """Every image unpacked on this host."""
         found = (self.get(_digest_of(path.stem)) for path in sorted((self.root / "images").glob("*.json")))
@@ -286,6 +299,7 @@ class ImageStore:
             user=config.get("User") or "",
             exposed_ports=tuple(sorted(config.get("ExposedPorts") or {})),
             labels=labels,
+            compressed_size=sum(int(layer.get("size") or 0) for layer in manifest.get("layers") or ()),
         )
 
     def _remember(self, reference: str, source: ImageReference, info: ImageInfo) -> ImageInfo:

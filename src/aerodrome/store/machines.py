@@ -59,6 +59,10 @@ def add_machine(conn: Connection, machine: Machine, event: MachineEvent) -> None
     _add_event(conn, machine, event)
 
 
+def add_event(conn: Connection, machine: Machine, event: MachineEvent) -> None:
+    _add_event(conn, machine, event)
+
+
 def _add_event(conn: Connection, machine: Machine, event: MachineEvent) -> None:
     """The event, and aerodrome's line about it in the machine's logs."""
     conn.execute(_INSERT_EVENT, mapping.event_to_row(event))

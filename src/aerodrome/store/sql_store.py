@@ -228,6 +228,12 @@ class SqlStore:
             self._cache.forget_events(machine.id)
         return saved
 
+    async def add_event(self, machine: Machine, event: MachineEvent) -> None:
+        try:
+            await self._runner.write(machines.add_event, machine, event)
+        finally:
+            self._cache.forget_events(machine.id)
+
     async def list_events(self, machine_id: str, limit: int = 20) -> list[MachineEvent]:
         events = self._cache.events(machine_id, limit)
         if events is None:

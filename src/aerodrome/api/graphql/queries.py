@@ -103,10 +103,17 @@ def release_node(release: Release) -> JSON:
         "evaluationId": None,  # Nomad's
         "user": {"id": release.user or "token", "email": release.user, "name": None},
         "createdAt": release.created_at,
+        "configDefinition": None,  # fly.toml is not kept: flyctl then reads the app's config from its machines
     }
 
 
 # Query
+
+
+async def query_latest_image_details(_: None, info: Info, image: str, **_versions: str | None) -> JSON:
+    """Fly tracks versions of its own images only; for any other it answers "Unknown repository", which `fly
+    status` and `fly image show` read as no update to offer. No image here is Fly's."""
+    raise NotFoundError(f"Unknown repository: {image}")
 
 
 async def query_apps(_: None, info: Info, **args: Any) -> JSON:
@@ -249,6 +256,7 @@ FIELD_RESOLVERS: dict[tuple[str, str], Any] = {
     ("App", "regions"): app_regions,
     ("App", "currentRelease"): app_current_release,
     ("App", "currentReleaseUnprocessed"): app_current_release,
+    ("Queries", "latestImageDetails"): query_latest_image_details,
     ("App", "releasesUnprocessed"): app_releases,
     ("App", "version"): app_version,
     ("Organization", "limitedAccessTokens"): org_limited_access_tokens,

@@ -1,5 +1,5 @@
 """Resolvers of the GraphQL subset: apps and their organisation, IP address allocation and release, token
-revocation.
+revocation, organisation creation.
 
 Objects are plain dicts whose keys are the schema's field names (graphql-core's default resolver reads them);
 only fields that need the store or arguments have a resolver of their own, bound in `schema.py`.
@@ -7,6 +7,7 @@ only fields that need the store or arguments have a resolver of their own, bound
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -14,7 +15,16 @@ from graphql import GraphQLResolveInfo
 
 from aerodrome.api.render import app_status
 from aerodrome.control import ControlPlane
-from aerodrome.core import App, InvalidArgumentError, IPAddress, NotFoundError, Organization, Token
+from aerodrome.core import (
+    IMAGE_SIZE_KEY,
+    AlreadyExistsError,
+    App,
+    InvalidArgumentError,
+    IPAddress,
+    NotFoundError,
+    Organization,
+    Token,
+)
 
 JSON = dict[str, Any]
 
@@ -47,6 +57,7 @@ def organization_node(org: Organization) -> JSON:
         "remoteBuilderImage": "",
         "remoteBuilderApp": None,
         "addOnSsoLink": None,
+        "addOns": {"nodes": []},  # `fly apps destroy` lists them (Tigris buckets) before it deletes
         "provisionsBetaExtensions": False,
         "members": {"edges": []},
     }
@@ -229,6 +240,30 @@ async def delete_limited_access_token(_: None, info: Info, input: JSON) -> JSON:
     return {"clientMutationId": input.get("clientMutationId"), "revokedBy": input.get("revokedBy"), "token": token.id}
 
 
+ORG_SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def org_slug(name: str, slug: str | None) -> str:
+    wanted = slug if slug is not None else re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    if not ORG_SLUG.fullmatch(wanted):
+        raise InvalidArgumentError(f"organization slug {wanted!r}: lower-case letters, digits and dashes, 1-63")
+    return wanted
+
+
+async def create_organization(_: None, info: Info, input: JSON) -> JSON:
+    """As on Fly, any caller may make an organisation; it gets the new organisation's first token."""
+    plane = info.context.plane
+    name = str(input.get("name") or "").strip()
+    if not name or len(name) > 100:
+        raise InvalidArgumentError("an organization's name is 1 to 100 characters")
+    slug = org_slug(name, input.get("slug"))
+    if await plane.store.get_org(slug) is not None:
+        raise AlreadyExistsError(f"organization {slug!r} already exists")
+    org = await plane.store.ensure_org(slug, name)
+    token = await plane.tokens.create(slug, f"created with {slug}")
+    return {"clientMutationId": input.get("clientMutationId"), "organization": organization_node(org), "token": token}
+
+
 async def _owner(context: Context, address: str | None, ip_id: str | None) -> App:
     for app in await context.plane.apps.list(context.caller, context.caller.org_slug):
         if await context.plane.ips.find(app, address=address, ip_id=ip_id) is not None:
@@ -237,13 +272,33 @@ async def _owner(context: Context, address: str | None, ip_id: str | None) -> Ap
 
 
 #: (type, field) → resolver; every other field is read from the parent dict.
+async def app_image(parent: JSON, info: Info, ref: str) -> JSON | None:
+    """flyctl's `ResolveImageForApp`: the image pulled as the app's machines would pull it; null when no allowed
+    registry has it, which flyctl reports as "could not find image"."""
+    context: Context = info.context
+    try:
+        image = await context.plane.resolve_image(parent["_record"], ref)
+    except NotFoundError:
+        return None
+    digest = str(image.get("digest") or "")
+    return {
+        "id": digest,
+        "digest": digest,
+        "ref": ref,
+        "compressedSizeFull": int(image.get(IMAGE_SIZE_KEY) or 0),
+        "manifest": {"annotations": {}},  # fly-go reads only the annotations, for a Fly builder's id
+    }
+
+
 FIELD_RESOLVERS: dict[tuple[str, str], Any] = {
     ("Queries", "app"): query_app,
     ("Queries", "organization"): query_organization,
     ("Mutations", "allocateIpAddress"): allocate_ip_address,
     ("Mutations", "releaseIpAddress"): release_ip_address,
     ("Mutations", "deleteLimitedAccessToken"): delete_limited_access_token,
+    ("Mutations", "createOrganization"): create_organization,
     ("App", "ipAddresses"): app_ip_addresses,
     ("App", "ipAddress"): app_ip_address,
     ("App", "sharedIpAddress"): app_shared_ip_address,
+    ("App", "image"): app_image,
 }

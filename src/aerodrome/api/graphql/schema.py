@@ -13,6 +13,7 @@ from graphql import (
     ExecutionResult,
     GraphQLError,
     GraphQLObjectType,
+    GraphQLScalarType,
     GraphQLSchema,
     build_schema,
     parse,
@@ -47,14 +48,29 @@ CODE_BY_STATUS = {
 @functools.cache
 def schema() -> GraphQLSchema:
     """Built once per process; field resolvers are bound on the built types."""
-    sdl = resources.files("aerodrome.api.graphql").joinpath("schema.graphql").read_text()
+    package = resources.files("aerodrome.api.graphql")
+    sdl = package.joinpath("schema.graphql").read_text() + package.joinpath("extensions.graphql").read_text()
     built = build_schema(sdl)
     bound = {**resolvers.FIELD_RESOLVERS, **queries.FIELD_RESOLVERS, **mutations.FIELD_RESOLVERS}
     for (type_name, field_name), resolve in bound.items():
         owner = built.get_type(type_name)
         assert isinstance(owner, GraphQLObjectType), type_name
         owner.fields[field_name].resolve = resolve
+    _bind_big_int(built)
     return built
+
+
+def _bind_big_int(built: GraphQLSchema) -> None:
+    """Fly's `BigInt` is a string on the wire (fly-go decodes `internalNumericId` into a Go string); an SDL scalar
+    would pass Python's int through as a JSON number."""
+    big_int = built.get_type("BigInt")
+    assert isinstance(big_int, GraphQLScalarType)
+    big_int.serialize = _big_int_text  # type: ignore[method-assign]  # graphql-core 3.2
+    big_int.coerce_output_value = _big_int_text  # 3.3 and later
+
+
+def _big_int_text(value: Any) -> str:
+    return str(int(value))
 
 
 def error_body(message: str, code: str, path: list[str | int] | None = None) -> JSON:

@@ -10,7 +10,6 @@ client goes. `GET /v1/apps/{app}/machines/{id}/logs` is the same for one machine
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +21,7 @@ from starlette.routing import Route
 from aerodrome.api.context import Call
 from aerodrome.api.responses import JSONResponse, encode
 from aerodrome.control import MachineLogs
-from aerodrome.core import App, InvalidArgumentError, LogLine, RateLimitedError
+from aerodrome.core import App, InvalidArgumentError, LogLine
 
 HEARTBEAT_SECONDS = 15.0
 
@@ -96,12 +95,7 @@ def _follow(call: Call, query: _Query) -> AsyncIterator[bytes]:
     """The stream, admitted before the reply starts: past the bounds, a 429 rather than a stream."""
     logs: MachineLogs = call.plane.logs
     org = call.caller.org_slug
-    settings = logs.settings
-    if sum(logs.streams.values()) >= settings.streams:
-        raise RateLimitedError(f"too many log streams (at most {settings.streams})", retry_after=5)
-    if logs.streams.get(org, 0) >= settings.streams_per_org:
-        raise RateLimitedError(f"too many log streams for {org} (at most {settings.streams_per_org})", retry_after=5)
-    logs.streams[org] = logs.streams.get(org, 0) + 1
+    logs.admit_stream(org)
     return _stream(logs, org, query)
 
 
@@ -123,10 +117,7 @@ async def _stream(logs: MachineLogs, org: str, query: _Query) -> AsyncIterator[b
             await logs.next_append(1.0)
             silent += 1.0
     finally:
-        with contextlib.suppress(KeyError):
-            logs.streams[org] -= 1
-            if logs.streams[org] <= 0:
-                del logs.streams[org]
+        logs.release_stream(org)
 
 
 routes = [

@@ -48,9 +48,10 @@ async def list_machines(request: Request) -> Response:
         machines = [m for m in machines if all((m.config.get("metadata") or {}).get(k) == v for k, v in wanted.items())]
     if call.query_bool("summary"):
         return JSONResponse([render.machine_summary(m) for m in machines])
+    board = call.plane.checks
     if call.query_bool("include_leases"):
-        return JSONResponse([render.with_lease(render.machine(m), m) for m in machines])
-    return EncodedJSONResponse(_RENDERED.listing(machines))
+        return JSONResponse([render.with_lease(render.machine(m, checks=board.results(m.id)), m) for m in machines])
+    return EncodedJSONResponse(_RENDERED.listing(machines, board))
 
 
 async def get_machine(request: Request) -> Response:
@@ -58,7 +59,8 @@ async def get_machine(request: Request) -> Response:
     app = await call.app()
     call.limit("get", call.machine_id)
     machine = await call.plane.machines.find(app, call.machine_id, include_deleted=True)
-    body = render.machine(machine, await call.plane.store.list_events(machine.id, limit=10))
+    events = await call.plane.store.list_events(machine.id, limit=10)
+    body = render.machine(machine, events, checks=call.plane.checks.results(machine.id))
     return JSONResponse(render.with_lease(body, machine) if call.query_bool("include_leases") else body)
 
 

@@ -1,5 +1,5 @@
-"""Tokens and platform: `/v1/tokens/current`, the organisation's tokens (`/v1/tokens`, an aerodrome extension),
-`/v1/platform/regions` and `/placements`, and aerodrome's own OpenAPI document."""
+"""Tokens and platform: `/v1/tokens/current`, the organisation's tokens (`/v1/tokens`: list and create, an
+aerodrome extension), `/v1/platform/regions` and `/placements`, and aerodrome's own OpenAPI document."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from aerodrome.api.context import Call
 from aerodrome.api.openapi import implemented_spec
 from aerodrome.api.regions import REGIONS
 from aerodrome.api.responses import JSONResponse
+from aerodrome.control import hash_token
 from aerodrome.core import InvalidArgumentError, NotFoundError, Token, parse_int
+
+MAX_TOKEN_NAME = 100
 
 
 async def current_token(request: Request) -> Response:
@@ -53,6 +56,21 @@ async def list_tokens(request: Request) -> Response:
     if org_slug != call.caller.org_slug:
         raise NotFoundError(f"organization {org_slug!r} not found")
     return JSONResponse({"tokens": [token_view(t) for t in await call.plane.tokens.of_org(org_slug)]})
+
+
+async def create_token(request: Request) -> Response:
+    """Another token of the caller's organisation: its secret is in this reply only."""
+    call = await Call.of(request)
+    body = await call.body(required=False)
+    name, org_slug = body.get("name", ""), body.get("org_slug") or call.caller.org_slug
+    if not isinstance(name, str) or len(name) > MAX_TOKEN_NAME:
+        raise InvalidArgumentError(f"name must be a string of at most {MAX_TOKEN_NAME} characters")
+    if org_slug != call.caller.org_slug:
+        raise NotFoundError(f"organization {org_slug!r} not found")
+    secret = await call.plane.tokens.create(org_slug, name)
+    token = await call.plane.store.find_token(hash_token(secret))
+    assert token is not None  # just written
+    return JSONResponse({**token_view(token), "token": secret}, status_code=201)
 
 
 async def revoke_token(request: Request) -> Response:
@@ -97,6 +115,7 @@ routes = [
     Route("/v1/platform/placements", placements, methods=["POST"]),
     Route("/v1/tokens/current", current_token, methods=["GET"]),
     Route("/v1/tokens", list_tokens, methods=["GET"]),
+    Route("/v1/tokens", create_token, methods=["POST"]),
     Route("/v1/tokens/{token_id}", revoke_token, methods=["DELETE"]),
     Route("/v1/platform/regions", regions, methods=["GET"]),
     Route("/v1/openapi.json", openapi, methods=["GET"]),

@@ -27,6 +27,7 @@ INIT_PATH = f"{GUEST_DIR}/catatonit"
 SHELL_PATH = f"{GUEST_DIR}/busybox"
 GO = b"go\n"  # what the daemon writes on the wrapper's stdin once the network is up
 NOT_STARTED = 125  # the wrapper's exit when the daemon went away before the network was ready
+FLY_DIR = "/.fly"  # where the machine finds its API socket, /.fly/api (the host's directory, read-only)
 WRAPPER = f'read -r go; [ "$go" = go ] || exit {NOT_STARTED}; exec "$@" </dev/null'
 
 CPU_PERIOD_US = 100_000
@@ -75,6 +76,7 @@ def build_config(
     rootfs: str,
     cgroups_path: str,
     compat_32bit: bool = False,
+    fly_dir: str | None = None,
 ) -> dict[str, Any]:
     """The config.json of a machine, whose root filesystem is mounted at `rootfs`.
 
@@ -86,7 +88,7 @@ def build_config(
         "process": _process(spec, [INIT_PATH, "-g", "--", SHELL_PATH, "sh", "-c", WRAPPER, "sh", *spec.argv], uid, gid),
         "root": {"path": rootfs, "readonly": False},
         "hostname": spec.hostname or spec.machine_id,
-        "mounts": _mounts(spec, volume_sources),
+        "mounts": _mounts(spec, volume_sources) + ([_bind(fly_dir, FLY_DIR, "ro")] if fly_dir else []),
         "linux": {
             "namespaces": [
                 {"type": "user", "path": userns_path},
@@ -164,11 +166,21 @@ def _resources(spec: SandboxSpec) -> dict[str, Any]:
     }
 
 
-def system_files(spec: SandboxSpec, ipv4: str, ipv6: str) -> tuple[GuestFile, ...]:
-    """/etc/hostname and /etc/hosts naming the machine by its private addresses (written before the user's files)."""
+def system_files(spec: SandboxSpec, ipv4: str, ipv6: str, resolvers: tuple[str, ...] = ()) -> tuple[GuestFile, ...]:
+    """/etc/hostname and /etc/hosts naming the machine by its private addresses, and /etc/resolv.conf naming the
+    host's resolvers when it runs them and the machine's config leaves them on (written before the user's files)."""
     hostname = spec.hostname or spec.machine_id
     hosts = (
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
         f"{ipv6}\t{hostname} fly-local-6pn\n{ipv4}\t{hostname}\n"
     )
-    return (GuestFile("/etc/hostname", f"{hostname}\n".encode()), GuestFile("/etc/hosts", hosts.encode()))
+    files = [GuestFile("/etc/hostname", f"{hostname}\n".encode()), GuestFile("/etc/hosts", hosts.encode())]
+    if resolvers and spec.host_resolver:
+        lines = "".join(f"nameserver {address}\n" for address in resolvers)
+        files.append(GuestFile("/etc/resolv.conf", lines.encode()))
+    return tuple(files)
+
+
+def network_env(ipv6: str) -> dict[str, str]:
+    """What Fly tells a machine of its addresses: its 6PN address, which is also the one others see it by."""
+    return {"FLY_PRIVATE_IP": ipv6, "FLY_PUBLIC_IP": ipv6}

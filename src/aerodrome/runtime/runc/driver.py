@@ -10,7 +10,7 @@ import os
 import shutil
 import signal as signals
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,18 @@ log = logging.getLogger(__name__)
 STOP_KILL_GRACE = 10.0  # how long to wait for a SIGKILLed machine to be gone
 
 
+StartHook = Callable[[str, Path], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class HostServices:
+    """The host's services for machines: at `addresses` (on the host side of every veth), the `ports`
+    ("udp/53", "tcp/4280") open to machines; the first addresses are the machines' resolvers."""
+
+    addresses: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
+
+
 @dataclass
 class _Running:
     pid: int
@@ -98,12 +110,14 @@ class RuncRuntime:
         uplink: str | None = None,
         reserve_bytes: int = DEFAULT_RESERVE_BYTES,
         compat_32bit: bool = False,
+        services: HostServices | None = None,
     ) -> None:
         """`egress`: machines may open connections out of the host, through `uplink` (default: the interface
         of the default route), masqueraded, to anything but link-local, loopback, private (RFC 1918, CGNAT, ULA),
         multicast and reserved addresses; `egress_allow` opens IPv4 networks among those (a LAN service), with
         egress on or off. Machines never reach the host's own addresses nor another organisation's machines.
-        Each organisation gets an `org_prefixlen` subnet of `ipv4_pool`. Bad values are InvalidArgumentErrors."""
+        Each organisation gets an `org_prefixlen` subnet of `ipv4_pool`. Bad values are InvalidArgumentErrors.
+        `services`: what of the host machines do reach (its resolver, the API), at addresses on every veth."""
         self.layout = Layout(root)
         self.images = images
         self.ipv4_pool = ipv4_pool
@@ -113,6 +127,8 @@ class RuncRuntime:
         self.uplink = check_uplink(uplink)
         self.reserve = reserve_bytes
         self.compat_32bit = compat_32bit
+        self.services = services or HostServices()
+        self._start_hooks: list[StartHook] = []
         self.scratch_pool = ImagePool(self.layout.root / "scratch-pool")
         self.runc = Runc(self.layout.runc_root)
         self.ids = IdAllocator()
@@ -176,6 +192,7 @@ class RuncRuntime:
                 subnets = [self.pool.subnet_of(slot) for slot in self.pool.slots.values()]
                 orgs6 = [str(org_prefix6(org)) for org in self.pool.slots]
                 await firewall.install(self.ipv4_pool, subnets, orgs6, await self._egress())
+                await firewall.open_services(self.services.addresses, self.services.ports)
         self._host_ready = True
 
     async def _egress(self) -> Egress:
@@ -189,6 +206,11 @@ class RuncRuntime:
         for org in self.pool.empty_orgs():
             await firewall.forget_org(*self.pool.release_org(org))
 
+    def on_start(self, hook: StartHook) -> None:
+        """Register a coroutine called before every start with the machine's id and where its /.fly/api socket
+        goes (the hook listens there: the machine sees the socket from its first instruction)."""
+        self._start_hooks.append(hook)
+
     def on_exit(self, callback: ExitCallback) -> None:
         """Register the coroutine called once for every exit of a machine's main process."""
         self._callbacks.append(callback)
@@ -201,6 +223,9 @@ class RuncRuntime:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._running.clear()
+        if self._host_ready:  # the services go with the daemon that serves them; machines keep their addresses
+            with map_runtime_errors("close host services"):
+                await firewall.close_services(self.services.addresses, self.services.ports)
         if self._host_ready and not self.layout.machine_ids():
             async with self._orgs:
                 with map_runtime_errors("remove host networking"):
@@ -247,10 +272,12 @@ class RuncRuntime:
                         self.ids.release(spec.machine_id, ids)
                         await asyncio.to_thread(shutil.rmtree, paths.dir, True)
                     raise
+                spec = dataclasses.replace(spec, env={**spec.env, **bundle.network_env(allocation.ipv6)})
                 machine = _Machine(spec, image.rootfs, allocation, ids)
                 try:
                     # Refuse an unknown user, or an image start could not write its files into, now: not at start.
-                    files = (*bundle.system_files(spec, allocation.ipv4, allocation.ipv6), *spec.files)
+                    system = bundle.system_files(spec, allocation.ipv4, allocation.ipv6, self.services.addresses)
+                    files = (*system, *spec.files)
                     await asyncio.to_thread(guestfs.check_image, Path(image.rootfs), spec, files)
                     # Off the event loop: its fsyncs take milliseconds, which concurrent creates then share.
                     await asyncio.to_thread(_write_record, paths, machine, self._key, new=existing is None)
@@ -315,6 +342,7 @@ class RuncRuntime:
             await self._ensure_host()
             with map_runtime_errors(f"start machine {machine_id}"):
                 uid, gid = await asyncio.to_thread(guestfs.resolve_user, Path(machine.lower), machine.spec.user)
+                fly_dir = await self._prepare_fly_dir(machine_id, paths)
                 run = instance.Run(
                     machine.spec,
                     machine.lower,
@@ -325,10 +353,22 @@ class RuncRuntime:
                     self.reserve,
                     self.compat_32bit,
                     self.scratch_pool,
+                    self.services.addresses,
+                    fly_dir,
                 )
                 pid, start_time = await instance.launch(self.runc, paths, run)
             self._running[machine_id] = _Running(pid, asyncio.get_running_loop().create_future())
             self.supervisor.watch(machine_id, pid, start_time, paths.log)
+
+    async def _prepare_fly_dir(self, machine_id: str, paths: MachinePaths) -> Path | None:
+        """The machine's /.fly, with its API socket listening, when a hook serves it."""
+        if not self._start_hooks:
+            return None
+        paths.fly.mkdir(mode=0o755, parents=True, exist_ok=True)
+        os.chmod(paths.fly, 0o755)
+        for hook in self._start_hooks:
+            await hook(machine_id, paths.fly / "api")
+        return paths.fly
 
     async def stop(self, machine_id: str, signal: int, timeout: float) -> ExitInfo:
         """Send `signal` (catatonit forwards it to the program), SIGKILL after `timeout`; wait until it is gone."""

@@ -155,6 +155,31 @@ async def allow_org(subnet4: str, subnet6: str) -> None:
     await _insert_once(IPV6, INPUT_CHAIN, _flycast_rule(subnet6))
 
 
+def _service_rules(addresses: tuple[str, ...], ports: tuple[str, ...]) -> list[tuple[Family, str]]:
+    """AERODROME-IN's openings to the host's services for machines: each port on each service address."""
+    rules = []
+    for address in addresses:
+        family, length = (IPV6, 128) if ":" in address else (IPV4, 32)
+        for port in ports:
+            protocol, number = port.split("/")
+            rules.append((family, f"-d {address}/{length} -p {protocol} -m {protocol} --dport {number} -j ACCEPT"))
+    return rules
+
+
+async def open_services(addresses: tuple[str, ...], ports: tuple[str, ...]) -> None:
+    """Let machines reach exactly `ports` at the host's service `addresses`, and nothing else of the host."""
+    for family, rule in _service_rules(addresses, ports):
+        await _insert_once(family, INPUT_CHAIN, rule)
+
+
+async def close_services(addresses: tuple[str, ...], ports: tuple[str, ...]) -> None:
+    """Take the openings of `open_services` away again (those that are there)."""
+    for family, rule in _service_rules(addresses, ports):
+        tables = await save(family)
+        if rule in tables.rules("filter", INPUT_CHAIN):
+            await restore(family, {"filter": [f"-D {INPUT_CHAIN} {rule}"]})
+
+
 async def _insert_once(family: Family, chain: str, rule: str) -> None:
     """Insert at the top unless present: runtimes under other roots share the chains (and organisations)."""
     present = await run([family.tool, "-C", chain, *rule.split()], timeout=10, check=False)

@@ -55,6 +55,8 @@ class Run:
     reserve: int  # bytes of the host's data filesystem a start must leave free
     compat_32bit: bool = False  # let 32-bit programs' system calls through seccomp
     pool: scratch.ImagePool | None = None  # formatted writable-layer images, ready for first starts
+    resolvers: tuple[str, ...] = ()  # the host's resolver addresses for machines (none: it runs none)
+    fly_dir: Path | None = None  # the host directory that is the machine's /.fly (its API socket)
 
 
 async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | None]:
@@ -79,7 +81,7 @@ async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | 
             await asyncio.to_thread(guestfs.discard_upper, paths)
         guestfs.mount_overlay(paths, run.lower, run.ids, namespaces.userns_fd)
         fault_point("runtime.start.rootfs_mounted")
-        system = bundle.system_files(spec, network.ipv4, network.ipv6)
+        system = bundle.system_files(spec, network.ipv4, network.ipv6, run.resolvers)
         await asyncio.to_thread(guestfs.write_files, paths.rootfs, (*system, *spec.files), run.ids.base)
         for stale in (paths.stop_requested, paths.pid_file):
             stale.unlink(missing_ok=True)
@@ -95,10 +97,11 @@ async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | 
             rootfs=str(paths.rootfs),
             cgroups_path=cgroups_path(spec.machine_id),
             compat_32bit=run.compat_32bit,
+            fly_dir=str(run.fly_dir) if run.fly_dir else None,
         )
         await named
         fault_point("runtime.start.netns_created")
-        links = asyncio.ensure_future(connect_netns(network))
+        links = asyncio.ensure_future(connect_netns(network, run.resolvers))
         pid = await runc.run_detached(spec.machine_id, paths, orjson.dumps(config), stdin=gate_read)
         await links
         fault_point("runtime.start.runc_created")
@@ -254,6 +257,7 @@ async def remove(runc: Runc, pool: AddressPool, machine_id: str, paths: MachineP
     MachineCgroup(machine_id).remove_leftovers()
     _detach_volumes(paths)
     await asyncio.to_thread(shutil.rmtree, paths.dir, True)
+    await asyncio.to_thread(shutil.rmtree, paths.fly, True)
     for directory in (paths.volumes, paths.rootfs, paths.mounts):
         with contextlib.suppress(FileNotFoundError):
             directory.rmdir()

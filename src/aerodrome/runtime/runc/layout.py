@@ -88,6 +88,11 @@ class MachinePaths:
         return self.mounts / "volumes"
 
     @property
+    def fly(self) -> Path:
+        """The machine's /.fly: a directory of the host, bind-mounted read-only, holding its API socket."""
+        return self.mounts / "fly"
+
+    @property
     def holder(self) -> Path:
         return self.dir / "holder"
 

@@ -352,8 +352,9 @@ def _netns_script(a: Allocation, holder: int) -> str:
     )
 
 
-def _link_script(a: Allocation) -> str:
-    """Connect the namespace to the host with a veth pair; the machine side is configured first."""
+def _link_script(a: Allocation, services: tuple[str, ...] = ()) -> str:
+    """Connect the namespace to the host with a veth pair; the machine side is configured first. `services`
+    are the addresses of the host's services for machines (its resolver), on the host side of every veth."""
     host_down = [
         f"link add {a.host_iface} type veth peer name eth0 netns {a.netns}",
         # A link-local address that skips DAD: until the host side has one, the kernel cannot send the
@@ -362,6 +363,7 @@ def _link_script(a: Allocation) -> str:
         f"addr add fe80::1/64 dev {a.host_iface} nodad",
         f"addr add {a.gateway4}/32 dev {a.host_iface}",
         f"addr add {a.gateway6}/128 dev {a.host_iface} nodad",
+        *(f"addr add {_host_route(s)} dev {a.host_iface}{' nodad' if ':' in s else ''}" for s in services),
     ]
     inside = [
         "link set lo up",
@@ -391,6 +393,10 @@ def _link_script(a: Allocation) -> str:
     )
 
 
+def _host_route(address: str) -> str:
+    return f"{address}/{128 if ':' in address else 32}"
+
+
 def _forwarding_lines(iface: str) -> list[str]:
     """Forward what the machine sends (the ingress interface decides), with the shell's builtins: no process."""
     lines = [f"echo 1 > /proc/sys/net/ipv4/conf/{iface}/forwarding"]
@@ -408,13 +414,13 @@ async def create_netns(allocation: Allocation, holder: int) -> None:
     await run(["sh", "-c", _netns_script(allocation, holder)], timeout=10)
 
 
-async def connect_netns(allocation: Allocation) -> None:
+async def connect_netns(allocation: Allocation, services: tuple[str, ...] = ()) -> None:
     """The second half of `create_network`, which may run while the container starts.
 
     One shell for all of it: each process spawned from the daemon costs milliseconds. The machine side is
     configured before the host side comes up (the reverse costs a 1 s ARP stall).
     """
-    await run(["sh", "-c", _link_script(allocation)], timeout=10)
+    await run(["sh", "-c", _link_script(allocation, services)], timeout=10)
 
 
 async def create_network(allocation: Allocation, holder: int) -> None:

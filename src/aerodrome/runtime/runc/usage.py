@@ -39,7 +39,7 @@ def _cpu_split(cpuacct: Path) -> tuple[float, float]:
 def machine_usage(machine_id: str, root: Path = CGROUP_ROOT, sys_net: Path = SYS_NET) -> MachineUsage | None:
     """The machine's usage, or None when it has no cgroup (not running)."""
     relative = cgroups_path(machine_id).lstrip("/")
-    cpuacct, memory = root / "cpuacct" / relative, root / "memory" / relative
+    cpuacct, memory, blkio = root / "cpuacct" / relative, root / "memory" / relative, root / "blkio" / relative
     cpu_ns = _read_int(cpuacct / "cpuacct.usage")
     memory_bytes = _read_int(memory / "memory.usage_in_bytes")
     if cpu_ns is None or memory_bytes is None:
@@ -55,4 +55,16 @@ def machine_usage(machine_id: str, root: Path = CGROUP_ROOT, sys_net: Path = SYS
         memory_limit_bytes=limit if limit is not None and limit < _UNLIMITED else None,
         net_received_bytes=_read_int(statistics / "tx_bytes") or 0,
         net_sent_bytes=_read_int(statistics / "rx_bytes") or 0,
+        io_bytes=_io_total(blkio),
     )
+
+
+def _io_total(blkio: Path) -> int:
+    """The `Total` line of `blkio.throttle.io_service_bytes` (every device, reads and writes)."""
+    try:
+        for line in (blkio / "blkio.throttle.io_service_bytes").read_text().splitlines():
+            if line.startswith("Total "):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
