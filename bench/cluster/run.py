@@ -20,10 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.api.run import SERVE_ARGS, create_many, time_gets
 from tests.support.postgres import running_postgres
 from tests.support.server import Server, running_server
 
+from aerodrome.bench.api import create_many, time_gets
+
+SERVE_ARGS = ("--org-prefix-len", "16")  # room for 65 534 machines in the one organisation
 CREATES_TARGET = 300.0  # per second, on PostgreSQL
 GET_RATIO_TARGET = 1.5  # PostgreSQL's GET p50 over SQLite's
 LIST_TARGET_MS = 250.0
@@ -48,10 +50,10 @@ def _measure_on(server: Server, args: argparse.Namespace) -> dict[str, float]:
         url = f"/v1/apps/bench/machines/{machine['id']}"
         time_gets(api, url, 50)
         get_p50 = statistics.median(time_gets(api, url, args.gets))
-    rate = asyncio.run(create_many(server.api_url, server.token, "bench", image, args.creates))
+    rate = asyncio.run(create_many(server, image, args.creates, app="bench"))
     remaining = args.machines - args.creates - 1
     if remaining > 0:
-        asyncio.run(create_many(server.api_url, server.token, "bench", image, remaining))
+        asyncio.run(create_many(server, image, remaining, app="bench"))
     with server.client() as api:
         timings = []
         for _ in range(5):

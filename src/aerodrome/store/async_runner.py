@@ -7,10 +7,12 @@ Writes run SERIALIZABLE. The query functions were written for SQLite, where one 
 read-then-write (the next release number, an organisation made once) atomic; with several replicas writing
 PostgreSQL, SERIALIZABLE keeps that meaning, and a transaction PostgreSQL aborts as a serialization failure or a
 deadlock is run again from the start (the unit touches only the database, so running it again is safe). Reads
-run REPEATABLE READ READ ONLY: one snapshot for all of a unit's statements, as SQLite's read transaction gives.
+run in autocommit: one round trip per statement, no BEGIN and COMMIT around it (a read of several statements
+sees each on its own snapshot, as reads racing a write would anyway; a point read, most of them, is exact).
 
 A database that cannot be reached (refused, restarting, shutting down, a connection cut) is UnavailableError:
-503 with Fly's error shape. Reads are tried once more on a fresh connection first; a write is not, since a
+503 with Fly's error shape. Reads are tried once more on a fresh connection first (a disconnect makes SQLAlchemy
+drop every pooled connection opened before it, so no ping is paid on each checkout); a write is not, since a
 connection lost during its COMMIT leaves its outcome unknown, and only the client may decide to send it again.
 """
 
@@ -40,8 +42,8 @@ class AsyncRunner:
         for attempt in (1, 2):
             try:
                 async with self._engine.connect() as conn:
-                    reader = await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-                    return await _in_transaction(reader, lambda c: work(c, *args, **kwargs))
+                    reader = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    return await reader.run_sync(lambda c: work(c, *args, **kwargs))
             except Exception as error:
                 if not is_unavailable(error):
                     raise

@@ -116,9 +116,9 @@ def _begin_sqlite(connection: Connection) -> None:
 # --- PostgreSQL only --------------------------------------------------------------------------------------------
 # asyncpg under SQLAlchemy's AsyncEngine: the query functions stay synchronous `(Connection, ...) -> T` and run
 # through `AsyncConnection.run_sync`, while every round trip awaits on the event loop (no thread, no blocking
-# call). Connections are checked with a ping when taken from the pool, so those a restart of the server broke
-# are replaced rather than handed out; connecting and each statement have deadlines, so an unreachable server
-# answers 503 in seconds rather than holding requests.
+# call). No ping when a connection is taken from the pool (a round trip per unit of work): the first use of
+# one that a restart broke fails, and SQLAlchemy then drops every connection opened before it. Connecting and
+# each statement have deadlines, so an unreachable server answers 503 in seconds rather than holding requests.
 
 PG_POOL_SIZE = 10
 PG_POOL_OVERFLOW = 20
@@ -138,7 +138,6 @@ def create_async_store_engine(url: str | URL) -> AsyncEngine:
         asyncpg_url(url),
         pool_size=PG_POOL_SIZE,
         max_overflow=PG_POOL_OVERFLOW,
-        pool_pre_ping=True,
         pool_timeout=PG_CONNECT_TIMEOUT,
         connect_args={"timeout": PG_CONNECT_TIMEOUT, "command_timeout": PG_STATEMENT_TIMEOUT},
         **_codecs(),
