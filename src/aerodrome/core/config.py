@@ -10,7 +10,7 @@ import base64
 import binascii
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aerodrome.core.checks import CheckSpec, parse_checks
 from aerodrome.core.durations import parse_duration, parse_signal
@@ -18,6 +18,9 @@ from aerodrome.core.errors import InvalidArgumentError
 from aerodrome.core.guest_dns import DnsSpec, parse_dns
 from aerodrome.core.parsing import MAX_IMAGE, MAX_ITEMS, MAX_PATH, MAX_VALUE, parse_bool, parse_string_map, parse_text
 from aerodrome.core.statics import StaticSpec, parse_statics
+
+if TYPE_CHECKING:
+    from aerodrome.core.containers import ContainerSpec
 
 JSON = dict[str, Any]
 
@@ -92,6 +95,8 @@ class MachineSpec:
     process_group: str = ""  # metadata.fly_process_group
     checks: tuple[CheckSpec, ...] = ()  # top-level checks, then the services'
     statics: tuple[StaticSpec, ...] = ()
+    containers: tuple[ContainerSpec, ...] = ()  # several images in one machine (Fly's `containers`)
+    scratch_volumes: tuple[str, ...] = ()  # `volumes[].name`: per-run directories the containers share
 
 
 def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
@@ -141,10 +146,17 @@ def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
         process_group=metadata.get("fly_process_group", ""),
         checks=parse_checks(config),
         statics=parse_statics(config),
+        **_containers(config),
     )
     if len(spec.mounts) > 1:
         raise InvalidArgumentError("invalid config: a machine can mount at most one volume")
     return config, spec
+
+
+def _containers(config: JSON) -> dict[str, Any]:
+    from aerodrome.core.containers import parse_containers, scratch_volumes, volume_names  # it imports this module
+
+    return {"containers": parse_containers(config, volume_names(config)), "scratch_volumes": scratch_volumes(config)}
 
 
 def _image_lengths(image: str) -> None:
@@ -279,6 +291,11 @@ def _mount(raw: object) -> MountSpec:
         _int(add, "mounts.add_size_gb", 1, 100)
         _int(limit, "mounts.size_gb_limit", 0, 500)  # optional, as in flyctl: 0 or absent means no limit
     return MountSpec(volume, path, int(threshold), int(add), int(limit))
+
+
+def parse_guest_file(raw: object) -> GuestFile:
+    """One of Fly's `files` entries ({guest_path, raw_value, mode})."""
+    return _file(raw)
 
 
 def _file(raw: object) -> GuestFile:
