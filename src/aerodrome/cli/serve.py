@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from aerodrome.cli.inside import (
     start_health_checks,
     start_inside,
 )
+from aerodrome.cli.listeners import bind_listener, bound_address, clear_ports, hostport, report_ports
 from aerodrome.cli.metrics import OrgMetrics
 from aerodrome.control import ControlPlane, LogSettings, RetentionSettings, Secrets, Settings
 from aerodrome.core import FailedPreconditionError, InvalidArgumentError
@@ -119,8 +120,14 @@ async def serve(options: ServeOptions) -> None:
     os.umask(0o077)  # nothing the daemon writes is for other users of the host
     layout = Layout(options.data_dir)
     store = await open_store(layout)
+    clear_ports(layout.root)
+    # bound first, so that with port 0 the registry's token realm and the clients' addresses name the port taken
+    api_socket = bind_listener(options.api, 4280, "API")
+    options = replace(options, api=bound_address(api_socket))
     tokens = RegistryTokens(layout.registry)
     registry = EmbeddedRegistry(layout.registry, options.registry, auth=registry_auth(options, tokens))
+    await registry.start()  # before the image store and the gate name it: with port 0 its port is known then
+    options = replace(options, registry=registry.url)
     images = ImageStore(
         layout.images,
         registries=(options.registry,),
@@ -134,9 +141,9 @@ async def serve(options: ServeOptions) -> None:
     try:
         runtime = await open_runtime(options, layout, images)
     except BaseException:
+        await registry.stop()
         await store.close()
         raise
-    await registry.start()
     watcher = asyncio.create_task(registry.supervise(), name="registry supervisor")
     volumes = LoopVolumeBackend(layout.volumes)
     await volumes.recover()
@@ -202,7 +209,7 @@ async def serve(options: ServeOptions) -> None:
         checker = await start_health_checks(store, plane, edge)
         await edge.start()
         await dedicated.start(await plane.ips.dedicated(("v4", "v6", "private_v6")))
-        host, port = split_hostport(options.api, 4280)
+        host, port = api_socket.getsockname()[:2]
         server = uvicorn.Server(
             uvicorn.Config(
                 api_app,
@@ -215,19 +222,29 @@ async def serve(options: ServeOptions) -> None:
             )
         )
         log.info("API on http://%s:%d, registry on %s, data in %s", host, port, options.registry, layout.root)
-        log.info("edge on http://%s and https://%s (CA: %s)", options.edge_http, options.edge_https, edge.ca_path)
+        edge_http, edge_https = (
+            hostport(edge.settings.http_host, edge.http_port),
+            hostport(edge.settings.https_host, edge.https_port),
+        )
+        log.info("edge on http://%s and https://%s (CA: %s)", edge_http, edge_https, edge.ca_path)
+        report_ports(
+            layout.root,
+            {"api": options.api, "registry": registry.url, "edge_http": edge_http, "edge_https": edge_https},
+        )
         if not native.active:
             log.warning("the edge's data path runs as plain Python (slower): `aerodrome build-edge` compiles it")
         collector = asyncio.create_task(collect_unused_images(store, images, options.image_gc_interval))
         streams = asyncio.create_task(end_streams_at_exit(server, dashboard)) if dashboard else None
         try:
             keep_running_after_signals()
-            await server.serve(sockets=api_sockets(server.config, inside))
+            await server.serve(sockets=api_sockets(api_socket, inside))
         finally:
             collector.cancel()
             if streams is not None:
                 streams.cancel()
     finally:
+        clear_ports(layout.root)
+        api_socket.close()
         if dashboard is not None:
             await dashboard.close()
         await dedicated.close()
