@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from aerodrome.cli.daemon import release_pool
+from aerodrome.cli.pools import release_pool
 from aerodrome.core.restarts import restart_backoff
 from tests.api.helpers import create_machine, wait_for
 from tests.runtime.runc_fixtures import host_leftovers, network_leftovers

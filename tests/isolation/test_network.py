@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from aerodrome.cli.daemon import release_pool
+from aerodrome.cli.pools import release_pool
 from aerodrome.runtime.runc.network import host_iface_name
 from tests.api.helpers import create_machine, machine_exec, wait_app_gone, wait_for
 from tests.isolation.hostns import (

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from aerodrome.cli.daemon import Daemon, release_pool
+from aerodrome.cli.daemon import Daemon
+from aerodrome.cli.pools import release_pool
 from aerodrome.core import SHARED_NAMESPACES, namespace_of
 from aerodrome.runtime import load_operator_credentials
 from tests.support.images import build_busybox_image

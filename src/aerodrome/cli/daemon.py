@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
-import random
 import shutil
 import signal
 import sqlite3
@@ -21,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from aerodrome.cli.listeners import read_ports
+from aerodrome.cli.pools import dedicated_pools, release_pool, unrouted_pool
 from aerodrome.core import FAULT_ENV
 
 START_TIMEOUT = 60.0
@@ -31,53 +30,6 @@ PATH_ENV = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 
 class DaemonGone(RuntimeError):
     """The daemon is not running (any more)."""
-
-
-# 172.16-25/16 and 172.31/16 are the ranges tests' servers use; 172.26-29 the runtime tests', 172.30 the default
-TEST_POOL_OCTETS = (*range(16, 26), 31)
-
-
-POOL_LOCKS = Path("/run/aerodrome-test-pools")
-_reserved: dict[str, int] = {}  # pool → the descriptor holding its lock
-
-
-def unrouted_pool(octets: tuple[int, ...] = TEST_POOL_OCTETS) -> str:
-    """A `172.X.0.0/16` of `octets` reserved for this caller until `release_pool`: no other daemon started this way
-    (tests, `doctor`, side by side in other processes) gets it meanwhile, since each holds a lock file per pool.
-    A pool any route on the host falls in is never handed out: what a dead run left there (a leak its teardown
-    reported and left in place to be seen) would be taken for the new daemon's own."""
-    routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True).stdout
-    free = [octet for octet in octets if f"172.{octet}." not in routes]
-    random.shuffle(free)
-    for octet in free:
-        pool = f"172.{octet}.0.0/16"
-        if _reserve(pool):
-            return pool
-    held = ", ".join(f"172.{octet}.0.0/16" for octet in octets if octet not in free)
-    raise RuntimeError(f"no test address pool is free: routes on this host fall in {held or 'none'}, the rest are held")
-
-
-def _reserve(pool: str) -> bool:
-    if pool in _reserved:
-        return False
-    try:
-        POOL_LOCKS.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(POOL_LOCKS / pool.replace("/", "_"), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-    except OSError:
-        return True  # no lock directory (not root): the route check alone keeps runs apart
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return False
-    _reserved[pool] = fd
-    return True
-
-
-def release_pool(pool: str) -> None:
-    fd = _reserved.pop(pool, None)
-    if fd is not None:
-        os.close(fd)
 
 
 @dataclass
@@ -109,6 +61,11 @@ class Daemon:
         return self.workdir / "serve.log"
 
     @property
+    def dedicated_pools(self) -> tuple[str, str]:
+        """Its dedicated IPv4 and IPv6 ranges, which the edge binds: apart from other daemons', as its pool is."""
+        return dedicated_pools(self.machine_pool)
+
+    @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
@@ -132,6 +89,7 @@ class Daemon:
         argv += ["--api", f"127.0.0.1:{self.api_port}", "--registry", self.registry]
         argv += ["--edge-http", f"127.0.0.1:{self.edge_http_port}", "--edge-https", f"127.0.0.1:{self.edge_https_port}"]
         argv += ["--volume-unit-mb", str(self.volume_unit_mb), "--machine-ipv4-pool", self.machine_pool, "--no-egress"]
+        argv += ["--dedicated-ipv4-pool", self.dedicated_pools[0], "--dedicated-ipv6-pool", self.dedicated_pools[1]]
         return [*argv, *([] if self.dns else ["--no-dns"]), *self.extra_args]
 
     def _wait_ready(self) -> None:
