@@ -21,7 +21,7 @@ from tests.support.images import build_busybox_image
 class Server(Daemon):
     """`cli.daemon.Daemon` with what tests ask of it: images of their own, a teardown, the host's leftovers."""
 
-    dns: bool = False  # one resolver per host answers at fdaa::3: the tests that use it ask for it (--dns)
+    # dns is off (Daemon's default): one resolver per host answers at fdaa::3; the tests that use it ask (--dns)
 
     @property
     def operator_credentials(self) -> str:

@@ -28,6 +28,12 @@ APPLETS = ("sh", "echo", "cat", "sleep", "httpd", "env", "printenv", "ls", "true
 PATH_ENV = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+def exit_on_sigterm() -> None:
+    """Make a SIGTERM (a caller's timeout) end this process through its clean-up, which destroys what its daemon
+    made, rather than on the spot with the daemon's machines left on the host."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
 class DaemonGone(RuntimeError):
     """The daemon is not running (any more)."""
 
@@ -47,7 +53,8 @@ class Daemon:
     edge_http_port: int = 0
     edge_https_port: int = 0
     volume_unit_mb: int = 16
-    dns: bool = True  # one daemon per host may serve the machines' resolver: test servers turn it off
+    # the machines' resolver (fdaa::3) has one daemon per host: a throw-away one leaves it to the host's own serve
+    dns: bool = False
     extra_args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     token: str = ""
