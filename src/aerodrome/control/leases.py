@@ -17,6 +17,7 @@ from aerodrome.core import (
     Lease,
     LeaseConflictError,
     Machine,
+    MachineState,
     NotFoundError,
     nonce,
     parse_text,
@@ -56,9 +57,11 @@ class Leases(MachineBase):
         return lease
 
     async def release_lease(self, app: App, mid: str, nonce_: str | None) -> None:
+        """A destroyed machine's lease went with it: "lease not found", which flyctl's release after
+        `machine destroy` takes as done (any other error it prints)."""
         async with self.locked(mid):
-            machine = await self.find(app, mid)
-            held = self.active_lease(machine)
+            machine = await self.find(app, mid, include_deleted=True)
+            held = None if machine.state is MachineState.DESTROYED else self.active_lease(machine)
             if held is None:
                 raise NotFoundError("lease not found")
             if held.nonce != nonce_:
