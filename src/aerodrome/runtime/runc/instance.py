@@ -211,8 +211,9 @@ async def clear_unfinished_start(runc: Runc, machine_id: str, paths: MachinePath
 async def _release_scratch(paths: MachinePaths) -> None:
     """Unmount the machine's write layer; an image whose filesystem lives on (still held) is left to it, and the
     next start takes a fresh one."""
+    device = os.stat(paths.scratch).st_dev if guestfs.is_mounted(paths.scratch) else None
     guestfs.unmount(paths.scratch)
-    if await asyncio.to_thread(scratch.still_attached, paths.scratch_image):
+    if await asyncio.to_thread(scratch.still_attached, paths.scratch_image, device):
         paths.scratch_image.unlink(missing_ok=True)
 
 
