@@ -133,7 +133,7 @@ class AgentConformance:
         await stop(h, spec.machine_id)
         await h.agent.prepare(following, key=key(), deadline=soon())
         held = await h.agent.status(spec.machine_id)
-        assert (held.state, held.version) == (HostState.CREATED, following.version)
+        assert (held.state, held.version) == (HostState.STOPPED, following.version)  # it rests as it was
         await h.agent.start(spec.machine_id, following.version, key=key(), deadline=soon())
         assert (await h.agent.status(spec.machine_id)).state == HostState.RUNNING
         await h.agent.destroy(spec.machine_id, key=key(), deadline=soon())
@@ -175,6 +175,15 @@ class AgentConformance:
         with pytest.raises(NotFoundError):
             await h.agent.prepare(h.spec(mounts=mounts), key=key(), deadline=soon())
 
+    async def test_an_image_resolves_to_its_digest_before_anything_is_made(self, agent_harness: AgentHarness) -> None:
+        h = agent_harness
+        image_ref = await h.agent.resolve_image(h.image, None, deadline=soon())
+        assert image_ref["digest"].startswith("sha256:") and image_ref["repository"]
+        with pytest.raises(NotFoundError):
+            await h.agent.resolve_image(h.missing_image, None, deadline=soon())
+        with pytest.raises(WaitTimeoutError):
+            await h.agent.resolve_image(h.image, None, deadline=Deadline(time.time() - 1))
+
     async def test_events_are_read_from_any_cursor(self, agent_harness: AgentHarness) -> None:
         h = agent_harness
         start = max([e.cursor for e in await h.agent.events(0, limit=10_000)], default=0)
@@ -214,10 +223,13 @@ class AgentConformance:
         await h.agent.set_memory(spec.machine_id, 512, deadline=soon())
         assert await h.agent.memory_usage(spec.machine_id) > 0
         assert await h.agent.reclaim_memory(spec.machine_id, 1, deadline=soon()) >= 0
+        usage = await h.agent.machine_usage(spec.machine_id)
+        assert usage is not None and usage.memory_bytes > 0 and usage.cpu_seconds >= 0
         chunk = await h.agent.read_output(spec.machine_id, OutputCursor(), 4096)
         again = await h.agent.read_output(spec.machine_id, chunk.cursor, 4096)
         assert again.data == b"" and again.cursor == chunk.cursor  # `sleep` writes nothing more
         await stop(h, spec.machine_id)
+        assert await h.agent.machine_usage(spec.machine_id) is None
         with pytest.raises(FailedPreconditionError):
             await h.agent.exec(spec.machine_id, ["true"], None, 10, deadline=soon())
         with pytest.raises(NotFoundError):

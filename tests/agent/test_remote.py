@@ -21,6 +21,7 @@ from aerodrome.core import (
     Deadline,
     FailedPreconditionError,
     HostState,
+    HostUnreachableError,
     InsufficientStorageError,
     MachineVersionSpec,
     OutputCursor,
@@ -83,9 +84,9 @@ def closed_port() -> int:
 async def test_an_agent_no_one_listens_for_is_unavailable() -> None:
     remote = RemoteAgent(f"http://127.0.0.1:{closed_port()}", TOKEN, connect_attempts=2)
     try:
-        with pytest.raises(UnavailableError, match="unreachable"):
+        with pytest.raises(HostUnreachableError, match="unreachable"):  # not delivered: nothing was done
             await remote.status(machine_id())
-        with pytest.raises(UnavailableError, match="unreachable"):
+        with pytest.raises(HostUnreachableError, match="unreachable"):
             await remote.prepare(spec(), key=ulid(), deadline=Deadline.after(5))
     finally:
         await remote.close()

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from aerodrome.agent import RemoteAgent
 from aerodrome.cli import app
+from aerodrome.cli.agent import bind
 
 FACTORY = {"AERODROME_TEST_AGENT_FACTORY": "tests.support.fake_agent:open_fake_agent"}
 WAIT = 30.0  # an upper bound, never a measurement
@@ -150,7 +151,30 @@ def test_serve_pairs_each_agent_with_a_token_file(tmp_path: Path) -> None:
         (["--agent", "http://127.0.0.1:4290"], "one --agent-token-file for each --agent"),
         (["--agent", "ftp://x:1", "--agent-token-file", "t"], "use http://HOST:PORT"),
         (["--agent", "http://127.0.0.1:4290/v1", "--agent-token-file", "t"], "use http://HOST:PORT"),
-        (["--agent", "http://127.0.0.1:4290", "--agent-token-file", "t"], "not supported yet"),
+        (["--agent", "http://127.0.0.1:4290", "--agent-token-file", "t"] * 2, "one --agent for now"),
     ):
         code, stderr = in_process(*base, *extra)
         assert code == 2 and complaint in stderr, stderr
+
+
+async def test_the_agents_connections_send_without_waiting_for_acks() -> None:
+    """asyncio sets TCP_NODELAY on an accepted connection only when its socket names IPPROTO_TCP, which it takes
+    from the listener: without it each small reply waited for the client's delayed ACK."""
+    listener = bind("127.0.0.1", 0)
+    listener.listen()
+    listener.setblocking(False)
+    nodelay: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nodelay.set_result(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(record, sock=listener)
+    _, writer = await asyncio.open_connection("127.0.0.1", listener.getsockname()[1])
+    try:
+        assert await asyncio.wait_for(nodelay, 10) == 1
+    finally:
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()

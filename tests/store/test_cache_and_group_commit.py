@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aerodrome.core import Lease, MachineState, NotFoundError, Secret
+from aerodrome.core import FailedPreconditionError, Lease, MachineState, NotFoundError, Secret
 from aerodrome.store import SqlStore
 from tests.store.factories import ORG, make_app, make_event, make_machine
 
@@ -45,11 +45,12 @@ async def test_reads_follow_every_write(app_store: SqlStore, other: SqlStore) ->
     assert [m.id for m in await app_store.list_machines("app1", states=[S.CREATED])] == ["m1"]
 
     started = dataclasses.replace(machine, state=S.STARTED, config={"image": "other"})
-    await app_store.save_machine(started, event=make_event("m1", "start", "started", timestamp=2_000))
+    started = await app_store.save_machine(started, event=make_event("m1", "start", "started", timestamp=2_000))
     lease = Lease("nonce", "me", "", 2**40, machine.instance_id)
     await app_store.set_lease("m1", lease)
     for store in (app_store, other):
-        assert await store.get_machine("m1", "app1") == dataclasses.replace(started, lease=lease)
+        leased = dataclasses.replace(started, lease=lease, row_version=started.row_version + 1)
+        assert await store.get_machine("m1", "app1") == leased
         assert await store.list_machines("app1", states=[S.CREATED]) == []
         assert [m.state for m in await store.list_machines("app1")] == [S.STARTED]
         assert [e.type for e in await store.list_events("m1", limit=1)] == ["start"]
@@ -90,3 +91,23 @@ async def test_an_app_made_again_after_deletion_is_the_new_one(app_store: SqlSto
     await app_store.delete_app("app1")
     await app_store.add_app(dataclasses.replace(make_app(), id="second"))
     assert (await app_store.get_app("app1")).id == "second"  # type: ignore[union-attr]
+
+
+async def test_a_write_from_a_stale_read_is_refused_and_writes_nothing(app_store: SqlStore, other: SqlStore) -> None:
+    machine = make_machine("m1")
+    await app_store.add_machine(machine, make_event("m1", timestamp=1))
+    read_here, read_there = await app_store.get_machine("m1"), await other.get_machine("m1")
+    assert read_here is not None and read_there is not None
+    started = await app_store.save_machine(dataclasses.replace(read_here, state=S.STARTED))
+    assert started.row_version == read_here.row_version + 1
+    with pytest.raises(FailedPreconditionError, match="changed by another request"):
+        await other.save_machine(
+            dataclasses.replace(read_there, state=S.STOPPED), event=make_event("m1", "stop", "stopped", timestamp=2)
+        )
+    assert await other.get_machine("m1") == started
+    assert [e.type for e in await other.list_events("m1")] == ["launch"]
+    await app_store.set_lease("m1", Lease("nonce", "me", "", 2**40, machine.instance_id))  # a write of the row too
+    with pytest.raises(FailedPreconditionError):
+        await app_store.save_machine(dataclasses.replace(started, state=S.STOPPED))
+    fresh = await app_store.get_machine("m1")
+    assert fresh is not None and fresh.lease is not None and fresh.state is S.STARTED

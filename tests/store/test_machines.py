@@ -98,9 +98,10 @@ async def test_save_machine_writes_state_event_and_version(app_store: SqlStore) 
         machine, state=S.STARTED, instance_id="01HXVERSION2", config={"image": "alpine"}, updated_at="2024-05-02"
     )
     start = make_event("m1", "start", "started", timestamp=2_000)
-    await app_store.save_machine(updated, event=start, new_version=True)
+    saved = await app_store.save_machine(updated, event=start, new_version=True)
 
-    assert await app_store.get_machine("m1") == updated
+    assert saved == dataclasses.replace(updated, row_version=updated.row_version + 1)
+    assert await app_store.get_machine("m1") == saved
     assert (await app_store.list_events("m1"))[0] == start
     versions = await app_store.list_versions("m1")
     assert [version.version for version in versions] == ["01HXVERSION2", machine.instance_id]
@@ -130,9 +131,10 @@ async def test_save_unknown_machine_is_not_found(app_store: SqlStore) -> None:
 
 
 async def test_events_newest_first_with_limit(app_store: SqlStore) -> None:
-    await app_store.add_machine(make_machine("m1"), make_event("m1", timestamp=1))
+    machine = make_machine("m1")
+    await app_store.add_machine(machine, make_event("m1", timestamp=1))
     for timestamp in range(2, 30):
-        await app_store.save_machine(make_machine("m1"), event=make_event("m1", "update", timestamp=timestamp))
+        machine = await app_store.save_machine(machine, event=make_event("m1", "update", timestamp=timestamp))
     events = await app_store.list_events("m1", limit=5)
     assert [event.timestamp for event in events] == [29, 28, 27, 26, 25]
     assert len(await app_store.list_events("m1")) == 20

@@ -34,7 +34,7 @@ async def _machine_with_events(store: SqlStore, machine_id: str, count: int, fir
     machine = make_machine(machine_id, updated_at=rfc3339(NOW))
     await store.add_machine(machine, make_event(machine_id, timestamp=first_ms))
     for i in range(1, count):
-        await store.save_machine(machine, event=make_event(machine_id, "start", "started", first_ms + i))
+        machine = await store.save_machine(machine, event=make_event(machine_id, "start", "started", first_ms + i))
 
 
 async def test_a_machine_keeps_its_newest_events(app_store: SqlStore) -> None:
@@ -71,7 +71,7 @@ async def test_a_machine_keeps_its_newest_versions_and_its_current_one(app_store
     await app_store.add_machine(machine, make_event("m1", timestamp=int(NOW * 1000)))
     for i in range(1, 8):
         machine = dataclasses.replace(machine, instance_id=ulid(), updated_at=f"2024-05-01T10:00:{i:02}Z")
-        await app_store.save_machine(machine, new_version=True)
+        machine = await app_store.save_machine(machine, new_version=True)
     versions = await app_store.list_versions("m1")
     assert len(versions) == 8
 

@@ -32,7 +32,7 @@ async def serving_app(app: Any) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def running(server: uvicorn.Server) -> AsyncIterator[str]:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # for TCP_NODELAY
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     task = asyncio.ensure_future(server.serve(sockets=[listener]))

@@ -32,16 +32,18 @@ from aerodrome.core import (
     HostInfo,
     HostMachine,
     HostState,
+    HostUnreachableError,
     InsufficientStorageError,
     InvalidArgumentError,
+    MachineUsage,
     MachineVersionSpec,
     NotFoundError,
     OutputChunk,
     OutputCursor,
     PreparedVersion,
     ProcessInfo,
+    PullGrant,
     SnapshotInfo,
-    UnavailableError,
     VolumeUsage,
     WaitTimeoutError,
     rfc3339,
@@ -122,6 +124,12 @@ class FakeAgent:
         self._reach()
         return HostInfo(self.name, self.region)
 
+    async def resolve_image(self, image: str, grant: PullGrant | None, *, deadline: Deadline) -> dict[str, Any]:
+        self._begin(deadline)
+        if image in self.missing_images:
+            raise NotFoundError(f"image {image} not found")
+        return self._image_ref(image, "")
+
     async def prepare(self, spec: MachineVersionSpec, *, key: str, deadline: Deadline) -> PreparedVersion:
         return await self._once("prepare", key, (spec,), deadline, lambda: self._prepare(spec))
 
@@ -137,8 +145,10 @@ class FakeAgent:
         current = self._machines.get(spec.machine_id)
         if current is not None and current.state in (HostState.RUNNING, HostState.PAUSED):
             raise FailedPreconditionError(f"machine {spec.machine_id} runs: stop it before preparing a version")
-        prepared = PreparedVersion(spec.version, self._image_ref(spec), *self._address(spec, current))
-        self._machines[spec.machine_id] = FakeMachine(spec, prepared, memory_mb=spec.memory_mb)
+        image_ref = self._image_ref(spec.image, spec.image_digest)
+        prepared = PreparedVersion(spec.version, image_ref, *self._address(spec, current))
+        resting = current.state if current is not None else HostState.CREATED  # a stopped one stays stopped
+        self._machines[spec.machine_id] = FakeMachine(spec, prepared, resting, memory_mb=spec.memory_mb)
         return prepared
 
     async def start(self, machine_id: str, version: str, *, key: str, deadline: Deadline) -> None:
@@ -238,6 +248,14 @@ class FakeAgent:
         if machine.state not in (HostState.RUNNING, HostState.PAUSED):
             return 0
         return MACHINE_RSS - machine.reclaimed_mb * 2**20
+
+    async def machine_usage(self, machine_id: str) -> MachineUsage | None:
+        self._reach()
+        machine = self._machines.get(machine_id)
+        if machine is None or machine.state not in (HostState.RUNNING, HostState.PAUSED):
+            return None
+        memory = MACHINE_RSS - machine.reclaimed_mb * 2**20
+        return MachineUsage(0.0, 0.0, 0.0, memory, machine.memory_mb * 2**20, 0, 0)
 
     async def read_output(self, machine_id: str, cursor: OutputCursor, limit: int) -> OutputChunk:
         self._reach()
@@ -346,7 +364,7 @@ class FakeAgent:
 
     def _reach(self) -> None:
         if not self.reachable:
-            raise UnavailableError(f"agent {self.name} is unreachable")
+            raise HostUnreachableError(f"agent {self.name} is unreachable")
 
     def _begin(self, deadline: Deadline) -> None:
         self._reach()
@@ -409,9 +427,9 @@ class FakeAgent:
     def _after(self, after: int, limit: int) -> list[HostEvent]:
         return [event for event in self._events if event.cursor > after][: max(0, limit)]
 
-    def _image_ref(self, spec: MachineVersionSpec) -> dict[str, Any]:
-        repository, _, tag = spec.image.rpartition(":") if ":" in spec.image.split("/")[-1] else (spec.image, "", "")
-        digest = spec.image_digest or "sha256:" + hashlib.sha256(spec.image.encode()).hexdigest()
+    def _image_ref(self, image: str, digest: str) -> dict[str, Any]:
+        repository, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "")
+        digest = digest or "sha256:" + hashlib.sha256(image.encode()).hexdigest()
         return {"registry": "", "repository": repository, "tag": tag or "latest", "digest": digest, "labels": {}}
 
     def _address(self, spec: MachineVersionSpec, current: FakeMachine | None) -> tuple[str, str]:

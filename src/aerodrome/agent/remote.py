@@ -24,11 +24,14 @@ from aerodrome.core import (
     HostEvent,
     HostInfo,
     HostMachine,
+    HostUnreachableError,
+    MachineUsage,
     MachineVersionSpec,
     OutputChunk,
     OutputCursor,
     PreparedVersion,
     ProcessInfo,
+    PullGrant,
     RuntimeFailureError,
     SnapshotInfo,
     UnavailableError,
@@ -88,7 +91,7 @@ class RemoteAgent:
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 out_of_time = deadline is not None and deadline.remaining() <= 0
                 if attempt + 1 == attempts or out_of_time:
-                    raise UnavailableError(
+                    raise HostUnreachableError(
                         f"the agent at {self.url} is unreachable: {exc or type(exc).__name__}"
                     ) from None
                 await asyncio.sleep(0.05 * 2**attempt)
@@ -126,6 +129,10 @@ class RemoteAgent:
 
     async def info(self) -> HostInfo:
         return (await self._send("GET", "/v1/info", wire.InfoReply)).value
+
+    async def resolve_image(self, image: str, grant: PullGrant | None, *, deadline: Deadline) -> dict[str, Any]:
+        body = wire.ResolveImageRequest(image=image, grant=grant, deadline=deadline)
+        return (await self._send("POST", "/v1/images/resolve", wire.ImageRefReply, body=body, deadline=deadline)).value
 
     async def prepare(self, spec: MachineVersionSpec, *, key: str, deadline: Deadline) -> PreparedVersion:
         body = wire.PrepareRequest(spec=spec, key=key, deadline=deadline)
@@ -186,6 +193,9 @@ class RemoteAgent:
 
     async def memory_usage(self, machine_id: str) -> int:
         return (await self._send("GET", self._machine(machine_id, "memory"), wire.IntReply)).value
+
+    async def machine_usage(self, machine_id: str) -> MachineUsage | None:
+        return (await self._send("GET", self._machine(machine_id, "usage"), wire.MachineUsageReply)).value
 
     async def read_output(self, machine_id: str, cursor: OutputCursor, limit: int) -> OutputChunk:
         params = {"file": cursor.file, "offset": cursor.offset, "limit": limit}

@@ -19,6 +19,12 @@ async def info(call: Call) -> BaseModel:
     return wire.InfoReply(value=await call.agent.info())
 
 
+async def resolve_image(call: Call) -> BaseModel:
+    body = wire.decode(wire.ResolveImageRequest, call.body)
+    work = call.agent.resolve_image(body.image, body.grant, deadline=body.deadline)
+    return wire.ImageRefReply(value=await call.within(body.deadline, work))
+
+
 async def prepare(call: Call) -> BaseModel:
     body = wire.decode(wire.PrepareRequest, call.body)
     if body.spec.machine_id != call.id():
@@ -92,6 +98,10 @@ async def memory_usage(call: Call) -> BaseModel:
     return wire.IntReply(value=await call.agent.memory_usage(call.id()))
 
 
+async def machine_usage(call: Call) -> BaseModel:
+    return wire.MachineUsageReply(value=await call.agent.machine_usage(call.id()))
+
+
 async def read_output(call: Call) -> BaseModel:
     cursor = OutputCursor(call.request.query_params.get("file", "")[:256], call.query_int("offset", 0))
     limit = call.query_int("limit", OUTPUT_LIMIT, low=1, high=OUTPUT_LIMIT)
@@ -162,6 +172,7 @@ MACHINE = "/v1/machines/{id}"
 VOLUME = "/v1/volumes/{id}"
 ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/v1/info", info),
+    ("POST", "/v1/images/resolve", resolve_image),
     ("GET", "/v1/machines", machines),
     ("GET", MACHINE, status),
     ("POST", f"{MACHINE}/prepare", prepare),
@@ -175,6 +186,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", f"{MACHINE}/memory", set_memory),
     ("GET", f"{MACHINE}/memory", memory_usage),
     ("POST", f"{MACHINE}/reclaim", reclaim_memory),
+    ("GET", f"{MACHINE}/usage", machine_usage),
     ("GET", f"{MACHINE}/output", read_output),
     ("GET", "/v1/events", events),
     ("POST", "/v1/events/acknowledge", acknowledge),

@@ -26,10 +26,12 @@ from aerodrome.core import (
     HostInfo,
     HostMachine,
     InvalidArgumentError,
+    MachineUsage,
     MachineVersionSpec,
     OutputChunk,
     PreparedVersion,
     ProcessInfo,
+    PullGrant,
     RateLimitedError,
     RuntimeFailureError,
     SnapshotInfo,
@@ -54,6 +56,11 @@ class Timed(WireModel):
 
 class Keyed(Timed):
     key: str = Field(min_length=1, max_length=MAX_KEY)
+
+
+class ResolveImageRequest(Timed):
+    image: str = Field(min_length=1)
+    grant: PullGrant | None = None
 
 
 class PrepareRequest(Keyed):
@@ -122,10 +129,12 @@ class StoredVolumes(WireModel):
 # What each method's reply holds; the client and the server name the same one.
 InfoReply = Reply[HostInfo]
 PreparedReply = Reply[PreparedVersion]
+ImageRefReply = Reply[dict[str, Any]]
 NoneReply = Reply[None]
 ExitReply = Reply[ExitInfo | None]
 MachineReply = Reply[HostMachine]
 MachinesReply = Reply[list[HostMachine]]
+MachineUsageReply = Reply[MachineUsage | None]
 ExecReply = Reply[ExecResult]
 ProcessesReply = Reply[list[ProcessInfo]]
 IntReply = Reply[int]

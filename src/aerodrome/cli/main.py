@@ -218,11 +218,11 @@ def serve(
     ] = 64,
     agent_url: Annotated[
         list[str] | None,
-        typer.Option("--agent", help="URL of a host agent (`aerodrome agent`) to drive, repeatable.", hidden=True),
+        typer.Option("--agent", help="URL of the host agent (`aerodrome agent`) to drive, not the in-process one."),
     ] = None,
     agent_token_file: Annotated[
         list[Path] | None,
-        typer.Option("--agent-token-file", help="That agent's DIR/agent.token, one per --agent.", hidden=True),
+        typer.Option("--agent-token-file", help="That agent's DIR/agent.token."),
     ] = None,
 ) -> None:
     """Run the API, the machines runtime and the embedded registry in the foreground."""
@@ -235,8 +235,8 @@ def serve(
     api_limits = parse_api_limits(api_limit or [])
     edge_limits = parse_edge_limits(edge_limit or [])
     agents = parse_agents(agent_url or [], agent_token_file or [])
-    if agents:  # parsed and kept in ServeOptions; serve does not drive remote agents yet
-        typer.echo("aerodrome: serve --agent is not supported yet: serve runs its in-process agent", err=True)
+    if len(agents) > 1:
+        typer.echo("aerodrome: serve drives one --agent for now (several hosts come with placement)", err=True)
         raise typer.Exit(2)
     problem = missing_requirements()
     if problem:

@@ -15,10 +15,9 @@ from collections.abc import Iterable
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from aerodrome.api.metrics import cumulative
-from aerodrome.core import AerodromeError, App, Machine, MachineState, Volume, VolumeBackend
+from aerodrome.core import AerodromeError, App, HostAgent, Machine, MachineState, MachineUsage, Volume
 from aerodrome.proxy import Edge
 from aerodrome.proxy.traffic import LATENCY_BUCKETS, AppTraffic
-from aerodrome.runtime import MachineUsage, machine_usage
 from aerodrome.store import SqlStore
 
 STATUS_CLASSES = ("other", "1xx", "2xx", "3xx", "4xx", "5xx")
@@ -35,17 +34,17 @@ def _sample(family: Metric, labels: dict[str, str], value: float) -> None:
 class OrgMetrics:
     """The `MetricSource` of `aerodrome serve`: called with the caller's organisation, it reads only that one."""
 
-    def __init__(self, store: SqlStore, edge: Edge, volumes: VolumeBackend) -> None:
+    def __init__(self, store: SqlStore, edge: Edge, agent: HostAgent) -> None:
         self.store = store
         self.edge = edge
-        self.volumes = volumes
+        self.agent = agent
 
     async def __call__(self, org_slug: str) -> Iterable[Metric]:
         apps = [app for app in await self.store.list_apps(org_slug) if not app.destroying]
         machines = [m for app in apps for m in await self.store.list_machines(app.name)]
         volumes = [v for app in apps for v in await self.store.list_volumes(app.name)]
         running = [m for m in machines if m.state is MachineState.STARTED]
-        usages = await asyncio.to_thread(lambda: [(m, machine_usage(m.id)) for m in running])
+        usages = zip(running, await asyncio.gather(*(self.agent.machine_usage(m.id) for m in running)), strict=True)
         return [
             *self._edge(apps),
             *_machines(machines),
@@ -102,7 +101,7 @@ class OrgMetrics:
         )
         for volume in volumes:
             try:
-                usage = await self.volumes.usage(volume.id)
+                usage = await self.agent.volume_usage(volume.id)
             except AerodromeError:
                 continue  # raw (no filesystem), or destroyed since it was listed
             labels = [volume.app_name, volume.id, volume.name]

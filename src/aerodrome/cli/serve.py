@@ -1,4 +1,4 @@
-"""`aerodrome serve`: the one place where store, runtime, registry, control plane, API and edge are wired together."""
+"""`aerodrome serve`: the one place where store, host agent, registry, control plane, API and edge are wired."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import uvicorn
 
+from aerodrome.agent import LocalAgent, RemoteAgent
 from aerodrome.api import ApiLimits, build_app, guarded_protocol
 from aerodrome.api.metrics import MetricSource
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
@@ -26,7 +27,7 @@ from aerodrome.cli.inside import (
 )
 from aerodrome.cli.metrics import OrgMetrics
 from aerodrome.control import ControlPlane, LogSettings, RetentionSettings, Secrets, Settings
-from aerodrome.core import FailedPreconditionError, InvalidArgumentError
+from aerodrome.core import FailedPreconditionError, HostAgent, InvalidArgumentError
 from aerodrome.dashboard import Dashboard
 from aerodrome.inside import HealthChecker
 from aerodrome.proxy import Edge, EdgeSettings, native
@@ -132,18 +133,17 @@ async def serve(options: ServeOptions) -> None:
         ),
     )
     try:
-        runtime = await open_runtime(options, layout, images)
+        agent = await open_host_agent(options, layout, images)
     except BaseException:
         await store.close()
         raise
     await registry.start()
     watcher = asyncio.create_task(registry.supervise(), name="registry supervisor")
-    volumes = LoopVolumeBackend(layout.volumes)
-    await volumes.recover()
+    # the machines' resolver, /.fly/api and busy-detection read this host's runtime: only with the in-process agent
+    local_runtime = agent.runtime if isinstance(agent, LocalAgent) else None
     plane = ControlPlane(
         store,
-        runtime,
-        volumes,
+        agent,
         load_secrets_key(layout.secrets_key),
         Settings(
             default_region=options.default_region,
@@ -165,7 +165,7 @@ async def serve(options: ServeOptions) -> None:
         domain=options.domain,
         checks=plane.checks,
         static_reader=images.read_file,
-        usage_reader=machine_activity,
+        usage_reader=machine_activity if local_runtime is not None else None,
     )
     edge = Edge(directory, edge_settings(options, layout))
     dedicated = DedicatedAddresses(edge, directory.service_ports, pool_v6=plane.settings.ipv6_pool)
@@ -180,7 +180,7 @@ async def serve(options: ServeOptions) -> None:
     )
     plane.ips.subscribe(allocated=dedicated.bind, released=dedicated.release)
     plane.feed.subscribe(edge.fleet.machine_changed)
-    metric_sources: list[MetricSource] = [OrgMetrics(store, edge, volumes)]
+    metric_sources: list[MetricSource] = [OrgMetrics(store, edge, agent)]
     dashboard = (
         Dashboard(plane, load_secrets_key(layout.root / "dashboard.key"), metric_sources) if options.dashboard else None
     )
@@ -194,11 +194,11 @@ async def serve(options: ServeOptions) -> None:
     inside: Inside | None = None
     checker: HealthChecker | None = None
     try:
-        if options.dns:
-            inside = await start_inside(store, plane, runtime, api_app, egress=options.egress)
+        if options.dns and local_runtime is not None:
+            inside = await start_inside(store, plane, local_runtime, api_app, egress=options.egress)
         await plane.start()
-        if inside is not None:
-            await adopt_running(inside, store, runtime)
+        if inside is not None and local_runtime is not None:
+            await adopt_running(inside, store, local_runtime)
         checker = await start_health_checks(store, plane, edge)
         await edge.start()
         await dedicated.start(await plane.ips.dedicated(("v4", "v6", "private_v6")))
@@ -218,7 +218,10 @@ async def serve(options: ServeOptions) -> None:
         log.info("edge on http://%s and https://%s (CA: %s)", options.edge_http, options.edge_https, edge.ca_path)
         if not native.active:
             log.warning("the edge's data path runs as plain Python (slower): `aerodrome build-edge` compiles it")
-        collector = asyncio.create_task(collect_unused_images(store, images, options.image_gc_interval))
+        # a remote agent keeps its own images; the in-process one's are this host's to collect
+        collector = asyncio.create_task(
+            collect_unused_images(store, images, options.image_gc_interval, local_runtime is not None)
+        )
         streams = asyncio.create_task(end_streams_at_exit(server, dashboard)) if dashboard else None
         try:
             keep_running_after_signals()
@@ -237,7 +240,7 @@ async def serve(options: ServeOptions) -> None:
             await checker.close()
         await edge.close()
         await plane.close()
-        await runtime.close()
+        await agent.close()
         watcher.cancel()
         await registry.stop()
         await store.close()
@@ -269,6 +272,26 @@ def keep_running_after_signals() -> None:
         signal.signal(sig, lambda *_: None)
 
 
+async def open_host_agent(options: ServeOptions, layout: Layout, images: ImageStore) -> HostAgent:
+    """The agent of `--agent` (one), reached over the network; else the in-process one over this host's runtime,
+    which re-adopts the machines a previous run left and records the exits they made meanwhile."""
+    if options.agents:
+        url, token_file = options.agents[0]
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise HostCheckError(f"cannot read the agent's token {token_file}: {exc.strerror}") from None
+        return RemoteAgent(url, token)
+    runtime = await open_runtime(options, layout, images)
+    try:
+        return await LocalAgent.open(
+            runtime, LoopVolumeBackend(layout.volumes), layout.runtime, region=options.default_region
+        )
+    except BaseException:
+        await runtime.close()
+        raise
+
+
 async def open_runtime(options: ServeOptions, layout: Layout, images: ImageStore) -> RuncRuntime:
     """The runtime, with the host's networking set up: before anything starts, it refuses an address layout
     the data directory cannot take, bad egress settings, and a host whose routes overlap the machine pool."""
@@ -291,9 +314,9 @@ async def open_runtime(options: ServeOptions, layout: Layout, images: ImageStore
     return runtime
 
 
-async def collect_unused_images(store: SqlStore, images: ImageStore, interval: float) -> None:
+async def collect_unused_images(store: SqlStore, images: ImageStore, interval: float, enabled: bool = True) -> None:
     """Now and then, remove the unpacked images no machine uses (a machine's destroy leaves its image behind)."""
-    while True:
+    while enabled:
         await asyncio.sleep(interval)
         try:
             in_use = {str(m.image_ref.get("digest")) for m in await store.live_machines()}

@@ -6,7 +6,7 @@ from aerodrome.control.auth import MAX_AUTHORIZATION_BYTES, MAX_TOKENS, candidat
 from aerodrome.control.certificates import CertificateInfo, Certificates, CheckReport, describe
 from aerodrome.control.ips import IPs
 from aerodrome.control.logs import LogSettings, MachineLogs
-from aerodrome.control.machines import Machines, resolve_argv
+from aerodrome.control.machines import Machines
 from aerodrome.control.plane import ControlPlane, Settings
 from aerodrome.control.registry import Caller, RegistryAccess
 from aerodrome.control.releases import Releases
@@ -39,5 +39,4 @@ __all__ = [
     "candidate_tokens",
     "describe",
     "hash_token",
-    "resolve_argv",
 ]

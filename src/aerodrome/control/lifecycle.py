@@ -8,13 +8,14 @@ import dataclasses
 from collections.abc import Collection, Coroutine
 from typing import Any
 
-from aerodrome.control.machine_base import MachineBase
+from aerodrome.control.machine_base import MachineBase, host_deadline, new_key
 from aerodrome.control.volumes import Volumes
 from aerodrome.core import (
     Action,
     App,
     ExecResult,
     ExitInfo,
+    HostUnreachableError,
     InvalidArgumentError,
     Machine,
     MachineSpec,
@@ -52,12 +53,10 @@ class Lifecycle(MachineBase):
             machine = await self.transition(machine, S.STARTING)
             fault_point("machine.start.starting")
             try:
-                if previous is S.SUSPENDED:
-                    await self.runtime.resume(mid)
-                else:
-                    await self.volumes.grow_before_start(app.name, mid)  # while nothing holds the volume
-                    await self.runtime.start(mid)
+                await self.unless_unreachable(machine, previous, self._run(machine))  # or resume it, when suspended
                 fault_point("machine.start.runtime_started")
+            except HostUnreachableError:
+                raise
             except Exception:
                 await self.transition(
                     machine, S.FAILED if previous is S.CREATED else S.STOPPED, event=("start", source)
@@ -89,19 +88,14 @@ class Lifecycle(MachineBase):
     async def _stop_locked(
         self, machine: Machine, signal: int | None, timeout: float | None, *, source: str
     ) -> Machine:
-        spec = self.spec_of(machine)
-        was_suspended = machine.state is S.SUSPENDED
+        previous = machine.state
         machine = await self.transition(machine, S.STOPPING)
         fault_point("machine.stop.stopping")
-        if was_suspended:
-            await self.runtime.resume(machine.id)  # a frozen process cannot handle its signal
-        exit = await self.runtime.stop(
-            machine.id, signal or spec.stop_signal, spec.stop_timeout if timeout is None else timeout
-        )
+        # a suspended one is thawed first, on the host
+        exit = await self.unless_unreachable(machine, previous, self.halt(machine, signal, timeout))
         fault_point("machine.stop.runtime_stopped")
-        machine = await self.transition(
-            machine, S.STOPPED, event=("stop", source), request=_exit_request(exit, machine)
-        )
+        request = _exit_request(exit, machine) if exit is not None else None
+        machine = await self.transition(machine, S.STOPPED, event=("stop", source), request=request)
         fault_point("machine.stop.recorded")
         return machine
 
@@ -111,9 +105,11 @@ class Lifecycle(MachineBase):
             if source == "user":
                 self.check_lease(machine, nonce)
             check_action(Action.SUSPEND, machine.state)
+            previous = machine.state
             machine = await self.transition(machine, S.SUSPENDING)
             fault_point("machine.suspend.suspending")
-            await self.runtime.suspend(mid)
+            suspended = self.agent.suspend(mid, key=new_key(), deadline=host_deadline())
+            await self.unless_unreachable(machine, previous, suspended)
             fault_point("machine.suspend.runtime_frozen")
             await self.transition(machine, S.SUSPENDED, event=("suspend", source))
             fault_point("machine.suspend.recorded")
@@ -126,35 +122,31 @@ class Lifecycle(MachineBase):
             self.check_lease(machine, nonce)
             check_action(Action.RESTART, machine.state)
             if machine.state is S.STARTED:
-                spec = self.spec_of(machine)
                 machine = await self.transition(machine, S.RESTARTING)
-                await self.runtime.stop(
-                    mid, signal or spec.stop_signal, spec.stop_timeout if timeout is None else timeout
-                )
-            await self.volumes.grow_before_start(app.name, mid)
-            await self.runtime.start(mid)
+                await self.unless_unreachable(machine, S.STARTED, self.halt(machine, signal, timeout))
+            await self._run(machine)
             await self.transition(machine, S.STARTED, event=("restart", "user"))
 
     async def signal(self, app: App, mid: str, signal: int) -> None:
         machine = await self.find(app, mid)
         check_action(Action.SIGNAL, machine.state)
-        await self.runtime.signal(mid, signal)
+        await self.agent.signal(mid, signal, deadline=host_deadline())
 
     async def exec(self, app: App, mid: str, command: list[str], stdin: bytes | None, timeout: float) -> ExecResult:
         machine = await self.find(app, mid)
         check_action(Action.EXEC, machine.state)
-        return await self.runtime.exec(mid, command, stdin, timeout)
+        return await self.agent.exec(mid, command, stdin, timeout, deadline=host_deadline(timeout))
 
     async def ps(self, app: App, mid: str) -> list[ProcessInfo]:
         machine = await self.find(app, mid)
         check_action(Action.EXEC, machine.state)
-        return await self.runtime.ps(mid)
+        return await self.agent.ps(mid)
 
     async def memory(self, app: App, mid: str) -> tuple[int, int]:
         """(limit, available) in MiB."""
         machine = await self.find(app, mid)
         limit = self.spec_of(machine).memory_mb
-        used = await self.runtime.memory_usage(mid)
+        used = await self.agent.memory_usage(mid)
         return limit, max(0, limit - used // (1024 * 1024))
 
     async def reclaim_memory(self, app: App, mid: str, amount_mb: object) -> int:
@@ -163,7 +155,7 @@ class Lifecycle(MachineBase):
             raise InvalidArgumentError("invalid amount_mb: must be a number of MiB between 1 and 262144")
         machine = await self.find(app, mid)
         check_action(Action.EXEC, machine.state)
-        return await self.runtime.reclaim_memory(mid, amount_mb) // (1024 * 1024)
+        return await self.agent.reclaim_memory(mid, amount_mb, deadline=host_deadline()) // (1024 * 1024)
 
     async def set_memory(self, app: App, mid: str, limit_mb: object, nonce: str | None) -> tuple[int, int]:
         """Change `guest.memory_mb` in place (no new version), live when the machine runs."""
@@ -174,7 +166,7 @@ class Lifecycle(MachineBase):
             self.check_lease(machine, nonce)
             config = {**machine.config, "guest": {**machine.config.get("guest", {}), "memory_mb": limit_mb}}
             normalize_config(config)  # the new size must still make a valid config
-            await self.runtime.set_memory(mid, limit_mb)
+            await self.agent.set_memory(mid, limit_mb, deadline=host_deadline())
             await self.store.save_machine(dataclasses.replace(machine, config=config))
             self.feed.publish(mid, app.name)
         return await self.memory(app, mid)
@@ -231,15 +223,33 @@ class Lifecycle(MachineBase):
             return None
         return "" if wanted(machine.state.value) else None
 
-    # exits of main processes, reported by the runtime
+    # the host's side of starts and stops
 
-    async def handle_exit(self, mid: str, exit: ExitInfo) -> None:
+    async def _run(self, machine: Machine) -> None:
+        """Run the machine's version on its host (which first grows the volumes extended while in use), or
+        resume it when suspended."""
+        await self.agent.start(machine.id, machine.instance_id, key=new_key(), deadline=host_deadline())
+        await self.volumes.started(machine.app_name, machine.id)
+
+    async def halt(self, machine: Machine, signal: int | None = None, timeout: float | None = None) -> ExitInfo | None:
+        spec = self.spec_of(machine)
+        wait = spec.stop_timeout if timeout is None else timeout
+        return await self.agent.stop(
+            machine.id, signal=signal or spec.stop_signal, timeout=wait, key=new_key(), deadline=host_deadline(wait)
+        )
+
+    # exits of main processes, reported by the host
+
+    async def handle_exit(self, mid: str, exit: ExitInfo, version: str = "") -> None:
+        """An exit the host reported of `version` of the machine ("": whichever it runs)."""
         if exit.requested_stop:
             return  # the stop, restart or update that asked for it records the outcome
         async with self.locked(mid):
             machine = await self.store.get_machine(mid)
             if machine is None or machine.deleted or machine.state is not S.STARTED:
                 return
+            if version and version != machine.instance_id:
+                return  # an exit of a version the machine has left since
             spec = self.spec_of(machine)
             restarting = should_restart(spec.restart_policy, spec.restart_max_retries, exit, machine.restart_count)
             request = _exit_request(exit, machine, restarting=restarting)
@@ -266,8 +276,7 @@ class Lifecycle(MachineBase):
             if machine is None or machine.state is not S.STARTING:
                 return
             try:
-                await self.volumes.grow_before_start(machine.app_name, mid)
-                await self.runtime.start(mid)
+                await self._run(machine)
             except Exception:
                 await self.transition(machine, S.FAILED, event=("start", "flyd"))
                 return
@@ -278,7 +287,7 @@ class Lifecycle(MachineBase):
             current = await self.store.get_machine(machine.id)
             if current is None or current.state is not S.STOPPED:
                 return
-            await self.runtime.destroy(machine.id)
+            await self.agent.destroy(machine.id, key=new_key(), deadline=host_deadline())
             await self.transition(current, S.DESTROYED, event=("destroy", "flyd"), deleted=True)
 
     async def close(self) -> None:

@@ -1,6 +1,6 @@
 """Machine logs: each running machine's output moved from the host into the store, a pass every second.
 
-A pass asks the runtime for what each machine printed after its cursor (a bounded read), cuts it into lines
+A pass asks the host for what each machine printed after its cursor (a bounded read), cuts it into lines
 and appends them with the new cursor in one transaction, so a restart of the daemon neither loses nor repeats
 a line: the next run starts from the stored cursor, and the host lets go only of bytes before it. A machine
 is read while it runs, once more after it stopped (its last lines, the unfinished one too), and every live
@@ -19,13 +19,13 @@ from aerodrome.control.periodic import Periodic
 from aerodrome.core import (
     RUNNER_PROVIDER,
     Clock,
+    HostAgent,
     LogLine,
     Machine,
     MachineState,
     OutputChunk,
     OutputCursor,
     RateLimitedError,
-    Runtime,
     Store,
     split_output,
 )
@@ -47,9 +47,9 @@ class LogSettings:
 
 
 class MachineLogs:
-    def __init__(self, store: Store, runtime: Runtime, clock: Clock, settings: LogSettings) -> None:
+    def __init__(self, store: Store, agent: HostAgent, clock: Clock, settings: LogSettings) -> None:
         self._store = store
-        self._runtime = runtime
+        self._agent = agent
         self._clock = clock
         self.settings = settings
         self._cursors: dict[str, OutputCursor] = {}
@@ -123,7 +123,7 @@ class MachineLogs:
         cursor = self._cursors.get(machine.id)
         if cursor is None:
             cursor = await self._store.output_cursor(machine.id)
-        chunk = await self._runtime.read_output(machine.id, cursor, self.settings.read_limit)
+        chunk = await self._agent.read_output(machine.id, cursor, self.settings.read_limit)
         lines, used = split_output(chunk.data, final=final)
         new_cursor = OutputCursor(chunk.cursor.file, chunk.cursor.offset - (len(chunk.data) - used))
         if new_cursor == cursor:

@@ -5,30 +5,34 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from aerodrome.control.events import ChangeFeed
 from aerodrome.core import (
     App,
     Clock,
+    Deadline,
+    HostAgent,
+    HostUnreachableError,
     LeaseConflictError,
     Machine,
     MachineEvent,
     MachineState,
     NotFoundError,
-    Runtime,
     Store,
     rfc3339,
     ulid,
 )
 
+T = TypeVar("T")
+
 
 class MachineBase:
-    def __init__(self, store: Store, runtime: Runtime, clock: Clock, feed: ChangeFeed) -> None:
+    def __init__(self, store: Store, agent: HostAgent, clock: Clock, feed: ChangeFeed) -> None:
         self.store = store
-        self.runtime = runtime
+        self.agent = agent
         self.clock = clock
         self.feed = feed
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -85,6 +89,28 @@ class MachineBase:
         """Write the machine's new state (and its event) to disk, then wake waiters. `event` = (type, source)."""
         updated = dataclasses.replace(machine, state=state, updated_at=rfc3339(self.clock.now()), **changes)
         record = self.new_event(updated, event[0], state.value, event[1], request) if event else None
-        await self.store.save_machine(updated, event=record, new_version=new_version)
+        saved = await self.store.save_machine(updated, event=record, new_version=new_version)
         self.feed.publish(machine.id, machine.app_name)
-        return updated
+        return saved
+
+    async def unless_unreachable(self, machine: Machine, state: MachineState, call: Awaitable[T]) -> T:
+        """`call` to the host; when it never reached the host (which so did nothing), the transient state written
+        before it is undone (the machine goes back to `state`) and the error goes on, a 503 to the client."""
+        try:
+            return await call
+        except HostUnreachableError:
+            await self.transition(machine, state)
+            raise
+
+
+# How long the control plane waits for the host: long enough for an image pull or a stop's own timeout.
+HOST_DEADLINE = 900.0
+
+
+def host_deadline(extra: float = 0.0) -> Deadline:
+    return Deadline.after(HOST_DEADLINE + extra)
+
+
+def new_key() -> str:
+    """An idempotency key for one request to the host: a retry of that request would send it again."""
+    return ulid()

@@ -11,10 +11,12 @@ from aerodrome.control.events import ChangeFeed
 from aerodrome.control.guest_env import dns_files, fly_env
 from aerodrome.control.leases import Leases, Metadata
 from aerodrome.control.lifecycle import Lifecycle
+from aerodrome.control.machine_base import host_deadline, new_key
 from aerodrome.control.registry import RegistryAccess
 from aerodrome.control.secrets import Secrets
 from aerodrome.control.volumes import Volumes
 from aerodrome.core import (
+    IMAGE_SIZE_KEY,
     MAX_LEASE_TTL,
     MAX_NAME,
     Action,
@@ -22,16 +24,17 @@ from aerodrome.core import (
     App,
     Clock,
     FailedPreconditionError,
-    ImageInfo,
+    HostAgent,
     InvalidArgumentError,
     Lease,
     Machine,
     MachineSpec,
     MachineState,
-    Runtime,
-    SandboxSpec,
+    MachineVersionSpec,
+    PreparedVersion,
+    PullGrant,
     Store,
-    VolumeMount,
+    VolumeAttachment,
     check_action,
     fault_point,
     machine_id,
@@ -52,7 +55,7 @@ class Machines(Lifecycle, Leases, Metadata):
     def __init__(
         self,
         store: Store,
-        runtime: Runtime,
+        agent: HostAgent,
         clock: Clock,
         feed: ChangeFeed,
         volumes: Volumes,
@@ -62,7 +65,7 @@ class Machines(Lifecycle, Leases, Metadata):
         default_region: str,
         regions: frozenset[str] | None,
     ) -> None:
-        super().__init__(store, runtime, clock, feed)
+        super().__init__(store, agent, clock, feed)
         self.volumes = volumes
         self.secrets = secrets
         self.registry = registry
@@ -89,13 +92,14 @@ class Machines(Lifecycle, Leases, Metadata):
         lease_ttl = None if lease_ttl in (None, 0) else parse_int(lease_ttl, "lease_ttl", 1, MAX_LEASE_TTL)
         skip_launch = parse_bool(body.get("skip_launch"), "skip_launch", False)
         cordoned = parse_bool(body.get("skip_service_registration"), "skip_service_registration", False)
-        image = await self.runtime.pull_image(spec.image, await self.registry.pull_grant(app.org_slug))
+        grant = await self.registry.pull_grant(app.org_slug)
+        image_ref = await self._resolve_image(spec.image, grant)
         mid, version, now = machine_id(), ulid(), rfc3339(self.clock.now())
         try:
             mounts = await self._attach_volumes(app, spec, region, mid)
             fault_point("machine.create.volumes_attached")
-            sandbox = await self.runtime.create(
-                await self._sandbox_spec(app, org_network_id, mid, version, region, spec, image, mounts)
+            sandbox = await self._prepare(
+                await self._version_spec(app, org_network_id, mid, version, region, spec, image_ref, grant, mounts)
             )
             fault_point("machine.create.runtime_created")
         except BaseException:
@@ -111,7 +115,7 @@ class Machines(Lifecycle, Leases, Metadata):
             config=config,
             private_ip=sandbox.private_ip,
             private_ipv4=sandbox.private_ipv4,
-            image_ref=image.image_ref,
+            image_ref=image_ref,
             created_at=now,
             updated_at=now,
             cordoned=cordoned,
@@ -134,7 +138,7 @@ class Machines(Lifecycle, Leases, Metadata):
     async def _lease_on_create(self, machine: Machine, ttl: int) -> Machine:
         lease = Lease(nonce(), "", "", int(self.clock.now()) + ttl, machine.instance_id)
         await self.store.set_lease(machine.id, lease)
-        return dataclasses.replace(machine, lease=lease)
+        return dataclasses.replace(machine, lease=lease, row_version=machine.row_version + 1)
 
     async def update(
         self, app: App, org_network_id: int, mid: str, body: dict[str, Any], nonce_: str | None
@@ -158,21 +162,25 @@ class Machines(Lifecycle, Leases, Metadata):
             mounted = [m.get("volume") or m.get("name") for m in machine.config.get("mounts") or []]
             if mounted and mounted != [m.volume for m in spec.mounts]:
                 raise InvalidArgumentError("a machine's mounted volume cannot be changed by an update")
-            image = await self.runtime.pull_image(spec.image, await self.registry.pull_grant(app.org_slug))
+            grant = await self.registry.pull_grant(app.org_slug)
+            image_ref = await self._resolve_image(spec.image, grant)
             previous = machine.state
             machine = await self.transition(machine, MachineState.REPLACING)
             fault_point("machine.update.replacing")
             if previous in (MachineState.STARTED, MachineState.SUSPENDED):
-                current = self.spec_of(machine)
-                await self.runtime.stop(machine.id, current.stop_signal, current.stop_timeout)
+                # a suspended one is thawed first, on the host
+                await self.unless_unreachable(machine, previous, self.halt(machine))
                 fault_point("machine.update.runtime_stopped")
             version = ulid()
             mounts = await self._attach_volumes(app, spec, machine.region, machine.id)
-            sandbox = await self.runtime.create(
-                await self._sandbox_spec(app, org_network_id, machine.id, version, machine.region, spec, image, mounts)
-            )
-            fault_point("machine.update.runtime_created")
             resting = MachineState.CREATED if previous is MachineState.CREATED else MachineState.STOPPED
+            prepared = self._prepare(
+                await self._version_spec(
+                    app, org_network_id, machine.id, version, machine.region, spec, image_ref, grant, mounts
+                )
+            )
+            sandbox = await self.unless_unreachable(machine, resting, prepared)  # it holds the old version still
+            fault_point("machine.update.runtime_created")
             machine = await self.transition(
                 machine,
                 resting,
@@ -180,7 +188,7 @@ class Machines(Lifecycle, Leases, Metadata):
                 new_version=True,
                 instance_id=version,
                 config=config,
-                image_ref=image.image_ref,
+                image_ref=image_ref,
                 private_ip=sandbox.private_ip,
                 private_ipv4=sandbox.private_ipv4,
                 name=name or machine.name,
@@ -197,9 +205,11 @@ class Machines(Lifecycle, Leases, Metadata):
             if not ignore_lease:
                 self.check_lease(machine, nonce_)
             check_action(Action.DESTROY, machine.state, force=force)
+            previous = machine.state
             machine = await self.transition(machine, MachineState.DESTROYING)
             fault_point("machine.destroy.destroying")
-            await self.runtime.destroy(machine.id)
+            destroyed = self.agent.destroy(machine.id, key=new_key(), deadline=host_deadline())  # detaches volumes
+            await self.unless_unreachable(machine, previous, destroyed)
             fault_point("machine.destroy.runtime_destroyed")
             await self.volumes.release_all(app.name, machine.id)
             fault_point("machine.destroy.volumes_released")
@@ -212,28 +222,45 @@ class Machines(Lifecycle, Leases, Metadata):
         return await self.store.list_machines(app.name, include_deleted=include_deleted, region=region, states=states)
 
     async def recreate_sandbox(self, machine: Machine) -> None:
-        """Prepare the sandbox of the machine's current version again (after a host reboot, or a cut-short update)."""
+        """Prepare the machine's current version on its host again (after a host reboot, or a cut-short update)."""
         app = await self.store.get_app(machine.app_name)
         org = await self.store.get_org(app.org_slug) if app else None
         if app is None or org is None:
             return
         spec = self.spec_of(machine)
-        image = await self.runtime.pull_image(_pinned(spec.image, machine.image_ref.get("digest")))  # the host's own
         mounts = await self._attach_volumes(app, spec, machine.region, machine.id)
-        await self.runtime.create(
-            await self._sandbox_spec(
-                app, org.internal_numeric_id, machine.id, machine.instance_id, machine.region, spec, image, mounts
-            )
+        # the image the machine was made from, by digest (its tag may point elsewhere since); the host's own pull
+        version = await self._version_spec(
+            app,
+            org.internal_numeric_id,
+            machine.id,
+            machine.instance_id,
+            machine.region,
+            spec,
+            machine.image_ref,
+            None,
+            mounts,
         )
+        await self._prepare(version)
 
-    async def _attach_volumes(self, app: App, spec: MachineSpec, region: str, mid: str) -> tuple[VolumeMount, ...]:
+    async def _prepare(self, version: MachineVersionSpec) -> PreparedVersion:
+        return await self.agent.prepare(version, key=new_key(), deadline=host_deadline())
+
+    async def _attach_volumes(self, app: App, spec: MachineSpec, region: str, mid: str) -> tuple[VolumeAttachment, ...]:
+        """Reserve the volumes the mounts name for the machine; its host mounts them."""
         mounts = []
         for mount in spec.mounts:
             volume = await self.volumes.reserve(app, mount, region, mid)
-            mounts.append(await self.volumes.mount(volume, mount.path))
+            mounts.append(VolumeAttachment(volume.id, mount.path))
         return tuple(mounts)
 
-    async def _sandbox_spec(
+    async def _resolve_image(self, image: str, grant: PullGrant | None) -> dict[str, Any]:
+        """Fly's image_ref of the image, as the host pulled it (without the agent's size, which is not Fly's)."""
+        ref = await self.agent.resolve_image(image, grant, deadline=host_deadline())
+        ref.pop(IMAGE_SIZE_KEY, None)
+        return ref
+
+    async def _version_spec(
         self,
         app: App,
         org_network_id: int,
@@ -241,25 +268,29 @@ class Machines(Lifecycle, Leases, Metadata):
         version: str,
         region: str,
         spec: MachineSpec,
-        image: ImageInfo,
-        mounts: tuple[VolumeMount, ...],
-    ) -> SandboxSpec:
+        image_ref: dict[str, Any],
+        grant: PullGrant | None,
+        mounts: tuple[VolumeAttachment, ...],
+    ) -> MachineVersionSpec:
+        """The whole version, for its host: the image's own env, argv, user and directory are laid under it there."""
         env = {
-            **image.env,
             **await self.secrets.env(app.name),
             **spec.env,
             **fly_env(app.name, mid, version, region, spec),
         }
-        return SandboxSpec(
+        digest = image_ref.get("digest")
+        return MachineVersionSpec(
             machine_id=mid,
-            instance_id=version,
+            version=version,
             app_name=app.name,
             org_network_id=org_network_id,
-            image_digest=image.digest,
-            argv=resolve_argv(spec, image),
+            image=spec.image,
+            image_digest=digest if isinstance(digest, str) else "",
+            grant=grant,
+            init_exec=spec.init_exec,
+            init_entrypoint=spec.init_entrypoint,
+            init_cmd=spec.init_cmd,
             env=env,
-            working_dir=image.working_dir or "/",
-            user=image.user,
             files=(*dns_files(spec), *spec.files),
             host_resolver=spec.dns.host_resolver,
             cpus=spec.cpus,
@@ -268,26 +299,6 @@ class Machines(Lifecycle, Leases, Metadata):
             mounts=mounts,
             hostname=mid,
             rootfs_bytes=spec.rootfs_size_gb * self.volumes.unit_bytes,
+            stop_signal=spec.stop_signal,
+            stop_timeout=spec.stop_timeout,
         )
-
-
-def _pinned(reference: str, digest: object) -> str:
-    """The image the machine was made from, by digest: its tag may point elsewhere since."""
-    if not isinstance(digest, str) or not digest or "@" in reference:
-        return reference
-    return f"{reference}@{digest}"
-
-
-def resolve_argv(spec: MachineSpec, image: ImageInfo) -> tuple[str, ...]:
-    """init.exec replaces everything; otherwise entrypoint + cmd, each from init or else from the image.
-
-    As with OCI images, setting an entrypoint drops the image's default cmd.
-    """
-    if spec.init_exec:
-        return spec.init_exec
-    entrypoint = spec.init_entrypoint or image.entrypoint
-    cmd = spec.init_cmd or (() if spec.init_entrypoint else image.cmd)
-    argv = tuple(entrypoint) + tuple(cmd)
-    if not argv:
-        raise InvalidArgumentError(f"image {spec.image} has no entrypoint or cmd; set init.cmd or init.exec")
-    return argv

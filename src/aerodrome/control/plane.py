@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from aerodrome.control.apps import Apps
 from aerodrome.control.auth import Tokens
 from aerodrome.control.autoextend import AutoExtend
 from aerodrome.control.certificates import Certificates
 from aerodrome.control.events import ChangeFeed
+from aerodrome.control.host_events import HostEvents
 from aerodrome.control.ips import IPs
 from aerodrome.control.logs import LogSettings, MachineLogs
+from aerodrome.control.machine_base import host_deadline
 from aerodrome.control.machines import Machines
 from aerodrome.control.recovery import recover
 from aerodrome.control.registry import RegistryAccess
@@ -26,13 +29,11 @@ from aerodrome.core import (
     App,
     CheckBoard,
     Clock,
-    ImageInfo,
+    HostAgent,
     RateLimiter,
     RegistrySigner,
-    Runtime,
     Store,
     SystemClock,
-    VolumeBackend,
     fault_point,
 )
 
@@ -60,8 +61,7 @@ class ControlPlane:
     def __init__(
         self,
         store: Store,
-        runtime: Runtime,
-        volume_backend: VolumeBackend,
+        agent: HostAgent,
         secrets_key: bytes,
         settings: Settings | None = None,
         clock: Clock | None = None,
@@ -69,7 +69,7 @@ class ControlPlane:
     ) -> None:
         self.settings = settings or Settings()
         self.store = store
-        self.runtime = runtime
+        self.agent = agent  # this host's; its owner opens and closes it
         self.clock = clock or SystemClock()
         self.feed = ChangeFeed()
         self.checks = CheckBoard()  # machines' health checks, as the host's checker last saw them
@@ -87,10 +87,10 @@ class ControlPlane:
         self.releases = Releases(store, self.clock)
         self.secretkeys = SecretKeys(store, self.clock, secrets_key)
         self.certificates = Certificates(store, self.clock, secrets_key, app_domain=self.settings.app_domain)
-        self.volumes = Volumes(store, volume_backend, self.clock, unit_bytes=self.settings.volume_unit_bytes)
+        self.volumes = Volumes(store, agent, self.clock, unit_bytes=self.settings.volume_unit_bytes)
         self.machines = Machines(
             store,
-            runtime,
+            agent,
             self.clock,
             self.feed,
             self.volumes,
@@ -101,20 +101,19 @@ class ControlPlane:
         )
         self.autoextend = AutoExtend(store, self.machines, self.volumes, interval=self.settings.volume_check_interval)
         self.retention = Retention(store, self.clock, self.settings.retention, log_max_age=self.settings.logs.max_age)
-        self.logs = MachineLogs(store, runtime, self.clock, self.settings.logs)
+        self.logs = MachineLogs(store, agent, self.clock, self.settings.logs)
         self.feed.subscribe(self.logs.machine_changed)
+        self.host_events = HostEvents(store, agent, self.machines)
         self.limiter = RateLimiter(self.clock, enabled=self.settings.rate_limits)
         self._take_downs: dict[str, asyncio.Task[None]] = {}  # apps being deleted, by name
 
     async def start(self) -> None:
-        """Adopt what a previous run left: watch exits, then reconcile every machine with the host."""
+        """Adopt what a previous run left: record the exits the host saw meanwhile, reconcile every machine with
+        the host, then follow the host's events."""
         await self.store.ensure_org("personal", "Personal")
-        self.runtime.on_exit(self.machines.handle_exit)
+        await self.host_events.drain()
         await recover(self.machines, self.store)
-        attached = [
-            v for m in await self.store.live_machines() for v in await self.volumes.attached_to(m.app_name, m.id)
-        ]
-        await self.volumes.recover(attached)
+        self.host_events.start()
         await self.volumes.remove_orphans()
         await self.certificates.load()
         self.autoextend.start()
@@ -125,10 +124,11 @@ class ControlPlane:
                 log.info("resuming the deletion of app %s", app.name)
                 self._take_down_later(app.name)
 
-    async def resolve_image(self, app: App, reference: str) -> ImageInfo:
-        """The image `reference` names, pulled for `app`'s organisation as its machines would pull it (flyctl's
-        `app.image(ref:)` before `machine run` and `deploy --image`)."""
-        return await self.runtime.pull_image(reference, await self.registry.pull_grant(app.org_slug))
+    async def resolve_image(self, app: App, reference: str) -> dict[str, Any]:
+        """Fly's image_ref of the image `reference` names, pulled by this host for `app`'s organisation as its
+        machines would pull it (flyctl's `app.image(ref:)` before `machine run` and `deploy --image`)."""
+        grant = await self.registry.pull_grant(app.org_slug)
+        return await self.agent.resolve_image(reference, grant, deadline=host_deadline())
 
     async def delete_app(self, app: App) -> None:
         """Mark the app destroying, on disk, and take it down in the background (as Fly answers 202). A restart
@@ -186,6 +186,7 @@ class ControlPlane:
         for task in list(self._take_downs.values()):
             task.cancel()
         await asyncio.gather(*self._take_downs.values(), return_exceptions=True)
+        await self.host_events.close()
         await self.autoextend.close()
         await self.retention.close()
         await self.logs.close()

@@ -1,7 +1,9 @@
 """Bringing the database and the host back into agreement after a restart or a crash of the daemon.
 
 Every operation writes its transient state (starting, stopping, replacing…) before it acts, so a machine
-found in a transient state names the operation that was cut short; the runtime tells how far it got.
+found in a transient state names the operation that was cut short; its host tells how far it got: the state it
+holds the machine in and the version it holds. A host holding another version than the row's (an update cut
+short after its new version was prepared, and so never answered) prepares the row's version again.
 
 Finishing an operation may take a while (a stop waits out its timeout), so each machine is reconciled in the
 background, holding its lock from the start: the API serves at once, and a request for a machine still being
@@ -13,27 +15,29 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from aerodrome.control.machine_base import host_deadline, new_key
 from aerodrome.control.machines import Machines
-from aerodrome.core import Machine, MachineState, SandboxStatus, Store
+from aerodrome.core import HostMachine, HostState, Machine, MachineState, Store
 
 S = MachineState
 log = logging.getLogger("aerodrome.recovery")
 
-_RUNNING = (SandboxStatus.RUNNING, SandboxStatus.PAUSED)
+_RUNNING = (HostState.RUNNING, HostState.PAUSED)
 
 
 async def recover(machines: Machines, store: Store) -> None:
-    statuses = await machines.runtime.recover()  # exits found meanwhile arrive through handle_exit
+    held = {m.machine_id: m for m in await machines.agent.machines()}
     live = await store.live_machines()
     known = {m.id for m in live}
-    for machine_id in set(statuses) - known:
+    for machine_id in set(held) - known:
         log.warning("destroying sandbox %s, which no machine owns", machine_id)
-        await machines.runtime.destroy(machine_id)
+        await machines.agent.destroy(machine_id, key=new_key(), deadline=host_deadline())
     await _release_orphaned_volumes(machines, store, known)
     for machine in live:
         lock = machines.lock_for(machine.id)
         await lock.acquire()  # uncontended: nothing else runs before start() returns
-        machines.spawn(_reconcile(machines, store, machine, statuses.get(machine.id, SandboxStatus.ABSENT), lock))
+        host = held.get(machine.id) or HostMachine(machine.id, HostState.ABSENT)
+        machines.spawn(_reconcile(machines, store, machine, host, lock))
 
 
 async def _release_orphaned_volumes(machines: Machines, store: Store, live: set[str]) -> None:
@@ -45,44 +49,43 @@ async def _release_orphaned_volumes(machines: Machines, store: Store, live: set[
                 await machines.volumes.release(volume.id)
 
 
-async def _reconcile(
-    machines: Machines, store: Store, machine: Machine, status: SandboxStatus, lock: asyncio.Lock
-) -> None:
+async def _reconcile(machines: Machines, store: Store, machine: Machine, host: HostMachine, lock: asyncio.Lock) -> None:
     try:
-        await _reconcile_locked(machines, store, machine, status)
+        await _reconcile_locked(machines, store, machine, host)
     except Exception:
         log.exception("could not reconcile machine %s", machine.id)
     finally:
         lock.release()
 
 
-async def _reconcile_locked(machines: Machines, store: Store, machine: Machine, status: SandboxStatus) -> None:
+async def _reconcile_locked(machines: Machines, store: Store, machine: Machine, host: HostMachine) -> None:
     current = await store.get_machine(machine.id)
     if current is None:
         return
     if current.state is S.DESTROYING:
-        await machines.runtime.destroy(current.id)
+        await machines.agent.destroy(current.id, key=new_key(), deadline=host_deadline())
         await machines.volumes.release_all(current.app_name, current.id)
         await machines.transition(current, S.DESTROYED, event=("destroy", "flyd"), deleted=True)
         return
-    if status is SandboxStatus.FAILED:
+    if host.state is HostState.FAILED:
         await _fail(machines, current)
         return
-    if status is SandboxStatus.ABSENT or (current.state is S.REPLACING and status not in _RUNNING):
-        # An update cut short may have left its new version on the host, unrecorded (it was not answered): the
-        # host goes back to the version the database names.
+    state = host.state
+    if state is HostState.ABSENT or (host.version != current.instance_id and state not in _RUNNING):
+        # The host lost the machine, or holds a version the database does not name (an update cut short, not
+        # answered): the host goes back to the version the database names.
         await machines.recreate_sandbox(current)
-    if status in _RUNNING and current.state in (S.STARTING, S.RESTARTING, S.STARTED):
+        state = HostState.CREATED
+    if state in _RUNNING and current.state in (S.STARTING, S.RESTARTING, S.STARTED):
         if current.state is not S.STARTED:
             await machines.transition(current, S.STARTED, event=("start", "flyd"))
         return
-    if status is SandboxStatus.PAUSED and current.state in (S.SUSPENDING, S.SUSPENDED):
+    if state is HostState.PAUSED and current.state in (S.SUSPENDING, S.SUSPENDED):
         if current.state is S.SUSPENDING:
             await machines.transition(current, S.SUSPENDED, event=("suspend", "flyd"))
         return
-    if status in _RUNNING:  # running, though the database says it should not be: finish the stop
-        spec = machines.spec_of(current)
-        await machines.runtime.stop(current.id, spec.stop_signal, spec.stop_timeout)
+    if state in _RUNNING:  # running, though the database says it should not be: finish the stop
+        await machines.halt(current)
     if current.state not in (S.CREATED, S.STOPPED, S.FAILED):
         await machines.transition(current, S.STOPPED, event=("exit", "flyd"))
 

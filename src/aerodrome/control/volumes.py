@@ -1,4 +1,4 @@
-"""Volumes: Fly's volume API over a VolumeBackend, and attaching one volume to one machine at a time."""
+"""Volumes: Fly's volume API over the host's volumes, and attaching one volume to one machine at a time."""
 
 from __future__ import annotations
 
@@ -8,17 +8,16 @@ import logging
 from typing import Any
 
 from aerodrome.core import (
-    AerodromeError,
     App,
     Clock,
+    Deadline,
     FailedPreconditionError,
+    HostAgent,
     InvalidArgumentError,
     MountSpec,
     NotFoundError,
     Store,
     Volume,
-    VolumeBackend,
-    VolumeMount,
     VolumeSnapshot,
     VolumeUsage,
     fault_point,
@@ -26,6 +25,7 @@ from aerodrome.core import (
     parse_int,
     rfc3339,
     snapshot_id,
+    ulid,
     volume_id,
 )
 
@@ -37,13 +37,13 @@ log = logging.getLogger("aerodrome.volumes")
 
 
 class Volumes:
-    def __init__(self, store: Store, backend: VolumeBackend, clock: Clock, *, unit_bytes: int = GIB) -> None:
+    def __init__(self, store: Store, agent: HostAgent, clock: Clock, *, unit_bytes: int = GIB) -> None:
         self._store = store
-        self._backend = backend
+        self._agent = agent
         self._clock = clock
         self.unit_bytes = unit_bytes  # one "GB" of size_gb; tests scale it down
-        # Volumes whose file grew while mounted and the kernel refused to grow the filesystem online: they are
-        # remounted (which grows them) before their machine next starts.
+        # Volumes whose file grew while mounted and the kernel refused to grow the filesystem online: their host
+        # remounts them (which grows them) before their machine next starts.
         self._grow_pending: set[str] = set()
 
     async def create(self, app: App, body: dict[str, Any], region: str) -> Volume:
@@ -77,8 +77,14 @@ class Volumes:
             snapshot_retention=retention,
             auto_backup_enabled=auto_backup,
         )
-        await self._backend.create(
-            volume.id, size_gb * self.unit_bytes, fstype, from_snapshot=source_snapshot, from_volume=source_volume
+        await self._agent.create_volume(
+            volume.id,
+            size_gb * self.unit_bytes,
+            fstype,
+            from_snapshot=source_snapshot,
+            from_volume=source_volume,
+            key=ulid(),
+            deadline=_deadline(),
         )
         fault_point("volume.create.image_built")
         await self._store.add_volume(volume)
@@ -128,7 +134,7 @@ class Volumes:
             raise FailedPreconditionError(
                 f"failed_precondition: volume is currently bound to machine: {volume.attached_machine_id}"
             )
-        await self._backend.delete(volume.id)
+        await self._agent.delete_volume(volume.id, key=ulid(), deadline=_deadline())
         self._grow_pending.discard(volume.id)
         volume = dataclasses.replace(volume, state="destroyed")
         await self._store.save_volume(volume)
@@ -141,7 +147,7 @@ class Volumes:
             raise InvalidArgumentError(f"invalid size_gb: must be an integer up to {MAX_SIZE_GB}")
         if size_gb <= volume.size_gb:
             raise InvalidArgumentError(f"size_gb must be larger than the current size ({volume.size_gb})")
-        online = await self._backend.extend(volume.id, size_gb * self.unit_bytes)
+        online = await self._agent.extend_volume(volume.id, size_gb * self.unit_bytes, key=ulid(), deadline=_deadline())
         fault_point("volume.extend.resized")
         volume = dataclasses.replace(volume, size_gb=size_gb)
         await self._store.save_volume(volume)
@@ -154,7 +160,7 @@ class Volumes:
     async def snapshot(self, app: App, vol_id: str) -> VolumeSnapshot:
         volume = await self.get(app, vol_id)
         snap_id = snapshot_id()
-        info = await self._backend.snapshot(volume.id, snap_id)
+        info = await self._agent.snapshot_volume(volume.id, snap_id, key=ulid(), deadline=_deadline())
         fault_point("volume.snapshot.copied")
         snapshot = VolumeSnapshot(
             id=snap_id,
@@ -190,7 +196,7 @@ class Volumes:
         }
 
     async def usage_of(self, vol_id: str) -> VolumeUsage:
-        return await self._backend.usage(vol_id)
+        return await self._agent.volume_usage(vol_id)
 
     # attaching, for machines
 
@@ -230,14 +236,11 @@ class Volumes:
             return free[0]  # reported as a region mismatch by the caller
         raise FailedPreconditionError(f"every volume named {ref!r} in app {app.name} is attached to another machine")
 
-    async def mount(self, volume: Volume, guest_path: str) -> VolumeMount:
-        return VolumeMount(host_path=await self._backend.mount(volume.id), guest_path=guest_path)
-
     async def release(self, volume_id: str) -> None:
+        """Free the volume for another machine (its host detached it when it destroyed the machine)."""
         volume = await self._store.get_volume(volume_id)
         if volume is None:
             return
-        await self._backend.unmount(volume_id)
         await self._store.save_volume(dataclasses.replace(volume, attached_machine_id=None))
 
     async def attached_to(self, app_name: str, machine_id: str) -> builtins.list[Volume]:
@@ -250,53 +253,38 @@ class Volumes:
 
     # growing filesystems whose online resize was refused
 
-    async def grow_before_start(self, app_name: str, machine_id: str) -> None:
-        """Remount (and so grow) a stopped machine's volumes that were extended while it was using them."""
+    async def started(self, app_name: str, machine_id: str) -> None:
+        """The machine started: its host grew the volumes waiting for that before it ran."""
         if not self._grow_pending:
             return  # the common case: no query on the start path
         for volume in await self.attached_to(app_name, machine_id):
-            if volume.id not in self._grow_pending:
-                continue
-            try:
-                await self._backend.unmount(volume.id)
-                await self._backend.mount(volume.id)
-            except AerodromeError as exc:
-                # The start goes on with the old size; the next start tries again.
-                log.warning("volume %s did not grow before its machine started: %s", volume.id, exc)
-                await self._backend.mount(volume.id)
-                continue
             self._grow_pending.discard(volume.id)
 
     async def delete_snapshots(self, vol_id: str) -> None:
         """Remove the files of a volume's snapshots (its app is going: the rows go with it)."""
         for snapshot in await self._store.list_snapshots(vol_id):
-            await self._backend.delete_snapshot(snapshot.id)
+            await self._agent.delete_snapshot(snapshot.id, key=ulid(), deadline=_deadline())
 
     async def remove_orphans(self) -> None:
         """Delete the files of volumes and snapshots the database does not know: a create or a snapshot cut short
         after its file was made and before it was recorded (and so never answered)."""
-        volume_ids, snapshot_ids = await self._backend.stored()
+        volume_ids, snapshot_ids = await self._agent.stored_volumes()
         for vol_id in volume_ids:
             if await self._store.get_volume(vol_id) is None:
                 log.warning("removing volume %s, which was never recorded", vol_id)
-                await self._backend.delete(vol_id)
+                await self._agent.delete_volume(vol_id, key=ulid(), deadline=_deadline())
         for snap_id in snapshot_ids:
             if await self._store.get_snapshot(snap_id) is None:
                 log.warning("removing snapshot %s, which was never recorded", snap_id)
-                await self._backend.delete_snapshot(snap_id)
-
-    async def recover(self, attached: builtins.list[Volume]) -> None:
-        """After a restart of the daemon, find again the attached volumes still waiting to grow."""
-        for volume in attached:
-            try:
-                if await self._backend.grows_at_mount(volume.id):
-                    self._grow_pending.add(volume.id)
-            except AerodromeError as exc:
-                log.warning("could not read the size of volume %s: %s", volume.id, exc)
+                await self._agent.delete_snapshot(snap_id, key=ulid(), deadline=_deadline())
 
     def grow_pending(self, vol_id: str) -> bool:
         """True when the volume was extended but its filesystem grows only at its machine's next start."""
         return vol_id in self._grow_pending
+
+
+def _deadline() -> Deadline:
+    return Deadline.after(900.0)  # a copy of a large volume takes a while
 
 
 def _retention(value: object, default: int) -> int:

@@ -29,6 +29,7 @@ from aerodrome.core.ports import ExecResult, ProcessInfo, SnapshotInfo, VolumeUs
 from aerodrome.core.registry import PullGrant
 
 JSON = dict[str, Any]
+IMAGE_SIZE_KEY = "compressed_size"  # in resolve_image's answer only: not stored with a machine
 
 AGENT_PROTOCOL_VERSION = 1
 
@@ -76,6 +77,7 @@ class MachineVersionSpec:
     mounts: tuple[VolumeAttachment, ...] = ()
     hostname: str = ""
     rootfs_bytes: int = 8 * 1024**3
+    host_resolver: bool = True  # /etc/resolv.conf names the host's resolver (when it runs one)
     stop_signal: int = 2
     stop_timeout: float = 5.0
 
@@ -126,6 +128,20 @@ class HostEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class MachineUsage:
+    """What a running machine uses now, for `/metrics`."""
+
+    cpu_seconds: float  # CPU time of all its processes since start
+    cpu_user_seconds: float
+    cpu_system_seconds: float
+    memory_bytes: int  # charged to its memory cgroup now (page cache included)
+    memory_limit_bytes: int | None
+    net_received_bytes: int  # by the machine (the host end of its veth transmitted them)
+    net_sent_bytes: int
+    io_bytes: int = 0  # read and written on block devices (blkio), since start
+
+
+@dataclass(frozen=True, slots=True)
 class HostInfo:
     name: str
     region: str
@@ -139,6 +155,12 @@ class HostAgent(Protocol):
     async def info(self) -> HostInfo: ...
 
     # machines
+    async def resolve_image(self, image: str, grant: PullGrant | None, *, deadline: Deadline) -> JSON:
+        """Pull the image (if not cached) from what `grant` allows (None: the host's own pull, for a machine
+        admitted before) and return Fly's image_ref of it, digest included: checked before anything is made.
+        It may add IMAGE_SIZE_KEY, the bytes of its layers in the registry, which is not part of Fly's image_ref."""
+        ...
+
     async def prepare(self, spec: MachineVersionSpec, *, key: str, deadline: Deadline) -> PreparedVersion:
         """Pull the image, attach the volumes and make the sandbox of this version, not started. Preparing a
         machine's next version while its current one exists replaces it (the current one must not run)."""
@@ -179,6 +201,10 @@ class HostAgent(Protocol):
     async def reclaim_memory(self, machine_id: str, amount_mb: int, *, deadline: Deadline) -> int: ...
 
     async def memory_usage(self, machine_id: str) -> int: ...
+
+    async def machine_usage(self, machine_id: str) -> MachineUsage | None:
+        """None when the machine does not run."""
+        ...
 
     async def read_output(self, machine_id: str, cursor: OutputCursor, limit: int) -> OutputChunk: ...
 

@@ -12,7 +12,8 @@
      │    └── AlreadyExistsError
      ├── RateLimitedError            too many requests (429)
      ├── UnavailableError            a dependency is down or a start failed (503)
-     │    └── CapacityError          a range or pool of the host is full (503, `insufficient_capacity`)
+     │    ├── CapacityError          a range or pool of the host is full (503, `insufficient_capacity`)
+     │    └── HostUnreachableError   the request never reached the host agent: nothing was done there (503)
      ├── InsufficientStorageError    the data filesystem is full (507)
      └── RuntimeFailureError         the host runtime failed to act (500)
 
@@ -84,6 +85,11 @@ class RateLimitedError(AerodromeError):
 
 class UnavailableError(AerodromeError):
     pass
+
+
+class HostUnreachableError(UnavailableError):
+    """The host agent could not be connected to, so the request was not delivered: the caller may undo what it
+    wrote before sending it (a transient state) without waiting for the host."""
 
 
 class CapacityError(UnavailableError):

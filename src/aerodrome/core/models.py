@@ -74,6 +74,7 @@ class Machine:
     restart_count: int = 0
     deleted: bool = False
     private_ipv4: str = ""  # where the edge on this host connects
+    row_version: int = 0  # bumped by every write of the row: a write names the one it read (compare-and-set)
 
 
 @dataclass(frozen=True, slots=True)

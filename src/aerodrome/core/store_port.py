@@ -104,9 +104,11 @@ class Store(Protocol):
 
     async def save_machine(
         self, machine: Machine, *, event: MachineEvent | None = None, new_version: bool = False
-    ) -> None:
+    ) -> Machine:
         """Write the machine row (state, config, instance_id, lease…), and in the same transaction append the
-        event and, when `new_version`, a version row for `machine.instance_id`."""
+        event and, when `new_version`, a version row for `machine.instance_id`. Compare-and-set: the row must
+        still be at `machine.row_version` (the one read), else FailedPreconditionError and nothing is written;
+        returns the machine as written, its `row_version` bumped."""
         ...
 
     async def add_event(self, machine: Machine, event: MachineEvent) -> None:
@@ -121,7 +123,9 @@ class Store(Protocol):
         """Newest first."""
         ...
 
-    async def set_lease(self, machine_id: str, lease: Lease | None) -> None: ...
+    async def set_lease(self, machine_id: str, lease: Lease | None) -> None:
+        """Set or clear the lease alone; bumps the row's version (a write from an earlier read is refused)."""
+        ...
 
     async def prune(
         self,
@@ -137,6 +141,13 @@ class Store(Protocol):
         machines destroyed before `destroyed_before` (RFC 3339), with their events and versions. Returns how many
         rows went; a sweep repeats while it is not 0."""
         ...
+
+    # host agents
+    async def agent_cursor(self, agent: str) -> int:
+        """The cursor of the last event of `agent` (its HostInfo name) the control plane recorded; 0 when none."""
+        ...
+
+    async def set_agent_cursor(self, agent: str, cursor: int) -> None: ...
 
     # logs
     async def output_cursor(self, machine_id: str) -> OutputCursor:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, bindparam, insert, select, update
 
-from aerodrome.core import Lease, Machine, MachineEvent, MachineState, MachineVersion, NotFoundError, event_log_line
+from aerodrome.core import (
+    FailedPreconditionError,
+    Lease,
+    Machine,
+    MachineEvent,
+    MachineState,
+    MachineVersion,
+    NotFoundError,
+    event_log_line,
+)
 from aerodrome.store import logs, mapping
 from aerodrome.store.schema import apps, machine_events, machine_versions, machines
 
@@ -37,7 +47,10 @@ def _filtered(
 _INSERT_MACHINE = insert(machines)
 _INSERT_VERSION = insert(machine_versions)
 _INSERT_EVENT = insert(machine_events)
-_UPDATE_MACHINE = update(machines).where(machines.c.id == bindparam("machine_id"))
+_UPDATE_MACHINE = update(machines).where(
+    machines.c.id == bindparam("machine_id"), machines.c.row_version == bindparam("read_version")
+)
+_ROW_VERSION = select(machines.c.row_version).where(machines.c.id == bindparam("machine_id"))
 
 
 def add_machine(conn: Connection, machine: Machine, event: MachineEvent) -> None:
@@ -126,15 +139,29 @@ def live_machines(conn: Connection) -> list[Machine]:
     return [mapping.machine_from_row(row) for row in conn.execute(query)]
 
 
-def save_machine(conn: Connection, machine: Machine, event: MachineEvent | None, new_version: bool) -> None:
-    row = mapping.machine_to_row(machine)
+def save_machine(conn: Connection, machine: Machine, event: MachineEvent | None, new_version: bool) -> Machine:
+    """Write the row if it is still the one `machine` was read from (its `row_version`); return it as written."""
+    saved = dataclasses.replace(machine, row_version=machine.row_version + 1)
+    row = mapping.machine_to_row(saved)
     row["machine_id"] = row.pop("id")
+    row["read_version"] = machine.row_version
     if conn.execute(_UPDATE_MACHINE, row).rowcount == 0:
-        raise NotFoundError(f"machine {machine.id} not found")
+        _refuse(conn, machine)
     if new_version:
         conn.execute(_INSERT_VERSION, mapping.version_to_row(machine))
     if event is not None:
         _add_event(conn, machine, event)
+    return saved
+
+
+def _refuse(conn: Connection, machine: Machine) -> None:
+    current = conn.execute(_ROW_VERSION, {"machine_id": machine.id}).scalar()
+    if current is None:
+        raise NotFoundError(f"machine {machine.id} not found")
+    raise FailedPreconditionError(
+        f"machine {machine.id} was changed by another request meanwhile (row version {current}, this one read "
+        f"{machine.row_version}); try again"
+    )
 
 
 _EVENTS_OF_MACHINE = (
@@ -160,6 +187,7 @@ def list_versions(conn: Connection, machine_id: str) -> list[MachineVersion]:
 
 
 def set_lease(conn: Connection, machine_id: str, lease: Lease | None) -> None:
-    statement = update(machines).where(machines.c.id == machine_id).values(**mapping.lease_to_row(lease))
+    values = {**mapping.lease_to_row(lease), "row_version": machines.c.row_version + 1}
+    statement = update(machines).where(machines.c.id == machine_id).values(**values)
     if conn.execute(statement).rowcount == 0:
         raise NotFoundError(f"machine {machine_id} not found")

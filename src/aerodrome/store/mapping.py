@@ -99,6 +99,7 @@ def machine_to_row(machine: Machine) -> Values:
         "restart_count": machine.restart_count,
         "deleted": machine.deleted,
         **lease_to_row(machine.lease),
+        "row_version": machine.row_version,
     }
 
 
@@ -107,12 +108,12 @@ def machine_to_row(machine: Machine) -> Values:
 _MACHINE_COLUMNS = (
     "id", "app_name", "name", "region", "state", "instance_id", "config", "private_ip", "private_ipv4",
     "image_ref", "created_at", "updated_at", "host", "cordoned", "restart_count", "deleted",
-    "lease_nonce", "lease_owner", "lease_description", "lease_expires_at", "lease_version",
+    "lease_nonce", "lease_owner", "lease_description", "lease_expires_at", "lease_version", "row_version",
 )  # fmt: skip
 assert tuple(column.name for column in machines.columns) == _MACHINE_COLUMNS, "machines changed: update the mapping"
 _MACHINE_FIELDS = (
     "id", "app_name", "name", "region", "state", "instance_id", "config", "private_ip", "image_ref", "created_at",
-    "updated_at", "host", "cordoned", "lease", "restart_count", "deleted", "private_ipv4",
+    "updated_at", "host", "cordoned", "lease", "restart_count", "deleted", "private_ipv4", "row_version",
 )  # fmt: skip
 assert tuple(f.name for f in fields(Machine)) == _MACHINE_FIELDS, "Machine changed: update the mapping"
 _STATES = {state.value: state for state in MachineState}
@@ -123,7 +124,7 @@ def machine_from_row(row: Row[Any]) -> Machine:
     (
         id_, app_name, name, region, state, instance_id, config, private_ip, private_ipv4,
         image_ref, created_at, updated_at, host, cordoned, restart_count, deleted,
-        lease_nonce, lease_owner, lease_description, lease_expires_at, lease_version,
+        lease_nonce, lease_owner, lease_description, lease_expires_at, lease_version, row_version,
     ) = values  # fmt: skip
     lease = None
     if lease_nonce is not None:
@@ -146,6 +147,7 @@ def machine_from_row(row: Row[Any]) -> Machine:
         restart_count,
         deleted,
         private_ipv4,
+        row_version,
     )
 
 

@@ -92,6 +92,8 @@ machines = Table(
     Column("lease_description", Text),
     Column("lease_expires_at", BigInteger),
     Column("lease_version", String(32)),
+    # Bumped by every write of the row; a write that names another than the row's is refused (compare-and-set).
+    Column("row_version", Integer, nullable=False, server_default="0"),
     Index("ix_machines_app_name_deleted", "app_name", "deleted"),
     Index("ix_machines_state", "state"),
     Index("ix_machines_region", "region"),
@@ -149,6 +151,14 @@ machine_output = Table(
     Column("file", String(64), nullable=False),
     Column("offset", BigInteger, nullable=False),
     Column("stored", BigInteger, nullable=False),  # bytes of its output lines stored, at most (trims are exact)
+)
+
+# How far the control plane has recorded each host agent's event stream (`HostAgent.events`).
+agent_cursors = Table(
+    "agent_cursors",
+    metadata,
+    Column("agent", String(128), primary_key=True),
+    Column("cursor", BigInteger, nullable=False),
 )
 
 volumes = Table(

@@ -30,7 +30,7 @@ from aerodrome.core import (
     Volume,
     VolumeSnapshot,
 )
-from aerodrome.store import app_resources, certificates, logs, machines, orgs, releases, retention, volumes
+from aerodrome.store import agents, app_resources, certificates, logs, machines, orgs, releases, retention, volumes
 from aerodrome.store.cache import ALL, RecordCache
 from aerodrome.store.database import (
     SQLITE_WRITER,
@@ -191,14 +191,15 @@ class SqlStore:
 
     async def save_machine(
         self, machine: Machine, *, event: MachineEvent | None = None, new_version: bool = False
-    ) -> None:
+    ) -> Machine:
         try:
-            await self._runner.write(machines.save_machine, machine, event, new_version)
+            saved = await self._runner.write(machines.save_machine, machine, event, new_version)
         finally:  # even a failed write may have been a row removed meanwhile: read it afresh next time
             self._cache.machines.pop(machine.id, None)
-        self._cache.put_machine(machine)
+        self._cache.put_machine(saved)
         if event is not None:
             self._cache.forget_events(machine.id)
+        return saved
 
     async def add_event(self, machine: Machine, event: MachineEvent) -> None:
         try:
@@ -245,6 +246,13 @@ class SqlStore:
             self._cache.machines.pop(machine_id, None)
             self._cache.forget_events(machine_id)
         return pruned.total
+
+    # host agents
+    async def agent_cursor(self, agent: str) -> int:
+        return await self._runner.read(agents.agent_cursor, agent)
+
+    async def set_agent_cursor(self, agent: str, cursor: int) -> None:
+        await self._runner.write(agents.set_agent_cursor, agent, cursor)
 
     # logs
     async def output_cursor(self, machine_id: str) -> OutputCursor:

@@ -16,6 +16,7 @@ from graphql import GraphQLResolveInfo
 from aerodrome.api.render import app_status
 from aerodrome.control import ControlPlane
 from aerodrome.core import (
+    IMAGE_SIZE_KEY,
     AlreadyExistsError,
     App,
     InvalidArgumentError,
@@ -279,11 +280,12 @@ async def app_image(parent: JSON, info: Info, ref: str) -> JSON | None:
         image = await context.plane.resolve_image(parent["_record"], ref)
     except NotFoundError:
         return None
+    digest = str(image.get("digest") or "")
     return {
-        "id": image.digest,
-        "digest": image.digest,
+        "id": digest,
+        "digest": digest,
         "ref": ref,
-        "compressedSizeFull": image.compressed_size,
+        "compressedSizeFull": int(image.get(IMAGE_SIZE_KEY) or 0),
         "manifest": {"annotations": {}},  # fly-go reads only the annotations, for a Fly builder's id
     }
 

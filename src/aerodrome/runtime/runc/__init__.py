@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from aerodrome.core import MachineUsage
 from aerodrome.runtime.runc.driver import HostServices, RuncRuntime
 from aerodrome.runtime.runc.leftovers import host_leftovers
 from aerodrome.runtime.runc.source import ImageSource
-from aerodrome.runtime.runc.usage import MachineUsage, machine_usage
+from aerodrome.runtime.runc.usage import machine_usage
 from aerodrome.runtime.runc.userns import check_support as check_user_namespaces
 from aerodrome.runtime.runc.userns import claim_subordinate_ids
 

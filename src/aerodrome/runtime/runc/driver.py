@@ -463,8 +463,8 @@ class RuncRuntime:
 
     async def exec(self, machine_id: str, command: list[str], stdin: bytes | None, timeout: float) -> ExecResult:
         """Run `command` inside the machine, with the machine's env, user and working directory."""
+        machine = self._machine(machine_id)  # an unknown machine is not found, before it is not running
         self._live(machine_id)
-        machine = self._machine(machine_id)
         with map_runtime_errors(f"exec in machine {machine_id}"):
             uid, gid = await asyncio.to_thread(guestfs.resolve_user, Path(machine.lower), machine.spec.user)
             process = bundle.exec_process(machine.spec, command, uid=uid, gid=gid)
@@ -517,6 +517,15 @@ class RuncRuntime:
         if exits.last_exit(self.layout.machine(machine_id)) is not None:
             return SandboxStatus.STOPPED
         return SandboxStatus.CREATED
+
+    def version_of(self, machine_id: str) -> str:
+        """The version (instance id) of the machine this host holds, from its record; "" when it holds none."""
+        machine = self._machines.get(machine_id)
+        return machine.spec.instance_id if machine else ""
+
+    def machine_ids(self) -> list[str]:
+        """Every machine this host holds a record of, readable or set aside."""
+        return sorted(set(self._machines) | self._failed)
 
     async def destroy(self, machine_id: str) -> None:
         """Kill the machine if it runs and remove every trace of it from the host."""

@@ -6,26 +6,14 @@ a machine can write or link is opened.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
+from aerodrome.core import MachineUsage
 from aerodrome.runtime.runc.cgroups import CGROUP_ROOT, cgroups_path
 from aerodrome.runtime.runc.network import host_iface_name
 
 SYS_NET = Path("/sys/class/net")
 _UNLIMITED = 1 << 62  # cgroup v1 reports "no limit" as a page-rounded LONG_MAX
-
-
-@dataclass(frozen=True, slots=True)
-class MachineUsage:
-    cpu_seconds: float  # CPU time of all its processes since start
-    cpu_user_seconds: float
-    cpu_system_seconds: float
-    memory_bytes: int  # charged to its memory cgroup now (page cache included)
-    memory_limit_bytes: int | None
-    net_received_bytes: int  # by the machine (the host end of its veth transmitted them)
-    net_sent_bytes: int
-    io_bytes: int = 0  # read and written on block devices (blkio), since start
 
 
 def _read_int(path: Path) -> int | None:

@@ -1,0 +1,170 @@
+"""`serve --agent` driving `aerodrome agent` in another process: the seed's REST flow through it, then SIGKILL of
+each side. Killing serve leaves the agent and its machines alone (a new serve takes them over); killing the agent
+leaves its machines running and the API answers 503 for them meanwhile; a new agent re-adopts them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from aerodrome.agent import RemoteAgent
+from aerodrome.cli.daemon import release_pool
+from aerodrome.core import AerodromeError, HostMachine, HostState
+from tests.api.helpers import create_machine, http_inside, wait_for
+from tests.support.registry import free_loopback_port
+from tests.support.server import Server
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runc") is None, reason="needs root and runc"),
+]
+START_TIMEOUT = 30.0
+SERVICE = {
+    "protocol": "tcp",
+    "internal_port": 8080,
+    "autostop": False,
+    "autostart": True,
+    "ports": [{"port": 80, "handlers": ["http"]}],
+}
+
+
+@dataclass
+class Agent:
+    """`aerodrome agent` in a subprocess, on the data directory it shares with the test's serve."""
+
+    data_dir: Path
+    registry: str
+    machine_pool: str
+    port: int = field(default_factory=free_loopback_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def token_file(self) -> Path:
+        return self.data_dir / "agent.token"
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "aerodrome", "agent", "--data-dir", str(self.data_dir)]
+        argv += ["--listen", f"127.0.0.1:{self.port}", "--name", "host-a", "--registry", self.registry]
+        argv += ["--machine-ipv4-pool", self.machine_pool, "--no-egress"]
+        with open(self.data_dir.parent / "agent.log", "ab") as log:
+            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"aerodrome agent exited early:\n{self.log()}")
+            with contextlib.suppress(AerodromeError, OSError):
+                if self.token_file.exists() and asyncio.run(self._call(lambda agent: agent.info())):
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"aerodrome agent did not answer in time:\n{self.log()}")
+
+    def log(self) -> str:
+        return (self.data_dir.parent / "agent.log").read_text()[-4000:]
+
+    def status(self, machine_id: str) -> HostMachine:
+        """The machine as the agent itself holds it."""
+        return asyncio.run(self._call(lambda agent: agent.status(machine_id)))  # type: ignore[no-any-return]
+
+    async def _call(self, call: object) -> object:
+        agent = RemoteAgent(self.url, self.token_file.read_text().strip(), connect_attempts=1)
+        try:
+            return await call(agent)  # type: ignore[operator]
+        finally:
+            await agent.close()
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Server, Agent]]:
+    """An agent, then a serve driving it; afterwards everything is destroyed through the API, both stopped, and
+    the host checked clean (a side the test killed is started again first, to take down what it left)."""
+    workdir = Path(tempfile.mkdtemp(prefix="aerodrome-remote-agent-"))
+    server = Server(workdir / "data")
+    agent = Agent(server.data_dir, server.registry, server.machine_pool)
+    server.extra_args = ("--agent", agent.url, "--agent-token-file", str(agent.token_file))
+    server.data_dir.mkdir(mode=0o700)
+    machine_ids: list[str] = []
+    try:
+        agent.start()
+        server.start()
+        yield server, agent
+        for side in (agent, server):
+            if side.process is not None and side.process.poll() is not None:
+                side.start()
+        server.destroy_everything()
+        machine_ids = server.machine_ids()
+    finally:
+        server.stop()
+        agent.stop()
+    found = server.leftovers(machine_ids)
+    release_pool(server.machine_pool)
+    assert found == [], "the test left on the host:\n  " + "\n  ".join(found)
+    shutil.rmtree(workdir)
+
+
+def test_the_seed_flow_through_a_remote_agent_survives_either_side_killed(pair: tuple[Server, Agent]) -> None:
+    server, agent = pair
+    image = server.push_image("busybox")
+    with server.client() as api:
+        assert api.post("/v1/apps", json={"app_name": "remote", "org_slug": "personal"}).status_code == 201
+        volume = api.post("/v1/apps/remote/volumes", json={"name": "data", "region": "iad", "size_gb": 1}).json()
+        config = {"image": image, "services": [SERVICE], "mounts": [{"volume": volume["id"], "path": "/data"}]}
+        mid = create_machine(api, "remote", config)["id"]
+        wait_for(api, "remote", mid, "started")
+        assert "hello" in http_inside(api, "remote", mid)
+        assert agent.status(mid).state is HostState.RUNNING
+        assert api.post(f"/v1/apps/remote/machines/{mid}/stop").status_code == 200
+        wait_for(api, "remote", mid, "stopped")
+        assert agent.status(mid).state is HostState.STOPPED
+        assert api.post(f"/v1/apps/remote/machines/{mid}/start").status_code == 200
+        wait_for(api, "remote", mid, "started")
+
+    server.kill()
+    held = agent.status(mid)
+    assert held.state is HostState.RUNNING  # the agent and its machine did not notice
+    server.start()
+    with server.client() as api:
+        assert api.get(f"/v1/apps/remote/machines/{mid}").json()["state"] == "started"
+        assert "hello" in http_inside(api, "remote", mid)
+        assert agent.status(mid) == held  # taken over as it was, not made again
+
+    agent.stop(signal.SIGKILL)
+    with server.client() as api:
+        refused = api.post(f"/v1/apps/remote/machines/{mid}/stop")
+        assert refused.status_code == 503, refused.text
+        assert "unreachable" in refused.json()["error"]
+        assert api.get(f"/v1/apps/remote/machines/{mid}").json()["state"] == "started"
+    agent.start()
+    assert agent.status(mid) == held  # re-adopted, still running
+    with server.client() as api:
+        assert "hello" in http_inside(api, "remote", mid)
+        assert api.post(f"/v1/apps/remote/machines/{mid}/stop").status_code == 200
+        wait_for(api, "remote", mid, "stopped")
+        assert api.delete(f"/v1/apps/remote/machines/{mid}").status_code == 200
+        wait_for(api, "remote", mid, "destroyed")
+    assert agent.status(mid).state is HostState.ABSENT
