@@ -152,6 +152,7 @@ async def test_close_and_a_dead_daemons_slots_leave_nothing(harness: Harness, tm
 
     dead = NetPool(directory, size=3)
     assert dead.take(allocation) is None  # nothing ready yet: the pool starts filling
+    dead.refill(allocation)
     await dead.settled()
     holders = [slot.namespaces.pid for slot in dead.slots()]
     assert len(holders) == 3 and await _pool_names(dead)
@@ -165,6 +166,7 @@ async def test_close_and_a_dead_daemons_slots_leave_nothing(harness: Harness, tm
 
     live = NetPool(directory, size=2)
     live.take(allocation)
+    live.refill(allocation)
     await live.settled()
     assert len(live.slots()) == 2
     await live.close()

@@ -130,6 +130,8 @@ async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | 
         os.close(gate_write)
         namespaces.close()
         _detach_volumes(paths)
+        if run.netpool is not None:
+            run.netpool.refill(network)
     start_time = process_start_time(pid)
     # Not durable: after a host crash nothing runs, and this pid means nothing (see `write_json`).
     write_json(paths.started, {"pid": pid, "start_time": start_time, "started_at": time.time()}, durable=False)

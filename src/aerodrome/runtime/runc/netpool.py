@@ -139,8 +139,9 @@ class NetPool:
         self._closed = False
 
     def take(self, allocation: Allocation) -> Slot | None:
-        """A ready slot of the machine's organisation, or None (the start builds its own); either way the pool
-        of that organisation is refilled in the background."""
+        """A ready slot of the machine's organisation, or None (the start builds its own). The caller calls
+        `refill` once its start is done: a veth made meanwhile would hold the kernel's network lock that the
+        start's own `ip` commands wait for."""
         if self.size <= 0 or self._closed:
             return None
         net = OrgNet.of(allocation)
@@ -149,9 +150,13 @@ class NetPool:
             slots = self._ready[net] = []
             self._evict()
         self._ready.move_to_end(net)
-        slot = slots.pop() if slots else None
-        self._refill(net)
-        return slot
+        return slots.pop() if slots else None
+
+    def refill(self, allocation: Allocation) -> None:
+        """Bring the pool of the machine's organisation back to `size`, in the background."""
+        net = OrgNet.of(allocation)
+        if not self._closed and net in self._ready:
+            self._refill(net)
 
     def ready(self, org: int) -> int:
         """How many slots of `org` are ready."""
