@@ -2,10 +2,10 @@
 
 Addresses: each organisation present on the host gets a slot of the IPv4 pool, a /20 unless configured (gateway .1,
 machines from .2), and the IPv6 /64 `fdaa:0:<org>::/64` derived from its network id (Fly's 6PN shape), in which a
-machine's host part is its IPv4 address. A machine's addresses are allocated at create and kept until destroy;
-its netns and veth pair are built at start and removed when it stops, so waiting machines cost the kernel
-nothing. The host side of every veth carries the organisation's gateway addresses, so the host reaches each
-machine directly and machines of one organisation reach each other through the host's forwarding.
+machine's host part is its IPv4 address. A machine's addresses are allocated at create and kept until destroy; its
+netns and veth pair are built at start (or taken ready from netpool.py) and removed when it stops, so waiting
+machines cost the kernel nothing. The host side of every veth carries the organisation's gateway addresses, so the
+host reaches each machine directly and machines of one organisation reach each other through the host's forwarding.
 
 Isolation (iptables and ip6tables, chain AERODROME; see firewall.py): forwarding between machines is accepted
 only within one organisation's subnet; egress (when on) only out through the uplink, and never to private
