@@ -64,6 +64,7 @@ ROUND_TRIPS = [
         {"size_bytes": 1, "fstype": "ext4", "from_snapshot": "vs_1", "key": "k", "deadline": Deadline(2.5)},
     ),
     (wire.InfoReply, {"value": HostInfo("host-a", "iad")}),
+    (wire.InfoReply, {"value": HostInfo("host-b", "ams", cpus=2, memory_mb=24105, disk_bytes=252 * 1024**3)}),
     (
         wire.PreparedReply,
         {"value": PreparedVersion("v1", {"digest": "sha256:1", "labels": {"a": "b"}}, "fdaa::2", "172.30.0.2")},

@@ -151,7 +151,7 @@ def test_serve_pairs_each_agent_with_a_token_file(tmp_path: Path) -> None:
         (["--agent", "http://127.0.0.1:4290"], "one --agent-token-file for each --agent"),
         (["--agent", "ftp://x:1", "--agent-token-file", "t"], "use http://HOST:PORT"),
         (["--agent", "http://127.0.0.1:4290/v1", "--agent-token-file", "t"], "use http://HOST:PORT"),
-        (["--agent", "http://127.0.0.1:4290", "--agent-token-file", "t"] * 2, "one --agent for now"),
+        (["--agent", "http://127.0.0.1:4290", "--agent-token-file", "t"] * 2, "give each --agent once"),
     ):
         code, stderr = in_process(*base, *extra)
         assert code == 2 and complaint in stderr, stderr

@@ -85,9 +85,12 @@ class FakeAgent:
         *,
         capacity_bytes: int = 1024**4,
         missing_images: frozenset[str] = frozenset(),
+        cpus: int = 0,
+        memory_mb: int = 0,
     ) -> None:
         self.name, self.region = name, region
         self.capacity_bytes = capacity_bytes
+        self.cpus, self.memory_mb = cpus, memory_mb  # what info() reports for placement (0: not reported)
         self.missing_images = missing_images
         self.reachable = True
         self.calls: dict[str, int] = {}  # method → times it acted (a replayed key does not count)
@@ -122,7 +125,9 @@ class FakeAgent:
 
     async def info(self) -> HostInfo:
         self._reach()
-        return HostInfo(self.name, self.region)
+        return HostInfo(
+            self.name, self.region, cpus=self.cpus, memory_mb=self.memory_mb, disk_bytes=self.capacity_bytes
+        )
 
     async def resolve_image(self, image: str, grant: PullGrant | None, *, deadline: Deadline) -> dict[str, Any]:
         self._begin(deadline)

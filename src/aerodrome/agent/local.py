@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from aerodrome.agent.capacity import host_info
 from aerodrome.agent.journal import Journal, exit_from_json, exit_to_json
 from aerodrome.agent.specs import pinned, sandbox_spec
 from aerodrome.core import (
@@ -90,7 +91,7 @@ class LocalAgent:
         return agent
 
     async def info(self) -> HostInfo:
-        return HostInfo(name=self._name, region=self._region)
+        return host_info(self._name, self._region, self.runtime.layout.root)  # the data directory's filesystem
 
     # exits, as events
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aerodrome.api.responses import encode
@@ -70,6 +70,7 @@ def machine(
     *,
     nonce: str | None = None,
     checks: Sequence[CheckResult] = (),
+    host_status: str = "ok",
 ) -> JSON:
     body: JSON = {
         "id": record.id,
@@ -85,7 +86,7 @@ def machine(
         "updated_at": record.updated_at,
         "events": [event(e) for e in events or []],
         "checks": [check.to_json() for check in checks],
-        "host_status": "ok",
+        "host_status": host_status,  # "unreachable" while the machine's host agent does not answer
         "cordoned": record.cordoned,
     }
     if nonce:
@@ -109,21 +110,24 @@ class RenderedMachines:
     """
 
     def __init__(self) -> None:
-        self._encoded: dict[str, tuple[Machine, tuple[CheckResult, ...], bytes]] = {}
+        self._encoded: dict[str, tuple[Machine, tuple[CheckResult, ...], str, bytes]] = {}
 
-    def encoded(self, record: Machine, checks: tuple[CheckResult, ...] = ()) -> bytes:
+    def encoded(self, record: Machine, checks: tuple[CheckResult, ...] = (), host_status: str = "ok") -> bytes:
         """`checks` is the board's tuple, replaced whole on a change: its identity is a key too."""
         entry = self._encoded.get(record.id)
-        if entry is not None and entry[0] is record and entry[1] is checks:
-            return entry[2]
+        if entry is not None and entry[0] is record and entry[1] is checks and entry[2] == host_status:
+            return entry[3]
         if len(self._encoded) >= MAX_RENDERED:
             self._encoded.clear()
-        data = encode(machine(record, checks=checks))
-        self._encoded[record.id] = (record, checks, data)
+        data = encode(machine(record, checks=checks, host_status=host_status))
+        self._encoded[record.id] = (record, checks, host_status, data)
         return data
 
-    def listing(self, records: list[Machine], board: CheckBoard) -> bytes:
-        return b"[" + b",".join([self.encoded(r, board.results(r.id)) for r in records]) + b"]"
+    def listing(
+        self, records: list[Machine], board: CheckBoard, host_status: Callable[[str], str] = lambda _host: "ok"
+    ) -> bytes:
+        """`host_status` gives Fly's host_status of a host by its name."""
+        return b"[" + b",".join([self.encoded(r, board.results(r.id), host_status(r.host)) for r in records]) + b"]"
 
 
 def machine_summary(record: Machine) -> JSON:
@@ -171,7 +175,7 @@ def version(record: MachineVersion) -> JSON:
     return {"version": record.version, "user_config": record.config, "created_at": record.created_at}
 
 
-def volume(record: Volume, usage: dict[str, int] | None = None) -> JSON:
+def volume(record: Volume, usage: dict[str, int] | None = None, *, host_status: str = "ok") -> JSON:
     return {
         "id": record.id,
         "name": record.name,
@@ -185,7 +189,7 @@ def volume(record: Volume, usage: dict[str, int] | None = None) -> JSON:
         "attached_machine_id": record.attached_machine_id,
         "attached_alloc_id": record.attached_machine_id,
         "created_at": record.created_at,
-        "host_status": "ok",
+        "host_status": host_status,
         "snapshot_retention": record.snapshot_retention,
         "auto_backup_enabled": record.auto_backup_enabled,
         "host_dedication_id": "",

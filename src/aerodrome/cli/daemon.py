@@ -119,6 +119,7 @@ class Daemon:
         argv += ["--api", f"127.0.0.1:{self.api_port}", "--registry", self.registry, "--no-rate-limits"]
         argv += ["--volume-unit-mb", str(self.volume_unit_mb), "--machine-ipv4-pool", self.machine_pool, "--no-egress"]
         argv += ["--edge-http", f"127.0.0.1:{self.edge_http_port}", "--edge-https", f"127.0.0.1:{free_port()}"]
+        argv += ["--no-dns"]  # the host's one resolver at fdaa::3 belongs to the operator's own serve, if any
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
         self._wait_ready()

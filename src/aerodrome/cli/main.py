@@ -218,11 +218,13 @@ def serve(
     ] = 64,
     agent_url: Annotated[
         list[str] | None,
-        typer.Option("--agent", help="URL of the host agent (`aerodrome agent`) to drive, not the in-process one."),
+        typer.Option(
+            "--agent", help="URL of a host agent (`aerodrome agent`) to drive, not the in-process one; repeatable."
+        ),
     ] = None,
     agent_token_file: Annotated[
         list[Path] | None,
-        typer.Option("--agent-token-file", help="That agent's DIR/agent.token."),
+        typer.Option("--agent-token-file", help="That agent's DIR/agent.token (one per --agent, in order)."),
     ] = None,
 ) -> None:
     """Run the API, the machines runtime and the embedded registry in the foreground."""
@@ -235,9 +237,6 @@ def serve(
     api_limits = parse_api_limits(api_limit or [])
     edge_limits = parse_edge_limits(edge_limit or [])
     agents = parse_agents(agent_url or [], agent_token_file or [])
-    if len(agents) > 1:
-        typer.echo("aerodrome: serve drives one --agent for now (several hosts come with placement)", err=True)
-        raise typer.Exit(2)
     problem = missing_requirements()
     if problem:
         typer.echo(f"aerodrome: {problem}", err=True)
@@ -309,7 +308,11 @@ def parse_agents(urls: list[str], token_files: list[Path]) -> tuple[tuple[str, P
 
     if len(urls) != len(token_files):
         raise typer.BadParameter("give one --agent-token-file for each --agent", param_hint="--agent-token-file")
-    return tuple((parse_agent_url(url), path) for url, path in zip(urls, token_files, strict=True))
+    agents = tuple((parse_agent_url(url), path) for url, path in zip(urls, token_files, strict=True))
+    seen = [url for url, _ in agents]
+    if len(set(seen)) != len(seen):
+        raise typer.BadParameter("give each --agent once: one URL is one host", param_hint="--agent")
+    return agents
 
 
 def parse_mirrors(values: list[str]) -> dict[str, str]:

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from aerodrome.api.metrics import cumulative
+from aerodrome.control import Hosts
 from aerodrome.core import AerodromeError, App, HostAgent, Machine, MachineState, MachineUsage, Volume
 from aerodrome.proxy import Edge
 from aerodrome.proxy.traffic import LATENCY_BUCKETS, AppTraffic
@@ -34,16 +35,18 @@ def _sample(family: Metric, labels: dict[str, str], value: float) -> None:
 class OrgMetrics:
     """The `MetricSource` of `aerodrome serve`: called with the caller's organisation, it reads only that one."""
 
-    def __init__(self, store: SqlStore, edge: Edge, agent: HostAgent) -> None:
+    def __init__(self, store: SqlStore, edge: Edge, hosts: Hosts) -> None:
         self.store = store
         self.edge = edge
-        self.agent = agent
+        self.hosts = hosts
+        self.agent: HostAgent = hosts  # each machine's and volume's own host
 
     async def __call__(self, org_slug: str) -> Iterable[Metric]:
         apps = [app for app in await self.store.list_apps(org_slug) if not app.destroying]
         machines = [m for app in apps for m in await self.store.list_machines(app.name)]
         volumes = [v for app in apps for v in await self.store.list_volumes(app.name)]
-        running = [m for m in machines if m.state is MachineState.STARTED]
+        # a machine of a host out of reach has no usage to read now
+        running = [m for m in machines if m.state is MachineState.STARTED and self.hosts.reachable(m.host)]
         usages = zip(running, await asyncio.gather(*(self.agent.machine_usage(m.id) for m in running)), strict=True)
         return [
             *self._edge(apps),

@@ -133,17 +133,18 @@ async def serve(options: ServeOptions) -> None:
         ),
     )
     try:
-        agent = await open_host_agent(options, layout, images)
+        agents = await open_host_agents(options, layout, images)
     except BaseException:
         await store.close()
         raise
+    agent = agents[0]
     await registry.start()
     watcher = asyncio.create_task(registry.supervise(), name="registry supervisor")
     # the machines' resolver, /.fly/api and busy-detection read this host's runtime: only with the in-process agent
     local_runtime = agent.runtime if isinstance(agent, LocalAgent) else None
     plane = ControlPlane(
         store,
-        agent,
+        agents,
         load_secrets_key(layout.secrets_key),
         Settings(
             default_region=options.default_region,
@@ -180,7 +181,7 @@ async def serve(options: ServeOptions) -> None:
     )
     plane.ips.subscribe(allocated=dedicated.bind, released=dedicated.release)
     plane.feed.subscribe(edge.fleet.machine_changed)
-    metric_sources: list[MetricSource] = [OrgMetrics(store, edge, agent)]
+    metric_sources: list[MetricSource] = [OrgMetrics(store, edge, plane.hosts)]
     dashboard = (
         Dashboard(plane, load_secrets_key(layout.root / "dashboard.key"), metric_sources) if options.dashboard else None
     )
@@ -240,7 +241,8 @@ async def serve(options: ServeOptions) -> None:
             await checker.close()
         await edge.close()
         await plane.close()
-        await agent.close()
+        for each in agents:
+            await each.close()
         watcher.cancel()
         await registry.stop()
         await store.close()
@@ -272,24 +274,29 @@ def keep_running_after_signals() -> None:
         signal.signal(sig, lambda *_: None)
 
 
-async def open_host_agent(options: ServeOptions, layout: Layout, images: ImageStore) -> HostAgent:
-    """The agent of `--agent` (one), reached over the network; else the in-process one over this host's runtime,
-    which re-adopts the machines a previous run left and records the exits they made meanwhile."""
+async def open_host_agents(options: ServeOptions, layout: Layout, images: ImageStore) -> list[HostAgent]:
+    """The agents of `--agent`, reached over the network (the control plane asks each its host's name); else the
+    in-process one over this host's runtime, which re-adopts the machines a previous run left and records the
+    exits they made meanwhile."""
     if options.agents:
-        url, token_file = options.agents[0]
-        try:
-            token = token_file.read_text().strip()
-        except OSError as exc:
-            raise HostCheckError(f"cannot read the agent's token {token_file}: {exc.strerror}") from None
-        return RemoteAgent(url, token)
+        return [RemoteAgent(url, read_agent_token(token_file)) for url, token_file in options.agents]
     runtime = await open_runtime(options, layout, images)
     try:
-        return await LocalAgent.open(
-            runtime, LoopVolumeBackend(layout.volumes), layout.runtime, region=options.default_region
-        )
+        return [
+            await LocalAgent.open(
+                runtime, LoopVolumeBackend(layout.volumes), layout.runtime, region=options.default_region
+            )
+        ]
     except BaseException:
         await runtime.close()
         raise
+
+
+def read_agent_token(token_file: Path) -> str:
+    try:
+        return token_file.read_text().strip()
+    except OSError as exc:
+        raise HostCheckError(f"cannot read the agent's token {token_file}: {exc.strerror}") from None
 
 
 async def open_runtime(options: ServeOptions, layout: Layout, images: ImageStore) -> RuncRuntime:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aerodrome.control.auth import MAX_AUTHORIZATION_BYTES, MAX_TOKENS, candidate_tokens, hash_token
 from aerodrome.control.certificates import CertificateInfo, Certificates, CheckReport, describe
+from aerodrome.control.hosts import HostEntry, Hosts
 from aerodrome.control.ips import IPs
 from aerodrome.control.logs import LogSettings, MachineLogs
 from aerodrome.control.machines import Machines
@@ -24,6 +25,8 @@ __all__ = [
     "Certificates",
     "CheckReport",
     "ControlPlane",
+    "HostEntry",
+    "Hosts",
     "IPs",
     "LogSettings",
     "MachineLogs",

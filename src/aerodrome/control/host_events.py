@@ -13,7 +13,7 @@ import logging
 from collections import defaultdict
 
 from aerodrome.control.machines import Machines
-from aerodrome.core import HostAgent, HostEvent, HostEventKind, Store
+from aerodrome.core import HostAgent, HostEvent, HostEventKind, HostUnreachableError, Store
 
 log = logging.getLogger("aerodrome.host_events")
 WAIT = 5.0  # seconds a read of the stream waits for a new event before asking again
@@ -37,6 +37,8 @@ class HostEvents:
             pass
 
     def start(self) -> None:
+        if self._task is not None and not self._task.done():
+            return  # following already (a host re-adopted keeps its reader)
         self._task = asyncio.get_running_loop().create_task(self._follow(), name="host events")
 
     async def _follow(self) -> None:
@@ -45,6 +47,8 @@ class HostEvents:
                 await self._pass(wait=WAIT)
             except asyncio.CancelledError:
                 raise
+            except HostUnreachableError:
+                await asyncio.sleep(RETRY)  # the host is down: HostWatch says so, and re-adopts it when it is back
             except Exception:
                 log.exception("could not read the host's events; retrying in %gs", RETRY)
                 await asyncio.sleep(RETRY)

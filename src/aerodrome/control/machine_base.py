@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from aerodrome.control.events import ChangeFeed
+from aerodrome.control.hosts import Hosts
 from aerodrome.core import (
     App,
     Clock,
@@ -30,9 +31,10 @@ T = TypeVar("T")
 
 
 class MachineBase:
-    def __init__(self, store: Store, agent: HostAgent, clock: Clock, feed: ChangeFeed) -> None:
+    def __init__(self, store: Store, hosts: Hosts, clock: Clock, feed: ChangeFeed) -> None:
         self.store = store
-        self.agent = agent
+        self.hosts = hosts
+        self.agent: HostAgent = hosts  # each call goes to the machine's own host
         self.clock = clock
         self.feed = feed
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)

@@ -9,9 +9,11 @@ from typing import Any
 
 from aerodrome.control.events import ChangeFeed
 from aerodrome.control.guest_env import dns_files, fly_env
+from aerodrome.control.hosts import Hosts
 from aerodrome.control.leases import Leases, Metadata
 from aerodrome.control.lifecycle import Lifecycle
 from aerodrome.control.machine_base import host_deadline, new_key
+from aerodrome.control.placing import Placer
 from aerodrome.control.registry import RegistryAccess
 from aerodrome.control.secrets import Secrets
 from aerodrome.control.volumes import Volumes
@@ -24,7 +26,6 @@ from aerodrome.core import (
     App,
     Clock,
     FailedPreconditionError,
-    HostAgent,
     InvalidArgumentError,
     Lease,
     Machine,
@@ -55,18 +56,20 @@ class Machines(Lifecycle, Leases, Metadata):
     def __init__(
         self,
         store: Store,
-        agent: HostAgent,
+        hosts: Hosts,
         clock: Clock,
         feed: ChangeFeed,
         volumes: Volumes,
+        placer: Placer,
         secrets: Secrets,
         registry: RegistryAccess,
         *,
         default_region: str,
         regions: frozenset[str] | None,
     ) -> None:
-        super().__init__(store, agent, clock, feed)
+        super().__init__(store, hosts, clock, feed)
         self.volumes = volumes
+        self.placer = placer
         self.secrets = secrets
         self.registry = registry
         self.default_region = default_region
@@ -93,8 +96,10 @@ class Machines(Lifecycle, Leases, Metadata):
         skip_launch = parse_bool(body.get("skip_launch"), "skip_launch", False)
         cordoned = parse_bool(body.get("skip_service_registration"), "skip_service_registration", False)
         grant = await self.registry.pull_grant(app.org_slug)
-        image_ref = await self._resolve_image(spec.image, grant)
         mid, version, now = machine_id(), ulid(), rfc3339(self.clock.now())
+        host = await self._place(app, spec, region, mid)
+        image_ref = await self._resolve_image(host, spec.image, grant)
+        self.hosts.assign_machine(mid, host)
         try:
             mounts = await self._attach_volumes(app, spec, region, mid)
             fault_point("machine.create.volumes_attached")
@@ -104,6 +109,7 @@ class Machines(Lifecycle, Leases, Metadata):
             fault_point("machine.create.runtime_created")
         except BaseException:
             await self.volumes.release_all(app.name, mid)  # a machine that was never made holds no volume
+            self.hosts.forget_machine(mid)
             raise
         machine = Machine(
             id=mid,
@@ -118,6 +124,7 @@ class Machines(Lifecycle, Leases, Metadata):
             image_ref=image_ref,
             created_at=now,
             updated_at=now,
+            host=host,
             cordoned=cordoned,
         )
         await self.store.add_machine(machine, self.new_event(machine, "launch", "created", "user"))
@@ -128,6 +135,13 @@ class Machines(Lifecycle, Leases, Metadata):
             # As on Fly, create answers with the machine `created` and it starts right after; clients `wait`.
             self.spawn(self._launch(app, mid, machine.lease.nonce if machine.lease else None))
         return machine
+
+    async def _place(self, app: App, spec: MachineSpec, region: str, mid: str) -> str:
+        """The host the new machine goes to: where its volume is, if it mounts one; else placement's choice."""
+        pinned = None
+        if spec.mounts:
+            pinned = (await self.volumes.find_for_mount(app, spec.mounts[0], region, mid)).host
+        return await self.placer.machine_host(app.name, spec, region, pinned)
 
     async def _launch(self, app: App, mid: str, nonce_: str | None) -> None:
         try:
@@ -163,7 +177,7 @@ class Machines(Lifecycle, Leases, Metadata):
             if mounted and mounted != [m.volume for m in spec.mounts]:
                 raise InvalidArgumentError("a machine's mounted volume cannot be changed by an update")
             grant = await self.registry.pull_grant(app.org_slug)
-            image_ref = await self._resolve_image(spec.image, grant)
+            image_ref = await self._resolve_image(machine.host, spec.image, grant)
             previous = machine.state
             machine = await self.transition(machine, MachineState.REPLACING)
             fault_point("machine.update.replacing")
@@ -215,6 +229,7 @@ class Machines(Lifecycle, Leases, Metadata):
             fault_point("machine.destroy.volumes_released")
             await self.transition(machine, MachineState.DESTROYED, event=("destroy", "user"), deleted=True, lease=None)
             fault_point("machine.destroy.recorded")
+            self.hosts.forget_machine(machine.id)
 
     async def list(
         self, app: App, *, include_deleted: bool, region: str | None, states: Sequence[MachineState]
@@ -254,9 +269,9 @@ class Machines(Lifecycle, Leases, Metadata):
             mounts.append(VolumeAttachment(volume.id, mount.path))
         return tuple(mounts)
 
-    async def _resolve_image(self, image: str, grant: PullGrant | None) -> dict[str, Any]:
-        """Fly's image_ref of the image, as the host pulled it (without the agent's size, which is not Fly's)."""
-        ref = await self.agent.resolve_image(image, grant, deadline=host_deadline())
+    async def _resolve_image(self, host: str, image: str, grant: PullGrant | None) -> dict[str, Any]:
+        """Fly's image_ref of the image, as the machine's host pulled it (without the agent's size, not Fly's)."""
+        ref = await self.hosts.resolve_image_on(host, image, grant, deadline=host_deadline())
         ref.pop(IMAGE_SIZE_KEY, None)
         return ref
 

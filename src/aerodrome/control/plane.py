@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,12 +13,13 @@ from aerodrome.control.auth import Tokens
 from aerodrome.control.autoextend import AutoExtend
 from aerodrome.control.certificates import Certificates
 from aerodrome.control.events import ChangeFeed
-from aerodrome.control.host_events import HostEvents
+from aerodrome.control.host_watch import HEALTH_INTERVAL, HostWatch
+from aerodrome.control.hosts import Hosts
 from aerodrome.control.ips import IPs
 from aerodrome.control.logs import LogSettings, MachineLogs
 from aerodrome.control.machine_base import host_deadline
 from aerodrome.control.machines import Machines
-from aerodrome.control.recovery import recover
+from aerodrome.control.placing import Placer
 from aerodrome.control.registry import RegistryAccess
 from aerodrome.control.releases import Releases
 from aerodrome.control.retention import Retention, RetentionSettings
@@ -55,13 +57,14 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     # what is kept of machines' output, and the logs API's bounds
     logs: LogSettings = field(default_factory=LogSettings)
+    host_check_interval: float = HEALTH_INTERVAL  # seconds between health calls to each host; 0: none
 
 
 class ControlPlane:
     def __init__(
         self,
         store: Store,
-        agent: HostAgent,
+        agents: HostAgent | Sequence[HostAgent],
         secrets_key: bytes,
         settings: Settings | None = None,
         clock: Clock | None = None,
@@ -69,9 +72,11 @@ class ControlPlane:
     ) -> None:
         self.settings = settings or Settings()
         self.store = store
-        self.agent = agent  # this host's; its owner opens and closes it
-        self.clock = clock or SystemClock()
+        # the hosts' agents, by host name; their owner opens and closes them
         self.feed = ChangeFeed()
+        self.hosts = Hosts(store, list(agents) if isinstance(agents, Sequence) else [agents], self.feed)
+        self.agent: HostAgent = self.hosts  # routes each call to its machine's or volume's host
+        self.clock = clock or SystemClock()
         self.checks = CheckBoard()  # machines' health checks, as the host's checker last saw them
         self.tokens = Tokens(store, self.clock)
         self.registry = RegistryAccess(store, self.tokens, self.clock, registry_signer)
@@ -87,13 +92,14 @@ class ControlPlane:
         self.releases = Releases(store, self.clock)
         self.secretkeys = SecretKeys(store, self.clock, secrets_key)
         self.certificates = Certificates(store, self.clock, secrets_key, app_domain=self.settings.app_domain)
-        self.volumes = Volumes(store, agent, self.clock, unit_bytes=self.settings.volume_unit_bytes)
+        self.volumes = Volumes(store, self.hosts, self.clock, unit_bytes=self.settings.volume_unit_bytes)
         self.machines = Machines(
             store,
-            agent,
+            self.hosts,
             self.clock,
             self.feed,
             self.volumes,
+            Placer(store, self.hosts, unit_bytes=self.settings.volume_unit_bytes),
             self.secrets,
             self.registry,
             default_region=self.settings.default_region,
@@ -101,9 +107,9 @@ class ControlPlane:
         )
         self.autoextend = AutoExtend(store, self.machines, self.volumes, interval=self.settings.volume_check_interval)
         self.retention = Retention(store, self.clock, self.settings.retention, log_max_age=self.settings.logs.max_age)
-        self.logs = MachineLogs(store, agent, self.clock, self.settings.logs)
+        self.logs = MachineLogs(store, self.hosts, self.clock, self.settings.logs)
         self.feed.subscribe(self.logs.machine_changed)
-        self.host_events = HostEvents(store, agent, self.machines)
+        self.host_watch = HostWatch(store, self.hosts, self.machines, interval=self.settings.host_check_interval)
         self.limiter = RateLimiter(self.clock, enabled=self.settings.rate_limits)
         self._take_downs: dict[str, asyncio.Task[None]] = {}  # apps being deleted, by name
 
@@ -111,9 +117,9 @@ class ControlPlane:
         """Adopt what a previous run left: record the exits the host saw meanwhile, reconcile every machine with
         the host, then follow the host's events."""
         await self.store.ensure_org("personal", "Personal")
-        await self.host_events.drain()
-        await recover(self.machines, self.store)
-        self.host_events.start()
+        await self.hosts.open()
+        await self.host_watch.adopt_all()
+        self.host_watch.start()
         await self.volumes.remove_orphans()
         await self.certificates.load()
         self.autoextend.start()
@@ -186,7 +192,8 @@ class ControlPlane:
         for task in list(self._take_downs.values()):
             task.cancel()
         await asyncio.gather(*self._take_downs.values(), return_exceptions=True)
-        await self.host_events.close()
+        await self.host_watch.close()
+        await self.hosts.close()
         await self.autoextend.close()
         await self.retention.close()
         await self.logs.close()

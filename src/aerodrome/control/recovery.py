@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from aerodrome.control.hosts import HostEntry
 from aerodrome.control.machine_base import host_deadline, new_key
 from aerodrome.control.machines import Machines
 from aerodrome.core import HostMachine, HostState, Machine, MachineState, Store
@@ -25,14 +26,21 @@ log = logging.getLogger("aerodrome.recovery")
 _RUNNING = (HostState.RUNNING, HostState.PAUSED)
 
 
-async def recover(machines: Machines, store: Store) -> None:
-    held = {m.machine_id: m for m in await machines.agent.machines()}
+async def recover(machines: Machines, store: Store, only: HostEntry | None = None) -> None:
+    """Reconcile the machines of every host that answers, or of `only` (a host that answers again). Those of a
+    host out of reach are left as they are: they are re-adopted when it answers."""
+    hosts = machines.hosts
+    held = {m.machine_id: m for m in await (hosts.machines_on(only) if only else hosts.machines())}
     live = await store.live_machines()
     known = {m.id for m in live}
     for machine_id in set(held) - known:
         log.warning("destroying sandbox %s, which no machine owns", machine_id)
         await machines.agent.destroy(machine_id, key=new_key(), deadline=host_deadline())
     await _release_orphaned_volumes(machines, store, known)
+    if only is not None:
+        live = [m for m in live if hosts.entry(m.host) is only]
+    else:
+        live = [m for m in live if hosts.reachable(m.host)]
     for machine in live:
         lock = machines.lock_for(machine.id)
         await lock.acquire()  # uncontended: nothing else runs before start() returns

@@ -7,6 +7,8 @@ import dataclasses
 import logging
 from typing import Any
 
+from aerodrome.control.hosts import Hosts
+from aerodrome.control.placing import Placer
 from aerodrome.core import (
     App,
     Clock,
@@ -37,9 +39,11 @@ log = logging.getLogger("aerodrome.volumes")
 
 
 class Volumes:
-    def __init__(self, store: Store, agent: HostAgent, clock: Clock, *, unit_bytes: int = GIB) -> None:
+    def __init__(self, store: Store, hosts: Hosts, clock: Clock, *, unit_bytes: int = GIB) -> None:
         self._store = store
-        self._agent = agent
+        self._hosts = hosts
+        self._agent: HostAgent = hosts  # each call goes to the volume's own host
+        self._placer = Placer(store, hosts, unit_bytes=unit_bytes)
         self._clock = clock
         self.unit_bytes = unit_bytes  # one "GB" of size_gb; tests scale it down
         # Volumes whose file grew while mounted and the kernel refused to grow the filesystem online: their host
@@ -56,7 +60,7 @@ class Volumes:
         retention = _retention(body.get("snapshot_retention"), 5)
         encrypted = parse_bool(body.get("encrypted"), "encrypted", False)
         auto_backup = parse_bool(body.get("auto_backup_enabled"), "auto_backup_enabled", True)
-        source_snapshot, source_volume, source_gb = await self._sources(app, body)
+        source_snapshot, source_volume, source_gb, origin = await self._sources(app, body)
         size_gb = body.get("size_gb")
         if size_gb is None:
             size_gb = source_gb or 1  # a copy defaults to its source's size
@@ -64,6 +68,7 @@ class Volumes:
             raise InvalidArgumentError(f"invalid size_gb: must be an integer between 1 and {MAX_SIZE_GB}")
         if size_gb < source_gb:
             raise InvalidArgumentError(f"invalid size_gb: must be at least the source's size ({source_gb})")
+        host = await self._placer.volume_host(app.name, region, size_gb, origin)
         volume = Volume(
             id=volume_id(),
             app_name=app.name,
@@ -76,7 +81,9 @@ class Volumes:
             encrypted=encrypted,
             snapshot_retention=retention,
             auto_backup_enabled=auto_backup,
+            host=host,
         )
+        self._hosts.assign_volume(volume.id, host)
         await self._agent.create_volume(
             volume.id,
             size_gb * self.unit_bytes,
@@ -91,8 +98,9 @@ class Volumes:
         fault_point("volume.create.recorded")
         return volume
 
-    async def _sources(self, app: App, body: dict[str, Any]) -> tuple[str | None, str | None, int]:
-        """The snapshot or volume a new volume copies, and the size (in units) it needs at least."""
+    async def _sources(self, app: App, body: dict[str, Any]) -> tuple[str | None, str | None, int, Volume | None]:
+        """The snapshot or volume a new volume copies, the size (in units) it needs at least, and the volume
+        whose host holds the source's file."""
         snapshot_ref, volume_ref = body.get("snapshot_id"), body.get("source_volume_id")
         if snapshot_ref and volume_ref:
             raise InvalidArgumentError("give either snapshot_id or source_volume_id, not both")
@@ -101,11 +109,11 @@ class Volumes:
             origin = await self._store.get_volume(snapshot.volume_id) if snapshot else None
             if snapshot is None or origin is None or origin.app_name != app.name:
                 raise NotFoundError(f"snapshot {snapshot_ref!r} not found")
-            return snapshot.id, None, -(-snapshot.volume_size // self.unit_bytes)
+            return snapshot.id, None, -(-snapshot.volume_size // self.unit_bytes), origin
         if volume_ref:
             source = await self.get(app, str(volume_ref))
-            return None, source.id, source.size_gb
-        return None, None, 0
+            return None, source.id, source.size_gb, source
+        return None, None, 0, None
 
     async def get(self, app: App, vol_id: str) -> Volume:
         volume = await self._store.get_volume(vol_id)
@@ -215,6 +223,10 @@ class Volumes:
         volume = dataclasses.replace(volume, attached_machine_id=machine_id)
         await self._store.save_volume(volume)
         return volume
+
+    async def find_for_mount(self, app: App, mount: MountSpec, region: str, machine_id: str) -> Volume:
+        """The volume `reserve` would attach, found without attaching it: where the machine must go."""
+        return await self._resolve(app, mount.volume, region, machine_id)
 
     async def _resolve(self, app: App, ref: str, region: str, machine_id: str) -> Volume:
         if ref.startswith("vol_"):

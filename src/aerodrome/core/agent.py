@@ -143,9 +143,14 @@ class MachineUsage:
 
 @dataclass(frozen=True, slots=True)
 class HostInfo:
+    """The host, and what it has for machines and volumes (0: not reported, so placement bounds nothing)."""
+
     name: str
     region: str
     protocol: int = AGENT_PROTOCOL_VERSION
+    cpus: int = 0
+    memory_mb: int = 0
+    disk_bytes: int = 0  # the filesystem volumes are made on
 
 
 class HostAgent(Protocol):

@@ -83,8 +83,8 @@ class ControlDirectory:
         backends = []
         statics: tuple[StaticRoot, ...] = ()
         for machine in machines:
-            if machine.state in _GONE or machine.cordoned:
-                continue
+            if machine.state in _GONE or machine.cordoned or not self._machines.hosts.reachable(machine.host):
+                continue  # a machine whose host is out of reach is routed around
             services, gated, machine_statics = self._spec_of(machine)
             digest = str(machine.image_ref.get("digest") or "")
             if machine_statics and not statics and digest:

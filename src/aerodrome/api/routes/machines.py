@@ -9,7 +9,7 @@ from starlette.routing import Route
 from aerodrome.api import render
 from aerodrome.api.context import Call
 from aerodrome.api.responses import EncodedJSONResponse, JSONResponse
-from aerodrome.core import InvalidArgumentError, MachineState
+from aerodrome.core import InvalidArgumentError, Machine, MachineState
 
 _RENDERED = render.RenderedMachines()  # listings of thousands of machines reuse each one's JSON
 _LISTABLE = {"created", "started", "stopped", "suspended", "failed", "destroyed"}
@@ -23,6 +23,10 @@ def _states(call: Call) -> list[MachineState]:
     return [MachineState(s) for s in states]
 
 
+def _host_status(call: Call, machine: Machine) -> str:
+    return call.plane.hosts.host_status(machine.host)
+
+
 async def create_machine(request: Request) -> Response:
     call = await Call.of(request)
     app = await call.app()
@@ -31,7 +35,8 @@ async def create_machine(request: Request) -> Response:
     machine = await call.plane.machines.create(app, org.internal_numeric_id, await call.body())
     await call.plane.releases.machine_changed(app, machine.config)
     events = await call.plane.store.list_events(machine.id, limit=10)
-    return JSONResponse(render.machine(machine, events, nonce=machine.lease.nonce if machine.lease else None))
+    nonce = machine.lease.nonce if machine.lease else None
+    return JSONResponse(render.machine(machine, events, nonce=nonce, host_status=_host_status(call, machine)))
 
 
 async def list_machines(request: Request) -> Response:
@@ -48,10 +53,12 @@ async def list_machines(request: Request) -> Response:
         machines = [m for m in machines if all((m.config.get("metadata") or {}).get(k) == v for k, v in wanted.items())]
     if call.query_bool("summary"):
         return JSONResponse([render.machine_summary(m) for m in machines])
-    board = call.plane.checks
+    board, hosts = call.plane.checks, call.plane.hosts
     if call.query_bool("include_leases"):
-        return JSONResponse([render.with_lease(render.machine(m, checks=board.results(m.id)), m) for m in machines])
-    return EncodedJSONResponse(_RENDERED.listing(machines, board))
+        status = hosts.host_status
+        rendered = [render.machine(m, checks=board.results(m.id), host_status=status(m.host)) for m in machines]
+        return JSONResponse([render.with_lease(body, m) for body, m in zip(rendered, machines, strict=True)])
+    return EncodedJSONResponse(_RENDERED.listing(machines, board, hosts.host_status))
 
 
 async def get_machine(request: Request) -> Response:
@@ -60,7 +67,9 @@ async def get_machine(request: Request) -> Response:
     call.limit("get", call.machine_id)
     machine = await call.plane.machines.find(app, call.machine_id, include_deleted=True)
     events = await call.plane.store.list_events(machine.id, limit=10)
-    body = render.machine(machine, events, checks=call.plane.checks.results(machine.id))
+    body = render.machine(
+        machine, events, checks=call.plane.checks.results(machine.id), host_status=_host_status(call, machine)
+    )
     return JSONResponse(render.with_lease(body, machine) if call.query_bool("include_leases") else body)
 
 
@@ -73,7 +82,8 @@ async def update_machine(request: Request) -> Response:
         app, org.internal_numeric_id, call.machine_id, await call.body(), call.nonce
     )
     await call.plane.releases.machine_changed(app, machine.config)
-    return JSONResponse(render.machine(machine, await call.plane.store.list_events(machine.id, limit=10)))
+    events = await call.plane.store.list_events(machine.id, limit=10)
+    return JSONResponse(render.machine(machine, events, host_status=_host_status(call, machine)))
 
 
 async def delete_machine(request: Request) -> Response:

@@ -13,8 +13,10 @@ from aerodrome.core import Volume
 
 
 async def _render(call: Call, volume: Volume) -> dict[str, object]:
-    usage = await call.plane.volumes.usage(volume) if volume.state != "destroyed" else None
-    return render.volume(volume, usage)
+    status = call.plane.hosts.host_status(volume.host)
+    # a volume of a host out of reach is shown without its usage, not refused
+    usage = await call.plane.volumes.usage(volume) if volume.state != "destroyed" and status == "ok" else None
+    return render.volume(volume, usage, host_status=status)
 
 
 async def create_volume(request: Request) -> Response:
