@@ -361,7 +361,7 @@ def _link_script(a: Allocation, services: tuple[str, ...] = ()) -> str:
             *heredoc("ip -batch -", veth_lines(a.host_iface, a.netns, a.gateway4, a.gateway6, services)),
             *forwarding_lines(a.host_iface),
             # nsenter, not `ip netns exec`: the latter remounts /sys and costs more.
-            *heredoc(f"nsenter --net={a.netns_path} ip -batch -", [*inside_link_lines(a), *inside_address_lines(a)]),
+            *heredoc(f"nsenter --net={a.netns_path} ip -batch -", [*inside_address_lines(a), *inside_link_lines(a)]),
             *heredoc("ip -batch -", host_up_lines(a.host_iface, a)),
         ]
     )
