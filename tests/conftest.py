@@ -23,7 +23,7 @@ from tests.support.registry import free_loopback_port
 _FLYCTL_CACHE = Path.home() / ".cache" / "aerodrome" / "flyctl"
 collect_ignore = [] if any(_FLYCTL_CACHE.glob("flyctl-*")) else ["api/test_flyctl.py"]
 
-pytest_plugins = ["pytester", "tests.support.fixtures", "tests.support.skips"]
+pytest_plugins = ["pytester", "tests.support.postgres", "tests.support.fixtures", "tests.support.skips"]
 
 
 @pytest.fixture(scope="session")

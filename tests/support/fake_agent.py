@@ -213,9 +213,18 @@ class FakeAgent:
         return [HostMachine(i, m.state, m.spec.version) for i, m in sorted(self._machines.items())]
 
     async def exec(
-        self, machine_id: str, command: list[str], stdin: bytes | None, timeout: float, *, deadline: Deadline
+        self,
+        machine_id: str,
+        command: list[str],
+        stdin: bytes | None,
+        timeout: float,
+        *,
+        deadline: Deadline,
+        container: str = "",
     ) -> ExecResult:
         self._begin(deadline)
+        if container:
+            raise NotFoundError(f"container {container!r} not found in machine {machine_id}")
         self._running(self._held(machine_id))
         if not command:
             raise InvalidArgumentError("exec needs a command")

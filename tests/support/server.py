@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -23,6 +24,7 @@ from aerodrome.core import SHARED_NAMESPACES, namespace_of
 from aerodrome.runtime import load_operator_credentials
 from aerodrome.runtime.runc.leftovers import host_leftovers
 from tests.support.images import build_busybox_image
+from tests.support.postgres import query, serve_database
 from tests.support.registry import free_loopback_port
 
 START_TIMEOUT = 30.0
@@ -38,6 +40,8 @@ class Server:
     # a pool of its own, so that servers running side by side (parallel test runs) never share an address
     machine_pool: str = field(default_factory=unrouted_pool)
     extra_args: tuple[str, ...] = ()
+    # PostgreSQL's URL when the tests run on it (AERODROME_TEST_DATABASE=postgresql), else the data dir's SQLite
+    database: str | None = field(default_factory=serve_database)
     process: subprocess.Popen[bytes] | None = None
     token: str = ""
 
@@ -76,6 +80,7 @@ class Server:
             self.machine_pool,
             "--no-egress",
             "--no-dns",  # one resolver per host answers at fdaa::3: the tests that use it ask for it (--dns)
+            *(("--database", self.database) if self.database else ()),
             *self.extra_args,
         ]
         with open(self.log_path, "ab") as log:
@@ -150,13 +155,16 @@ class Server:
                     time.sleep(0.1)
 
     def org_slugs(self) -> list[str]:
-        return [row[0] for row in self._query("SELECT slug FROM organizations ORDER BY slug")]
+        return [row[0] for row in self.query("SELECT slug FROM organizations ORDER BY slug")]
 
     def machine_ids(self) -> list[str]:
         """Every machine the database has known, destroyed ones included (their traces must be gone too)."""
-        return [row[0] for row in self._query("SELECT id FROM machines")]
+        return [row[0] for row in self.query("SELECT id FROM machines")]
 
-    def _query(self, sql: str) -> list[tuple[str, ...]]:
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows read straight from the server's database (SQLite file or PostgreSQL), behind the API's back."""
+        if self.database is not None:
+            return query(self.database, sql)
         database = self.data_dir / "aerodrome.db"
         if not database.exists():
             return []
@@ -174,13 +182,15 @@ def shared_name(name: str) -> str:
 
 
 @contextlib.contextmanager
-def running_server(*extra_args: str, machine_pool: str | None = None) -> Iterator[Server]:
+def running_server(*extra_args: str, machine_pool: str | None = None, database: str | None = None) -> Iterator[Server]:
     if os.geteuid() != 0:
         import pytest
 
         pytest.skip("aerodrome serve needs root")
     workdir = Path(tempfile.mkdtemp(prefix="aerodrome-serve-"))
     server = Server(workdir / "data", extra_args=extra_args)
+    if database is not None:  # one database shared by several servers (replicas), instead of one of its own
+        server.database = database
     if machine_pool is not None:
         release_pool(server.machine_pool)
         server.machine_pool = machine_pool

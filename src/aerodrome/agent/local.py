@@ -164,7 +164,8 @@ class LocalAgent:
         await self._journal.attach(spec.machine_id, sorted(set(before) | set(wanted)))  # before any mount
         try:
             mounts = tuple([VolumeMount(await self.volumes.mount(m.volume_id), m.guest_path) for m in spec.mounts])
-            info = await self.runtime.create(sandbox_spec(spec, image, mounts))
+            containers = {c.name: await self._pull(c.image, spec.grant) for c in spec.containers}
+            info = await self.runtime.create(sandbox_spec(spec, image, mounts, containers))
         except BaseException:
             if new:  # a machine that was never made holds no volume
                 await self._detach_all(spec.machine_id)
@@ -172,6 +173,9 @@ class LocalAgent:
         for volume_id in set(before) - set(wanted):  # no longer the version's
             await self._detach(spec.machine_id, volume_id)
         return PreparedVersion(spec.version, dict(image.image_ref), info.private_ip, info.private_ipv4)
+
+    async def _pull(self, reference: str, grant: PullGrant | None) -> ImageInfo:
+        return await self.runtime.pull_image(reference, grant)
 
     async def _image(self, spec: MachineVersionSpec) -> ImageInfo:
         """The version's image: by digest when this host has it, else pulled (pinned to the digest if known)."""
@@ -226,7 +230,8 @@ class LocalAgent:
 
     async def status(self, machine_id: str) -> HostMachine:
         state = HostState((await self.runtime.status(machine_id)).value)
-        return HostMachine(machine_id, state, version=self.runtime.version_of(machine_id))
+        version, containers = self.runtime.version_of(machine_id), self.runtime.container_statuses(machine_id)
+        return HostMachine(machine_id, state, version=version, containers=containers)
 
     async def machines(self) -> list[HostMachine]:
         """The runtime's machines, and those with volumes attached here but no sandbox (a prepare cut short)."""
@@ -234,10 +239,17 @@ class LocalAgent:
         return [await self.status(machine_id) for machine_id in sorted(ids)]
 
     async def exec(
-        self, machine_id: str, command: list[str], stdin: bytes | None, timeout: float, *, deadline: Deadline
+        self,
+        machine_id: str,
+        command: list[str],
+        stdin: bytes | None,
+        timeout: float,
+        *,
+        deadline: Deadline,
+        container: str = "",
     ) -> ExecResult:
         _check(deadline)
-        return await self.runtime.exec(machine_id, command, stdin, timeout)
+        return await self.runtime.exec(machine_id, command, stdin, timeout, container)
 
     async def ps(self, machine_id: str) -> list[ProcessInfo]:
         return await self.runtime.ps(machine_id)

@@ -173,9 +173,16 @@ class RemoteAgent:
         return (await self._send("GET", "/v1/machines", wire.MachinesReply)).value
 
     async def exec(
-        self, machine_id: str, command: list[str], stdin: bytes | None, timeout: float, *, deadline: Deadline
+        self,
+        machine_id: str,
+        command: list[str],
+        stdin: bytes | None,
+        timeout: float,
+        *,
+        deadline: Deadline,
+        container: str = "",
     ) -> ExecResult:
-        body = wire.ExecRequest(command=command, stdin=stdin, timeout=timeout, deadline=deadline)
+        body = wire.ExecRequest(command=command, stdin=stdin, timeout=timeout, deadline=deadline, container=container)
         path = self._machine(machine_id, "exec")
         return (await self._send("POST", path, wire.ExecReply, body=body, deadline=deadline)).value
 

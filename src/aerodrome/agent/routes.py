@@ -74,7 +74,9 @@ async def machines(call: Call) -> BaseModel:
 
 async def exec_(call: Call) -> BaseModel:
     body = wire.decode(wire.ExecRequest, call.body)
-    work = call.agent.exec(call.id(), body.command, body.stdin, body.timeout, deadline=body.deadline)
+    work = call.agent.exec(
+        call.id(), body.command, body.stdin, body.timeout, deadline=body.deadline, container=body.container
+    )
     return wire.ExecReply(value=await call.within(body.deadline, work))
 
 

@@ -88,6 +88,7 @@ class ExecRequest(Timed):
     command: list[str] = Field(min_length=1)
     stdin: bytes | None = None
     timeout: float = Field(gt=0)
+    container: str = ""  # of a multi-container machine; "" its first
 
 
 class MemoryRequest(Timed):

@@ -10,6 +10,7 @@ from aerodrome.core import (
     App,
     CheckBoard,
     CheckResult,
+    ContainerStatus,
     Lease,
     Machine,
     MachineEvent,
@@ -71,6 +72,7 @@ def machine(
     nonce: str | None = None,
     checks: Sequence[CheckResult] = (),
     host_status: str = "ok",
+    containers: Sequence[ContainerStatus] | None = None,
 ) -> JSON:
     body: JSON = {
         "id": record.id,
@@ -91,6 +93,8 @@ def machine(
     }
     if nonce:
         body["nonce"] = nonce
+    if containers is not None:  # a multi-container machine's, as its host last supervised them
+        body["containers"] = [status.to_json() for status in containers]
     return body
 
 

@@ -10,7 +10,7 @@ from aerodrome.cli import machine_flags as flags
 from aerodrome.cli.machine_specs import machine_config
 from aerodrome.cli.progress import activity, machine_wait, shown
 from aerodrome.cli.session import Session, api_command
-from aerodrome.client import CreateMachineRequest, Machine, NotFoundError
+from aerodrome.client import CreateMachineRequest, Machine, MachineContainer, NotFoundError
 
 app = typer.Typer(help="Machines: run, inspect and drive them.", no_args_is_help=True)
 
@@ -85,8 +85,11 @@ def list_(
     session.emit(
         machines,
         lambda: session.table(
-            ("ID", "NAME", "STATE", "REGION", "IMAGE", "IP", "UPDATED"),
-            [(m.id, m.name, m.state, m.region, m.config.image, m.private_ip, m.updated_at) for m in machines],
+            ("ID", "NAME", "STATE", "CHECKS", "REGION", "IMAGE", "IP", "UPDATED"),
+            [
+                (m.id, m.name, m.state, m.checks_summary(), m.region, m.config.image, m.private_ip, m.updated_at)
+                for m in machines
+            ],
             empty="no machines",
         ),
     )
@@ -101,12 +104,29 @@ def status(session: Session, machine_id: MachineId, app_name: AppOption) -> None
         session.console.print(f"[bold]{machine_line(machine)}[/bold]")
         session.console.print(f"image {machine.config.image}, private ip {machine.private_ip}")
         session.console.print(f"version {machine.instance_id}, updated {machine.updated_at}")
+        if machine.checks:
+            session.table(
+                ("CHECK", "STATUS", "OUTPUT", "UPDATED"),
+                [(c.name, c.status, c.output, c.updated_at) for c in machine.checks],
+            )
+        if machine.containers is not None:
+            session.table(
+                ("CONTAINER", "STATE", "HEALTHY", "EXIT", "RESTARTS"),
+                [_container_row(c) for c in machine.containers],
+                empty="no container runs",
+            )
         session.table(
             ("EVENT", "STATUS", "SOURCE", "TIMESTAMP"),
             [(e.type, e.status, e.source, e.timestamp) for e in machine.events],
         )
 
     session.emit(machine, show)
+
+
+def _container_row(container: MachineContainer) -> tuple[str, ...]:
+    healthy = "" if container.healthy is None else ("yes" if container.healthy else "no")
+    exit_code = "" if container.exit_code is None else str(container.exit_code)
+    return (container.name, container.state, healthy, exit_code, str(container.restart_count))
 
 
 @api_command(app, "start")
@@ -167,9 +187,10 @@ def exec_(
     command: Annotated[list[str], typer.Argument(help="The command and its arguments, after --.")],
     app_name: AppOption,
     timeout: Annotated[int, typer.Option("--timeout", min=1, max=300, help="Seconds.")] = 30,
+    container: Annotated[str, typer.Option("--container", help="The container, in a multi-container machine.")] = "",
 ) -> None:
     """Run a command in a started machine; its output, and its exit status as this command's (but with --json)."""
-    result = session.client.exec_machine(app_name, machine_id, command, timeout=timeout)
+    result = session.client.exec_machine(app_name, machine_id, command, timeout=timeout, container=container)
     if session.json:
         session.emit(result)
         return

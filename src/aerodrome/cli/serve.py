@@ -27,7 +27,7 @@ from aerodrome.cli.inside import (
 )
 from aerodrome.cli.metrics import OrgMetrics
 from aerodrome.control import ControlPlane, LogSettings, RetentionSettings, Secrets, Settings
-from aerodrome.core import FailedPreconditionError, HostAgent, InvalidArgumentError
+from aerodrome.core import FailedPreconditionError, HostAgent, InvalidArgumentError, UnavailableError
 from aerodrome.dashboard import Dashboard
 from aerodrome.inside import HealthChecker
 from aerodrome.proxy import Edge, EdgeSettings, native
@@ -54,6 +54,7 @@ MCP_IMAGE_HINT = "build it once with `sudo aerodrome images build-mcp` (the READ
 @dataclass(frozen=True, slots=True)
 class ServeOptions:
     data_dir: Path
+    database: str | None = None  # a PostgreSQL URL; None: the one the data directory names, else its SQLite file
     api: str = "127.0.0.1:4280"
     registry: str = "127.0.0.1:5000"
     default_region: str = "iad"
@@ -109,9 +110,25 @@ def secure_data_dir(layout: Layout) -> None:
             os.chmod(path, 0o600)
 
 
-async def open_store(layout: Layout) -> SqlStore:
+def database_url(layout: Layout, given: str | None = None) -> str:
+    """The database of this data directory: `given` (then recorded, 0600, for the commands run on the directory
+    later: `tokens create`, `orgs create`), else the one recorded, else the embedded SQLite file."""
+    if given is not None:
+        fd = os.open(layout.database_url, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(given + "\n")
+        return given
+    if layout.database_url.is_file():
+        return layout.database_url.read_text().strip()
+    return sqlite_url(layout.database)
+
+
+async def open_store(layout: Layout, database: str | None = None) -> SqlStore:
     secure_data_dir(layout)
-    store = await SqlStore.open(sqlite_url(layout.database))
+    try:
+        store = await SqlStore.open(database_url(layout, database))
+    except UnavailableError as exc:
+        raise HostCheckError(str(exc)) from None
     await store.ensure_org("personal", "Personal")
     return store
 
@@ -119,7 +136,7 @@ async def open_store(layout: Layout) -> SqlStore:
 async def serve(options: ServeOptions) -> None:
     os.umask(0o077)  # nothing the daemon writes is for other users of the host
     layout = Layout(options.data_dir)
-    store = await open_store(layout)
+    store = await open_store(layout, options.database)
     tokens = RegistryTokens(layout.registry)
     registry = EmbeddedRegistry(layout.registry, options.registry, auth=registry_auth(options, tokens))
     images = ImageStore(

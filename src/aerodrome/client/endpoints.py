@@ -169,9 +169,9 @@ def machine_events(app: str, machine_id: str, limit: int = 20) -> Call[list[Mach
 
 
 def exec_machine(
-    app: str, machine_id: str, command: list[str], *, stdin: str | None = None, timeout: int = 30
+    app: str, machine_id: str, command: list[str], *, stdin: str | None = None, timeout: int = 30, container: str = ""
 ) -> Call[ExecResult]:
-    body: dict[str, Any] = {"command": command, "timeout": timeout}
+    body: dict[str, Any] = {"command": command, "timeout": timeout, **({"container": container} if container else {})}
     if stdin is not None:
         body["stdin"] = stdin
     return Call("POST", f"{_machine(app, machine_id)}/exec", one(ExecResult), body=body, timeout=timeout + 15.0)

@@ -38,6 +38,23 @@ class MachineEvent(Model):
     request: dict[str, Any] | None = None
 
 
+class CheckStatus(Model):
+    name: str = ""
+    status: str = ""  # passing | warning | critical
+    output: str = ""
+    updated_at: str = ""
+
+
+class MachineContainer(Model):
+    """One container of a multi-container machine, as its host supervises it."""
+
+    name: str = ""
+    state: str = ""  # pending | running | exited | failed
+    exit_code: int | None = None
+    restart_count: int = 0
+    healthy: bool | None = None
+
+
 class Machine(Model):
     id: str = ""
     name: str = ""
@@ -54,6 +71,14 @@ class Machine(Model):
     nonce: str | None = None
     cordoned: bool | None = None
     host_status: str | None = None
+    checks: list[CheckStatus] = Field(default_factory=list)
+    containers: list[MachineContainer] | None = None
+
+    def checks_summary(self) -> str:
+        """ "2/3 passing", as flyctl's machine list counts them ("" without checks)."""
+        if not self.checks:
+            return ""
+        return f"{sum(c.status == 'passing' for c in self.checks)}/{len(self.checks)} passing"
 
 
 class Lease(Model):

@@ -250,10 +250,17 @@ class Hosts:
         return held
 
     async def exec(
-        self, machine_id: str, command: list[str], stdin: bytes | None, timeout: float, *, deadline: Deadline
+        self,
+        machine_id: str,
+        command: list[str],
+        stdin: bytes | None,
+        timeout: float,
+        *,
+        deadline: Deadline,
+        container: str = "",
     ) -> ExecResult:
         return await self._on_machine(
-            machine_id, lambda a: a.exec(machine_id, command, stdin, timeout, deadline=deadline)
+            machine_id, lambda a: a.exec(machine_id, command, stdin, timeout, deadline=deadline, container=container)
         )
 
     async def ps(self, machine_id: str) -> list[ProcessInfo]:

@@ -132,10 +132,13 @@ class Lifecycle(MachineBase):
         check_action(Action.SIGNAL, machine.state)
         await self.agent.signal(mid, signal, deadline=host_deadline())
 
-    async def exec(self, app: App, mid: str, command: list[str], stdin: bytes | None, timeout: float) -> ExecResult:
+    async def exec(
+        self, app: App, mid: str, command: list[str], stdin: bytes | None, timeout: float, container: str = ""
+    ) -> ExecResult:
         machine = await self.find(app, mid)
         check_action(Action.EXEC, machine.state)
-        return await self.agent.exec(mid, command, stdin, timeout, deadline=host_deadline(timeout))
+        deadline = host_deadline(timeout)
+        return await self.agent.exec(mid, command, stdin, timeout, deadline=deadline, container=container)
 
     async def ps(self, app: App, mid: str) -> list[ProcessInfo]:
         machine = await self.find(app, mid)

@@ -37,6 +37,7 @@ from aerodrome.core import (
     Store,
     VolumeAttachment,
     check_action,
+    container_versions,
     fault_point,
     machine_id,
     machine_name,
@@ -95,6 +96,9 @@ class Machines(Lifecycle, Leases, Metadata):
         lease_ttl = None if lease_ttl in (None, 0) else parse_int(lease_ttl, "lease_ttl", 1, MAX_LEASE_TTL)
         skip_launch = parse_bool(body.get("skip_launch"), "skip_launch", False)
         cordoned = parse_bool(body.get("skip_service_registration"), "skip_service_registration", False)
+        with_secrets = not parse_bool(body.get("skip_secrets"), "skip_secrets", False)
+        await self.secrets.require_version(app.name, body.get("min_secrets_version"))
+        await self.secrets.guest_files(app.name, spec.files)  # a file's missing secret is refused before any change
         grant = await self.registry.pull_grant(app.org_slug)
         mid, version, now = machine_id(), ulid(), rfc3339(self.clock.now())
         host = await self._place(app, spec, region, mid)
@@ -104,7 +108,9 @@ class Machines(Lifecycle, Leases, Metadata):
             mounts = await self._attach_volumes(app, spec, region, mid)
             fault_point("machine.create.volumes_attached")
             sandbox = await self._prepare(
-                await self._version_spec(app, org_network_id, mid, version, region, spec, image_ref, grant, mounts)
+                await self._version_spec(
+                    app, org_network_id, mid, version, region, spec, image_ref, grant, mounts, with_secrets
+                )
             )
             fault_point("machine.create.runtime_created")
         except BaseException:
@@ -160,6 +166,9 @@ class Machines(Lifecycle, Leases, Metadata):
         config, spec = normalize_config(body.get("config"))
         name = None if body.get("name") is None else parse_text(body["name"], "name", MAX_NAME)
         skip_launch = parse_bool(body.get("skip_launch"), "skip_launch", False)
+        with_secrets = not parse_bool(body.get("skip_secrets"), "skip_secrets", False)
+        await self.secrets.require_version(app.name, body.get("min_secrets_version"))
+        await self.secrets.guest_files(app.name, spec.files)  # a file's missing secret is refused before any change
         expected = body.get("current_version")
         if expected is not None and not isinstance(expected, str):
             raise InvalidArgumentError("invalid current_version: must be a string")
@@ -190,7 +199,16 @@ class Machines(Lifecycle, Leases, Metadata):
             resting = MachineState.CREATED if previous is MachineState.CREATED else MachineState.STOPPED
             prepared = self._prepare(
                 await self._version_spec(
-                    app, org_network_id, machine.id, version, machine.region, spec, image_ref, grant, mounts
+                    app,
+                    org_network_id,
+                    machine.id,
+                    version,
+                    machine.region,
+                    spec,
+                    image_ref,
+                    grant,
+                    mounts,
+                    with_secrets,
                 )
             )
             sandbox = await self.unless_unreachable(machine, resting, prepared)  # it holds the old version still
@@ -286,10 +304,11 @@ class Machines(Lifecycle, Leases, Metadata):
         image_ref: dict[str, Any],
         grant: PullGrant | None,
         mounts: tuple[VolumeAttachment, ...],
+        with_secrets: bool = True,  # False: `skip_secrets`, the app's secrets are not in the env
     ) -> MachineVersionSpec:
         """The whole version, for its host: the image's own env, argv, user and directory are laid under it there."""
         env = {
-            **await self.secrets.env(app.name),
+            **(await self.secrets.env(app.name) if with_secrets else {}),
             **spec.env,
             **fly_env(app.name, mid, version, region, spec),
         }
@@ -306,7 +325,7 @@ class Machines(Lifecycle, Leases, Metadata):
             init_entrypoint=spec.init_entrypoint,
             init_cmd=spec.init_cmd,
             env=env,
-            files=(*dns_files(spec), *spec.files),
+            files=(*dns_files(spec), *await self.secrets.guest_files(app.name, spec.files)),
             host_resolver=spec.dns.host_resolver,
             cpus=spec.cpus,
             cpu_kind=spec.cpu_kind,
@@ -316,4 +335,6 @@ class Machines(Lifecycle, Leases, Metadata):
             rootfs_bytes=spec.rootfs_size_gb * self.volumes.unit_bytes,
             stop_signal=spec.stop_signal,
             stop_timeout=spec.stop_timeout,
+            containers=container_versions(spec, env, await self.secrets.env(app.name) if spec.containers else {}),
+            scratch_volumes=spec.scratch_volumes,
         )

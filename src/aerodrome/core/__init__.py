@@ -28,6 +28,21 @@ from aerodrome.core.checks import (
 )
 from aerodrome.core.clock import Clock, SystemClock, rfc3339
 from aerodrome.core.config import GuestFile, MachineSpec, MountSpec, PortSpec, ServiceSpec, normalize_config
+from aerodrome.core.containers import (
+    ContainerDependency,
+    ContainerHealthcheck,
+    ContainerMount,
+    ContainerRun,
+    ContainerSpec,
+    ContainerState,
+    ContainerStatus,
+    DependencyCondition,
+    container_versions,
+    parse_containers,
+    runs_from_json,
+    runs_to_json,
+    start_order,
+)
 from aerodrome.core.durations import MAX_DURATION, parse_duration, parse_signal, signal_name
 from aerodrome.core.errors import (
     AerodromeError,
@@ -158,7 +173,15 @@ __all__ = [
     "CheckResult",
     "CheckSpec",
     "Clock",
+    "ContainerDependency",
+    "ContainerHealthcheck",
+    "ContainerMount",
+    "ContainerRun",
+    "ContainerSpec",
+    "ContainerState",
+    "ContainerStatus",
     "Deadline",
+    "DependencyCondition",
     "ExecResult",
     "ExitCallback",
     "ExitInfo",
@@ -226,6 +249,7 @@ __all__ = [
     "VolumeUsage",
     "WaitTimeoutError",
     "check_action",
+    "container_versions",
     "event_log_line",
     "fault_point",
     "granted_actions",
@@ -238,6 +262,7 @@ __all__ = [
     "normalize_config",
     "parse_bool",
     "parse_checks",
+    "parse_containers",
     "parse_duration",
     "parse_int",
     "parse_json",
@@ -249,11 +274,14 @@ __all__ = [
     "place",
     "restart_backoff",
     "rfc3339",
+    "runs_from_json",
+    "runs_to_json",
     "shortfall",
     "should_restart",
     "signal_name",
     "snapshot_id",
     "split_output",
+    "start_order",
     "ulid",
     "volume_id",
 ]

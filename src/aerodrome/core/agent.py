@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from aerodrome.core.config import GuestFile
+from aerodrome.core.containers import ContainerSpec, ContainerStatus
 from aerodrome.core.logs import OutputChunk, OutputCursor
 from aerodrome.core.models import ExitInfo
 from aerodrome.core.ports import ExecResult, ProcessInfo, SnapshotInfo, VolumeUsage
@@ -80,6 +81,9 @@ class MachineVersionSpec:
     host_resolver: bool = True  # /etc/resolv.conf names the host's resolver (when it runs one)
     stop_signal: int = 2
     stop_timeout: float = 5.0
+    # several images in one machine: env merged with the machine's, mounts named by scratch volume or guest path
+    containers: tuple[ContainerSpec, ...] = ()
+    scratch_volumes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +113,7 @@ class HostMachine:
     state: HostState
     version: str = ""  # the version the host holds ("" when absent)
     operation: str = ""  # e.g. "start": an operation the agent has begun and not finished
+    containers: tuple[ContainerStatus, ...] = ()  # of a running multi-container machine
 
 
 class HostEventKind(StrEnum):
@@ -196,8 +201,17 @@ class HostAgent(Protocol):
         ...
 
     async def exec(
-        self, machine_id: str, command: list[str], stdin: bytes | None, timeout: float, *, deadline: Deadline
-    ) -> ExecResult: ...
+        self,
+        machine_id: str,
+        command: list[str],
+        stdin: bytes | None,
+        timeout: float,
+        *,
+        deadline: Deadline,
+        container: str = "",
+    ) -> ExecResult:
+        """Run `command` in the machine, or in its container `container` (of a multi-container machine)."""
+        ...
 
     async def ps(self, machine_id: str) -> list[ProcessInfo]: ...
 

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from aerodrome.core.config import GuestFile
+from aerodrome.core.containers import ContainerRun
 from aerodrome.core.logs import OutputChunk, OutputCursor
 from aerodrome.core.models import ExitInfo
 from aerodrome.core.registry import PullGrant
@@ -64,6 +65,8 @@ class SandboxSpec:
     hostname: str = ""
     rootfs_bytes: int = 8 * 1024**3  # what the machine may write to its root filesystem in one run
     host_resolver: bool = True  # /etc/resolv.conf names the host's resolver (when it runs one)
+    containers: tuple[ContainerRun, ...] = ()  # none: the machine is its one program (`argv`)
+    scratch_volumes: tuple[str, ...] = ()  # per-run directories its containers share
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +145,9 @@ class Runtime(Protocol):
 
     async def signal(self, machine_id: str, signal: int) -> None: ...
 
-    async def exec(self, machine_id: str, command: list[str], stdin: bytes | None, timeout: float) -> ExecResult: ...
+    async def exec(
+        self, machine_id: str, command: list[str], stdin: bytes | None, timeout: float, container: str = ""
+    ) -> ExecResult: ...
 
     async def ps(self, machine_id: str) -> list[ProcessInfo]: ...
 

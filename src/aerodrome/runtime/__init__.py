@@ -6,6 +6,7 @@ from aerodrome.runtime.images import ImageStore
 from aerodrome.runtime.registry import EmbeddedRegistry, TokenAuth
 from aerodrome.runtime.registry_tokens import RegistryTokens, load_operator_credentials
 from aerodrome.runtime.runc import (
+    CONTAINER_PLACEHOLDER,
     HostServices,
     MachineUsage,
     RuncRuntime,
@@ -18,6 +19,7 @@ from aerodrome.runtime.sources import EmbeddedAccess, RegistryGate, allowed_regi
 from aerodrome.runtime.volumes import LoopVolumeBackend
 
 __all__ = [
+    "CONTAINER_PLACEHOLDER",
     "EmbeddedAccess",
     "EmbeddedRegistry",
     "HostServices",

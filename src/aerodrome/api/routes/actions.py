@@ -147,8 +147,10 @@ async def exec_(request: Request) -> Response:
     call = await Call.of(request)
     app = await call.app()
     call.limit("exec", call.machine_id)
-    command, stdin, timeout = _exec_request(await call.body())
-    result = await call.plane.machines.exec(app, call.machine_id, command, stdin, float(timeout))
+    body = await call.body()
+    command, stdin, timeout = _exec_request(body)
+    container = parse_text(body.get("container") or "", "container", MAX_VALUE)
+    result = await call.plane.machines.exec(app, call.machine_id, command, stdin, float(timeout), container)
     reply: dict[str, object] = {
         "exit_code": result.exit_code,
         "exit_signal": result.exit_signal,

@@ -9,7 +9,16 @@ from starlette.routing import Route
 from aerodrome.api import render
 from aerodrome.api.context import Call
 from aerodrome.api.responses import EncodedJSONResponse, JSONResponse
-from aerodrome.core import InvalidArgumentError, Machine, MachineState
+from aerodrome.control import require_org_wide
+from aerodrome.core import (
+    ContainerStatus,
+    HostUnreachableError,
+    InvalidArgumentError,
+    Machine,
+    MachineState,
+    UnavailableError,
+    WaitTimeoutError,
+)
 
 _RENDERED = render.RenderedMachines()  # listings of thousands of machines reuse each one's JSON
 _LISTABLE = {"created", "started", "stopped", "suspended", "failed", "destroyed"}
@@ -67,10 +76,23 @@ async def get_machine(request: Request) -> Response:
     call.limit("get", call.machine_id)
     machine = await call.plane.machines.find(app, call.machine_id, include_deleted=True)
     events = await call.plane.store.list_events(machine.id, limit=10)
-    body = render.machine(
-        machine, events, checks=call.plane.checks.results(machine.id), host_status=_host_status(call, machine)
-    )
+    containers = await _containers(call, machine)
+    checks = call.plane.checks.results(machine.id)
+    host_status = _host_status(call, machine)
+    body = render.machine(machine, events, checks=checks, host_status=host_status, containers=containers)
     return JSONResponse(render.with_lease(body, machine) if call.query_bool("include_leases") else body)
+
+
+async def _containers(call: Call, machine: Machine) -> tuple[ContainerStatus, ...] | None:
+    """A multi-container machine's containers: their host's view while it runs, none otherwise (or unreachable)."""
+    if not machine.config.get("containers"):
+        return None
+    if machine.state is not MachineState.STARTED:
+        return ()
+    try:
+        return (await call.plane.agent.status(machine.id)).containers
+    except (UnavailableError, HostUnreachableError, WaitTimeoutError):
+        return ()
 
 
 async def update_machine(request: Request) -> Response:
@@ -98,6 +120,7 @@ async def delete_machine(request: Request) -> Response:
 async def list_org_machines(request: Request) -> Response:
     call = await Call.of(request)
     org_slug = call.own_org()
+    require_org_wide(call.caller, "the organization's machines")
     limit = min(max(call.query_int("limit", 1000), 1), 1000)
     machines = await call.plane.store.list_org_machines(
         org_slug,

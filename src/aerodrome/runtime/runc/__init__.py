@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aerodrome.core import MachineUsage
+from aerodrome.runtime.runc.containers import PLACEHOLDER as CONTAINER_PLACEHOLDER
 from aerodrome.runtime.runc.driver import HostServices, RuncRuntime
 from aerodrome.runtime.runc.leftovers import host_leftovers
 from aerodrome.runtime.runc.source import ImageSource
@@ -11,6 +12,7 @@ from aerodrome.runtime.runc.userns import check_support as check_user_namespaces
 from aerodrome.runtime.runc.userns import claim_subordinate_ids
 
 __all__ = [
+    "CONTAINER_PLACEHOLDER",
     "HostServices",
     "ImageSource",
     "MachineUsage",

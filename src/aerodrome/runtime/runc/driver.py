@@ -18,6 +18,7 @@ from typing import Any
 from cryptography.fernet import Fernet
 
 from aerodrome.core import (
+    ContainerStatus,
     ExecResult,
     ExitCallback,
     ExitInfo,
@@ -34,7 +35,7 @@ from aerodrome.core import (
     fault_point,
 )
 from aerodrome.runtime.process import ToolError, map_runtime_errors
-from aerodrome.runtime.runc import bundle, exits, firewall, guestfs, instance, netpool, output, procfs
+from aerodrome.runtime.runc import bundle, containers, exits, firewall, guestfs, instance, netpool, output, procfs
 from aerodrome.runtime.runc.cgroups import MachineCgroup
 from aerodrome.runtime.runc.egress import Egress, check_allow, check_uplink
 from aerodrome.runtime.runc.layout import (
@@ -56,6 +57,7 @@ from aerodrome.runtime.runc.network import (
     delete_network,
     org_prefix6,
 )
+from aerodrome.runtime.runc.pod import Pod, exec_process
 from aerodrome.runtime.runc.runc import Runc
 from aerodrome.runtime.runc.scratch import DEFAULT_RESERVE_BYTES, ImagePool
 from aerodrome.runtime.runc.source import ImageSource
@@ -139,6 +141,7 @@ class RuncRuntime:
         #: Machines whose record did not read (set aside): FAILED until re-created or destroyed.
         self._failed: set[str] = set()
         self._running: dict[str, _Running] = {}
+        self._pods: dict[str, Pod] = {}  # the running multi-container machines' containers
         self._callbacks: list[ExitCallback] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._host_ready = False
@@ -361,11 +364,25 @@ class RuncRuntime:
                     self.scratch_pool,
                     self.services.addresses,
                     fly_dir,
-                    self.netpool,
+                    containers.image_rootfs(self.images, machine.spec),
+                    netpool=self.netpool,
                 )
                 pid, start_time = await instance.launch(self.runc, paths, run)
             self._running[machine_id] = _Running(pid, asyncio.get_running_loop().create_future())
             self.supervisor.watch(machine_id, pid, start_time, paths.log)
+            if machine.spec.containers:
+                self._pods[machine_id] = pod = Pod(self.runc, machine_id, paths, machine.spec, machine.network.ipv4)
+                pod.start()
+
+    def container_statuses(self, machine_id: str) -> tuple[ContainerStatus, ...]:
+        """The containers of a running multi-container machine, as the daemon supervises them."""
+        pod = self._pods.get(machine_id)
+        return pod.statuses() if pod else ()
+
+    async def _close_pod(self, machine_id: str) -> None:
+        pod = self._pods.pop(machine_id, None)
+        if pod is not None:
+            await pod.close()
 
     async def _prepare_fly_dir(self, machine_id: str, paths: MachinePaths) -> Path | None:
         """The machine's /.fly, with its API socket listening, when a hook serves it."""
@@ -391,6 +408,8 @@ class RuncRuntime:
             cgroup = MachineCgroup(machine_id)
             if cgroup.freezer_state() != "THAWED":
                 await cgroup.thaw()  # a frozen process cannot act on a signal
+            if machine_id in self._pods:  # each container its own signal first; the machine's init ends the rest
+                await self._pods[machine_id].stop(timeout)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(running.pid, signal)
             fault_point("runtime.stop.signalled")
@@ -423,6 +442,7 @@ class RuncRuntime:
         )
         await asyncio.to_thread(exits.record_exit, paths, info, reported=False)  # durable: off the event loop
         fault_point("runtime.exit.recorded")
+        await self._close_pod(machine_id)
         try:
             machine = self._machines.get(machine_id)
             await instance.teardown(self.runc, machine_id, paths, machine.network if machine else None)
@@ -461,13 +481,18 @@ class RuncRuntime:
         with contextlib.suppress(ProcessLookupError):
             os.kill(running.pid, signal)
 
-    async def exec(self, machine_id: str, command: list[str], stdin: bytes | None, timeout: float) -> ExecResult:
-        """Run `command` inside the machine, with the machine's env, user and working directory."""
+    async def exec(
+        self, machine_id: str, command: list[str], stdin: bytes | None, timeout: float, container: str = ""
+    ) -> ExecResult:
+        """Run `command` inside the machine (or one of its containers), with its env, user and working directory."""
         machine = self._machine(machine_id)  # an unknown machine is not found, before it is not running
         self._live(machine_id)
         with map_runtime_errors(f"exec in machine {machine_id}"):
-            uid, gid = await asyncio.to_thread(guestfs.resolve_user, Path(machine.lower), machine.spec.user)
-            process = bundle.exec_process(machine.spec, command, uid=uid, gid=gid)
+            if container or machine.spec.containers:
+                process = exec_process(self._pods.get(machine_id), machine_id, machine.spec, container, command)
+            else:
+                uid, gid = await asyncio.to_thread(guestfs.resolve_user, Path(machine.lower), machine.spec.user)
+                process = bundle.exec_process(machine.spec, command, uid=uid, gid=gid)
             return await self.runc.exec(machine_id, self.layout.machine(machine_id), process, stdin, timeout)
 
     async def set_memory(self, machine_id: str, memory_mb: int) -> None:
@@ -532,6 +557,7 @@ class RuncRuntime:
         paths = self.layout.machine(machine_id)
         machine = self._machines.get(machine_id)
         running = self._running.get(machine_id)
+        await self._close_pod(machine_id)
         if running is not None:
             self.supervisor.unwatch(machine_id)
             await MachineCgroup(machine_id).thaw()  # a frozen process does not die until thawed

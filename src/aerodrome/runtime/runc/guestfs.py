@@ -26,6 +26,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
 _libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
 MNT_DETACH = 2
+MS_BIND = 0x1000
 TABLE_LIMIT = 1 << 20  # of /etc/passwd and /etc/group: a real one is a few kilobytes
 IN_IMAGE = "in the image"
 IN_MACHINE = "in the machine"
@@ -52,24 +53,31 @@ def mount_overlay(paths: MachinePaths, lower: str, ids: IdRange, userns_fd: int)
     range through an idmapped clone of the image's tree, and the upper layer holds what it writes under its
     host ids.
     """
-    for directory in (paths.upper, paths.work):
-        directory.mkdir(mode=0o700, exist_ok=True)
     traversable_dirs(paths.rootfs)
     # The mounted rootfs is the whole guest tree, and its files keep the guest's modes (most readable by
     # others): the machine's mount directory lets through host root and the machine's root (runc mounts the
     # rootfs and volumes from inside the machine's user namespace), never any other user of the host.
     os.chown(paths.mounts, 0, ids.base)
     os.chmod(paths.mounts, 0o710)
+    mount_overlay_at(paths.rootfs, paths.upper, paths.work, lower, ids, userns_fd)
+
+
+def mount_overlay_at(target: Path, upper: Path, work: Path, lower: str, ids: IdRange, userns_fd: int) -> None:
+    """An overlay of the image `lower`, idmapped to `ids`, with `upper` and `work` for its writes, on `target`."""
+    for directory in (upper, work):
+        directory.mkdir(mode=0o700, exist_ok=True)
     # The upper's root is the merged root: 0755 as in every image (an unpack's own root has the daemon's
     # umask, whatever the image says), and the machine's root owns it.
-    os.chmod(paths.upper, 0o755)
-    os.chown(paths.upper, ids.base, ids.base)
+    os.chmod(upper, 0o755)
+    os.chown(upper, ids.base, ids.base)
     with idmapped_tree(lower, userns_fd) as mapped_lower:
-        options = f"lowerdir={mapped_lower},upperdir={paths.upper},workdir={paths.work}"
-        _check(
-            _libc.mount(b"overlay", str(paths.rootfs).encode(), b"overlay", 0, options.encode()),
-            f"mount {paths.rootfs}",
-        )
+        options = f"lowerdir={mapped_lower},upperdir={upper},workdir={work}"
+        _check(_libc.mount(b"overlay", str(target).encode(), b"overlay", 0, options.encode()), f"mount {target}")
+
+
+def bind_mount(source: Path, target: Path) -> None:
+    """Bind `source` (a directory the daemon made) on `target`."""
+    _check(_libc.mount(str(source).encode(), str(target).encode(), None, MS_BIND, None), f"bind {target}")
 
 
 def unmount(path: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from aerodrome.core import SandboxSpec, fault_point
-from aerodrome.runtime.runc import bundle, guestfs, scratch, userns
+from aerodrome.runtime.runc import bundle, containers, guestfs, scratch, userns
 from aerodrome.runtime.runc.cgroups import MachineCgroup, cgroups_path
 from aerodrome.runtime.runc.layout import (
     RECORD_ERRORS,
@@ -58,6 +58,7 @@ class Run:
     pool: scratch.ImagePool | None = None  # formatted writable-layer images, ready for first starts
     resolvers: tuple[str, ...] = ()  # the host's resolver addresses for machines (none: it runs none)
     fly_dir: Path | None = None  # the host directory that is the machine's /.fly (its API socket)
+    container_lowers: dict[str, str] | None = None  # a multi-container machine: each container's image rootfs
     netpool: NetPool | None = None  # prepared netns and veth pairs, taken instead of built
 
 
@@ -108,6 +109,11 @@ async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | 
             compat_32bit=run.compat_32bit,
             fly_dir=str(run.fly_dir) if run.fly_dir else None,
         )
+        if spec.containers:
+            lowers = run.container_lowers or {}
+            config["mounts"] += containers.prepare_roots(
+                paths, spec, lowers, run.ids, namespaces.userns_fd, system, sources
+            )
         await named
         fault_point("runtime.start.netns_created")
         connect = slot.connect(network) if slot is not None else connect_netns(network, run.resolvers)
@@ -130,6 +136,8 @@ async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | 
         os.close(gate_write)
         namespaces.close()
         _detach_volumes(paths)
+        if spec.containers:
+            containers.release_roots(paths)
         if run.netpool is not None:
             run.netpool.refill(network)
     start_time = process_start_time(pid)
@@ -269,6 +277,7 @@ async def remove(runc: Runc, pool: AddressPool, machine_id: str, paths: MachineP
         pool.release(allocation)
     MachineCgroup(machine_id).remove_leftovers()
     _detach_volumes(paths)
+    containers.release_roots(paths)
     await asyncio.to_thread(shutil.rmtree, paths.dir, True)
     await asyncio.to_thread(shutil.rmtree, paths.fly, True)
     for directory in (paths.volumes, paths.rootfs, paths.mounts):

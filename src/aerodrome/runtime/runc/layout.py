@@ -43,7 +43,7 @@ from typing import Any
 import orjson
 from cryptography.fernet import Fernet, InvalidToken
 
-from aerodrome.core import GuestFile, InvalidArgumentError, SandboxSpec, VolumeMount
+from aerodrome.core import GuestFile, InvalidArgumentError, SandboxSpec, VolumeMount, runs_from_json, runs_to_json
 
 log = logging.getLogger(__name__)
 
@@ -289,8 +289,9 @@ def load_key(path: Path) -> Fernet:
 def spec_to_json(spec: SandboxSpec, key: Fernet) -> dict[str, Any]:
     """The record of a spec; its env and files, where secrets go, are sealed with `key`."""
     # Field by field: `asdict` deep-copies every value, which costs a create more than writing the record.
-    data = {name: getattr(spec, name) for name in _SPEC_FIELDS if name not in ("env", "files")}
+    data = {name: getattr(spec, name) for name in _SPEC_FIELDS if name not in ("env", "files", "containers")}
     private = {
+        **({"containers": runs_to_json(spec.containers)} if spec.containers else {}),
         "env": spec.env,
         "files": [
             {"guest_path": f.guest_path, "data": base64.b64encode(f.data).decode(), "mode": f.mode} for f in spec.files
@@ -316,6 +317,8 @@ def spec_from_json(data: dict[str, Any], key: Fernet) -> SandboxSpec:
                 GuestFile(f["guest_path"], base64.b64decode(f["data"]), f["mode"]) for f in data.get("files", ())
             ),
             "mounts": tuple(VolumeMount(**m) for m in data.get("mounts", ())),
+            "containers": runs_from_json(data.get("containers", [])),
+            "scratch_volumes": tuple(str(name) for name in data.get("scratch_volumes", ())),
         }
     )
 

@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,18 @@ class Runc:
             raise RuntimeFailureError(f"machine {machine_id} failed to start: {last_error(paths.runc_log)}")
         os.chmod(paths.pid_file, 0o600)  # runc wrote it under umask 022
         return int(paths.pid_file.read_text())
+
+    async def exec_attached(
+        self, machine_id: str, process: dict[str, Any], pid_file: Path, output: int
+    ) -> subprocess.Popen[bytes]:
+        """`runc exec` of `process` in the machine, attached: the runc process ends with the process, and with
+        its exit status; its stdout and stderr go to `output`. A container of a machine runs this way."""
+        argv = self._argv("exec", "--pid-file", str(pid_file))
+        with _Piped(json.dumps(process).encode()) as piped:
+            argv += ["--process", f"/proc/self/fd/{piped.read_fd}", machine_id]
+            proc = await spawn(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output, pass_fds=(piped.read_fd,))
+            await piped.sent()
+        return proc
 
     def known(self, machine_id: str) -> bool:
         """Whether runc has state for the container: without it, asking runc costs a process for nothing."""

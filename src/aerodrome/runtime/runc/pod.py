@@ -1,0 +1,302 @@
+"""The containers of one running multi-container machine, supervised by the daemon (Fly's Pilot, from outside).
+
+Each container waits for its `depends_on` conditions (a dependency that can no longer meet one fails it, and
+it never starts), runs as one attached `runc exec` into its root (the runc process ends with it, with its exit
+status: held by the daemon, never read from a file the machine writes), is restarted by its own policy, and is
+probed by its healthchecks: exec ones inside it, tcp and http ones from the host at the machine's private IPv4.
+Its output reaches the machine's log through a pipe the daemon reads, each line prefixed `[<name>] `.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal as signals
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aerodrome.core import (
+    ContainerDependency,
+    ContainerHealthcheck,
+    ContainerRun,
+    ContainerState,
+    ContainerStatus,
+    DependencyCondition,
+    ExitInfo,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    SandboxSpec,
+    restart_backoff,
+    rfc3339,
+    should_restart,
+)
+from aerodrome.runtime.process import exited
+from aerodrome.runtime.runc import containers
+from aerodrome.runtime.runc.layout import MachinePaths
+from aerodrome.runtime.runc.runc import Runc
+
+log = logging.getLogger(__name__)
+JSON = dict[str, Any]
+
+CLOSE_GRACE = 2.0  # seconds for the containers' runc processes to end once their machine has
+_CHUNK = 64 * 1024
+
+
+@dataclass(slots=True)
+class _Track:
+    """One container's progress, as its dependants wait on it."""
+
+    spec: ContainerRun
+    state: ContainerState = ContainerState.PENDING
+    exit_code: int | None = None
+    restarts: int = 0
+    healthy: bool | None = None
+    updated_at: str = ""
+    pid_file: str = ""
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    became_healthy: asyncio.Event = field(default_factory=asyncio.Event)
+    first_exit: asyncio.Event = field(default_factory=asyncio.Event)
+    settled: asyncio.Event = field(default_factory=asyncio.Event)  # ended for good, or never to start
+
+    def status(self) -> ContainerStatus:
+        return ContainerStatus(self.spec.name, self.state, self.exit_code, self.restarts, self.healthy, self.updated_at)
+
+    def set(self, state: ContainerState) -> None:
+        self.state, self.updated_at = state, rfc3339(time.time())
+
+
+class Pod:
+    def __init__(self, runc: Runc, machine_id: str, paths: MachinePaths, spec: SandboxSpec, ipv4: str) -> None:
+        self._runc, self._machine_id, self._paths, self._ipv4 = runc, machine_id, paths, ipv4
+        self._tracks = {c.name: _Track(c) for c in spec.containers}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._reaping: set[asyncio.Future[int]] = set()
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._supervise(t), name=f"container {t.spec.name}") for t in self._tracks.values()
+        ]
+
+    def statuses(self) -> tuple[ContainerStatus, ...]:
+        return tuple(track.status() for track in self._tracks.values())
+
+    def container(self, name: str) -> ContainerRun | None:
+        track = self._tracks.get(name)
+        return track.spec if track else None
+
+    def running(self, name: str) -> bool:
+        track = self._tracks.get(name)
+        return track is not None and track.state is ContainerState.RUNNING
+
+    async def stop(self, timeout: float) -> None:
+        """Give each running container its stop signal, and up to `timeout` seconds (its own stop timeout at
+        most) to end; the machine's own stop then ends whatever is left."""
+        self._stopping = True
+        for track in self._tracks.values():
+            if track.state is ContainerState.RUNNING:
+                _signal_from(track.pid_file, track.spec.stop_signal)
+        running = [t.settled.wait() for t in self._tracks.values() if t.state is ContainerState.RUNNING]
+        if running:
+            longest = max(t.spec.stop_timeout for t in self._tracks.values())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*running), min(timeout, longest))
+
+    async def close(self) -> None:
+        """The machine ended (its processes with it): let each container's task see its exit, then end them."""
+        self._stopping = True
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=CLOSE_GRACE)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- one container -----------------------------------------------------------------------------------
+
+    async def _supervise(self, track: _Track) -> None:
+        try:
+            for dependency in track.spec.depends_on:
+                if not await self._met(dependency):
+                    log.info("container %s of %s: %s not %s", track.spec.name, self._machine_id, dependency.name,
+                             dependency.condition.value)  # fmt: skip
+                    track.set(ContainerState.FAILED)
+                    return
+            while True:
+                code = await self._run_once(track)
+                track.exit_code = code
+                track.first_exit.set()
+                policy = track.spec.restart_policy
+                exit = ExitInfo(exit_code=code, requested_stop=self._stopping)
+                if not should_restart(policy, track.spec.restart_max_retries, exit, track.restarts):
+                    track.set(ContainerState.EXITED)
+                    return
+                await asyncio.sleep(restart_backoff(track.restarts))
+                track.restarts += 1
+        except Exception:
+            log.exception("container %s of machine %s failed", track.spec.name, self._machine_id)
+            track.set(ContainerState.FAILED)
+        finally:
+            track.settled.set()
+
+    async def _met(self, dependency: ContainerDependency) -> bool:
+        """Wait until the dependency's condition holds (True) or can no longer hold (False)."""
+        other = self._tracks[dependency.name]
+        wanted = {
+            DependencyCondition.STARTED: other.started,
+            DependencyCondition.HEALTHY: other.became_healthy if other.spec.healthchecks else other.started,
+            DependencyCondition.EXITED_SUCCESSFULLY: other.first_exit,
+        }[dependency.condition]
+        waits = [asyncio.ensure_future(wanted.wait()), asyncio.ensure_future(other.settled.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        if dependency.condition is DependencyCondition.EXITED_SUCCESSFULLY:
+            return other.first_exit.is_set() and other.exit_code == 0
+        return wanted.is_set()
+
+    async def _run_once(self, track: _Track) -> int:
+        spec = track.spec
+        track.pid_file = str(self._paths.dir / f"container-{spec.name}.pid")
+        read_fd, write_fd = os.pipe()
+        try:
+            process = containers.container_process(spec)
+            proc = await self._runc.exec_attached(self._machine_id, process, Path(track.pid_file), write_fd)
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        track.set(ContainerState.RUNNING)
+        track.started.set()
+        relay = asyncio.ensure_future(_relay(read_fd, self._paths, spec.name))
+        checks = [asyncio.ensure_future(self._healthcheck(track, check)) for check in spec.healthchecks]
+        try:
+            return await exited(proc)
+        finally:
+            for task in checks:
+                task.cancel()
+            await asyncio.gather(*checks, return_exceptions=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(relay, 2.0)  # a child that kept the pipe open does not hold the exit
+
+    async def _healthcheck(self, track: _Track, check: ContainerHealthcheck) -> None:
+        """Probe every interval after the grace period; `success_threshold` passes in a row make the container
+        healthy, `failure_threshold` failures in a row unhealthy."""
+        await asyncio.sleep(check.grace_period)
+        passes = failures = 0
+        while True:
+            ok = await self._probe(track.spec, check)
+            passes, failures = (passes + 1, 0) if ok else (0, failures + 1)
+            if passes >= check.success_threshold and track.healthy is not True:
+                track.healthy = True
+                track.became_healthy.set()
+            elif failures >= check.failure_threshold and track.healthy is not False:
+                track.healthy = False
+                track.became_healthy.clear()
+            await asyncio.sleep(check.interval if ok or track.healthy is not None else min(check.interval, 0.5))
+
+    async def _probe(self, container: ContainerRun, check: ContainerHealthcheck) -> bool:
+        try:
+            return await asyncio.wait_for(self._probe_once(container, check), check.timeout)
+        except (TimeoutError, OSError):
+            return False
+
+    async def _probe_once(self, container: ContainerRun, check: ContainerHealthcheck) -> bool:
+        if check.exec_command:
+            process = containers.container_process(container, check.exec_command)
+            pid_file = self._paths.dir / f"check-{container.name}.pid"
+            proc = await self._runc.exec_attached(self._machine_id, process, pid_file, subprocess.DEVNULL)
+            try:
+                return await exited(proc) == 0
+            except asyncio.CancelledError:  # past its timeout: the probe and its runc go, and runc is reaped
+                _signal_from(str(pid_file), signals.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                reaping = asyncio.ensure_future(exited(proc))
+                self._reaping.add(reaping)
+                reaping.add_done_callback(self._reaping.discard)
+                raise
+        port = check.tcp_port or check.http_port
+        reader, writer = await asyncio.open_connection(self._ipv4, port)
+        try:
+            if check.tcp_port:
+                return True
+            request = f"{check.http_method} {check.http_path} HTTP/1.0\r\nHost: {self._ipv4}\r\n\r\n"
+            writer.write(request.encode())
+            await writer.drain()
+            status = (await reader.readline()).split()
+            return len(status) >= 2 and status[1][:1] in (b"2", b"3")
+        finally:
+            writer.close()
+
+
+def exec_process(pod: Pod | None, machine_id: str, spec: SandboxSpec, name: str, command: list[str]) -> JSON:
+    """The process of an exec in container `name` (by default the machine's first), which must be running."""
+    if not spec.containers:
+        raise InvalidArgumentError(f"machine {machine_id} has no containers; exec without a container")
+    name = name or spec.containers[0].name
+    found = pod.container(name) if pod else None
+    if found is None:
+        raise NotFoundError(f"container {name!r} not found in machine {machine_id}")
+    if pod is None or not pod.running(name):
+        raise FailedPreconditionError(f"container {name} of machine {machine_id} is not running")
+    return containers.container_process(found, tuple(command))
+
+
+async def _relay(read_fd: int, paths: MachinePaths, name: str) -> None:
+    """Copy a container's output into the machine's log, each line prefixed with the container's name."""
+    os.set_blocking(read_fd, False)
+    log_fd = os.open(paths.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    loop = asyncio.get_running_loop()
+    prefix, at_line_start = f"[{name}] ".encode(), True
+    readable = asyncio.Event()
+    loop.add_reader(read_fd, readable.set)
+    try:
+        while True:
+            await readable.wait()
+            readable.clear()
+            try:
+                chunk = os.read(read_fd, _CHUNK)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                return
+            text, at_line_start = _prefixed(chunk, prefix, at_line_start)
+            os.write(log_fd, text)
+    finally:
+        loop.remove_reader(read_fd)
+        os.close(read_fd)
+        os.close(log_fd)
+
+
+def _prefixed(chunk: bytes, prefix: bytes, at_line_start: bool) -> tuple[bytes, bool]:
+    """`chunk` with `prefix` before each line that starts in it; and whether the next chunk starts a line."""
+    out, start = bytearray(), 0
+    while start < len(chunk):
+        end = chunk.find(b"\n", start)
+        end = len(chunk) if end < 0 else end + 1
+        if at_line_start:
+            out += prefix
+        out += chunk[start:end]
+        at_line_start = chunk[end - 1 : end] == b"\n"
+        start = end
+    return bytes(out), at_line_start
+
+
+def _signal_from(pid_file: str, signal: int) -> None:
+    """Signal the container's process by the pid runc wrote; a process already gone is no error."""
+    try:
+        pid = int(Path(pid_file).read_text().strip())
+    except (OSError, ValueError):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal)
