@@ -24,7 +24,7 @@ class Server(Daemon):
     """`cli.daemon.Daemon` with what tests ask of it: images of their own, a teardown, the host's leftovers."""
 
     # dns is off (Daemon's default): one resolver per host answers at fdaa::3; the tests that use it ask (--dns).
-    # The database: PostgreSQL's URL when the tests run on it (AERODROME_TEST_DATABASE=postgresql), else the data dir's SQLite
+    # The database: PostgreSQL's URL when the tests run on it (AERODROME_TEST_DATABASE=postgresql), else SQLite's.
     database: str | None = field(default_factory=serve_database)
 
     @property
