@@ -12,8 +12,11 @@ APT_PACKAGES=(
   wrk       # bench/proxy: the load
   valgrind  # bench/proxy/instructions.py: instructions per request
   chromium  # tests/dashboard: the browser Playwright drives (executable_path; Playwright downloads none)
+  postgresql  # tests/support/postgres.py and bench: a PostgreSQL of their own, initdb/pg_ctl as user postgres
 )
 
 apt_install "${APT_PACKAGES[@]}"
 apt_service_off nginx-common nginx nginx.service \
   "its default site listens on :80 on every interface; the benchmarks start their own nginx on loopback"
+apt_service_off postgresql-common postgresql postgresql.service \
+  "Debian's cluster listens on 5432; the tests and benchmarks start their own PostgreSQL in a temporary directory"

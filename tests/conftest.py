@@ -16,14 +16,13 @@ import pytest
 
 from aerodrome.runtime.registry import EmbeddedRegistry
 from tests.support.images import build_busybox_image
-from tests.support.registry import free_loopback_port
 
 # flyctl takes about 20 minutes to build on two cores, so CI does not build it: its smoke test is collected only
 # where a binary is cached (README, "flyctl and fly-go"), rather than skipped where it is not.
 _FLYCTL_CACHE = Path.home() / ".cache" / "aerodrome" / "flyctl"
 collect_ignore = [] if any(_FLYCTL_CACHE.glob("flyctl-*")) else ["api/test_flyctl.py"]
 
-pytest_plugins = ["pytester", "tests.support.fixtures", "tests.support.skips"]
+pytest_plugins = ["pytester", "tests.support.postgres", "tests.support.fixtures", "tests.support.skips"]
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +32,7 @@ def registry() -> Iterator[EmbeddedRegistry]:
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (run scripts/install-deps.sh)")
     directory = Path(tempfile.mkdtemp(prefix="aerodrome-registry-"))
-    embedded = EmbeddedRegistry(directory, listen=f"127.0.0.1:{free_loopback_port()}")
+    embedded = EmbeddedRegistry(directory, listen="127.0.0.1:0")
     try:
         asyncio.run(embedded.start())
         yield embedded

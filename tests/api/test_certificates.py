@@ -4,7 +4,6 @@ validation, paging, and hostnames that belong to one app at a time."""
 from __future__ import annotations
 
 import datetime
-import sqlite3
 import uuid
 from collections.abc import Iterator
 
@@ -154,8 +153,7 @@ def test_custom_certificate_falls_back_to_the_ca_when_removed(api: httpx.Client,
     assert not created.json()["acme_requested"]
 
     # The key is stored encrypted, never in clear.
-    with sqlite3.connect(f"file:{server.data_dir / 'aerodrome.db'}?mode=ro", uri=True) as db:
-        (stored,) = db.execute("SELECT key_ciphertext FROM certificates WHERE hostname = ?", (host,)).fetchone()
+    [(stored,)] = server.query(f"SELECT key_ciphertext FROM certificates WHERE hostname = '{host}'")
     assert b"PRIVATE KEY" not in stored and key.encode() not in stored
 
     both = api.post(f"/v1/apps/{app_name}/certificates/acme", json={"hostname": host}).json()

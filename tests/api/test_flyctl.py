@@ -52,11 +52,14 @@ class Fly:
         }
 
     def __call__(self, *args: str, cwd: Path | None = None) -> str:
+        return self.run(*args, cwd=cwd).stdout
+
+    def run(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [str(BINARIES[-1]), *args], env=self.env, cwd=cwd, capture_output=True, text=True, timeout=180
         )
         assert done.returncode == 0, f"fly {' '.join(args)}: {done.stdout}\n{done.stderr}"
-        return done.stdout
+        return done
 
     def json(self, *args: str) -> Any:
         return json.loads(self(*args, "--json"))
@@ -108,7 +111,8 @@ def test_volumes_create_list_extend_and_destroy(fly: Fly, fly_app: str, api: htt
 
 def test_machine_run_and_its_lifecycle(fly: Fly, fly_app: str, image: str, api: httpx.Client) -> None:
     run = ["machine", "run", image, "--app", fly_app, "--region", "iad", "--name", "web", "--port", "80:8080/tcp:http"]
-    fly(*run, "--autostop=stop", "--vm-size", "shared-cpu-1x", "--vm-memory", "256", "--", "/bin/sh", "-c", HTTPD)
+    ran = fly.run(*run, "--autostop=stop", "--vm-size", "shared-cpu-1x", "--vm-memory", "256", "--", "sh", "-c", HTTPD)
+    assert "build" not in (ran.stdout + ran.stderr).lower()  # CreateBuild and FinishBuild answered: no warning
     [listed] = fly.json("machine", "list", "--app", fly_app)
     machine_id, config = listed["id"], listed["config"]
     assert listed["state"] == "started" and listed["name"] == "web"
@@ -124,7 +128,8 @@ def test_machine_run_and_its_lifecycle(fly: Fly, fly_app: str, image: str, api: 
     wait_for(api, fly_app, machine_id, "started")
     fly("machine", "restart", machine_id, "--app", fly_app)
     assert api.get(f"/v1/apps/{fly_app}/machines/{machine_id}").json()["state"] == "started"
-    fly("machine", "destroy", machine_id, "--app", fly_app, "--force")
+    destroyed = fly.run("machine", "destroy", machine_id, "--app", fly_app, "--force")
+    assert "failed to release lease" not in destroyed.stdout + destroyed.stderr  # the lease went with the machine
     assert fly.json("machine", "list", "--app", fly_app) == []
 
 
@@ -152,3 +157,22 @@ def test_deploy_an_image_then_secrets_roll_the_machine(
     assert machine["id"] in status and "started" in status
     logs = fly("logs", "--no-tail", "--app", fly_app)
     assert f"runner[{machine['id']}]" in logs and "machine started" in logs
+
+
+def test_tokens_create_deploy_acts_on_its_app_only(fly: Fly, fly_app: str, server: Server, tmp_path: Path) -> None:
+    token = fly("tokens", "create", "deploy", "--app", fly_app, "--expiry", "2h").strip()
+    assert token.startswith("FlyV1 fm2_")
+    deploy = Fly(server, tmp_path / "deploy-home")
+    deploy.env["FLY_API_TOKEN"] = token
+    assert [a["Name"] for a in deploy.json("apps", "list")] == [fly_app]
+    deploy("secrets", "set", "FROM_DEPLOY=1", "--app", fly_app, "--stage")
+    assert [s["name"] for s in fly.json("secrets", "list", "--app", fly_app)] == ["FROM_DEPLOY"]
+    other = f"fly-{uuid.uuid4().hex[:10]}"
+    refused = subprocess.run(
+        [str(BINARIES[-1]), "apps", "create", other, "--org", "personal"],
+        env=deploy.env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert refused.returncode != 0 and f"may act on app '{fly_app}' only" in refused.stdout + refused.stderr

@@ -60,9 +60,6 @@ query ($appName: String!) {
 }
 """
 
-V4_POOL = ipaddress.ip_network("127.0.1.0/24")
-V6_POOL = ipaddress.ip_network("fdae:ad::/48")
-
 
 def _post(server: Server, body: object, token: str | None = None) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token or server.token}", "Content-Type": "application/json"}
@@ -105,7 +102,7 @@ def test_seed_calls_verbatim(server: Server, app_name: str) -> None:
     node = v6.json()["data"]["allocateIpAddress"]["ipAddress"]
     assert set(node) == {"id", "address", "type", "region", "createdAt"}
     assert node["type"] == "v6" and node["region"] == "global" and node["id"]
-    assert ipaddress.ip_address(node["address"]) in V6_POOL
+    assert ipaddress.ip_address(node["address"]) in ipaddress.ip_network(server.dedicated_pools[1])
     assert node["createdAt"].endswith("Z")
 
 
@@ -153,11 +150,12 @@ def test_release_by_address_and_by_id(gql: GraphQL, app_name: str) -> None:
     assert again["errors"][0]["extensions"]["code"] == "NOT_FOUND"
 
 
-def test_v4_addresses_are_distinct_inside_the_pool(gql: GraphQL, app_name: str) -> None:
+def test_v4_addresses_are_distinct_inside_the_pool(server: Server, gql: GraphQL, app_name: str) -> None:
     addresses = [allocate(gql, app_name, "v4")["address"] for _ in range(4)]
     assert len(set(addresses)) == 4
-    assert all(ipaddress.ip_address(a) in V4_POOL for a in addresses)
-    assert "127.0.1.0" not in addresses and "127.0.1.255" not in addresses
+    pool = ipaddress.ip_network(server.dedicated_pools[0])
+    assert all(ipaddress.ip_address(a) in pool for a in addresses)
+    assert str(pool.network_address) not in addresses and str(pool.broadcast_address) not in addresses
 
     gql(RELEASE, input={"appId": app_name, "ip": addresses[1]})
     reused = allocate(gql, app_name, "v4")["address"]

@@ -15,7 +15,7 @@ from tests.support.server import Server
 ASSIGNMENT_KEYS = {"ip", "region", "service_name", "shared", "created_at"}
 
 
-def test_round_trip(api: httpx.Client, app_name: str) -> None:
+def test_round_trip(server: Server, api: httpx.Client, app_name: str) -> None:
     base = f"/v1/apps/{app_name}/ip_assignments"
     assert api.get(base).json() == {"ips": []}
 
@@ -24,14 +24,14 @@ def test_round_trip(api: httpx.Client, app_name: str) -> None:
     dedicated = v4.json()
     assert set(dedicated) == ASSIGNMENT_KEYS
     assert dedicated["shared"] is False and dedicated["service_name"] == "web" and dedicated["region"] == "global"
-    assert ipaddress.ip_address(dedicated["ip"]) in ipaddress.ip_network("127.0.1.0/24")
+    assert ipaddress.ip_address(dedicated["ip"]) in ipaddress.ip_network(server.dedicated_pools[0])
 
     shared = api.post(base, json={"type": "shared_v4"}).json()
     assert shared["shared"] is True and shared["ip"] == "127.0.0.1"
     assert api.post(base, json={"type": "shared_v4"}).json() == shared  # one shared address per app
 
     v6 = api.post(base, json={"type": "v6", "region": "iad"}).json()
-    assert ipaddress.ip_address(v6["ip"]) in ipaddress.ip_network("fdae:ad::/48") and v6["region"] == "iad"
+    assert ipaddress.ip_address(v6["ip"]) in ipaddress.ip_network(server.dedicated_pools[1]) and v6["region"] == "iad"
 
     listed = api.get(base).json()["ips"]
     assert sorted(ip["ip"] for ip in listed) == sorted([dedicated["ip"], shared["ip"], v6["ip"]])

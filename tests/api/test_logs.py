@@ -127,7 +127,9 @@ def test_lines_survive_a_daemon_restart() -> None:
             eventually(lambda: len(messages(read_all(api, "logs-restart")[0])) >= 5, "lines before the restart")
             before = messages(read_all(api, "logs-restart")[0])
         server.kill()
-        time.sleep(1)  # the machine prints while no daemon reads
+        output = server.data_dir / "runtime" / "machines" / machine["id"] / "machine.log"
+        printed = output.stat().st_size
+        eventually(lambda: output.stat().st_size > printed, "the machine printing while no daemon reads")
         server.start()
         with server.client() as api:
             eventually(lambda: len(messages(read_all(api, "logs-restart")[0])) > len(before) + 5, "lines after it")

@@ -108,5 +108,5 @@ def test_secrets_errors(api: httpx.Client, app_name: str) -> None:
     refused(api.post(f"{base}/A", json={"value": None}), 400, "value is required and must be a string")
     refused(api.get(f"{base}/MISSING"), 404, "secret 'MISSING' not found")
     refused(api.delete(f"{base}/MISSING"), 404, "secret 'MISSING' not found")
-    assert api.get(base).json() == {"secrets": []}  # nothing refused was stored
+    assert api.get(base).json() == {"secrets": [], "version": 0}  # nothing refused was stored
     refused(api.get("/v1/apps/no-such-app/secrets"), 404, "Could not find App 'no-such-app'")

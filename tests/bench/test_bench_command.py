@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.commands import run_command
+
 pytestmark = [
     pytest.mark.root,
     pytest.mark.timeout(600),
@@ -21,8 +23,7 @@ pytestmark = [
 
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "aerodrome", "bench", *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=500)
+    return run_command([sys.executable, "-m", "aerodrome", "bench", *args], timeout=420)
 
 
 def test_quick_api_bench_writes_its_figures_and_the_host(tmp_path: Path) -> None:

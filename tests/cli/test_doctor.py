@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from aerodrome.cli.doctor import QUICK_STEPS
+from tests.support.commands import run_command
 
 pytestmark = [
     pytest.mark.root,
@@ -21,8 +22,7 @@ pytestmark = [
 
 
 def doctor(*args: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "aerodrome", "doctor", *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=1100)
+    return run_command([sys.executable, "-m", "aerodrome", "doctor", *args], timeout=900)
 
 
 def test_quick_doctor_reports_no_loss_no_leak_no_5xx() -> None:

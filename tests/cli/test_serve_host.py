@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +37,30 @@ def test_the_data_directory_comes_from_aerodrome_data_dir(tmp_path: Path) -> Non
         token = done.stdout.strip()
         with httpx.Client(base_url=server.api_url, headers={"Authorization": f"Bearer {token}"}) as api:
             assert api.get("/v1/tokens/current").json()["tokens"][0]["org_slug"] == "personal"
+
+
+def test_serve_binds_port_zero_and_reports_the_ports_it_took() -> None:
+    with running_server() as server:
+        report_path = server.data_dir / "ports.json"
+        report = json.loads(report_path.read_text())
+        assert stat.S_IMODE(report_path.stat().st_mode) == 0o600
+        assert report == {
+            "pid": server.pid,
+            "api": f"127.0.0.1:{server.api_port}",
+            "registry": f"127.0.0.1:{server.registry_port}",
+            "edge_http": f"127.0.0.1:{server.edge_http_port}",
+            "edge_https": f"127.0.0.1:{server.edge_https_port}",
+        }
+        assert len({server.api_port, server.registry_port, server.edge_http_port, server.edge_https_port}) == 4
+        line = f"aerodrome: ports {json.dumps(report, sort_keys=True)}\n"
+        assert line in server.log_path.read_text()  # the same object on stdout, for a caller that reads it
+        assert httpx.get(f"{server.api_url}/health").status_code == 200
+        assert httpx.get(f"http://{server.registry}/v2/").status_code == 401  # token auth, at the reported port
+        # the edge answers on the reported port: no app has this name, and it says so
+        assert httpx.get(f"http://127.0.0.1:{server.edge_http_port}/", headers={"Host": "nothing.localhost"}).is_error
+        server.stop()
+        assert not report_path.exists()  # a stopped daemon shows no ports
+        taken = (server.api_port, server.registry_port, server.edge_http_port, server.edge_https_port)
+        server.start()  # a restart serves the ports the first start took: clients made before it still reach it
+        assert (server.api_port, server.registry_port, server.edge_http_port, server.edge_https_port) == taken
+        assert json.loads(report_path.read_text())["pid"] == server.pid

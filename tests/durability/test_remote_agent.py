@@ -104,7 +104,8 @@ def pair() -> Iterator[tuple[Server, Agent]]:
     """An agent, then a serve driving it; afterwards everything is destroyed through the API, both stopped, and
     the host checked clean (a side the test killed is started again first, to take down what it left)."""
     workdir = Path(tempfile.mkdtemp(prefix="aerodrome-remote-agent-"))
-    server = Server(workdir / "data")
+    # the agent is told the registry before serve starts: its port is fixed here, not left to the kernel
+    server = Server(workdir, registry_port=free_loopback_port())
     agent = Agent(server.data_dir, server.registry, server.machine_pool)
     server.extra_args = ("--agent", agent.url, "--agent-token-file", str(agent.token_file))
     server.data_dir.mkdir(mode=0o700)

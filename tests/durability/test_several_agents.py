@@ -21,6 +21,7 @@ from aerodrome.cli.daemon import release_pool, unrouted_pool
 from aerodrome.core import HostState
 from tests.api.helpers import create_machine, http_inside, wait_for
 from tests.support.agents import HostProcess
+from tests.support.registry import free_loopback_port
 from tests.support.server import Server
 
 pytestmark = [
@@ -50,7 +51,8 @@ def cluster() -> Iterator[tuple[Server, HostProcess, HostProcess]]:
         release_pool(pools[0])
         raise
     workdir = Path(tempfile.mkdtemp(prefix="aerodrome-several-agents-"))
-    server = Server(workdir / "serve", machine_pool=pools[0])
+    # the agents are told the registry before serve starts: its port is fixed here, not left to the kernel
+    server = Server(workdir, machine_pool=pools[0], registry_port=free_loopback_port())
     server.data_dir.mkdir(mode=0o700)
     keys = server.data_dir / "registry"
     hosts = [

@@ -56,11 +56,12 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def report() -> Iterator[Report]:
-    workdir = Path(tempfile.mkdtemp(prefix="aerodrome-kill-steps-"))
+    daemon = Daemon(Path(tempfile.mkdtemp(prefix="aerodrome-kill-steps-")))
     try:
-        yield Campaign(Daemon(workdir), CHOSEN).run()
+        yield Campaign(daemon, CHOSEN).run()
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        left = daemon.remove(daemon.machine_ids())  # a leak stays in place, to be seen: nothing removed under a mount
+        assert left == [], f"the campaign left on the host: {left}"
 
 
 def _outcome(report: Report, step: str) -> Outcome:

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from aerodrome.cli.pools import release_pool
 from aerodrome.core.restarts import restart_backoff
 from tests.api.helpers import create_machine, wait_for
 from tests.runtime.runc_fixtures import host_leftovers, network_leftovers
@@ -165,14 +166,16 @@ def small_filesystem(size_mb: int) -> Iterator[Path]:
     subprocess.run(["truncate", "-s", f"{size_mb}M", str(image)], check=True)
     subprocess.run(["mkfs.ext4", "-q", "-m", "0", "-F", str(image)], check=True)
     device = subprocess.run(["losetup", "-f", "--show", str(image)], check=True, capture_output=True, text=True)
-    loop = device.stdout.strip()
+    loop, mounted = device.stdout.strip(), False
     try:
         subprocess.run(["mount", loop, str(mountpoint)], check=True)
-        try:
-            yield mountpoint
-        finally:
-            subprocess.run(["umount", str(mountpoint)], check=True)
+        mounted = True
+        yield mountpoint
     finally:
+        # a filesystem still busy (a machine left on it) fails the umount: then it stays, with its loop device and
+        # directory, to be seen; nothing under a mount is removed
+        if mounted:
+            subprocess.run(["umount", str(mountpoint)], check=True)
         subprocess.run(["losetup", "-d", loop], check=True)
         shutil.rmtree(work)
 
@@ -202,7 +205,7 @@ def refused_for_space(response: httpx.Response) -> bool:
 def test_a_full_data_filesystem_refuses_clearly_and_recovers(tmp_path: Path) -> None:
     with small_filesystem(400) as filesystem:
         # No reserve: what is tested is the disk truly full, not the reserve that refuses starts before it is.
-        server = SmallDiskServer(filesystem / "data", extra_args=("--disk-reserve-mb", "0"))
+        server = SmallDiskServer(filesystem, extra_args=("--disk-reserve-mb", "0"))
         server.log_file = tmp_path / "serve.log"
         server.start()
         try:
@@ -210,11 +213,11 @@ def test_a_full_data_filesystem_refuses_clearly_and_recovers(tmp_path: Path) -> 
         finally:
             shutil.rmtree(filesystem / "filler", ignore_errors=True)  # room again, whatever failed
             try:
-                if server.process is None or server.process.poll() is not None:
-                    server.start()  # the daemon died: it is started again to clean up after it
-                server.destroy_everything()
+                server.clear()  # a daemon that died is started again to destroy what it left
             finally:
-                server.stop()
+                left = server.leftovers(server.machine_ids())
+                release_pool(server.machine_pool)
+            assert left == [], f"the test left on the host: {left}"  # then the filesystem stays mounted, to be seen
         log = server.log_file.read_text()
         assert "Traceback" not in log, log[-6000:]
 

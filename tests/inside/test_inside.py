@@ -22,6 +22,7 @@ import pytest
 from aerodrome.inside import RESOLVER_IPV4, RESOLVER_IPV6
 from aerodrome.runtime.runc.layout import Layout
 from tests.api.helpers import create_machine, machine_exec, wait_for
+from tests.api.test_token_checks import check_machine_tokens
 from tests.isolation.conftest import python_files
 from tests.isolation.hostns import OwnHost, gateways, own_host
 from tests.isolation.test_network import aerodrome_leftovers, connect_from, delete_app, received, second_org
@@ -159,6 +160,7 @@ def test_the_api_is_reachable_from_inside_and_nothing_else_of_the_host(host: Own
             refused = wget_api(api, "api-a", a1, url, None)
             assert refused["exit_code"] != 0 and "401" in refused["stderr"]
             check_fly_socket(server, api, a1, interpreter)
+            check_machine_tokens(server, a1, "api-a")
             check_environment(api, a1)
             server.stop()  # the machine keeps running; the next daemon serves its socket again
             server.start()

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from aerodrome.cli.pools import release_pool
 from aerodrome.runtime.runc.network import host_iface_name
 from tests.api.helpers import create_machine, machine_exec, wait_app_gone, wait_for
 from tests.isolation.hostns import (
@@ -259,7 +260,7 @@ def check_nothing_reached(
 def test_a_route_in_the_machine_pool_refuses_the_start_and_is_left_alone(host: OwnHost, family: str) -> None:
     t = host
     workdir = Path(tempfile.mkdtemp(prefix="aerodrome-serve-"))
-    server = Server(workdir / "data")
+    server = Server(workdir)
     pool_base = server.machine_pool.rsplit(".", 2)[0]
     prefix = f"{pool_base}.5.0/24" if family == "ipv4" else "fdaa:0:99::/48"
     overlapped = f"the machine IPv4 pool {server.machine_pool}" if family == "ipv4" else "the machines' IPv6 prefix"
@@ -280,4 +281,5 @@ def test_a_route_in_the_machine_pool_refuses_the_start_and_is_left_alone(host: O
         assert aerodrome_leftovers(t, server.machine_pool) == []
     finally:
         server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        release_pool(server.machine_pool)
+        shutil.rmtree(workdir)  # the start was refused: no machine, no mount

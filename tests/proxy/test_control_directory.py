@@ -41,7 +41,7 @@ class World:
             region=fields.pop("region", "iad"),
             state=state,
             instance_id=ulid(),
-            config={"image": "busybox", "services": list(services)},
+            config={"image": "busybox", "services": list(services), **fields.pop("config", {})},
             private_ip="fdaa::2",
             image_ref={},
             created_at=NOW,
@@ -99,6 +99,14 @@ async def test_a_route_lists_the_machines_serving_the_port(world: World) -> None
     db = await world.directory.route("web.apps.test", "127.0.0.1", 5432)
     assert db is not None and len(db.backends) == 2
     assert await world.directory.route("web.apps.test", "127.0.0.1", 8080) is None  # internal, not a service port
+
+
+async def test_a_standby_is_not_routed_to(world: World) -> None:
+    await world.app("ha")
+    primary = await world.machine("ha", MachineState.STARTED, WEB)
+    await world.machine("ha", MachineState.STOPPED, WEB, config={"standbys": [primary.id]})
+    route = await world.directory.route("ha.apps.test", "127.0.0.1", 80)
+    assert route is not None and [b.machine_id for b in route.backends] == [primary.id]
 
 
 async def test_no_route_to_unknown_deleting_or_empty_apps(world: World) -> None:

@@ -6,6 +6,7 @@ A driver's test module subclasses `RuntimeConformance` and provides a `harness` 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import secrets
 import signal
@@ -139,12 +140,12 @@ class RuntimeConformance:
 
     async def test_user_and_signals_reach_the_program(self, harness: Harness) -> None:
         h = harness
-        script = 'trap "id -u > /tmp/usr1" USR1; while true; do sleep 0.02; done'
+        script = 'trap "id -u > /tmp/usr1" USR1; touch /tmp/trapped; while true; do sleep 0.02; done'
         spec = h.spec(("sh", "-c", script), user="nobody")
         await h.runtime.create(spec)
         await h.runtime.start(spec.machine_id)
         assert (await shell(h, spec.machine_id, "id -u"))[1] == "65534\n"
-        await asyncio.sleep(0.1)  # let the shell install its trap
+        await eventually(lambda: _succeeds(h, spec.machine_id, "test -e /tmp/trapped"), "the shell's trap")
         await h.runtime.signal(spec.machine_id, signal.SIGUSR1)
         await eventually(lambda: _succeeds(h, spec.machine_id, "test -s /tmp/usr1"), "the USR1 handler")
         assert (await shell(h, spec.machine_id, "cat /tmp/usr1"))[1] == "65534\n"
@@ -228,13 +229,14 @@ class RuntimeConformance:
 
     async def test_stop_signal_then_kill_after_timeout(self, harness: Harness) -> None:
         h = harness
-        handler = h.spec(("sh", "-c", 'trap "exit 3" INT; while true; do sleep 0.05; done'))
+        handler = h.spec(("sh", "-c", 'trap "exit 3" INT; touch /tmp/trapped; while true; do sleep 0.05; done'))
         default = h.spec(("sleep", "1000"))
-        stubborn = h.spec(("sh", "-c", 'trap "" INT; while true; do sleep 0.05; done'))
+        stubborn = h.spec(("sh", "-c", 'trap "" INT; touch /tmp/trapped; while true; do sleep 0.05; done'))
         for spec in (handler, default, stubborn):
             await h.runtime.create(spec)
             await h.runtime.start(spec.machine_id)
-        await asyncio.sleep(0.1)  # let the shells install their traps
+        for trapping in (handler.machine_id, stubborn.machine_id):
+            await eventually(functools.partial(_succeeds, h, trapping, "test -e /tmp/trapped"), "the shells' traps")
         handled = await h.runtime.stop(handler.machine_id, signal.SIGINT, WAIT)
         assert (handled.exit_code, handled.requested_stop, handled.oom_killed) == (3, True, False)
         interrupted = await h.runtime.stop(default.machine_id, signal.SIGINT, WAIT)

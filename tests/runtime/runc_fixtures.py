@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import os
 import shutil
@@ -12,19 +13,21 @@ from pathlib import Path
 
 import pytest
 
+from aerodrome.cli.pools import unrouted_pool
 from aerodrome.core import ImageInfo, Runtime
 from aerodrome.runtime.images import ImageStore
 from aerodrome.runtime.process import run
 from aerodrome.runtime.registry import EmbeddedRegistry
 from aerodrome.runtime.runc import RuncRuntime
 from aerodrome.runtime.runc.cgroups import MachineCgroup
-from aerodrome.runtime.runc.firewall import forget_orgs, uninstall
+from aerodrome.runtime.runc.firewall import forget_org, uninstall
 from aerodrome.runtime.runc.layout import mounts_dir
 from aerodrome.runtime.runc.network import host_iface_name, org_prefix6
 from tests.runtime.conformance import Harness
 
-# A pool apart from the daemon's default (172.30.0.0/16) and from everything in `ip route` on these hosts.
-TEST_POOL = "172.29.0.0/16"
+# The runtime tests' pools, apart from the daemon's default (172.30.0.0/16) and the test servers': one for each
+# process (a pytest-xdist worker), reserved with the same lock files as the servers' pools.
+RUNTIME_POOL_OCTETS = (26, 27, 28, 29)
 ORGS_USED = 2  # the conformance suite uses organisations 1 and 2
 
 needs_root = pytest.mark.skipif(
@@ -45,10 +48,18 @@ def image_store_root(registry: EmbeddedRegistry, busybox_image: str) -> Iterator
         asyncio.run(_forget_test_orgs())
 
 
+@functools.cache
+def runtime_pool() -> str:
+    """This process's pool for the runtime tests, held until it ends."""
+    return unrouted_pool(RUNTIME_POOL_OCTETS)
+
+
 async def _forget_test_orgs() -> None:
-    pool = ipaddress.IPv4Network(TEST_POOL)
-    await forget_orgs([str(s) for s in pool.subnets(new_prefix=24)][:ORGS_USED], [str(org_prefix6(o)) for o in (1, 2)])
-    await uninstall(TEST_POOL)
+    pool = ipaddress.IPv4Network(runtime_pool())
+    subnets4 = [str(s) for s in pool.subnets(new_prefix=24)][:ORGS_USED]
+    for subnet4, org in zip(subnets4, (1, 2), strict=True):
+        await forget_org(subnet4, str(org_prefix6(org)))  # kept while another runtime's machines of `org` run
+    await uninstall(runtime_pool())
 
 
 async def host_leftovers(root: Path, machine_ids: list[str]) -> list[str]:
@@ -91,7 +102,7 @@ async def harness(tmp_path: Path, image_store_root: tuple[Path, ImageInfo]) -> A
     runtimes: list[RuncRuntime] = []
 
     async def open_runtime() -> Runtime:
-        runtime = RuncRuntime(root, ImageStore(store_root), ipv4_pool=TEST_POOL, egress=False)
+        runtime = RuncRuntime(root, ImageStore(store_root), ipv4_pool=runtime_pool(), egress=False)
         runtimes.append(runtime)
         return runtime
 
@@ -108,7 +119,7 @@ async def harness(tmp_path: Path, image_store_root: tuple[Path, ImageInfo]) -> A
     finally:
         for runtime in runtimes:
             await runtime.close()
-        cleaner = RuncRuntime(root, ImageStore(store_root), ipv4_pool=TEST_POOL, egress=False)
+        cleaner = RuncRuntime(root, ImageStore(store_root), ipv4_pool=runtime_pool(), egress=False)
         machine_ids = cleaner.layout.machine_ids()
         for machine_id in machine_ids:
             await cleaner.destroy(machine_id)

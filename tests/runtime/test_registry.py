@@ -38,6 +38,20 @@ async def test_start_answers_and_stop_reaps(tmp_path: Path) -> None:
     assert (tmp_path / "config.yml").is_file()
 
 
+async def test_port_zero_takes_a_free_port_and_keeps_it_across_a_restart(tmp_path: Path) -> None:
+    registry = EmbeddedRegistry(tmp_path, listen="127.0.0.1:0")
+    async with registry:
+        taken = registry.url
+        assert taken.startswith("127.0.0.1:") and int(taken.rpartition(":")[2]) > 0
+        assert await _answers(taken)
+        assert registry._proc is not None
+        registry._proc.kill()  # a death: the next start serves the port the clients already know
+        registry._proc.wait()
+        await registry.start()
+        assert registry.url == taken
+        assert await _answers(taken)
+
+
 async def test_taken_port_is_a_clear_unavailable_error(tmp_path: Path) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))

@@ -16,7 +16,7 @@ from aerodrome.runtime.runc.firewall import egress_rules, set_egress
 from aerodrome.runtime.runc.network import Allocation, create_network
 from aerodrome.runtime.runc.userns import new_namespaces
 from tests.runtime.conformance import WAIT, Harness, eventually, http_answers
-from tests.runtime.runc_fixtures import TEST_POOL, harness, image_store_root, needs_root, network_leftovers
+from tests.runtime.runc_fixtures import harness, image_store_root, needs_root, network_leftovers, runtime_pool
 
 __all__ = ["harness", "image_store_root"]
 
@@ -24,7 +24,6 @@ pytestmark = [pytest.mark.root, needs_root]
 
 CREATED = 1000
 # The test's "outside" host: a benchmarking range (RFC 2544), routed here only to a veth the test makes.
-UPLINK_ADDRESS, OUTSIDE = "198.18.0.1", "198.18.0.2"
 
 
 def _runc(runtime: Runtime) -> RuncRuntime:
@@ -114,6 +113,10 @@ async def test_egress_leaves_through_the_uplink_masqueraded(harness: Harness, tm
     h = harness
     suffix = os.urandom(4).hex()
     outside_ns, uplink = f"aerodrome-test-up-{suffix}", f"aeup{suffix}"
+    pool = runtime_pool()
+    # RFC 2544 addresses on the host: a /30 keyed by the pool, which is this process's alone (parallel workers)
+    octet = pool.split(".")[1]
+    uplink_address, outside = f"198.18.{octet}.1", f"198.18.{octet}.2"
     www = tmp_path / "outside"
     www.mkdir()
     (www / "index.html").write_text("hello from outside\n")
@@ -121,9 +124,9 @@ async def test_egress_leaves_through_the_uplink_masqueraded(harness: Harness, tm
         [
             f"ip netns add {outside_ns}",
             f"ip link add {uplink} type veth peer name eth0 netns {outside_ns}",
-            f"ip -n {outside_ns} addr add {OUTSIDE}/30 dev eth0",
+            f"ip -n {outside_ns} addr add {outside}/30 dev eth0",
             f"ip -n {outside_ns} link set eth0 up",
-            f"ip addr add {UPLINK_ADDRESS}/30 dev {uplink}",
+            f"ip addr add {uplink_address}/30 dev {uplink}",
             f"ip link set {uplink} up",
         ]
     )
@@ -132,22 +135,22 @@ async def test_egress_leaves_through_the_uplink_masqueraded(harness: Harness, tm
         "nsenter", f"--net=/run/netns/{outside_ns}", "busybox", "httpd", "-f", "-p", "8080", "-h", str(www)
     )
     base = _runc(h.runtime)
-    runtime = RuncRuntime(base.layout.root, base.images, ipv4_pool=TEST_POOL, egress=True, uplink=uplink)
+    runtime = RuncRuntime(base.layout.root, base.images, ipv4_pool=pool, egress=True, uplink=uplink)
     try:
         spec = h.spec(("sleep", "1000"))
         await runtime.create(spec)
         await runtime.start(spec.machine_id)
-        assert ("nat", f"-A POSTROUTING -s {TEST_POOL} -o {uplink} -j MASQUERADE") in await egress_rules(TEST_POOL)
-        fetch = ["sh", "-c", f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 {OUTSIDE} 8080"]
+        assert ("nat", f"-A POSTROUTING -s {pool} -o {uplink} -j MASQUERADE") in await egress_rules(pool)
+        fetch = ["sh", "-c", f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 {outside} 8080"]
         # The outside netns has no route back to the pool: only a masqueraded connection gets an answer.
         assert b"hello from outside" in (await runtime.exec(spec.machine_id, fetch, None, 10)).stdout
-        await set_egress(TEST_POOL, None)
-        assert await egress_rules(TEST_POOL) == []
+        await set_egress(pool, None)
+        assert await egress_rules(pool) == []
         assert b"hello" not in (await runtime.exec(spec.machine_id, fetch, None, 10)).stdout
         await runtime.destroy(spec.machine_id)
     finally:
         await runtime.close()
-        await set_egress(TEST_POOL, None)
+        await set_egress(pool, None)
         httpd.kill()
         await httpd.wait()
         await run(["ip", "netns", "del", outside_ns], check=False)
@@ -160,7 +163,7 @@ async def test_a_runtime_without_egress_installs_no_nat(harness: Harness) -> Non
     h = harness
     spec = h.spec(("sleep", "1000"))
     await h.runtime.create(spec)
-    assert await egress_rules(TEST_POOL) == []
+    assert await egress_rules(runtime_pool()) == []
 
 
 async def test_recover_undoes_a_start_cut_short_before_the_network_was_ready(harness: Harness, tmp_path: Path) -> None:

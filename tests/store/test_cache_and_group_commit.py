@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -17,9 +16,9 @@ S = MachineState
 
 
 @pytest.fixture
-async def other(tmp_path: Path, app_store: SqlStore) -> AsyncIterator[SqlStore]:
-    """A second store on the same file: it reads what is on disk, not what the first one remembers."""
-    reader = SqlStore.open_sqlite(tmp_path / "aerodrome.db")
+async def other(database_url: str, app_store: SqlStore) -> AsyncIterator[SqlStore]:
+    """A second store on the same database: it reads what is on disk, not what the first one remembers."""
+    reader = await SqlStore.open(database_url)
     try:
         yield reader
     finally:
@@ -111,3 +110,18 @@ async def test_a_write_from_a_stale_read_is_refused_and_writes_nothing(app_store
         await app_store.save_machine(dataclasses.replace(started, state=S.STOPPED))
     fresh = await app_store.get_machine("m1")
     assert fresh is not None and fresh.lease is not None and fresh.state is S.STARTED
+
+
+async def test_a_lease_granted_from_a_stale_read_is_refused(app_store: SqlStore, other: SqlStore) -> None:
+    """Two replicas granting the lease at once: the one that read the row before the other's grant is refused."""
+    await app_store.add_machine(make_machine("m1"), make_event("m1"))
+    read_here, read_there = await app_store.get_machine("m1"), await other.get_machine("m1")
+    assert read_here is not None and read_there is not None
+    mine, theirs = Lease("mine", "a", "", 2**40, "v1"), Lease("theirs", "b", "", 2**40, "v1")
+    await app_store.set_lease("m1", mine, read_version=read_here.row_version)
+    with pytest.raises(FailedPreconditionError, match="changed by another request"):
+        await other.set_lease("m1", theirs, read_version=read_there.row_version)
+    with pytest.raises(NotFoundError):
+        await other.set_lease("absent", theirs, read_version=0)
+    held = await other.get_machine("m1")
+    assert held is not None and held.lease == mine

@@ -25,7 +25,7 @@ async def running_registry(data_dir: Path | None = None) -> AsyncIterator[Embedd
     """Start an EmbeddedRegistry on 127.0.0.1:<free port>; stop it and remove its files on exit."""
     owned = data_dir is None
     directory = Path(tempfile.mkdtemp(prefix="aerodrome-registry-")) if data_dir is None else data_dir
-    registry = EmbeddedRegistry(directory, listen=f"127.0.0.1:{free_loopback_port()}")
+    registry = EmbeddedRegistry(directory, listen="127.0.0.1:0")
     try:
         await registry.start()
         yield registry

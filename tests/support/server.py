@@ -1,108 +1,31 @@
-"""A real `aerodrome serve` in a subprocess, on free loopback ports, with its own data directory."""
+"""A real `aerodrome serve` in a subprocess, on loopback ports it picks itself, with its own data directory."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
-import shutil
-import signal
-import sqlite3
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import httpx
-
-from aerodrome.cli.daemon import release_pool, unrouted_pool
+from aerodrome.cli.daemon import Daemon
+from aerodrome.cli.pools import release_pool
 from aerodrome.core import SHARED_NAMESPACES, namespace_of
 from aerodrome.runtime import load_operator_credentials
-from aerodrome.runtime.runc.leftovers import host_leftovers
 from tests.support.images import build_busybox_image
-from tests.support.registry import free_loopback_port
-
-START_TIMEOUT = 30.0
+from tests.support.postgres import query, serve_database
 
 
 @dataclass
-class Server:
-    data_dir: Path
-    api_port: int = field(default_factory=free_loopback_port)
-    registry_port: int = field(default_factory=free_loopback_port)
-    edge_http_port: int = field(default_factory=free_loopback_port)
-    edge_https_port: int = field(default_factory=free_loopback_port)
-    # a pool of its own, so that servers running side by side (parallel test runs) never share an address
-    machine_pool: str = field(default_factory=unrouted_pool)
-    extra_args: tuple[str, ...] = ()
-    process: subprocess.Popen[bytes] | None = None
-    token: str = ""
+class Server(Daemon):
+    """`cli.daemon.Daemon` with what tests ask of it: images of their own, a teardown, the host's leftovers."""
 
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
-
-    @property
-    def registry(self) -> str:
-        return f"127.0.0.1:{self.registry_port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir.parent / "serve.log"
-
-    def start(self) -> None:
-        argv = [
-            sys.executable,
-            "-m",
-            "aerodrome",
-            "serve",
-            "--data-dir",
-            str(self.data_dir),
-            "--api",
-            f"127.0.0.1:{self.api_port}",
-            "--registry",
-            self.registry,
-            "--no-rate-limits",
-            "--volume-unit-mb",
-            "16",
-            "--edge-http",
-            f"127.0.0.1:{self.edge_http_port}",
-            "--edge-https",
-            f"127.0.0.1:{self.edge_https_port}",
-            "--machine-ipv4-pool",
-            self.machine_pool,
-            "--no-egress",
-            "--no-dns",  # one resolver per host answers at fdaa::3: the tests that use it ask for it (--dns)
-            *self.extra_args,
-        ]
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        self._wait_ready()
-        if not self.token:
-            self.token = self.cli("tokens", "create").strip()
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"aerodrome serve exited early:\n{self.log_path.read_text()[-4000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.api_url}/health", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"aerodrome serve did not answer in time:\n{self.log_path.read_text()[-4000:]}")
-
-    def cli(self, *args: str) -> str:
-        argv = [sys.executable, "-m", "aerodrome", *args, "--data-dir", str(self.data_dir)]
-        return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60).stdout
-
-    def client(self, token: str | None = None) -> httpx.Client:
-        auth = token if token is not None else self.token
-        return httpx.Client(base_url=self.api_url, headers={"Authorization": f"Bearer {auth}"}, timeout=90)
+    # dns is off (Daemon's default): one resolver per host answers at fdaa::3; the tests that use it ask (--dns).
+    # The database: PostgreSQL's URL when the tests run on it (AERODROME_TEST_DATABASE=postgresql), else SQLite's.
+    database: str | None = field(default_factory=serve_database)
 
     @property
     def operator_credentials(self) -> str:
@@ -121,52 +44,11 @@ class Server:
         )  # type: ignore[arg-type]
         return asyncio.run(pushed)
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would: machines keep running, nothing is cleaned up."""
-        self.stop(signal.SIGKILL)
-
-    def destroy_everything(self, timeout: float = 300) -> None:
-        """Delete every app of every organisation (with its machines and volumes) through the API, and wait until
-        they are gone, so the host is left clean."""
-        for slug in self.org_slugs():
-            token = self.token if slug == "personal" else self.cli("tokens", "create", "--org", slug).strip()
-            with self.client(token) as client:
-                for app in client.get("/v1/apps", params={"org_slug": slug}).json().get("apps", []):
-                    client.delete(f"/v1/apps/{app['name']}")
-                deadline = time.monotonic() + timeout
-                while client.get("/v1/apps", params={"org_slug": slug}).json().get("apps"):
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"apps of {slug} were still being deleted")
-                    time.sleep(0.1)
-
-    def org_slugs(self) -> list[str]:
-        return [row[0] for row in self._query("SELECT slug FROM organizations ORDER BY slug")]
-
-    def machine_ids(self) -> list[str]:
-        """Every machine the database has known, destroyed ones included (their traces must be gone too)."""
-        return [row[0] for row in self._query("SELECT id FROM machines")]
-
-    def _query(self, sql: str) -> list[tuple[str, ...]]:
-        database = self.data_dir / "aerodrome.db"
-        if not database.exists():
-            return []
-        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as db:
-            return db.execute(sql).fetchall()
-
-    def leftovers(self, machine_ids: list[str]) -> list[str]:
-        """What of this server's machines, data directory and address pool is still on the host."""
-        runtime = self.data_dir / "runtime"
-        return asyncio.run(host_leftovers(self.data_dir, runtime, machine_ids, pool4=self.machine_pool))
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows read straight from the server's database (SQLite file or PostgreSQL), behind the API's back."""
+        if self.database is not None:
+            return query(self.database, sql)
+        return super().query(sql)
 
 
 def shared_name(name: str) -> str:
@@ -174,13 +56,15 @@ def shared_name(name: str) -> str:
 
 
 @contextlib.contextmanager
-def running_server(*extra_args: str, machine_pool: str | None = None) -> Iterator[Server]:
+def running_server(*extra_args: str, machine_pool: str | None = None, database: str | None = None) -> Iterator[Server]:
     if os.geteuid() != 0:
         import pytest
 
         pytest.skip("aerodrome serve needs root")
     workdir = Path(tempfile.mkdtemp(prefix="aerodrome-serve-"))
-    server = Server(workdir / "data", extra_args=extra_args)
+    server = Server(workdir, extra_args=extra_args)
+    if database is not None:  # one database shared by several servers (replicas), instead of one of its own
+        server.database = database
     if machine_pool is not None:
         release_pool(server.machine_pool)
         server.machine_pool = machine_pool
@@ -191,21 +75,15 @@ def running_server(*extra_args: str, machine_pool: str | None = None) -> Iterato
         take_down(server, workdir)
 
 
-def take_down(server: Server, workdir: Path) -> None:
+def take_down(server: Server, workdir: Path | None = None) -> None:
     """Destroy everything the test left, in every organisation, stop the daemon, then fail unless the host is as
     it was. A daemon the test killed is started again on its data directory first: it adopts what the dead one
     left, and destroys it. Nothing is removed while mounted: a leak is left in place, to be seen."""
-    if server.process is not None and server.process.poll() is not None:
-        server.start()
-    machine_ids: list[str] = []
+    assert workdir is None or workdir == server.workdir
     try:
         if server.process is not None:
-            server.destroy_everything()
-            machine_ids = server.machine_ids()
+            server.clear()
     finally:
-        server.stop()
-    found = server.leftovers(machine_ids)
-    release_pool(server.machine_pool)
+        found = server.remove(server.machine_ids())
     if found:
         raise AssertionError("the test left on the host:\n  " + "\n  ".join(found))
-    shutil.rmtree(workdir)

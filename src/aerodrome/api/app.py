@@ -29,6 +29,7 @@ from aerodrome.api.routes import (
     registry,
     secretkeys,
     secrets,
+    token_checks,
     uiex,
     volumes,
 )
@@ -63,6 +64,7 @@ def build_routes(extra: list[BaseRoute] | None = None) -> list[BaseRoute]:
         *secrets.routes,
         *secretkeys.routes,
         *platform.routes,
+        *token_checks.routes,
         *ips.routes,
         *certificates.routes,
         *graphql.routes,

@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aerodrome.api.context import authenticate
+from aerodrome.control import require_org_wide
 
 #: Upper bounds (seconds) of the API's latency histogram: Prometheus' defaults, then +Inf.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -112,6 +113,7 @@ _PROCESS = ProcessCollector(registry=None)  # the daemon's own CPU, memory and d
 
 async def metrics(request: Request) -> Response:
     caller = await authenticate(request)
+    require_org_wide(caller, "the organization's metrics")
     api_metrics: ApiMetrics = request.app.state.api_metrics
     sources: list[MetricSource] = request.app.state.metric_sources
     families = [*_PROCESS.collect(), *api_metrics.collect()]

@@ -15,7 +15,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from aerodrome.cli.daemon import Daemon
+from aerodrome.cli.daemon import Daemon, exit_on_sigterm
 
 VOLUME_UNIT_MB = 16
 
@@ -43,6 +43,7 @@ def bench(
     console = Console(width=None if sys.stdout.isatty() else 160)
     out.mkdir(parents=True, exist_ok=True)
     plan = suite.Plan.quick(VOLUME_UNIT_MB) if quick else suite.Plan.full(VOLUME_UNIT_MB)
+    exit_on_sigterm()
     workdir = Path(tempfile.mkdtemp(prefix="aerodrome-bench-"))
     daemon = Daemon(workdir, volume_unit_mb=VOLUME_UNIT_MB)
     began = time.monotonic()

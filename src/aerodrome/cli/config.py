@@ -51,6 +51,11 @@ class Layout:
         return self.root / "aerodrome.db"
 
     @property
+    def database_url(self) -> Path:
+        """The database `serve --database` was given, for the administrator's commands on this directory."""
+        return self.root / "database.url"
+
+    @property
     def secrets_key(self) -> Path:
         return self.root / "secrets.key"
 

@@ -1,24 +1,26 @@
-"""A throw-away `aerodrome serve` for `aerodrome doctor`: a subprocess on free loopback ports, its own data directory,
-and a busybox image of its own in its registry."""
+"""A throw-away `aerodrome serve` (for `doctor`, `bench` and the tests): a subprocess on loopback ports it picks
+itself, its own data directory and address pool, and a busybox image of its own in its registry."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import fcntl
 import os
-import random
 import shutil
 import signal
-import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from aerodrome.cli.listeners import read_ports
+from aerodrome.cli.pools import dedicated_pools, release_pool, unrouted_pool
 from aerodrome.core import FAULT_ENV
 
 START_TIMEOUT = 60.0
@@ -27,74 +29,35 @@ APPLETS = ("sh", "echo", "cat", "sleep", "httpd", "env", "printenv", "ls", "true
 PATH_ENV = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-class DaemonGone(Exception):
+def exit_on_sigterm() -> None:
+    """Make a SIGTERM (a caller's timeout) end this process through its clean-up, which destroys what its daemon
+    made, rather than on the spot with the daemon's machines left on the host."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
+class DaemonGone(RuntimeError):
     """The daemon is not running (any more)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-# 172.16-25/16 and 172.31/16 are the ranges tests' servers use; 172.26-29 the runtime tests', 172.30 the default
-TEST_POOL_OCTETS = (*range(16, 26), 31)
-
-
-POOL_LOCKS = Path("/run/aerodrome-test-pools")
-_reserved: dict[str, int] = {}  # pool → the descriptor holding its lock
-
-
-def unrouted_pool(octets: tuple[int, ...] = TEST_POOL_OCTETS) -> str:
-    """A `172.X.0.0/16` of `octets` reserved for this caller until `release_pool`: no other daemon started this way
-    (tests, `doctor`, side by side in other processes) gets it meanwhile, since each holds a lock file per pool.
-    A pool any route on the host falls in is never handed out: what a dead run left there (a leak its teardown
-    reported and left in place to be seen) would be taken for the new daemon's own."""
-    routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True).stdout
-    free = [octet for octet in octets if f"172.{octet}." not in routes]
-    random.shuffle(free)
-    for octet in free:
-        pool = f"172.{octet}.0.0/16"
-        if _reserve(pool):
-            return pool
-    held = ", ".join(f"172.{octet}.0.0/16" for octet in octets if octet not in free)
-    raise RuntimeError(f"no test address pool is free: routes on this host fall in {held or 'none'}, the rest are held")
-
-
-def _reserve(pool: str) -> bool:
-    if pool in _reserved:
-        return False
-    try:
-        POOL_LOCKS.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(POOL_LOCKS / pool.replace("/", "_"), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-    except OSError:
-        return True  # no lock directory (not root): the route check alone keeps runs apart
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return False
-    _reserved[pool] = fd
-    return True
-
-
-def release_pool(pool: str) -> None:
-    fd = _reserved.pop(pool, None)
-    if fd is not None:
-        os.close(fd)
 
 
 @dataclass
 class Daemon:
-    """One data directory, served by successive `aerodrome serve` processes (a kill, then a restart on it)."""
+    """One data directory, served by successive `aerodrome serve` processes (a kill, then a restart on it).
+
+    Its listeners take port 0 the first time: the daemon binds what the kernel picks and reports it
+    (`ports.json`), so daemons started side by side never race for a port. A restart binds the same ports again,
+    as an operator's restart would, so clients made before it still reach it."""
 
     workdir: Path
     machine_pool: str = field(default_factory=unrouted_pool)  # keeps side-by-side runs apart
-    api_port: int = field(default_factory=free_port)
-    registry_port: int = field(default_factory=free_port)
-    edge_http_port: int = field(default_factory=free_port)
+    api_port: int = 0
+    registry_port: int = 0
+    edge_http_port: int = 0
+    edge_https_port: int = 0
     volume_unit_mb: int = 16
+    # the machines' resolver (fdaa::3) has one daemon per host: a throw-away one leaves it to the host's own serve
+    dns: bool = False
+    extra_args: tuple[str, ...] = ()
+    database: str | None = None  # `serve --database URL`; None: the data directory's SQLite file
     process: subprocess.Popen[bytes] | None = None
     token: str = ""
 
@@ -107,6 +70,15 @@ class Daemon:
         return self.workdir / "serve.log"
 
     @property
+    def dedicated_pools(self) -> tuple[str, str]:
+        """Its dedicated IPv4 and IPv6 ranges, which the edge binds: apart from other daemons', as its pool is."""
+        return dedicated_pools(self.machine_pool)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
     def registry(self) -> str:
         return f"127.0.0.1:{self.registry_port}"
 
@@ -115,29 +87,43 @@ class Daemon:
         env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
         if fault:
             env[FAULT_ENV] = fault
-        argv = [sys.executable, "-m", "aerodrome", "serve", "--data-dir", str(self.data_dir)]
-        argv += ["--api", f"127.0.0.1:{self.api_port}", "--registry", self.registry, "--no-rate-limits"]
-        argv += ["--volume-unit-mb", str(self.volume_unit_mb), "--machine-ipv4-pool", self.machine_pool, "--no-egress"]
-        argv += ["--edge-http", f"127.0.0.1:{self.edge_http_port}", "--edge-https", f"127.0.0.1:{free_port()}"]
-        argv += ["--no-dns"]  # the host's one resolver at fdaa::3 belongs to the operator's own serve, if any
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+            self.process = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
         self._wait_ready()
         if not self.token:
-            self.token = self._cli("tokens", "create").strip()
+            self.token = self.cli("tokens", "create").strip()
+
+    def argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "aerodrome", "serve", "--data-dir", str(self.data_dir), "--no-rate-limits"]
+        argv += ["--api", f"127.0.0.1:{self.api_port}", "--registry", self.registry]
+        argv += ["--edge-http", f"127.0.0.1:{self.edge_http_port}", "--edge-https", f"127.0.0.1:{self.edge_https_port}"]
+        argv += ["--volume-unit-mb", str(self.volume_unit_mb), "--machine-ipv4-pool", self.machine_pool, "--no-egress"]
+        argv += ["--dedicated-ipv4-pool", self.dedicated_pools[0], "--dedicated-ipv6-pool", self.dedicated_pools[1]]
+        database = ["--database", self.database] if self.database else []
+        return [*argv, *([] if self.dns else ["--no-dns"]), *database, *self.extra_args]
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if not self.alive():
-                raise DaemonGone(f"aerodrome serve exited while starting:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{self.api_port}/health", timeout=1).status_code == 200:
-                    return
+                raise DaemonGone(f"aerodrome serve exited early, while starting:\n{self.log_tail()}")
+            if self._take_ports():
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{self.api_url}/health", timeout=1).status_code == 200:
+                        return
             time.sleep(0.05)
         raise DaemonGone(f"aerodrome serve did not answer in time:\n{self.log_tail()}")
 
-    def _cli(self, *args: str) -> str:
+    def _take_ports(self) -> bool:
+        """Learn the ports the daemon reported, once it has."""
+        ports = read_ports(self.data_dir, self.pid)
+        if ports is None:
+            return False
+        self.api_port, self.registry_port = _port(ports["api"]), _port(ports["registry"])
+        self.edge_http_port, self.edge_https_port = _port(ports["edge_http"]), _port(ports["edge_https"])
+        return True
+
+    def cli(self, *args: str) -> str:
         argv = [sys.executable, "-m", "aerodrome", *args, "--data-dir", str(self.data_dir)]
         return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60).stdout
 
@@ -149,10 +135,10 @@ class Daemon:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=f"http://127.0.0.1:{self.api_port}", headers={"Authorization": f"Bearer {self.token}"}, timeout=60
-        )
+    def client(self, token: str | None = None) -> httpx.Client:
+        """An API client with `token`, else the daemon's own."""
+        auth = token if token is not None else self.token
+        return httpx.Client(base_url=self.api_url, headers={"Authorization": f"Bearer {auth}"}, timeout=90)
 
     def wait_killed(self, timeout: float = 60.0) -> int | None:
         """The exit status once the process ended within `timeout` (-9 for a SIGKILL), else None."""
@@ -163,11 +149,11 @@ class Daemon:
         except subprocess.TimeoutExpired:
             return None
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> None:
         """SIGTERM, as an operator stops it: machines keep running for the next daemon to adopt."""
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.send_signal(signal.SIGTERM)
+        self.process.send_signal(sig)
         try:
             self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -175,10 +161,65 @@ class Daemon:
             self.process.wait()
 
     def kill(self) -> None:
-        if self.alive():
-            assert self.process is not None
-            self.process.kill()
-            self.process.wait()
+        """SIGKILL, as a crash would: machines keep running, nothing is cleaned up."""
+        self.stop(signal.SIGKILL)
+
+    def destroy_everything(self, timeout: float = 300) -> None:
+        """Delete every app of every organisation (with its machines and volumes) through the API, and wait until
+        they are gone, so the host is left clean."""
+        for slug in self.org_slugs():
+            token = self.token if slug == "personal" else self.cli("tokens", "create", "--org", slug).strip()
+            with self.client(token) as client:
+                for app in client.get("/v1/apps", params={"org_slug": slug}).json().get("apps", []):
+                    client.delete(f"/v1/apps/{app['name']}")
+                deadline = time.monotonic() + timeout
+                while client.get("/v1/apps", params={"org_slug": slug}).json().get("apps"):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"apps of {slug} were still being deleted")
+                    time.sleep(0.1)
+
+    def org_slugs(self) -> list[str]:
+        return [row[0] for row in self.query("SELECT slug FROM organizations ORDER BY slug")]
+
+    def machine_ids(self) -> list[str]:
+        """Every machine the database has known, destroyed ones included (their traces must be gone too)."""
+        return [row[0] for row in self.query("SELECT id FROM machines")]
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows read straight from the daemon's SQLite file, behind the API's back."""
+        database = self.data_dir / "aerodrome.db"
+        if not database.exists():
+            return []
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as db:
+            return db.execute(sql).fetchall()
+
+    def clear(self) -> None:
+        """Destroy everything every organisation has, then stop the daemon. One that is not running (killed) is
+        started again on its data directory first: it adopts what the dead one left, and destroys it."""
+        try:
+            if not self.alive():
+                self.start()
+            self.destroy_everything()
+        finally:
+            self.stop()
+
+    def remove(self, machine_ids: list[str]) -> list[str]:
+        """Give back the address pool and remove the working directory, unless anything of `machine_ids`, the data
+        directory or the pool is still on the host: then that is returned, and left in place to be seen (nothing
+        is removed while mounted)."""
+        found = self.leftovers(machine_ids)
+        release_pool(self.machine_pool)
+        if not found:
+            shutil.rmtree(self.workdir)
+        return found
+
+    def leftovers(self, machine_ids: list[str]) -> list[str]:
+        """What of `machine_ids`, the data directory and the address pool is still on the host."""
+        from aerodrome.runtime import host_leftovers  # the host's own view; imported only when it is needed
+
+        return asyncio.run(
+            host_leftovers(self.data_dir, self.data_dir / "runtime", machine_ids, pool4=self.machine_pool)
+        )
 
     def log_tail(self, size: int = 4000) -> str:
         with contextlib.suppress(OSError):
@@ -228,3 +269,7 @@ def _populate(rootfs: Path, marker: str) -> None:
 
 def _tool(*argv: str) -> None:
     subprocess.run(argv, check=True, capture_output=True, timeout=120)
+
+
+def _port(address: str) -> int:
+    return int(address.rpartition(":")[2])

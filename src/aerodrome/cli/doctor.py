@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from aerodrome.cli.daemon import Daemon
+from aerodrome.cli.daemon import Daemon, exit_on_sigterm
 from aerodrome.cli.killcases import Report
 from aerodrome.cli.killsteps import Campaign
 from aerodrome.core import FAULT_STEPS
@@ -49,13 +48,16 @@ def doctor(
         typer.echo("aerodrome doctor: needs root (it runs `aerodrome serve` and machines)", err=True)
         raise typer.Exit(2)
     chosen = _steps(quick, steps)
+    exit_on_sigterm()
     workdir = Path(tempfile.mkdtemp(prefix="aerodrome-doctor-"))
+    daemon = Daemon(workdir)
     started = time.monotonic()
     try:
-        report = Campaign(Daemon(workdir), chosen).run(hostile=True)
+        report = Campaign(daemon, chosen).run(hostile=True)
     finally:
-        if not keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+        # nothing is removed while mounted: a directory something of the run is left on stays, and is named
+        if not keep and (left := daemon.remove(daemon.machine_ids())):
+            typer.echo(f"aerodrome doctor: {workdir} is kept, the host still has: {'; '.join(left)}", err=True)
     figures = _figures(report, time.monotonic() - started, workdir if keep else None)
     if json_:
         typer.echo(json.dumps(figures, indent=2))

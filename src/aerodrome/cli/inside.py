@@ -10,7 +10,6 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
-import uvicorn
 from starlette.types import ASGIApp
 
 from aerodrome.cli.config import HostCheckError
@@ -79,15 +78,15 @@ async def adopt_running(inside: Inside, store: Store, runtime: RuncRuntime) -> N
             await inside.guest_api.listen(machine.id, fly / "api")
 
 
-def api_sockets(config: uvicorn.Config, inside: Inside | None) -> list[socket.socket] | None:
+def api_sockets(own: socket.socket, inside: Inside | None) -> list[socket.socket]:
     """The API's listeners: its own address, and with `--dns` the machines' `_api.internal:4280` too."""
     if inside is None:
-        return None
+        return [own]
     try:
         extra = [freebind_socket(address, GUEST_API_PORT, socket.SOCK_STREAM) for address in ADDRESSES]
     except OSError as exc:
         raise HostCheckError(f"the API cannot listen for machines at port {GUEST_API_PORT}: {exc.strerror}") from None
-    return [config.bind_socket(), *extra]
+    return [own, *extra]
 
 
 async def start_health_checks(store: Store, plane: ControlPlane, edge: Edge) -> HealthChecker:

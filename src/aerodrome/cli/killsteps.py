@@ -43,6 +43,11 @@ class Campaign:
             for index, step in enumerate(self.steps):
                 self.report.outcomes.append(self._case(index, step, image))
             self._finish()
+        except BaseException:
+            # what the cases left (a case that raised, a daemon that did not come back) is destroyed, not
+            # left running over the working directory
+            self.daemon.clear()
+            raise
         finally:
             self.daemon.kill()
         leaked = asyncio.run(self._leftovers(sorted(self.machine_ids), rules=True))

@@ -80,6 +80,13 @@ def _run(coro: object) -> None:
 @app.command()
 def serve(
     data_dir_: DataDir = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            help="postgresql://USER[:PASS]@HOST[:PORT]/DB to keep the state in (default: DATA_DIR/aerodrome.db).",
+        ),
+    ] = None,
     api: Annotated[str, typer.Option("--api", help="API listen address.")] = "127.0.0.1:4280",
     registry: Annotated[str, typer.Option("--registry", help="Embedded registry listen address.")] = "127.0.0.1:5000",
     region: Annotated[str, typer.Option("--region", help="Region recorded when a request names none.")] = "iad",
@@ -237,6 +244,8 @@ def serve(
     api_limits = parse_api_limits(api_limit or [])
     edge_limits = parse_edge_limits(edge_limit or [])
     agents = parse_agents(agent_url or [], agent_token_file or [])
+    if database is not None:
+        check_database(database)
     problem = missing_requirements()
     if problem:
         typer.echo(f"aerodrome: {problem}", err=True)
@@ -252,6 +261,7 @@ def serve(
     configure_logging(log_format)
     options = ServeOptions(
         data_dir=data_dir(data_dir_),
+        database=database,
         api=api,
         registry=registry,
         default_region=region,
@@ -300,6 +310,15 @@ def serve(
     except HostCheckError as exc:
         typer.echo(f"aerodrome: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def check_database(url: str) -> None:
+    from aerodrome.store import check_database_url
+
+    try:
+        check_database_url(url)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--database") from None
 
 
 def parse_agents(urls: list[str], token_files: list[Path]) -> tuple[tuple[str, Path], ...]:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,10 @@ from aerodrome.cli.inside import (
     start_health_checks,
     start_inside,
 )
+from aerodrome.cli.listeners import bind_listener, bound_address, clear_ports, hostport, report_ports
 from aerodrome.cli.metrics import OrgMetrics
 from aerodrome.control import ControlPlane, LogSettings, RetentionSettings, Secrets, Settings
-from aerodrome.core import FailedPreconditionError, HostAgent, InvalidArgumentError
+from aerodrome.core import FailedPreconditionError, HostAgent, InvalidArgumentError, UnavailableError
 from aerodrome.dashboard import Dashboard
 from aerodrome.inside import HealthChecker
 from aerodrome.proxy import Edge, EdgeSettings, native
@@ -54,6 +55,7 @@ MCP_IMAGE_HINT = "build it once with `sudo aerodrome images build-mcp` (the READ
 @dataclass(frozen=True, slots=True)
 class ServeOptions:
     data_dir: Path
+    database: str | None = None  # a PostgreSQL URL; None: the one the data directory names, else its SQLite file
     api: str = "127.0.0.1:4280"
     registry: str = "127.0.0.1:5000"
     default_region: str = "iad"
@@ -109,9 +111,25 @@ def secure_data_dir(layout: Layout) -> None:
             os.chmod(path, 0o600)
 
 
-async def open_store(layout: Layout) -> SqlStore:
+def database_url(layout: Layout, given: str | None = None) -> str:
+    """The database of this data directory: `given` (then recorded, 0600, for the commands run on the directory
+    later: `tokens create`, `orgs create`), else the one recorded, else the embedded SQLite file."""
+    if given is not None:
+        fd = os.open(layout.database_url, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(given + "\n")
+        return given
+    if layout.database_url.is_file():
+        return layout.database_url.read_text().strip()
+    return sqlite_url(layout.database)
+
+
+async def open_store(layout: Layout, database: str | None = None) -> SqlStore:
     secure_data_dir(layout)
-    store = await SqlStore.open(sqlite_url(layout.database))
+    try:
+        store = await SqlStore.open(database_url(layout, database))
+    except UnavailableError as exc:
+        raise HostCheckError(str(exc)) from None
     await store.ensure_org("personal", "Personal")
     return store
 
@@ -119,9 +137,15 @@ async def open_store(layout: Layout) -> SqlStore:
 async def serve(options: ServeOptions) -> None:
     os.umask(0o077)  # nothing the daemon writes is for other users of the host
     layout = Layout(options.data_dir)
-    store = await open_store(layout)
+    store = await open_store(layout, options.database)
+    clear_ports(layout.root)
+    # bound first, so that with port 0 the registry's token realm and the clients' addresses name the port taken
+    api_socket = bind_listener(options.api, 4280, "API")
+    options = replace(options, api=bound_address(api_socket))
     tokens = RegistryTokens(layout.registry)
     registry = EmbeddedRegistry(layout.registry, options.registry, auth=registry_auth(options, tokens))
+    await registry.start()  # before the image store and the gate name it: with port 0 its port is known then
+    options = replace(options, registry=registry.url)
     images = ImageStore(
         layout.images,
         registries=(options.registry,),
@@ -135,10 +159,10 @@ async def serve(options: ServeOptions) -> None:
     try:
         agents = await open_host_agents(options, layout, images)
     except BaseException:
+        await registry.stop()
         await store.close()
         raise
     agent = agents[0]
-    await registry.start()
     watcher = asyncio.create_task(registry.supervise(), name="registry supervisor")
     # the machines' resolver, /.fly/api and busy-detection read this host's runtime: only with the in-process agent
     local_runtime = agent.runtime if isinstance(agent, LocalAgent) else None
@@ -203,7 +227,7 @@ async def serve(options: ServeOptions) -> None:
         checker = await start_health_checks(store, plane, edge)
         await edge.start()
         await dedicated.start(await plane.ips.dedicated(("v4", "v6", "private_v6")))
-        host, port = split_hostport(options.api, 4280)
+        host, port = api_socket.getsockname()[:2]
         server = uvicorn.Server(
             uvicorn.Config(
                 api_app,
@@ -216,7 +240,15 @@ async def serve(options: ServeOptions) -> None:
             )
         )
         log.info("API on http://%s:%d, registry on %s, data in %s", host, port, options.registry, layout.root)
-        log.info("edge on http://%s and https://%s (CA: %s)", options.edge_http, options.edge_https, edge.ca_path)
+        edge_http, edge_https = (
+            hostport(edge.settings.http_host, edge.http_port),
+            hostport(edge.settings.https_host, edge.https_port),
+        )
+        log.info("edge on http://%s and https://%s (CA: %s)", edge_http, edge_https, edge.ca_path)
+        report_ports(
+            layout.root,
+            {"api": options.api, "registry": registry.url, "edge_http": edge_http, "edge_https": edge_https},
+        )
         if not native.active:
             log.warning("the edge's data path runs as plain Python (slower): `aerodrome build-edge` compiles it")
         # a remote agent keeps its own images; the in-process one's are this host's to collect
@@ -226,12 +258,14 @@ async def serve(options: ServeOptions) -> None:
         streams = asyncio.create_task(end_streams_at_exit(server, dashboard)) if dashboard else None
         try:
             keep_running_after_signals()
-            await server.serve(sockets=api_sockets(server.config, inside))
+            await server.serve(sockets=api_sockets(api_socket, inside))
         finally:
             collector.cancel()
             if streams is not None:
                 streams.cancel()
     finally:
+        clear_ports(layout.root)
+        api_socket.close()
         if dashboard is not None:
             await dashboard.close()
         await dedicated.close()

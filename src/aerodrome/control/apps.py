@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from aerodrome.control.auth import require_app, require_org_wide
 from aerodrome.core import (
     App,
     Clock,
@@ -39,6 +40,7 @@ class Apps:
 
     async def create(self, caller: Token, name: object, org_slug: str, network: str = "") -> App:
         app_name = check_app_name(name)
+        require_org_wide(caller, "creating apps")
         if org_slug != caller.org_slug:
             raise NotFoundError(f"organization {org_slug!r} not found")
         org = await self._store.get_org(org_slug)
@@ -64,9 +66,11 @@ class Apps:
             raise PermissionDeniedError(f"app {name!r} belongs to another organization")
         if app is None or app.org_slug != caller.org_slug or (app.destroying and not destroying):
             raise NotFoundError(f"Could not find App {name!r}")
+        require_app(caller, name)
         return app
 
     async def list(self, caller: Token, org_slug: str) -> list[App]:
         if org_slug != caller.org_slug:
             raise NotFoundError(f"organization {org_slug!r} not found")
-        return await self._store.list_apps(org_slug)
+        listed = await self._store.list_apps(org_slug)
+        return listed if caller.app_name is None else [app for app in listed if app.name == caller.app_name]

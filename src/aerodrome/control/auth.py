@@ -1,5 +1,6 @@
 """Organisation tokens: issued once in plain text, stored hashed, accepted in every header form Fly's clients send,
-listed without their secrets, and revoked."""
+listed without their secrets, and revoked. A deploy token (Fly's `deploy` profile) acts on one app only, and a
+token may expire."""
 
 from __future__ import annotations
 
@@ -10,7 +11,18 @@ import secrets
 
 import msgpack
 
-from aerodrome.core import Clock, NotFoundError, Store, Token, UnauthenticatedError, rfc3339, ulid
+from aerodrome.core import (
+    Clock,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    Store,
+    Token,
+    UnauthenticatedError,
+    parse_duration,
+    rfc3339,
+    ulid,
+)
 
 TOKEN_PREFIX = "fm2_"
 # fly-go keeps an `fm2_` token only if it decodes as a Fly macaroon that has not expired (else flyctl sends an empty
@@ -49,6 +61,30 @@ def candidate_tokens(authorization: str, limit: int = MAX_TOKENS) -> list[str]:
     return [part.strip() for part in parts if part.strip()]
 
 
+TOKEN_LIFETIME = 20 * 365 * 24 * 3600.0  # Fly's default for deploy tokens, and here the longest: 20 years
+
+
+def token_lifetime(expiry: object) -> float:
+    """A token's lifetime in seconds from Fly's `expiry` (a Go duration, `"24h"`); absent or empty: 20 years."""
+    if expiry is None or expiry == "":
+        return TOKEN_LIFETIME
+    seconds = parse_duration(expiry, field="expiry", maximum=TOKEN_LIFETIME)
+    if seconds <= 0:
+        raise InvalidArgumentError("invalid expiry: a token must live longer than 0s")
+    return seconds
+
+
+def require_org_wide(token: Token, what: str) -> None:
+    """Refuse `what` (an organisation-wide action) to a token scoped to one app, as Fly refuses a deploy token."""
+    if token.app_name is not None:
+        raise PermissionDeniedError(f"this token may act on app {token.app_name!r} only, not {what}")
+
+
+def require_app(token: Token, app_name: str) -> None:
+    if token.app_name is not None and token.app_name != app_name:
+        raise PermissionDeniedError(f"this token may act on app {token.app_name!r} only, not on {app_name!r}")
+
+
 class Tokens:
     def __init__(self, store: Store, clock: Clock) -> None:
         self._store = store
@@ -57,13 +93,24 @@ class Tokens:
         self._known: dict[str, Token] = {}
         self._last_written: dict[str, float] = {}  # token id -> monotonic time its last use was written
 
-    async def create(self, org_slug: str, name: str = "") -> str:
-        """Issue a token for `org_slug`; the plain text is returned once and never stored."""
+    async def create(
+        self, org_slug: str, name: str = "", *, app_name: str | None = None, lifetime: float | None = None
+    ) -> str:
+        """Issue a token for `org_slug` (for its app `app_name` only, if given) that expires after `lifetime`
+        seconds (never if None); the plain text is returned once and never stored."""
         if await self._store.get_org(org_slug) is None:
             raise NotFoundError(f"organization {org_slug!r} not found")
         token_id = ulid()
         secret = new_secret(token_id)
-        token = Token(id=token_id, org_slug=org_slug, name=name, created_at=rfc3339(self._clock.now()))
+        now = self._clock.now()
+        token = Token(
+            id=token_id,
+            org_slug=org_slug,
+            name=name,
+            created_at=rfc3339(now),
+            app_name=app_name,
+            expires_at=None if lifetime is None else int(now + lifetime),
+        )
         await self._store.add_token(token, hash_token(secret))
         return secret
 
@@ -94,6 +141,8 @@ class Tokens:
                 continue
             if token.revoked_at is not None:
                 raise UnauthenticatedError("token revoked")
+            if token.expires_at is not None and self._clock.now() >= token.expires_at:
+                raise UnauthenticatedError(f"token expired at {rfc3339(token.expires_at)}")
             if len(self._known) < 10_000:
                 self._known[digest] = token
             await self._note_use(token)

@@ -1,4 +1,7 @@
-"""Leases (`fly-machine-lease-nonce`) and metadata: small, lock-protected edits of one machine."""
+"""Leases (`fly-machine-lease-nonce`) and metadata: small, lock-protected edits of one machine.
+
+The lock serialises this process's requests; replicas sharing one database are kept apart by compare-and-set on
+the row's version, so of two replicas granting a lease at once one grants it and the other answers 409."""
 
 from __future__ import annotations
 
@@ -17,10 +20,14 @@ from aerodrome.core import (
     Lease,
     LeaseConflictError,
     Machine,
+    MachineState,
     NotFoundError,
     nonce,
     parse_text,
 )
+
+#: Reads and compare-and-sets of one lease change before its conflict reaches the client (412).
+CAS_ATTEMPTS = 3
 
 
 class Leases(MachineBase):
@@ -35,19 +42,32 @@ class Leases(MachineBase):
         if not 1 <= ttl <= MAX_LEASE_TTL:
             raise InvalidArgumentError(f"invalid lease ttl: must be between 1 and {MAX_LEASE_TTL} seconds")
         async with self.locked(mid):
-            machine = await self.find(app, mid)
-            held = self.active_lease(machine)
-            if held is not None and held.nonce != nonce_:
-                raise LeaseConflictError(f"lease currently held by {held.owner or 'another client'}")
-            lease = Lease(
-                nonce=held.nonce if held else nonce(),
-                owner=owner,
-                description=description if description or held is None else held.description,
-                expires_at=int(self.clock.now()) + ttl,
-                version=machine.instance_id,
-            )
-            await self.store.set_lease(mid, lease)
-            return lease
+            for attempt in range(CAS_ATTEMPTS):
+                machine = await self.find(app, mid)
+                held = self.active_lease(machine)
+                if held is not None and held.nonce != nonce_:
+                    raise LeaseConflictError(f"lease currently held by {held.owner or 'another client'}")
+                lease = Lease(
+                    nonce=held.nonce if held else nonce(),
+                    owner=owner,
+                    description=description if description or held is None else held.description,
+                    expires_at=int(self.clock.now()) + ttl,
+                    version=machine.instance_id,
+                )
+                if await self._set_lease(machine, lease, last=attempt == CAS_ATTEMPTS - 1):
+                    return lease
+        raise AssertionError("unreachable")
+
+    async def _set_lease(self, machine: Machine, lease: Lease | None, *, last: bool) -> bool:
+        """Compare-and-set on the row read: another replica may have written it since (a lease of its own, or
+        any change), in which case the caller reads it again and decides afresh; False then."""
+        try:
+            await self.store.set_lease(machine.id, lease, read_version=machine.row_version)
+        except FailedPreconditionError:
+            if last:
+                raise
+            return False
+        return True
 
     async def get_lease(self, app: App, mid: str) -> Lease:
         lease = self.active_lease(await self.find(app, mid))
@@ -56,14 +76,18 @@ class Leases(MachineBase):
         return lease
 
     async def release_lease(self, app: App, mid: str, nonce_: str | None) -> None:
+        """A destroyed machine's lease went with it: "lease not found", which flyctl's release after
+        `machine destroy` takes as done (any other error it prints)."""
         async with self.locked(mid):
-            machine = await self.find(app, mid)
-            held = self.active_lease(machine)
-            if held is None:
-                raise NotFoundError("lease not found")
-            if held.nonce != nonce_:
-                raise LeaseConflictError(f"lease currently held by {held.owner or 'another client'}")
-            await self.store.set_lease(mid, None)
+            for attempt in range(CAS_ATTEMPTS):
+                machine = await self.find(app, mid, include_deleted=True)
+                held = None if machine.state is MachineState.DESTROYED else self.active_lease(machine)
+                if held is None:
+                    raise NotFoundError("lease not found")
+                if held.nonce != nonce_:
+                    raise LeaseConflictError(f"lease currently held by {held.owner or 'another client'}")
+                if await self._set_lease(machine, None, last=attempt == CAS_ATTEMPTS - 1):
+                    return
 
 
 class Metadata(MachineBase):

@@ -194,14 +194,13 @@ class Lifecycle(MachineBase):
         unknown = set(states) - {s.value for s in S} - {"settled"}
         if unknown:
             raise InvalidArgumentError(f"invalid state(s) to wait for: {', '.join(sorted(unknown))}")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = self.clock.monotonic() + timeout
         while True:
             machine = await self.find(app, mid, include_deleted=True)
             matched = await self._wait_matches(machine, states, version, from_event_id)
             if matched is not None:
                 return machine, matched or None
-            remaining = deadline - loop.time()
+            remaining = deadline - self.clock.monotonic()
             if remaining <= 0:
                 raise WaitTimeoutError(
                     f"timeout waiting for machine {mid} to be {' or '.join(states)} (it is {machine.state.value})"
@@ -273,7 +272,7 @@ class Lifecycle(MachineBase):
         self.spawn(self._restart_after(machine.id, delay))
 
     async def _restart_after(self, mid: str, delay: float) -> None:
-        await asyncio.sleep(delay)
+        await self.clock.sleep(delay)
         async with self.locked(mid):
             machine = await self.store.get_machine(mid)
             if machine is None or machine.state is not S.STARTING:

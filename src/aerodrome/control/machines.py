@@ -98,6 +98,9 @@ class Machines(Lifecycle, Leases, Metadata):
         lease_ttl = None if lease_ttl in (None, 0) else parse_int(lease_ttl, "lease_ttl", 1, MAX_LEASE_TTL)
         skip_launch = parse_bool(body.get("skip_launch"), "skip_launch", False)
         cordoned = parse_bool(body.get("skip_service_registration"), "skip_service_registration", False)
+        with_secrets = not parse_bool(body.get("skip_secrets"), "skip_secrets", False)
+        await self.secrets.require_version(app.name, body.get("min_secrets_version"))
+        await self.secrets.guest_files(app.name, spec.files)  # a file's missing secret is refused before any change
         grant = await self.registry.pull_grant(app.org_slug)
         mid, version, now = machine_id(), ulid(), rfc3339(self.clock.now())
         host = await self._place(app, spec, region, mid)
@@ -107,7 +110,9 @@ class Machines(Lifecycle, Leases, Metadata):
             mounts = await self._attach_volumes(app, spec, region, mid)
             fault_point("machine.create.volumes_attached")
             sandbox = await self._prepare(
-                await self._version_spec(app, org_network_id, mid, version, region, spec, image_ref, grant, mounts)
+                await self._version_spec(
+                    app, org_network_id, mid, version, region, spec, image_ref, grant, mounts, with_secrets
+                )
             )
             fault_point("machine.create.runtime_created")
         except BaseException:
@@ -163,6 +168,9 @@ class Machines(Lifecycle, Leases, Metadata):
         config, spec = normalize_config(body.get("config"))
         name = None if body.get("name") is None else parse_text(body["name"], "name", MAX_NAME)
         skip_launch = parse_bool(body.get("skip_launch"), "skip_launch", False)
+        with_secrets = not parse_bool(body.get("skip_secrets"), "skip_secrets", False)
+        await self.secrets.require_version(app.name, body.get("min_secrets_version"))
+        await self.secrets.guest_files(app.name, spec.files)  # a file's missing secret is refused before any change
         expected = body.get("current_version")
         if expected is not None and not isinstance(expected, str):
             raise InvalidArgumentError("invalid current_version: must be a string")
@@ -196,7 +204,7 @@ class Machines(Lifecycle, Leases, Metadata):
             mounts = await self._attach_volumes(app, spec, machine.region, machine.id)
             resting = MachineState.CREATED if previous is MachineState.CREATED else MachineState.STOPPED
             version_spec = await self._version_spec(
-                app, org_network_id, machine.id, version, machine.region, spec, image_ref, grant, mounts
+                app, org_network_id, machine.id, version, machine.region, spec, image_ref, grant, mounts, with_secrets
             )
             sandbox = await self._prepare_next(machine, old, resting, version_spec)
             fault_point("machine.update.runtime_created")
@@ -304,10 +312,11 @@ class Machines(Lifecycle, Leases, Metadata):
         image_ref: dict[str, Any],
         grant: PullGrant | None,
         mounts: tuple[VolumeAttachment, ...],
+        with_secrets: bool = True,  # False: `skip_secrets`, the app's secrets are not in the env
     ) -> MachineVersionSpec:
         """The whole version, for its host: the image's own env, argv, user and directory are laid under it there."""
         env = {
-            **await self.secrets.env(app.name),
+            **(await self.secrets.env(app.name) if with_secrets else {}),
             **spec.env,
             **fly_env(app.name, mid, version, region, spec),
         }
@@ -324,7 +333,7 @@ class Machines(Lifecycle, Leases, Metadata):
             init_entrypoint=spec.init_entrypoint,
             init_cmd=spec.init_cmd,
             env=env,
-            files=(*dns_files(spec), *spec.files),
+            files=(*dns_files(spec), *await self.secrets.guest_files(app.name, spec.files)),
             host_resolver=spec.dns.host_resolver,
             cpus=spec.cpus,
             cpu_kind=spec.cpu_kind,

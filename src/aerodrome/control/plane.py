@@ -11,6 +11,7 @@ from typing import Any
 from aerodrome.control.apps import Apps
 from aerodrome.control.auth import Tokens
 from aerodrome.control.autoextend import AutoExtend
+from aerodrome.control.builds import Builds
 from aerodrome.control.certificates import Certificates
 from aerodrome.control.events import ChangeFeed
 from aerodrome.control.host_watch import HEALTH_INTERVAL, HostWatch
@@ -19,12 +20,15 @@ from aerodrome.control.ips import IPs
 from aerodrome.control.logs import LogSettings, MachineLogs
 from aerodrome.control.machine_base import host_deadline
 from aerodrome.control.machines import Machines
+from aerodrome.control.oidc import OidcIssuer
 from aerodrome.control.placing import Placer
 from aerodrome.control.registry import RegistryAccess
 from aerodrome.control.releases import Releases
 from aerodrome.control.retention import Retention, RetentionSettings
+from aerodrome.control.schedules import Schedules
 from aerodrome.control.secretkeys import SecretKeys
 from aerodrome.control.secrets import Secrets
+from aerodrome.control.standbys import Standbys
 from aerodrome.control.volumes import GIB, Volumes
 from aerodrome.core import (
     APP_DESTROYING,
@@ -49,10 +53,13 @@ class Settings:
     rate_limits: bool = True
     volume_unit_bytes: int = GIB
     volume_check_interval: float = 30.0  # seconds between auto-extend passes; 0 turns them off
+    schedule_interval: float = 30.0  # seconds between passes over scheduled machines; 0 turns them off
     shared_ipv4: str = "127.0.0.1"  # the edge's shared address; dedicated ones come from the pools below
     ipv4_pool: str = "127.0.1.0/24"
     ipv6_pool: str = "fdae:ad::/48"  # a ULA prefix apart from fd00::/64 (eth0) and fdaa::/16 (6PN)
     app_domain: str = "localhost"  # apps answer as <name>.<app_domain> on the edge
+    # machines' OIDC tokens name `<oidc_issuer>/<org>` as issuer; its `/.well-known/jwks` is served by the API
+    oidc_issuer: str = "http://127.0.0.1:4280/oidc"
     # what is kept of machines' events and versions, and of destroyed machines
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     # what is kept of machines' output, and the logs API's bounds
@@ -91,6 +98,8 @@ class ControlPlane:
         self.secrets = Secrets(store, self.clock, secrets_key)
         self.releases = Releases(store, self.clock)
         self.secretkeys = SecretKeys(store, self.clock, secrets_key)
+        self.builds = Builds(self.clock)
+        self.oidc = OidcIssuer(self.clock, secrets_key, self.settings.oidc_issuer)
         self.certificates = Certificates(store, self.clock, secrets_key, app_domain=self.settings.app_domain)
         self.volumes = Volumes(store, self.hosts, self.clock, unit_bytes=self.settings.volume_unit_bytes)
         self.machines = Machines(
@@ -110,6 +119,8 @@ class ControlPlane:
         self.logs = MachineLogs(store, self.hosts, self.clock, self.settings.logs)
         self.feed.subscribe(self.logs.machine_changed)
         self.host_watch = HostWatch(store, self.hosts, self.machines, interval=self.settings.host_check_interval)
+        self.schedules = Schedules(store, self.machines, self.clock, interval=self.settings.schedule_interval)
+        self.standbys = Standbys(store, self.machines, self.feed)
         self.limiter = RateLimiter(self.clock, enabled=self.settings.rate_limits)
         self._take_downs: dict[str, asyncio.Task[None]] = {}  # apps being deleted, by name
 
@@ -125,6 +136,7 @@ class ControlPlane:
         self.autoextend.start()
         self.retention.start()
         self.logs.start()
+        self.schedules.start()
         for app in await self.store.list_apps(None):
             if app.destroying:
                 log.info("resuming the deletion of app %s", app.name)
@@ -197,4 +209,6 @@ class ControlPlane:
         await self.autoextend.close()
         await self.retention.close()
         await self.logs.close()
+        await self.schedules.close()
+        await self.standbys.close()
         await self.machines.close()

@@ -38,9 +38,11 @@ _KNOWN_ACTIONS = {"pull", "push", "delete", "*"}
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who asked: an organisation's slug, or None for the host's operator."""
+    """Who asked: an organisation's slug, or None for the host's operator; `app_name` for a deploy token, which
+    reaches its app's repositories (and the shared ones) only."""
 
     org_slug: str | None
+    app_name: str | None = None
 
     @property
     def subject(self) -> str:
@@ -73,6 +75,8 @@ class RegistryAccess:
 
     async def actions(self, caller: Caller, repository: str) -> frozenset[str]:
         namespace = namespace_of(repository)
+        if caller.app_name is not None and namespace not in (caller.app_name, *SHARED_NAMESPACES):
+            return frozenset()
         owner = None if caller.org_slug is None else await self.owner_of(namespace)
         return granted_actions(namespace, caller.org_slug, owner)
 
@@ -92,11 +96,13 @@ class RegistryAccess:
             raise UnauthenticatedError(f"authorization header too long (at most {MAX_AUTHORIZATION_BYTES} bytes)")
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() != "basic":
-            return Caller((await self._tokens.authenticate(authorization)).org_slug)
+            token = await self._tokens.authenticate(authorization)
+            return Caller(token.org_slug, token.app_name)
         password = _basic_password(value.strip())
         if self._signer is not None and self._signer.is_operator(password):
             return Caller(None)
-        return Caller((await self._tokens.authenticate(f"Bearer {password}")).org_slug)
+        token = await self._tokens.authenticate(f"Bearer {password}")
+        return Caller(token.org_slug, token.app_name)
 
     async def issue(self, authorization: str | None, service: str | None, scopes: Sequence[str]) -> dict[str, Any]:
         """Docker's token response for `scopes`: each granted as far as the policy allows (a scope the caller has

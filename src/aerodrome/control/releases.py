@@ -58,9 +58,14 @@ class Releases:
             raise NotFoundError(f"release {release_id!r} not found")
         return release
 
-    async def update(self, org_slug: str, release_id: str, status: object, metadata: object = None) -> Release:
+    async def update(
+        self, org_slug: str, release_id: str, status: object, metadata: object = None, *, app_name: str | None = None
+    ) -> Release:
+        """`app_name`: the one app a deploy token acts on; another app's release is absent to it."""
         if not isinstance(status, str) or not 0 < len(status) <= 64:
             raise InvalidArgumentError("invalid status: must be a string of 1-64 characters")
+        if app_name is not None and (await self.get(org_slug, release_id)).app_name != app_name:
+            raise NotFoundError(f"release {release_id!r} not found")
         await self.get(org_slug, release_id)
         encoded = json.dumps(metadata if metadata is not None else {})
         if len(encoded) > MAX_METADATA:

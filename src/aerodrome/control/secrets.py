@@ -1,14 +1,29 @@
-"""App secrets: encrypted at rest (Fernet, key in the data directory), injected as env when a machine starts."""
+"""App secrets: encrypted at rest (Fernet, key in the data directory), injected as env when a machine starts, and
+as files (`files[].secret_name`). Every change bumps the app's secrets version; a machine made or updated with a
+`min_secrets_version` the app has not reached is refused."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import dataclasses
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from cryptography.fernet import Fernet
 
-from aerodrome.core import Clock, InvalidArgumentError, NotFoundError, Secret, Store, rfc3339
+from aerodrome.core import (
+    Clock,
+    FailedPreconditionError,
+    GuestFile,
+    InvalidArgumentError,
+    NotFoundError,
+    Secret,
+    Store,
+    parse_int,
+    rfc3339,
+)
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -57,6 +72,48 @@ class Secrets:
 
     async def env(self, app_name: str) -> dict[str, str]:
         return {s.name: self.reveal(s) for s in await self._store.list_secrets(app_name)}
+
+    async def version(self, app_name: str) -> int:
+        return await self._store.secrets_version(app_name)
+
+    async def require_version(self, app_name: str, minimum: object) -> None:
+        """Refuse a machine made for secrets the app does not have yet (fly-go's `min_secrets_version`, sent
+        with the version a secrets change answered)."""
+        if minimum is None:
+            return
+        wanted = parse_int(minimum, "min_secrets_version", 0, 2**63 - 1)
+        current = await self._store.secrets_version(app_name)
+        if wanted > current:
+            raise FailedPreconditionError(
+                f"min_secrets_version {wanted} is newer than app {app_name}'s secrets version {current}"
+            )
+
+    async def guest_files(self, app_name: str, files: Sequence[GuestFile]) -> tuple[GuestFile, ...]:
+        """`files` with each `secret_name` replaced by that secret's value, base64-decoded as Fly's are."""
+        if not any(f.secret_name for f in files):
+            return tuple(files)
+        known = {s.name: s for s in await self._store.list_secrets(app_name)}
+        resolved = []
+        for guest_file in files:
+            if guest_file.secret_name:
+                secret = known.get(guest_file.secret_name)
+                if secret is None:
+                    raise InvalidArgumentError(
+                        f"invalid files: {guest_file.guest_path} names secret {guest_file.secret_name!r}, "
+                        f"which app {app_name} does not have"
+                    )
+                guest_file = dataclasses.replace(guest_file, data=_file_content(guest_file, self.reveal(secret)))
+            resolved.append(guest_file)
+        return tuple(resolved)
+
+
+def _file_content(guest_file: GuestFile, value: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidArgumentError(
+            f"invalid files: secret {guest_file.secret_name!r} for {guest_file.guest_path} is not base64"
+        ) from None
 
 
 def _digest(value: str) -> str:

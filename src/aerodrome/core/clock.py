@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Protocol
@@ -14,6 +15,10 @@ class Clock(Protocol):
 
     def monotonic(self) -> float: ...
 
+    async def sleep(self, seconds: float) -> None:
+        """Return once `seconds` of this clock's monotonic time have passed."""
+        ...
+
 
 class SystemClock:
     def now(self) -> float:
@@ -21,6 +26,9 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 def rfc3339(seconds: float) -> str:

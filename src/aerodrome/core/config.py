@@ -38,6 +38,7 @@ class GuestFile:
     guest_path: str
     data: bytes
     mode: int = 0o644
+    secret_name: str | None = None  # the content is this app secret's value, base64-decoded, when the machine is made
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,8 @@ class MachineSpec:
     statics: tuple[StaticSpec, ...] = ()
     containers: tuple[ContainerSpec, ...] = ()  # several images in one machine (Fly's `containers`)
     scratch_volumes: tuple[str, ...] = ()  # `volumes[].name`: per-run directories the containers share
+    schedule: str = ""  # hourly, daily, weekly or monthly: the control plane starts the machine once a period
+    standbys: tuple[str, ...] = ()  # the machines this one stands by for: not routed to, started when one stops
 
 
 def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
@@ -147,6 +150,8 @@ def normalize_config(raw: object) -> tuple[JSON, MachineSpec]:
         checks=parse_checks(config),
         statics=parse_statics(config),
         **_containers(config),
+        schedule=_schedule(config.get("schedule")),
+        standbys=_standbys(config.get("standbys")),
     )
     if len(spec.mounts) > 1:
         raise InvalidArgumentError("invalid config: a machine can mount at most one volume")
@@ -157,6 +162,25 @@ def _containers(config: JSON) -> dict[str, Any]:
     from aerodrome.core.containers import parse_containers, scratch_volumes, volume_names  # it imports this module
 
     return {"containers": parse_containers(config, volume_names(config)), "scratch_volumes": scratch_volumes(config)}
+
+
+SCHEDULES = ("hourly", "daily", "weekly", "monthly")
+
+
+def _schedule(raw: object) -> str:
+    if raw is None or raw == "":
+        return ""
+    if raw not in SCHEDULES:
+        raise InvalidArgumentError(f"invalid config.schedule {raw!r}: must be one of {', '.join(SCHEDULES)}")
+    return str(raw)
+
+
+def _standbys(raw: object) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(m, str) and m for m in raw) or len(raw) > 64:
+        raise InvalidArgumentError("invalid config.standbys: must be a list of at most 64 machine ids")
+    return tuple(parse_text(m, "config.standbys", 64) for m in raw)
 
 
 def _image_lengths(image: str) -> None:
@@ -308,11 +332,17 @@ def _file(raw: object) -> GuestFile:
         raise InvalidArgumentError(f"invalid files: guest_path {path!r} must be absolute")
     if ".." in path.split("/"):
         raise InvalidArgumentError(f"invalid files: guest_path {path!r} escapes the root filesystem")
+    mode = _int(raw.get("mode", 0o644), "files.mode", 0, 0o7777)
+    secret_name = raw.get("secret_name")
+    if secret_name is not None and secret_name != "":
+        if not isinstance(secret_name, str) or raw.get("raw_value"):
+            raise InvalidArgumentError(f"invalid files: {path} takes one of raw_value or secret_name (a string)")
+        return GuestFile(path, b"", mode, parse_text(secret_name, "files.secret_name", 256))
     try:
         data = base64.b64decode(raw.get("raw_value") or "", validate=True)
     except (binascii.Error, ValueError):
         raise InvalidArgumentError(f"invalid files: raw_value of {path} is not base64") from None
-    return GuestFile(path, data, _int(raw.get("mode", 0o644), "files.mode", 0, 0o7777))
+    return GuestFile(path, data, mode)
 
 
 def _argv(config: JSON, key: str) -> tuple[str, ...]:

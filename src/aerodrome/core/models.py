@@ -26,6 +26,8 @@ class Token:
     created_at: str
     last_used_at: str | None = None  # to the minute: written at most once a minute per token
     revoked_at: str | None = None
+    app_name: str | None = None  # a deploy token acts on this one app only; None: the whole organisation
+    expires_at: int | None = None  # seconds since the epoch; None: never
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,8 +123,10 @@ class Store(Protocol):
         """Newest first."""
         ...
 
-    async def set_lease(self, machine_id: str, lease: Lease | None) -> None:
-        """Set or clear the lease alone; bumps the row's version (a write from an earlier read is refused)."""
+    async def set_lease(self, machine_id: str, lease: Lease | None, *, read_version: int | None = None) -> None:
+        """Set or clear the lease alone; bumps the row's version (a write from an earlier read is refused). With
+        `read_version`, compare-and-set as `save_machine`: the row must still be at it, else
+        FailedPreconditionError, so two replicas granting the lease at once cannot both succeed."""
         ...
 
     async def prune(

@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from aerodrome.api.errors import status_of
 from aerodrome.api.routes.actions import _exec_request
+from aerodrome.control import require_org_wide
 from aerodrome.core import AerodromeError, InvalidArgumentError
 from aerodrome.dashboard.commands import MachineForm
 from aerodrome.dashboard.view import View
@@ -126,12 +127,14 @@ async def snapshot_volume(view: View) -> Response:
 
 
 async def create_token(view: View) -> Response:
+    require_org_wide(view.caller, "the organization's tokens")
     name = (await view.form()).get("name", "").strip()[:100]
     secret = await view.plane.tokens.create(view.caller.org_slug, name)
     return view.back("/tokens", "secret", secret)
 
 
 async def revoke_token(view: View) -> Response:
+    require_org_wide(view.caller, "the organization's tokens")
     token = await view.plane.tokens.revoke(view.caller.org_slug, view.request.path_params["token_id"])
     return view.back("/tokens", "ok", f"token {token.id} revoked")
 

@@ -9,6 +9,7 @@ from typing import Any
 from starlette.responses import Response, StreamingResponse
 
 from aerodrome.api.routes.logs import entry
+from aerodrome.control import require_org_wide
 from aerodrome.core import App, LogLine, Machine, MachineEvent, MachineState
 from aerodrome.dashboard.commands import MachineForm
 from aerodrome.dashboard.live import admit_log_stream, log_lines, machine_table
@@ -166,6 +167,7 @@ async def secrets(view: View) -> Response:
 
 
 async def tokens(view: View) -> Response:
+    require_org_wide(view.caller, "the organization's tokens")
     listed = await view.plane.tokens.of_org(view.caller.org_slug)
     return view.render("tokens.html", title="Tokens", tokens=listed, caller=view.caller)
 

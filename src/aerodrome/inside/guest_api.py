@@ -2,7 +2,8 @@
 
 The runtime bind-mounts a host directory read-only at the machine's /.fly and, before each start, has this
 listen at `api` in it. A request is served by the API as the machine's organisation (an in-memory token the
-daemon holds), but only under `/v1/apps/<its app>`: anything else is refused in Fly's shape, 403.
+daemon holds), but only under `/v1/apps/<its app>` and the machine's own tokens (`/v1/tokens/oidc`, `/kms`):
+anything else is refused in Fly's shape, 403.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from aerodrome.inside.directory import Directory
 TokenFor = Callable[[str], str]  # organisation slug → a token of it
 
 MACHINE_KEY = "fly_machine"  # the scope state's entry naming the machine whose socket a request came on
+MACHINE_TOKENS = frozenset({"/v1/tokens/oidc", "/v1/tokens/kms"})  # tokens a machine asks for about itself
 
 
 async def _error(send: Send, status: int, message: str) -> None:
@@ -97,7 +99,7 @@ class GuestApi:
             await _error(send, 404, "machine not found")
             return
         prefix = f"/v1/apps/{peer.app}"
-        if not _within(scope["path"], prefix):
+        if not _within(scope["path"], prefix) and scope["path"] not in MACHINE_TOKENS:
             await _error(send, 403, f"a machine's /.fly/api reaches only its own app's {prefix}")
             return
         token = self._tokens.get(peer.org) or self._tokens.setdefault(peer.org, self._token_for(peer.org))

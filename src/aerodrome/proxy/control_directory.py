@@ -7,7 +7,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from aerodrome.control import Machines
+from aerodrome.control import Machines, is_standby
 from aerodrome.core import (
     App,
     CheckBoard,
@@ -85,6 +85,8 @@ class ControlDirectory:
         for machine in machines:
             if machine.state in _GONE or machine.cordoned or not self._machines.hosts.reachable(machine.host):
                 continue  # a machine whose host is out of reach is routed around
+            if is_standby(machine.config):
+                continue  # a standby waits for the machine it stands by for
             services, gated, machine_statics = self._spec_of(machine)
             digest = str(machine.image_ref.get("digest") or "")
             if machine_statics and not statics and digest:

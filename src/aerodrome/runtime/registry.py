@@ -67,6 +67,7 @@ RESTART_DELAY = 0.5
 RESTART_DELAY_MAX = 30.0
 STABLE_AFTER = 60.0
 WATCH_INTERVAL = 0.25
+_TCP_LISTEN = "0A"  # a socket's state in /proc/net/tcp
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +139,14 @@ class EmbeddedRegistry:
         host, port = _split_listen(self.listen)
         config = self._write_config()
         await self._stop_leftover(config)
-        _check_port_free(host, port, self.listen)
+        if port:
+            _check_port_free(host, port, self.listen)
         self._proc = self._spawn(executable, config)
         self.pid_path.write_text(str(self._proc.pid))
         try:
+            if not port:  # the kernel chose it: keep it, so that a restart after a death serves the same address
+                port = await self._wait_listening(timeout)
+                self.listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             await self._wait_ready(host, port, timeout)
         except BaseException:
             await self.stop()
@@ -248,6 +253,18 @@ class EmbeddedRegistry:
             await asyncio.sleep(POLL_INTERVAL)
         raise UnavailableError(f"registry on {self.listen} did not answer within {timeout:g}s: {self._log_tail()}")
 
+    async def _wait_listening(self, timeout: float) -> int:
+        """The port the child took for port 0, read from its sockets in /proc once it listens."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc is None or self._proc.poll() is not None:
+                raise UnavailableError(f"registry on {self.listen} exited at start: {self._log_tail()}")
+            port = listening_port(self._proc.pid)
+            if port is not None:
+                return port
+            await asyncio.sleep(POLL_INTERVAL)
+        raise UnavailableError(f"registry on {self.listen} did not listen within {timeout:g}s: {self._log_tail()}")
+
     def _log_tail(self) -> str:
         try:
             return self.log_path.read_text(errors="replace").strip()[-1000:] or "(no output)"
@@ -260,6 +277,22 @@ def _split_listen(listen: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise UnavailableError(f"registry listen address {listen!r} must be host:port")
     return host.strip("[]"), int(port)
+
+
+def listening_port(pid: int) -> int | None:
+    """The TCP port process `pid` listens on (its first listening socket), or None while it listens on none."""
+    try:
+        fds = Path(f"/proc/{pid}/fd")
+        sockets = {os.readlink(fds / fd) for fd in os.listdir(fds)}
+    except OSError:
+        return None
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == _TCP_LISTEN and f"socket:[{fields[9]}]" in sockets:
+                    return int(fields[1].rsplit(":", 1)[1], 16)
+    return None
 
 
 def _check_port_free(host: str, port: int, listen: str) -> None:

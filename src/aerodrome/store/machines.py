@@ -186,8 +186,13 @@ def list_versions(conn: Connection, machine_id: str) -> list[MachineVersion]:
     return [mapping.version_from_row(row) for row in conn.execute(query)]
 
 
-def set_lease(conn: Connection, machine_id: str, lease: Lease | None) -> None:
+def set_lease(conn: Connection, machine_id: str, lease: Lease | None, read_version: int | None = None) -> None:
     values = {**mapping.lease_to_row(lease), "row_version": machines.c.row_version + 1}
     statement = update(machines).where(machines.c.id == machine_id).values(**values)
+    if read_version is not None:
+        statement = statement.where(machines.c.row_version == read_version)
     if conn.execute(statement).rowcount == 0:
-        raise NotFoundError(f"machine {machine_id} not found")
+        current = conn.execute(_ROW_VERSION, {"machine_id": machine_id}).scalar()
+        if current is None:
+            raise NotFoundError(f"machine {machine_id} not found")
+        raise FailedPreconditionError(f"the lease of machine {machine_id} was changed by another request meanwhile")

@@ -39,6 +39,8 @@ def token_from_row(row: Row[Any]) -> Token:
         created_at=row.created_at,
         last_used_at=row.last_used_at,
         revoked_at=row.revoked_at,
+        app_name=row.app_name,
+        expires_at=row.expires_at,
     )
 
 

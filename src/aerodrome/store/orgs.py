@@ -57,6 +57,8 @@ def add_token(conn: Connection, token: Token, secret_hash: str) -> None:
             name=token.name,
             secret_hash=secret_hash,
             created_at=token.created_at,
+            app_name=token.app_name,
+            expires_at=token.expires_at,
         )
     )
 

@@ -1,7 +1,7 @@
 """How a unit of work reaches the database.
 
 Every query is a plain function `(Connection, ...) -> T`, the shape `AsyncConnection.run_sync` also accepts, so
-an engine with an async driver (PostgreSQL over asyncpg) can get a runner of its own without touching a query.
+PostgreSQL over asyncpg has a runner of its own (`async_runner.AsyncRunner`) without touching a query.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ Work = Callable[Concatenate[Connection, P], T]
 class Runner(Protocol):
     async def read(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T: ...
     async def write(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T: ...
-    def close(self) -> None: ...
+    async def close(self) -> None: ...
 
 
 class _Write:
@@ -126,7 +126,7 @@ class SyncRunner:
             for queued in batch:
                 queued.error = queued.error or exc
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._thread.shutdown(wait=True)
         if self._queued:  # writes nobody has started: commit them, though no caller may be left to hear
             self._commit(self._queued)

@@ -52,6 +52,8 @@ tokens = Table(
     Column("created_at", String(40), nullable=False),
     Column("last_used_at", String(40), nullable=True),
     Column("revoked_at", String(40), nullable=True),
+    Column("app_name", String(128), nullable=True),
+    Column("expires_at", BigInteger, nullable=True),
 )
 
 apps = Table(

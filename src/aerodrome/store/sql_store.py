@@ -1,4 +1,4 @@
-"""`SqlStore`: the core's `Store` over SQLAlchemy Core, for SQLite today and PostgreSQL later.
+"""`SqlStore`: the core's `Store` over SQLAlchemy Core, for SQLite (embedded) and PostgreSQL (several writers).
 
 Each method hands one query function to the runner, which runs it in one transaction: whatever a method
 writes is committed together, or not at all.
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aerodrome.core import (
     App,
@@ -31,28 +32,54 @@ from aerodrome.core import (
     VolumeSnapshot,
 )
 from aerodrome.store import agents, app_resources, certificates, logs, machines, orgs, releases, retention, volumes
+from aerodrome.store.async_runner import AsyncRunner, is_unavailable, unavailable
 from aerodrome.store.cache import ALL, RecordCache
 from aerodrome.store.database import (
     SQLITE_WRITER,
+    check_database_url,
+    create_async_store_engine,
     create_store_engine,
+    is_postgresql,
     is_sqlite,
     migrate,
+    migrate_on,
     sqlite_url,
 )
-from aerodrome.store.runner import SyncRunner
+from aerodrome.store.runner import Runner, SyncRunner
 
 
 class SqlStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine | AsyncEngine) -> None:
         """Wrap an engine whose database is migrated already; `open` and `open_sqlite` do both steps."""
         sqlite = engine.dialect.name == "sqlite"
-        self._runner = SyncRunner(engine, write_options=SQLITE_WRITER if sqlite else None)
-        self._cache = RecordCache(enabled=sqlite)  # an embedded SQLite file has this process as its one writer
+        self._runner: Runner
+        if isinstance(engine, AsyncEngine):
+            self._runner = AsyncRunner(engine)
+        else:
+            self._runner = SyncRunner(engine, write_options=SQLITE_WRITER if sqlite else None)
+        # Exact only with this process as the database's one writer, which an embedded SQLite file guarantees;
+        # several replicas write a PostgreSQL database, and a change one made would not reach the others' memory.
+        self._cache = RecordCache(enabled=sqlite)
 
     @classmethod
     async def open(cls, url: str) -> SqlStore:
-        """Migrate the database at `url` to the newest schema and open it."""
+        """Migrate the database at `url` (SQLite or PostgreSQL) to the newest schema and open it."""
+        if is_postgresql(check_database_url(url)):
+            return await cls._open_postgresql(url)
         return cls._open(url)
+
+    @classmethod
+    async def _open_postgresql(cls, url: str) -> SqlStore:
+        engine = create_async_store_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(migrate_on)
+        except Exception as error:
+            await engine.dispose()
+            if is_unavailable(error):
+                raise unavailable(error) from error
+            raise
+        return cls(engine)
 
     @classmethod
     def open_sqlite(cls, path: str | Path) -> SqlStore:
@@ -68,7 +95,7 @@ class SqlStore:
         return cls(create_store_engine(url))
 
     async def close(self) -> None:
-        self._runner.close()
+        await self._runner.close()
 
     # organisations and tokens
     async def ensure_org(self, slug: str, name: str) -> Organization:
@@ -217,9 +244,9 @@ class SqlStore:
     async def list_versions(self, machine_id: str) -> list[MachineVersion]:
         return await self._runner.read(machines.list_versions, machine_id)
 
-    async def set_lease(self, machine_id: str, lease: Lease | None) -> None:
+    async def set_lease(self, machine_id: str, lease: Lease | None, *, read_version: int | None = None) -> None:
         try:
-            await self._runner.write(machines.set_lease, machine_id, lease)
+            await self._runner.write(machines.set_lease, machine_id, lease, read_version)
         finally:
             self._cache.machines.pop(machine_id, None)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from aerodrome.api.graphql.queries import certificate_node, release_node
 from aerodrome.api.graphql.resolvers import Info, app_node, organization_node
+from aerodrome.control import require_org_wide, token_lifetime
 from aerodrome.core import App, InvalidArgumentError, NotFoundError, UnprocessableError
 
 JSON = dict[str, Any]
@@ -74,7 +75,11 @@ async def create_release(_: None, info: Info, input: JSON) -> JSON:
 async def update_release(_: None, info: Info, input: JSON) -> JSON:
     context = info.context
     release = await context.plane.releases.update(
-        context.caller.org_slug, str(input["releaseId"]), input.get("status") or "complete", input.get("metadata")
+        context.caller.org_slug,
+        str(input["releaseId"]),
+        input.get("status") or "complete",
+        input.get("metadata"),
+        app_name=context.caller.app_name,
     )
     return {"clientMutationId": input.get("clientMutationId"), "release": release_node(release)}
 
@@ -130,9 +135,19 @@ async def release_egress_ip_address(_: None, info: Info, input: JSON) -> JSON:
 
 
 async def create_limited_access_token(_: None, info: Info, input: JSON) -> JSON:
+    """`fly tokens create deploy` asks for profile `deploy` with `{"app_id": …}`: a token of that app only; any
+    other profile makes a token of the organisation."""
     context = info.context
     _check_org(info, input.get("organizationId"))
-    secret = await context.plane.tokens.create(context.org.slug, input["name"])
+    params = input.get("profileParams") or {}
+    app_id = params.get("app_id") if isinstance(params, dict) else None
+    lifetime = token_lifetime(input.get("expiry"))
+    if app_id:
+        app = await _app(info, app_id)
+        secret = await context.plane.tokens.create(app.org_slug, input["name"], app_name=app.name, lifetime=lifetime)
+    else:
+        require_org_wide(context.caller, "organization tokens")
+        secret = await context.plane.tokens.create(context.org.slug, input["name"], lifetime=lifetime)
     return {"limitedAccessToken": {"tokenHeader": f"FlyV1 {secret}"}}
 
 

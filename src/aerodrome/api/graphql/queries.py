@@ -11,8 +11,8 @@ from typing import Any
 
 from aerodrome.api.graphql.resolvers import Context, Info, app_node, connection, organization_node
 from aerodrome.api.regions import REGIONS
-from aerodrome.control import describe
-from aerodrome.core import App, Certificate, Machine, NotFoundError, Release, Token, Volume
+from aerodrome.control import describe, require_app, require_org_wide
+from aerodrome.core import App, Certificate, Machine, NotFoundError, Release, Token, Volume, rfc3339
 
 JSON = dict[str, Any]
 
@@ -60,7 +60,8 @@ def token_node(token: Token) -> JSON:
         "name": token.name,
         "token": "",  # the secret is shown once, when the token is made
         "tokenHeader": None,
-        "expiresAt": "9999-12-31T23:59:59Z",  # tokens here do not expire; they are revoked
+        # a token made without an expiry never expires, shown as Fly shows the farthest date
+        "expiresAt": "9999-12-31T23:59:59Z" if token.expires_at is None else rfc3339(token.expires_at),
         "revokedAt": token.revoked_at,
         "user": {"id": token.org_slug, "email": "", "name": None, "enablePaidHobby": False},
     }
@@ -156,6 +157,7 @@ async def query_machine(_: None, info: Info, machineId: str) -> JSON:
     app = await context.plane.store.get_app(machine.app_name) if machine else None
     if machine is None or app is None or app.org_slug != context.caller.org_slug or app.destroying:
         raise NotFoundError(f"Could not find Machine {machineId!r}")
+    require_app(context.caller, app.name)
     return machine_node(context, machine, app)
 
 
@@ -165,6 +167,7 @@ async def query_volume(_: None, info: Info, id: str) -> JSON:
     app = await context.plane.store.get_app(volume.app_name) if volume else None
     if volume is None or app is None or app.org_slug != context.caller.org_slug:
         raise NotFoundError(f"Could not find Volume {id!r}")
+    require_app(context.caller, app.name)
     return volume_node(context, volume, app)
 
 
@@ -236,9 +239,17 @@ async def app_version(app: JSON, info: Info) -> int:
 
 
 async def org_limited_access_tokens(org: JSON, info: Info, **_: Any) -> JSON:
+    """The organisation's own tokens; deploy tokens are listed with their app."""
     context = info.context
+    require_org_wide(context.caller, "the organization's tokens")
     tokens = await context.plane.tokens.of_org(context.org.slug)
-    return {"nodes": [token_node(t) for t in tokens if t.revoked_at is None]}
+    return {"nodes": [token_node(t) for t in tokens if t.revoked_at is None and t.app_name is None]}
+
+
+async def app_limited_access_tokens(app: JSON, info: Info, **_: Any) -> JSON:
+    tokens = await info.context.plane.tokens.of_org(info.context.org.slug)
+    mine = [t for t in tokens if t.revoked_at is None and t.app_name == app["name"]]
+    return {"nodes": [token_node(t) for t in mine]}
 
 
 FIELD_RESOLVERS: dict[tuple[str, str], Any] = {
@@ -251,6 +262,7 @@ FIELD_RESOLVERS: dict[tuple[str, str], Any] = {
     ("Queries", "machine"): query_machine,
     ("Queries", "volume"): query_volume,
     ("App", "machines"): app_machines,
+    ("App", "limitedAccessTokens"): app_limited_access_tokens,
     ("App", "secrets"): app_secrets,
     ("App", "certificates"): app_certificates,
     ("App", "regions"): app_regions,

@@ -14,7 +14,7 @@ from typing import Any, TypeAlias
 from graphql import GraphQLResolveInfo
 
 from aerodrome.api.render import app_status
-from aerodrome.control import ControlPlane
+from aerodrome.control import ControlPlane, require_org_wide
 from aerodrome.core import (
     IMAGE_SIZE_KEY,
     AlreadyExistsError,
@@ -92,7 +92,6 @@ async def app_node(context: Context, app: App) -> JSON:
         "currentReleaseUnprocessed": None,
         "releasesUnprocessed": {"nodes": []},
         "egressIpAddresses": {"nodes": []},  # static egress addresses are Fly's; machines here have none
-        "limitedAccessTokens": {"nodes": []},  # tokens here belong to an organisation, not to one app
     }
 
 
@@ -236,6 +235,7 @@ async def delete_limited_access_token(_: None, info: Info, input: JSON) -> JSON:
     context = info.context
     if not input.get("id"):
         raise InvalidArgumentError("a token is revoked by its id")
+    require_org_wide(context.caller, "the organization's tokens")
     token = await context.plane.tokens.revoke(context.caller.org_slug, str(input["id"]))
     return {"clientMutationId": input.get("clientMutationId"), "revokedBy": input.get("revokedBy"), "token": token.id}
 

@@ -1,4 +1,4 @@
-"""`/v1/apps`: create, list, get, delete."""
+"""`/v1/apps`: create, list, get, delete, and an app's deploy tokens."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from starlette.routing import Route
 from aerodrome.api import render
 from aerodrome.api.context import Call
 from aerodrome.api.responses import JSONResponse
+from aerodrome.control import token_lifetime
 from aerodrome.core import InvalidArgumentError
 
 
@@ -57,9 +58,21 @@ async def delete_app(request: Request) -> Response:
     return Response(status_code=202)
 
 
+async def create_deploy_token(request: Request) -> Response:
+    """Fly's `App_create_deploy_token`: a token that acts on this app only, for `expiry` (20 years if absent)."""
+    call = await Call.of(request)
+    app = await call.app()
+    lifetime = token_lifetime((await call.body(required=False)).get("expiry"))
+    secret = await call.plane.tokens.create(
+        app.org_slug, f"{app.name} deploy token", app_name=app.name, lifetime=lifetime
+    )
+    return JSONResponse({"token": f"FlyV1 {secret}"})
+
+
 routes = [
     Route("/v1/apps", create_app, methods=["POST"]),
     Route("/v1/apps", list_apps, methods=["GET"]),
     Route("/v1/apps/{app_name}", get_app, methods=["GET"]),
     Route("/v1/apps/{app_name}", delete_app, methods=["DELETE"]),
+    Route("/v1/apps/{app_name}/deploy_token", create_deploy_token, methods=["POST"]),
 ]

@@ -9,6 +9,7 @@ from starlette.routing import Route
 from aerodrome.api import render
 from aerodrome.api.context import Call
 from aerodrome.api.responses import EncodedJSONResponse, JSONResponse
+from aerodrome.control import require_org_wide
 from aerodrome.core import (
     ContainerStatus,
     HostUnreachableError,
@@ -119,6 +120,7 @@ async def delete_machine(request: Request) -> Response:
 async def list_org_machines(request: Request) -> Response:
     call = await Call.of(request)
     org_slug = call.own_org()
+    require_org_wide(call.caller, "the organization's machines")
     limit = min(max(call.query_int("limit", 1000), 1), 1000)
     machines = await call.plane.store.list_org_machines(
         org_slug,

@@ -11,8 +11,8 @@ from aerodrome.api.context import Call
 from aerodrome.api.openapi import implemented_spec
 from aerodrome.api.regions import REGIONS
 from aerodrome.api.responses import JSONResponse
-from aerodrome.control import hash_token
-from aerodrome.core import InvalidArgumentError, NotFoundError, Token, parse_int
+from aerodrome.control import hash_token, require_org_wide
+from aerodrome.core import InvalidArgumentError, NotFoundError, Token, parse_int, rfc3339
 
 MAX_TOKEN_NAME = 100
 
@@ -27,7 +27,7 @@ async def current_token(request: Request) -> Response:
                     "token_id": token.id,
                     "org_slug": token.org_slug,
                     "organization": token.org_slug,
-                    "apps": [],
+                    "apps": [] if token.app_name is None else [token.app_name],
                     "user": "",
                     "restricted_to_machine": "",
                     "source_machine_id": "",
@@ -47,11 +47,14 @@ def token_view(token: Token) -> dict[str, object]:
         "last_used_at": token.last_used_at,
         "revoked_at": token.revoked_at,
         "revoked": token.revoked_at is not None,
+        "app_name": token.app_name,  # a deploy token's one app; null for a token of the whole organisation
+        "expires_at": None if token.expires_at is None else rfc3339(token.expires_at),
     }
 
 
 async def list_tokens(request: Request) -> Response:
     call = await Call.of(request)
+    require_org_wide(call.caller, "the organization's tokens")
     org_slug = request.query_params.get("org_slug") or call.caller.org_slug
     if org_slug != call.caller.org_slug:
         raise NotFoundError(f"organization {org_slug!r} not found")
@@ -61,6 +64,7 @@ async def list_tokens(request: Request) -> Response:
 async def create_token(request: Request) -> Response:
     """Another token of the caller's organisation: its secret is in this reply only."""
     call = await Call.of(request)
+    require_org_wide(call.caller, "the organization's tokens")
     body = await call.body(required=False)
     name, org_slug = body.get("name", ""), body.get("org_slug") or call.caller.org_slug
     if not isinstance(name, str) or len(name) > MAX_TOKEN_NAME:
@@ -75,6 +79,7 @@ async def create_token(request: Request) -> Response:
 
 async def revoke_token(request: Request) -> Response:
     call = await Call.of(request)
+    require_org_wide(call.caller, "the organization's tokens")
     token = await call.plane.tokens.revoke(call.caller.org_slug, str(request.path_params["token_id"]))
     return JSONResponse(token_view(token))
 

@@ -27,8 +27,9 @@ async def list_secrets(request: Request) -> Response:
     call = await Call.of(request)
     app = await call.app()
     show = call.query_bool("show_secrets")
+    await _at_version(call, app.name)
     secrets = [_secret(call, s, show) for s in await call.plane.secrets.list(app.name)]
-    return JSONResponse({"secrets": secrets})
+    return JSONResponse({"secrets": secrets, "version": await call.plane.secrets.version(app.name)})
 
 
 async def set_secrets(request: Request) -> Response:
@@ -43,9 +44,17 @@ async def set_secrets(request: Request) -> Response:
     return JSONResponse({"secrets": secrets, "version": version, "Version": version})
 
 
+async def _at_version(call: Call, app_name: str) -> None:
+    """fly-go's `?version=N`: the list as of a change that answered N; a version not reached yet is refused."""
+    raw = call.request.query_params.get("version")
+    if raw:
+        await call.plane.secrets.require_version(app_name, call.query_int("version", 0))
+
+
 async def get_secret(request: Request) -> Response:
     call = await Call.of(request)
     app = await call.app()
+    await _at_version(call, app.name)
     secret = await call.plane.secrets.get(app.name, request.path_params["name"])
     return JSONResponse(_secret(call, secret, call.query_bool("show_secrets")))
 

@@ -1,4 +1,4 @@
-"""flyctl's third API (`FLY_UIEX_BASE_URL`, api.fly.io/api/v1): releases and organisations.
+"""flyctl's third API (`FLY_UIEX_BASE_URL`, api.fly.io/api/v1): releases, organisations and build tracking.
 
 Its shapes are flyctl's `internal/uiex` types: a release is `{id, version, stable, in_progress, status, strategy,
 user, created_at, image_ref}`; creating one answers `{"release": …}`, updating one the release itself.
@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from aerodrome.api.context import Call
 from aerodrome.api.responses import JSONResponse
+from aerodrome.control import Build
 from aerodrome.core import InvalidArgumentError, NotFoundError, Organization, Release, parse_text
 
 JSON = dict[str, object]
@@ -69,7 +70,7 @@ async def update_release(request: Request) -> Response:
     body = await call.body()
     release_id = str(request.path_params["release_id"])
     release = await call.plane.releases.update(
-        call.caller.org_slug, release_id, body.get("status"), body.get("metadata")
+        call.caller.org_slug, release_id, body.get("status"), body.get("metadata"), app_name=call.caller.app_name
     )
     return JSONResponse(release_view(release))
 
@@ -100,6 +101,25 @@ async def all_current(request: Request) -> Response:
     return JSONResponse(times)
 
 
+def _build_view(build: Build) -> JSON:
+    return {"id": build.id, "status": build.status, "wallclock_time_ms": build.wallclock_time_ms}
+
+
+async def create_build(request: Request) -> Response:
+    """flyctl's CreateBuild (`{app_name, builder_type, strategies_available}`) before it resolves an image; 200."""
+    call = await Call.of(request)
+    body = await call.body()
+    app = await call.plane.apps.get(call.caller, str(body.get("app_name") or ""))
+    return JSONResponse(_build_view(call.plane.builds.create(app)))
+
+
+async def finish_build(request: Request) -> Response:
+    call = await Call.of(request)
+    body = await call.body()
+    app = await call.plane.apps.get(call.caller, str(body.get("app_name") or ""))
+    return JSONResponse(_build_view(call.plane.builds.finish(app, body.get("build_id"), body.get("status"))))
+
+
 async def get_organization(request: Request) -> Response:
     call = await Call.of(request)
     call.own_org()
@@ -117,6 +137,8 @@ routes = [
     Route("/api/v1/releases/{release_id}", update_release, methods=["PATCH"]),
     Route("/api/v1/apps/{app_name}/releases", list_releases, methods=["GET"]),
     Route("/api/v1/apps/{app_name}/releases/current", current_release, methods=["GET"]),
+    Route("/api/v1/builds", create_build, methods=["POST"]),
+    Route("/api/v1/builds/finish", finish_build, methods=["POST"]),
     Route("/api/v1/organizations", list_organizations, methods=["GET"]),
     Route("/api/v1/organizations/{org_slug}", get_organization, methods=["GET"]),
 ]

@@ -35,7 +35,7 @@ from aerodrome.core import (
     fault_point,
 )
 from aerodrome.runtime.process import ToolError, map_runtime_errors
-from aerodrome.runtime.runc import bundle, containers, exits, firewall, guestfs, instance, output, procfs
+from aerodrome.runtime.runc import bundle, containers, exits, firewall, guestfs, instance, netpool, output, procfs
 from aerodrome.runtime.runc.cgroups import MachineCgroup
 from aerodrome.runtime.runc.egress import Egress, check_allow, check_uplink
 from aerodrome.runtime.runc.layout import (
@@ -113,13 +113,15 @@ class RuncRuntime:
         reserve_bytes: int = DEFAULT_RESERVE_BYTES,
         compat_32bit: bool = False,
         services: HostServices | None = None,
+        netns_pool: int = netpool.DEFAULT_SIZE,
     ) -> None:
         """`egress`: machines may open connections out of the host, through `uplink` (default: the interface
         of the default route), masqueraded, to anything but link-local, loopback, private (RFC 1918, CGNAT, ULA),
         multicast and reserved addresses; `egress_allow` opens IPv4 networks among those (a LAN service), with
         egress on or off. Machines never reach the host's own addresses nor another organisation's machines.
         Each organisation gets an `org_prefixlen` subnet of `ipv4_pool`. Bad values are InvalidArgumentErrors.
-        `services`: what of the host machines do reach (its resolver, the API), at addresses on every veth."""
+        `services`: what of the host machines do reach (its resolver, the API), at addresses on every veth.
+        `netns_pool`: prepared netns and veth pairs kept for each organisation starting machines (0: none)."""
         self.layout = Layout(root)
         self.images = images
         self.ipv4_pool = ipv4_pool
@@ -147,6 +149,8 @@ class RuncRuntime:
         become_subreaper()
         self.supervisor = Supervisor(self._process_exited)
         self._load_records()
+        self.netpool = netpool.NetPool(self.layout.root / "netpool", self.services.addresses, size=netns_pool)
+        self.netpool.clear_dead()
 
     # -- lifecycle of the runtime itself ------------------------------------------------------------------
 
@@ -207,6 +211,7 @@ class RuncRuntime:
     async def _release_empty_orgs(self) -> None:
         """Give back the subnets, and remove the rules, of organisations with no machine left here."""
         for org in self.pool.empty_orgs():
+            await self.netpool.drop(org)  # its slots carry the subnet's gateways
             await firewall.forget_org(*self.pool.release_org(org))
 
     def on_start(self, hook: StartHook) -> None:
@@ -223,6 +228,7 @@ class RuncRuntime:
         machine left on the host, its rules and routes go too (the next start makes them again)."""
         await self.supervisor.close()
         await self.scratch_pool.close()
+        await self.netpool.close()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._running.clear()
@@ -359,6 +365,7 @@ class RuncRuntime:
                     self.services.addresses,
                     fly_dir,
                     containers.image_rootfs(self.images, machine.spec),
+                    netpool=self.netpool,
                 )
                 pid, start_time = await instance.launch(self.runc, paths, run)
             self._running[machine_id] = _Running(pid, asyncio.get_running_loop().create_future())

@@ -187,16 +187,20 @@ async def _insert_once(family: Family, chain: str, rule: str) -> None:
         await run([family.tool, "-I", chain, "1", *rule.split()], timeout=10)
 
 
-async def _machines_run_in(subnet4: str) -> bool:
-    """Whether machines with addresses in `subnet4` run on the host: another runtime's, on the same pool."""
-    found = await run(["ip", "-o", "-4", "route", "show", "root", subnet4], timeout=10)
+async def _machines_run_in(subnet: str) -> bool:
+    """Whether machines with addresses in `subnet` run on the host: another runtime's, on the same pool, or (IPv6)
+    of the same organisation number under another pool, whose /64 is the same."""
+    family = "-6" if ":" in subnet else "-4"
+    found = await run(["ip", "-o", family, "route", "show", "root", subnet], timeout=10)
     return any(f" dev {IFACE_PREFIX}" in line for line in found.text.splitlines())
 
 
 async def forget_org(subnet4: str, subnet6: str) -> None:
-    """Remove an organisation's rules, unless machines of its subnet still run (the rules are shared)."""
-    if not await _machines_run_in(subnet4):
-        await forget_orgs([subnet4], [subnet6])
+    """Remove an organisation's rules, each family's unless machines of its subnet still run (they are shared)."""
+    unused4 = [] if await _machines_run_in(subnet4) else [subnet4]
+    unused6 = [] if await _machines_run_in(subnet6) else [subnet6]
+    if unused4 or unused6:
+        await forget_orgs(unused4, unused6)
 
 
 async def forget_orgs(subnets4: list[str], subnets6: list[str]) -> None:

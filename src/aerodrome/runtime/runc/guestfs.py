@@ -19,6 +19,7 @@ from pathlib import Path
 from aerodrome.core import GuestFile, InvalidArgumentError, SandboxSpec
 from aerodrome.runtime import safefs
 from aerodrome.runtime.runc.layout import MachinePaths, traversable_dirs
+from aerodrome.runtime.runc.mountroot import is_mount_root
 from aerodrome.runtime.runc.userns import IdRange, idmapped_tree
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -39,6 +40,8 @@ def _check(result: int, what: str) -> None:
 
 def is_mounted(path: Path) -> bool:
     target = str(path)
+    if (root := is_mount_root(target)) is not None:
+        return root
     with open("/proc/self/mounts") as f:
         return any(line.split(" ", 2)[1] == target for line in f)
 

@@ -28,6 +28,7 @@ from aerodrome.runtime.runc.layout import (
     traversable_dirs,
     write_json,
 )
+from aerodrome.runtime.runc.netpool import NetPool
 from aerodrome.runtime.runc.network import (
     AddressPool,
     Allocation,
@@ -58,21 +59,29 @@ class Run:
     resolvers: tuple[str, ...] = ()  # the host's resolver addresses for machines (none: it runs none)
     fly_dir: Path | None = None  # the host directory that is the machine's /.fly (its API socket)
     container_lowers: dict[str, str] | None = None  # a multi-container machine: each container's image rootfs
+    netpool: NetPool | None = None  # prepared netns and veth pairs, taken instead of built
 
 
 async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | None]:
     """Bring the machine up from a clean rootfs; returns the host pid of its init and its start time.
 
-    The machine's user and network namespaces are made first (a paused clone of the daemon holds them); the
-    netns is named while the rootfs is prepared, and the veth pair is built while runc starts the container,
-    whose wrapper holds the program back until the daemon writes on its stdin.
+    The machine's user and network namespaces come first: a prepared slot of the pool, or made now (a paused
+    clone of the daemon holds them, and the netns is named while the rootfs is prepared). The veth pair is
+    connected while runc starts the container, whose wrapper holds the program back until the daemon writes
+    on its stdin.
     """
     spec, network = run.spec, run.network
     paths.network_ready.unlink(missing_ok=True)
     userns.kill_stale_holder(paths.holder)  # a start cut short by a daemon's death may have left one
-    namespaces = userns.new_namespaces(run.ids, paths.holder)
+    slot = run.netpool.take(network) if run.netpool is not None else None
+    if slot is not None:
+        namespaces = slot.claim(network, run.ids, paths.holder)
+        named: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        named.set_result(None)
+    else:
+        namespaces = userns.new_namespaces(run.ids, paths.holder)
+        named = asyncio.ensure_future(create_netns(network, namespaces.pid))
     gate_read, gate_write = os.pipe()
-    named = asyncio.ensure_future(create_netns(network, namespaces.pid))
     links: asyncio.Future[None] | None = None
     try:
         scratch.check_reserve(paths.dir, run.reserve)
@@ -107,7 +116,8 @@ async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | 
             )
         await named
         fault_point("runtime.start.netns_created")
-        links = asyncio.ensure_future(connect_netns(network, run.resolvers))
+        connect = slot.connect(network) if slot is not None else connect_netns(network, run.resolvers)
+        links = asyncio.ensure_future(connect)
         pid = await runc.run_detached(spec.machine_id, paths, orjson.dumps(config), stdin=gate_read)
         await links
         fault_point("runtime.start.runc_created")
@@ -128,6 +138,8 @@ async def launch(runc: Runc, paths: MachinePaths, run: Run) -> tuple[int, int | 
         _detach_volumes(paths)
         if spec.containers:
             containers.release_roots(paths)
+        if run.netpool is not None:
+            run.netpool.refill(network)
     start_time = process_start_time(pid)
     # Not durable: after a host crash nothing runs, and this pid means nothing (see `write_json`).
     write_json(paths.started, {"pid": pid, "start_time": start_time, "started_at": time.time()}, durable=False)
@@ -209,8 +221,9 @@ async def clear_unfinished_start(runc: Runc, machine_id: str, paths: MachinePath
 async def _release_scratch(paths: MachinePaths) -> None:
     """Unmount the machine's write layer; an image whose filesystem lives on (still held) is left to it, and the
     next start takes a fresh one."""
+    device = os.stat(paths.scratch).st_dev if guestfs.is_mounted(paths.scratch) else None
     guestfs.unmount(paths.scratch)
-    if await asyncio.to_thread(scratch.still_attached, paths.scratch_image):
+    if await asyncio.to_thread(scratch.still_attached, paths.scratch_image, device):
         paths.scratch_image.unlink(missing_ok=True)
 
 

@@ -2,10 +2,10 @@
 
 Addresses: each organisation present on the host gets a slot of the IPv4 pool, a /20 unless configured (gateway .1,
 machines from .2), and the IPv6 /64 `fdaa:0:<org>::/64` derived from its network id (Fly's 6PN shape), in which a
-machine's host part is its IPv4 address. A machine's addresses are allocated at create and kept until destroy;
-its netns and veth pair are built at start and removed when it stops, so waiting machines cost the kernel
-nothing. The host side of every veth carries the organisation's gateway addresses, so the host reaches each
-machine directly and machines of one organisation reach each other through the host's forwarding.
+machine's host part is its IPv4 address. A machine's addresses are allocated at create and kept until destroy; its
+netns and veth pair are built at start (or taken ready from netpool.py) and removed when it stops, so waiting
+machines cost the kernel nothing. The host side of every veth carries the organisation's gateway addresses, so the
+host reaches each machine directly and machines of one organisation reach each other through the host's forwarding.
 
 Isolation (iptables and ip6tables, chain AERODROME; see firewall.py): forwarding between machines is accepted
 only within one organisation's subnet; egress (when on) only out through the uplink, and never to private
@@ -346,7 +346,7 @@ def _netns_script(a: Allocation, holder: int) -> str:
         [
             "set -e",
             f"if [ -e {a.netns_path} ]; then ip netns del {a.netns}; fi",
-            f"if [ -e {_iface_conf(a)} ]; then ip link del {a.host_iface} 2>/dev/null || true; fi",
+            f"if [ -e {iface_conf(a)} ]; then ip link del {a.host_iface} 2>/dev/null || true; fi",
             f"ip netns attach {a.netns} {holder}",
         ]
     )
@@ -355,49 +355,63 @@ def _netns_script(a: Allocation, holder: int) -> str:
 def _link_script(a: Allocation, services: tuple[str, ...] = ()) -> str:
     """Connect the namespace to the host with a veth pair; the machine side is configured first. `services`
     are the addresses of the host's services for machines (its resolver), on the host side of every veth."""
-    host_down = [
-        f"link add {a.host_iface} type veth peer name eth0 netns {a.netns}",
+    return "\n".join(
+        [
+            "set -e",
+            *heredoc("ip -batch -", veth_lines(a.host_iface, a.netns, a.gateway4, a.gateway6, services)),
+            *forwarding_lines(a.host_iface),
+            # nsenter, not `ip netns exec`: the latter remounts /sys and costs more.
+            *heredoc(f"nsenter --net={a.netns_path} ip -batch -", [*inside_address_lines(a), *inside_link_lines(a)]),
+            *heredoc("ip -batch -", host_up_lines(a.host_iface, a)),
+        ]
+    )
+
+
+def veth_lines(iface: str, netns: str, gateway4: str, gateway6: str, services: tuple[str, ...]) -> list[str]:
+    """`ip -batch` lines for the veth pair into `netns`, its host end (left down) with the gateway addresses."""
+    return [
+        f"link add {iface} type veth peer name eth0 netns {netns}",
         # A link-local address that skips DAD: until the host side has one, the kernel cannot send the
         # neighbour solicitations that forwarding to this machine needs (a second-long stall otherwise).
-        f"link set {a.host_iface} addrgenmode none",
-        f"addr add fe80::1/64 dev {a.host_iface} nodad",
-        f"addr add {a.gateway4}/32 dev {a.host_iface}",
-        f"addr add {a.gateway6}/128 dev {a.host_iface} nodad",
-        *(f"addr add {_host_route(s)} dev {a.host_iface}{' nodad' if ':' in s else ''}" for s in services),
+        f"link set {iface} addrgenmode none",
+        f"addr add fe80::1/64 dev {iface} nodad",
+        f"addr add {gateway4}/32 dev {iface}",
+        f"addr add {gateway6}/128 dev {iface} nodad",
+        *(f"addr add {_host_route(s)} dev {iface}{' nodad' if ':' in s else ''}" for s in services),
     ]
-    inside = [
+
+
+def inside_link_lines(a: Allocation) -> list[str]:
+    """The machine side's links and routes to its organisation's gateways: nothing of the machine's own."""
+    return [
         "link set lo up",
-        f"addr add {a.ipv4}/32 dev eth0",
-        f"addr add {a.ipv6}/128 dev eth0 nodad",
         "link set eth0 up",
         f"route add {a.gateway4} dev eth0",
         f"route add default via {a.gateway4} dev eth0",
         f"route add {a.gateway6} dev eth0",
         f"route add default via {a.gateway6} dev eth0",
     ]
-    host_up = [
-        f"link set {a.host_iface} up",
+
+
+def inside_address_lines(a: Allocation) -> list[str]:
+    return [f"addr add {a.ipv4}/32 dev eth0", f"addr add {a.ipv6}/128 dev eth0 nodad"]
+
+
+def host_up_lines(iface: str, a: Allocation) -> list[str]:
+    """Bring the host end up with the routes to the machine's addresses."""
+    return [
+        f"link set {iface} up",
         # replace: the veth of a machine that last held this address may still be on its way out
-        f"route replace {a.ipv4}/32 dev {a.host_iface}",
-        f"route replace {a.ipv6}/128 dev {a.host_iface}",
+        f"route replace {a.ipv4}/32 dev {iface}",
+        f"route replace {a.ipv6}/128 dev {iface}",
     ]
-    return "\n".join(
-        [
-            "set -e",
-            *_heredoc("ip -batch -", host_down),
-            *_forwarding_lines(a.host_iface),
-            # nsenter, not `ip netns exec`: the latter remounts /sys and costs more.
-            *_heredoc(f"nsenter --net={a.netns_path} ip -batch -", inside),
-            *_heredoc("ip -batch -", host_up),
-        ]
-    )
 
 
 def _host_route(address: str) -> str:
     return f"{address}/{128 if ':' in address else 32}"
 
 
-def _forwarding_lines(iface: str) -> list[str]:
+def forwarding_lines(iface: str) -> list[str]:
     """Forward what the machine sends (the ingress interface decides), with the shell's builtins: no process."""
     lines = [f"echo 1 > /proc/sys/net/ipv4/conf/{iface}/forwarding"]
     if IPV6_PER_INTERFACE:
@@ -405,7 +419,7 @@ def _forwarding_lines(iface: str) -> list[str]:
     return lines
 
 
-def _heredoc(command: str, lines: list[str]) -> list[str]:
+def heredoc(command: str, lines: list[str]) -> list[str]:
     return [f"{command} <<'EOF'", *lines, "EOF"]
 
 
@@ -461,14 +475,14 @@ def _netns_exists(allocation: Allocation) -> bool:
     return os.path.exists(allocation.netns_path)
 
 
-def _iface_conf(allocation: Allocation) -> str:
+def iface_conf(allocation: Allocation) -> str:
     # /proc/sys/net shows the reader's network namespace; /sys/class/net shows the one sysfs was mounted in,
     # which is not the daemon's when it runs in a namespace of its own (`nsenter --net`).
     return f"/proc/sys/net/ipv4/conf/{allocation.host_iface}"
 
 
 def _iface_exists(allocation: Allocation) -> bool:
-    return os.path.exists(_iface_conf(allocation))
+    return os.path.exists(iface_conf(allocation))
 
 
 def network_exists(allocation: Allocation) -> bool:

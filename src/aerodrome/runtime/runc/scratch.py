@@ -122,11 +122,20 @@ async def prepare_image(image: Path, size: int) -> None:
     os.replace(staging, image)
 
 
-def still_attached(image: Path) -> bool:
+def still_attached(image: Path, device: int | None = None) -> bool:
     """Whether a loop device is still backed by `image`: a filesystem unmounted lazily while something (a dying
     process of the machine, its overlay) still held it. Mounting the file again through a second loop device
-    would put two filesystems on one image; seen under load as `Structure needs cleaning` at the next start."""
+    would put two filesystems on one image; seen under load as `Structure needs cleaning` at the next start.
+
+    `device` (st_dev of the mount, read before unmounting it) is the only one to ask; without it every loop
+    device is, which grows with the host's running machines."""
     wanted = os.path.realpath(image)  # the kernel shows the resolved path
+    if device is not None:
+        backing = Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}/loop/backing_file")
+        try:
+            return backing.read_text().strip() == wanted
+        except OSError:
+            return False  # detached already
     for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
         with contextlib.suppress(OSError):
             if backing.read_text().strip() == wanted:

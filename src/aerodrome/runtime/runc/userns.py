@@ -181,8 +181,9 @@ class Namespaces:
             self.record.unlink(missing_ok=True)
 
 
-def new_namespaces(ids: IdRange, record: Path | None = None) -> Namespaces:
-    """Make a user namespace mapped to `ids` and a network namespace inside it.
+def new_namespaces(ids: IdRange | None, record: Path | None = None) -> Namespaces:
+    """Make a user namespace mapped to `ids` and a network namespace inside it; without `ids` the user namespace
+    stays unmapped (and owns nothing of the host) until `map_ids` maps it.
 
     The holder blocks every signal but SIGKILL, so a daemon that dies before killing it leaves it paused: its
     pid and start time go to `record` at once, and `kill_stale_holder(record)` ends it by that id later.
@@ -202,25 +203,31 @@ def new_namespaces(ids: IdRange, record: Path | None = None) -> Namespaces:
     try:
         if record is not None:
             _write_holder(record, pid)
-        for kind in ("uid_map", "gid_map"):
-            with open(f"/proc/{pid}/{kind}", "w") as f:
-                f.write(ids.mapping())
-        namespaces.userns_fd = os.open(namespaces.userns_path, os.O_RDONLY | os.O_CLOEXEC)
+        if ids is not None:
+            map_ids(namespaces, ids)
     except BaseException:
         namespaces.close()
         raise
     return namespaces
 
 
+def map_ids(namespaces: Namespaces, ids: IdRange) -> None:
+    """Map the holder's user namespace to `ids` (once: the kernel takes a map only once)."""
+    for kind in ("uid_map", "gid_map"):
+        with open(f"/proc/{namespaces.pid}/{kind}", "w") as f:
+            f.write(ids.mapping())
+    namespaces.userns_fd = os.open(namespaces.userns_path, os.O_RDONLY | os.O_CLOEXEC)
+
+
 def _write_holder(record: Path, pid: int) -> None:
     tmp = record.with_name(record.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(f"{pid} {_start_time(pid)}")
+        f.write(f"{pid} {start_time(pid)}")
     os.replace(tmp, record)
 
 
-def _start_time(pid: int) -> str:
+def start_time(pid: int) -> str:
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[19]
 
@@ -230,7 +237,7 @@ def kill_stale_holder(record: Path) -> None:
     try:
         pid_text, start = record.read_text().split()
         pid = int(pid_text)
-        if _start_time(pid) == start:
+        if start_time(pid) == start:
             os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)  # ours only if this very process made it; a SIGKILLed one exits at once

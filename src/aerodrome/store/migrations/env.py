@@ -1,13 +1,15 @@
-"""Alembic's entry point. `migrate(url)` passes the URL as a config attribute; the alembic CLI may pass it as
-`sqlalchemy.url` in an ini file or in AERODROME_DATABASE_URL."""
+"""Alembic's entry point. `migrate(url)` passes the URL as a config attribute, `migrate_on(connection)` an open
+connection; the alembic CLI may pass the URL as `sqlalchemy.url` in an ini file or in AERODROME_DATABASE_URL."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import Connection, create_engine, pool
 
+from aerodrome.store.database import create_async_store_engine, is_postgresql, lock_migrations
 from aerodrome.store.schema import metadata
 
 
@@ -29,14 +31,36 @@ def run_offline() -> None:
         context.run_migrations()
 
 
+def run_on(connection: Connection) -> None:
+    # Batch mode lets later revisions alter columns on SQLite, which has no ALTER COLUMN (PostgreSQL's ALTER as is).
+    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+    with context.begin_transaction():
+        lock_migrations(connection)
+        context.run_migrations()
+
+
+async def run_async(url: str) -> None:
+    engine = create_async_store_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(run_on)
+    finally:
+        await engine.dispose()
+
+
 def run_online() -> None:
-    engine = create_engine(_url(), poolclass=pool.NullPool)
+    given = context.config.attributes.get("connection")
+    if given is not None:
+        run_on(given)
+        return
+    url = _url()
+    if is_postgresql(url):  # the store's one PostgreSQL driver is asyncpg
+        asyncio.run(run_async(url))
+        return
+    engine = create_engine(url, poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
-            # Batch mode lets later revisions alter columns on SQLite, which has no ALTER COLUMN.
-            context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
-            with context.begin_transaction():
-                context.run_migrations()
+            run_on(connection)
     finally:
         engine.dispose()
 
