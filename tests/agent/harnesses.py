@@ -25,7 +25,7 @@ from aerodrome.runtime.registry import EmbeddedRegistry
 from aerodrome.runtime.runc import RuncRuntime
 from aerodrome.runtime.volumes import LoopVolumeBackend
 from tests.agent.conformance import AgentHarness
-from tests.runtime.runc_fixtures import TEST_POOL, host_leftovers, needs_root, network_leftovers
+from tests.runtime.runc_fixtures import host_leftovers, needs_root, network_leftovers, runtime_pool
 from tests.support.agent_server import serving
 from tests.support.fake_agent import FakeAgent
 
@@ -58,7 +58,7 @@ def local_harness(request: pytest.FixtureRequest) -> AbstractAsyncContextManager
 @asynccontextmanager
 async def _local(images: ImageStore, image: str, missing: str, root: Path) -> AsyncIterator[AgentHarness]:
     """Afterwards every machine, volume and snapshot is removed through the agent and the host checked clean."""
-    runtime = RuncRuntime(root / "runtime", images, ipv4_pool=TEST_POOL, egress=False)
+    runtime = RuncRuntime(root / "runtime", images, ipv4_pool=runtime_pool(), egress=False)
     agent = await LocalAgent.open(runtime, LoopVolumeBackend(root / "volumes"), root / "runtime")
     try:
         yield AgentHarness(agent, image, missing)

@@ -31,11 +31,11 @@ from aerodrome.runtime.runc import RuncRuntime
 from aerodrome.runtime.volumes import LoopVolumeBackend
 from tests.runtime.conformance import eventually
 from tests.runtime.runc_fixtures import (
-    TEST_POOL,
     host_leftovers,
     image_store_root,
     needs_root,
     network_leftovers,
+    runtime_pool,
 )
 
 pytestmark = [
@@ -92,7 +92,7 @@ async def host(
 
     async def open_agent() -> LocalAgent:
         images = ImageStore(store_root, registries=(registry.url,))
-        runtime = RuncRuntime(root / "runtime", images, ipv4_pool=TEST_POOL, egress=False)
+        runtime = RuncRuntime(root / "runtime", images, ipv4_pool=runtime_pool(), egress=False)
         agent = await LocalAgent.open(runtime, LoopVolumeBackend(root / "volumes"), root / "runtime")
         state.agents.append(agent)
         return agent
