@@ -86,6 +86,7 @@ class _Running:
     pid: int
     exited: asyncio.Future[ExitInfo]
     killed: bool = False
+    containers_ended: int | None = None  # the exit status to record once every container has ended for good
 
 
 @dataclass
@@ -371,8 +372,19 @@ class RuncRuntime:
             self._running[machine_id] = _Running(pid, asyncio.get_running_loop().create_future())
             self.supervisor.watch(machine_id, pid, start_time, paths.log)
             if machine.spec.containers:
-                self._pods[machine_id] = pod = Pod(self.runc, machine_id, paths, machine.spec, machine.network.ipv4)
-                pod.start()
+                self._pod(machine_id, paths, machine).start()
+
+    def _pod(self, machine_id: str, paths: MachinePaths, machine: _Machine) -> Pod:
+        def ended(code: int) -> None:  # every container ended for good: the machine stops, as on Fly
+            running = self._running.get(machine_id)
+            if running is not None and running.containers_ended is None:
+                running.containers_ended = code
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(running.pid, signals.SIGKILL)  # only the placeholder is left, holding nothing
+
+        pod = Pod(self.runc, machine_id, paths, machine.spec, machine.network.ipv4, ended)
+        self._pods[machine_id] = pod
+        return pod
 
     def container_statuses(self, machine_id: str) -> tuple[ContainerStatus, ...]:
         """The containers of a running multi-container machine, as the daemon supervises them."""
@@ -433,6 +445,8 @@ class RuncRuntime:
         """Record how the machine ended, tear its run down, then report the exit."""
         paths = self.layout.machine(machine_id)
         running = self._running.get(machine_id)
+        if running is not None and running.containers_ended is not None:
+            code = running.containers_ended  # not the placeholder's SIGKILL: the machine ended as its containers did
         info = exits.read_exit(
             paths,
             code,
@@ -613,6 +627,8 @@ class RuncRuntime:
             write_json(paths.started, {"pid": pid, "start_time": start_time, "started_at": time.time()}, durable=False)
             self._running[machine_id] = _Running(pid, asyncio.get_running_loop().create_future())
             self.supervisor.watch(machine_id, pid, start_time, paths.log)
+            if self._machines[machine_id].spec.containers:
+                self._pod(machine_id, paths, self._machines[machine_id]).adopt()
             return await self.status(machine_id)
         if (
             started is not None

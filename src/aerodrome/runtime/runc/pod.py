@@ -5,6 +5,12 @@ it never starts), runs as one attached `runc exec` into its root (the runc proce
 status: held by the daemon, never read from a file the machine writes), is restarted by its own policy, and is
 probed by its healthchecks: exec ones inside it, tcp and http ones from the host at the machine's private IPv4.
 Its output reaches the machine's log through a pipe the daemon reads, each line prefixed `[<name>] `.
+
+Each container's progress is recorded in the machine's directory on the host (the machine cannot write there),
+with the pid and kernel start time of its runc process. A restarted daemon re-adopts the containers from those
+records (`adopt`): a runc process still alive with the same start time is watched again through a pidfd (the
+status of its exit is then unknown, a failure to the restart policy), one that is gone ends as such an exit. When
+every container has ended for good, the machine is told to end (`on_ended`), as Fly's Pilot ends it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import os
 import signal as signals
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,8 +45,9 @@ from aerodrome.core import (
 )
 from aerodrome.runtime.process import exited
 from aerodrome.runtime.runc import containers
-from aerodrome.runtime.runc.layout import MachinePaths
+from aerodrome.runtime.runc.layout import MachinePaths, read_json, write_json
 from aerodrome.runtime.runc.runc import Runc
+from aerodrome.runtime.runc.supervisor import process_start_time
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -53,12 +61,14 @@ class _Track:
     """One container's progress, as its dependants wait on it."""
 
     spec: ContainerRun
+    record: Path
     state: ContainerState = ContainerState.PENDING
     exit_code: int | None = None
     restarts: int = 0
     healthy: bool | None = None
     updated_at: str = ""
     pid_file: str = ""
+    runc: tuple[int, int | None] = (0, None)  # pid and start time of the runc process running it
     started: asyncio.Event = field(default_factory=asyncio.Event)
     became_healthy: asyncio.Event = field(default_factory=asyncio.Event)
     first_exit: asyncio.Event = field(default_factory=asyncio.Event)
@@ -69,20 +79,43 @@ class _Track:
 
     def set(self, state: ContainerState) -> None:
         self.state, self.updated_at = state, rfc3339(time.time())
+        fields = {"state": state.value, "exit_code": self.exit_code, "restarts": self.restarts, "runc": self.runc}
+        with contextlib.suppress(OSError):  # a record not written only costs the container its re-adoption
+            write_json(self.record, fields, durable=False)
+
+    def restore(self, recorded: JSON) -> None:
+        """Take the restart count and final exit of the last daemon's record."""
+        restarts, code = recorded.get("restarts"), recorded.get("exit_code")
+        self.restarts = restarts if type(restarts) is int and restarts >= 0 else 0
+        self.exit_code = code if type(code) is int else None
 
 
 class Pod:
-    def __init__(self, runc: Runc, machine_id: str, paths: MachinePaths, spec: SandboxSpec, ipv4: str) -> None:
+    def __init__(
+        self, runc: Runc, machine_id: str, paths: MachinePaths, spec: SandboxSpec, ipv4: str,
+        on_ended: Callable[[int], None],
+    ) -> None:  # fmt: skip
         self._runc, self._machine_id, self._paths, self._ipv4 = runc, machine_id, paths, ipv4
-        self._tracks = {c.name: _Track(c) for c in spec.containers}
+        self._tracks = {c.name: _Track(c, paths.dir / f"container-{c.name}.json") for c in spec.containers}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._on_ended: Callable[[int], None] | None = on_ended
         self._reaping: set[asyncio.Future[int]] = set()
 
     def start(self) -> None:
+        for track in self._tracks.values():
+            track.set(ContainerState.PENDING)  # no record of an earlier run is left to adopt
+        self._launch({})
+
+    def adopt(self) -> None:
+        """Supervise the containers of a machine the last daemon ran, from where its records leave them."""
+        self._launch({name: _recorded(track.record) for name, track in self._tracks.items()})
+
+    def _launch(self, recorded: dict[str, JSON]) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._supervise(t), name=f"container {t.spec.name}") for t in self._tracks.values()
+            loop.create_task(self._supervise(t, recorded.get(t.spec.name, {})), name=f"container {t.spec.name}")
+            for t in self._tracks.values()
         ]
 
     def statuses(self) -> tuple[ContainerStatus, ...]:
@@ -120,20 +153,25 @@ class Pod:
 
     # -- one container -----------------------------------------------------------------------------------
 
-    async def _supervise(self, track: _Track) -> None:
+    async def _supervise(self, track: _Track, recorded: JSON) -> None:
         try:
-            for dependency in track.spec.depends_on:
-                if not await self._met(dependency):
-                    log.info("container %s of %s: %s not %s", track.spec.name, self._machine_id, dependency.name,
-                             dependency.condition.value)  # fmt: skip
-                    track.set(ContainerState.FAILED)
-                    return
+            state = recorded.get("state")
+            track.restore(recorded)
+            if state in (ContainerState.EXITED, ContainerState.FAILED):  # ended for good under the last daemon
+                if track.exit_code is not None:
+                    track.first_exit.set()
+                track.set(ContainerState(state))
+                return
+            rejoin = state == ContainerState.RUNNING
+            if not rejoin and not await self._dependencies_met(track):
+                track.set(ContainerState.FAILED)
+                return
             while True:
-                code = await self._run_once(track)
-                track.exit_code = code
+                code = await self._rejoin(track, recorded.get("runc")) if rejoin else await self._run_once(track)
+                rejoin, track.exit_code = False, code
                 track.first_exit.set()
                 policy = track.spec.restart_policy
-                exit = ExitInfo(exit_code=code, requested_stop=self._stopping)
+                exit = ExitInfo(exit_code=-1 if code is None else code, requested_stop=self._stopping)
                 if not should_restart(policy, track.spec.restart_max_retries, exit, track.restarts):
                     track.set(ContainerState.EXITED)
                     return
@@ -144,6 +182,55 @@ class Pod:
             track.set(ContainerState.FAILED)
         finally:
             track.settled.set()
+            self._maybe_ended()
+
+    async def _dependencies_met(self, track: _Track) -> bool:
+        for dependency in track.spec.depends_on:
+            if not await self._met(dependency):
+                log.info("container %s of %s: %s not %s", track.spec.name, self._machine_id, dependency.name,
+                         dependency.condition.value)  # fmt: skip
+                return False
+        return True
+
+    def _maybe_ended(self) -> None:
+        """Once every container has ended for good (not by the machine's stop), the machine stops too: with
+        status 0 when each of them exited 0, else 1."""
+        if self._stopping or self._on_ended is None or not all(t.settled.is_set() for t in self._tracks.values()):
+            return
+        on_ended, self._on_ended = self._on_ended, None
+        on_ended(0 if all(t.exit_code == 0 for t in self._tracks.values()) else 1)
+
+    async def _rejoin(self, track: _Track, runc: object) -> int | None:
+        """Watch the runc process the last daemon left running the container until it ends (status unknown:
+        it is not this daemon's child); None at once when it is gone, or its pid is another process's now."""
+        pid, start_time = runc if isinstance(runc, list) and len(runc) == 2 else (0, None)
+        if type(pid) is not int or pid <= 0 or start_time is None:
+            return None
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return None
+        try:
+            if process_start_time(pid) != start_time:  # checked once the pidfd holds the pid: no reuse after
+                return None
+            track.pid_file, track.runc = str(self._paths.dir / f"container-{track.spec.name}.pid"), (pid, start_time)
+            track.set(ContainerState.RUNNING)
+            track.started.set()
+            await self._watching(track, _ended(pidfd))
+            return None
+        finally:
+            asyncio.get_running_loop().remove_reader(pidfd)  # before the close: the number may be reused at once
+            os.close(pidfd)
+
+    async def _watching(self, track: _Track, ends: asyncio.Future[Any]) -> None:
+        """Probe the running container's healthchecks until `ends` is done."""
+        checks = [asyncio.ensure_future(self._healthcheck(track, check)) for check in track.spec.healthchecks]
+        try:
+            await ends
+        finally:
+            for task in checks:
+                task.cancel()
+            await asyncio.gather(*checks, return_exceptions=True)
 
     async def _met(self, dependency: ContainerDependency) -> bool:
         """Wait until the dependency's condition holds (True) or can no longer hold (False)."""
@@ -175,16 +262,16 @@ class Pod:
             raise
         finally:
             os.close(write_fd)
+        track.runc = (proc.pid, process_start_time(proc.pid))  # our child: its pid is not reused before we reap it
         track.set(ContainerState.RUNNING)
         track.started.set()
         relay = asyncio.ensure_future(_relay(read_fd, self._paths, spec.name))
-        checks = [asyncio.ensure_future(self._healthcheck(track, check)) for check in spec.healthchecks]
+        code = asyncio.ensure_future(exited(proc))
         try:
-            return await exited(proc)
+            await self._watching(track, code)
+            return code.result()
         finally:
-            for task in checks:
-                task.cancel()
-            await asyncio.gather(*checks, return_exceptions=True)
+            code.cancel()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(relay, 2.0)  # a child that kept the pipe open does not hold the exit
 
@@ -290,6 +377,28 @@ def _prefixed(chunk: bytes, prefix: bytes, at_line_start: bool) -> tuple[bytes, 
         at_line_start = chunk[end - 1 : end] == b"\n"
         start = end
     return bytes(out), at_line_start
+
+
+def _recorded(record: Path) -> JSON:
+    """A container's record from the last daemon; empty when missing or unreadable (then it starts afresh)."""
+    try:
+        found = read_json(record)
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _ended(pidfd: int) -> asyncio.Future[None]:
+    """Done once the process behind `pidfd` has exited; the caller removes the reader before closing it."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(pidfd, settle)
+    return done
 
 
 def _signal_from(pid_file: str, signal: int) -> None:
