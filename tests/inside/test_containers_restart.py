@@ -66,6 +66,9 @@ def test_containers_survive_daemon_restarts(server: Server) -> None:
                 assert wait_container(api, app, machine_id, name, state="running")["restart_count"] == 0
                 assert runs(api, app, machine_id, name) == 1
     with server.client() as api:
+        for params in ({}, {"include_leases": "true"}):  # the listing shows the containers as GET does
+            listed = {m["id"]: m for m in api.get(f"/v1/apps/{app}/machines", params=params).json()}
+            assert [c["state"] for c in listed[machine_id]["containers"]] == ["running", "running"], listed
         # an adopted container's exit is seen (its status unknown: a failure) and restarted; its second run,
         # this daemon's child, exits 7 and has no retry left
         exec_in(api, app, machine_id, "keeper", "touch", "/shared/stop-worker")

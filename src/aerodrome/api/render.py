@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aerodrome.api.responses import encode
@@ -128,10 +128,22 @@ class RenderedMachines:
         return data
 
     def listing(
-        self, records: list[Machine], board: CheckBoard, host_status: Callable[[str], str] = lambda _host: "ok"
+        self,
+        records: list[Machine],
+        board: CheckBoard,
+        host_status: Callable[[str], str] = lambda _host: "ok",
+        containers: Mapping[str, tuple[ContainerStatus, ...]] | None = None,
     ) -> bytes:
-        """`host_status` gives Fly's host_status of a host by its name."""
-        return b"[" + b",".join([self.encoded(r, board.results(r.id), host_status(r.host)) for r in records]) + b"]"
+        """`host_status` gives Fly's host_status of a host by its name; `containers`, the multi-container
+        machines' containers by machine id (those machines are rendered afresh: their containers change apart
+        from their records)."""
+        pieces = [
+            encode(machine(r, checks=board.results(r.id), host_status=host_status(r.host), containers=containers[r.id]))
+            if containers and r.id in containers
+            else self.encoded(r, board.results(r.id), host_status(r.host))
+            for r in records
+        ]
+        return b"[" + b",".join(pieces) + b"]"
 
 
 def machine_summary(record: Machine) -> JSON:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -63,11 +65,22 @@ async def list_machines(request: Request) -> Response:
     if call.query_bool("summary"):
         return JSONResponse([render.machine_summary(m) for m in machines])
     board, hosts = call.plane.checks, call.plane.hosts
+    containers = await _listed_containers(call, machines)
     if call.query_bool("include_leases"):
         status = hosts.host_status
-        rendered = [render.machine(m, checks=board.results(m.id), host_status=status(m.host)) for m in machines]
+        rendered = [
+            render.machine(m, checks=board.results(m.id), host_status=status(m.host), containers=containers.get(m.id))
+            for m in machines
+        ]
         return JSONResponse([render.with_lease(body, m) for body, m in zip(rendered, machines, strict=True)])
-    return EncodedJSONResponse(_RENDERED.listing(machines, board, hosts.host_status))
+    return EncodedJSONResponse(_RENDERED.listing(machines, board, hosts.host_status, containers))
+
+
+async def _listed_containers(call: Call, machines: list[Machine]) -> dict[str, tuple[ContainerStatus, ...]]:
+    """The containers of the listed multi-container machines, asked of their hosts together."""
+    pods = [m for m in machines if m.config.get("containers")]
+    found = await asyncio.gather(*[_containers(call, m) for m in pods])
+    return {m.id: statuses for m, statuses in zip(pods, found, strict=True) if statuses is not None}
 
 
 async def get_machine(request: Request) -> Response:
