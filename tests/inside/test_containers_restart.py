@@ -1,6 +1,7 @@
 """A multi-container machine across daemon restarts: a SIGTERMed and a SIGKILLed daemon's successor re-adopts
-both running containers (not restarted: each has run once), still sees a later exit and restarts it by its
-policy, and stops the machine once every container has ended for good (status 1: one of them failed)."""
+both running containers (not restarted: each has run once; their output still reaches the logs), still sees
+a later exit and restarts it by its policy, and stops the machine once every container has ended for good
+(status 1: one of them failed)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import httpx
 import pytest
 
 from tests.api.helpers import create_machine, delete_app, wait_for
-from tests.inside.test_containers import containers_of, exec_in, new_app, wait_container
+from tests.inside.test_containers import containers_of, exec_in, new_app, wait_container, wait_logs
 from tests.support.server import Server, running_server
 
 pytestmark = pytest.mark.root
@@ -26,8 +27,9 @@ def server() -> Iterator[Server]:
 
 
 def waiting_container(server: Server, name: str, exit_code: int, restart: dict[str, Any]) -> dict[str, Any]:
-    """Counts its runs in its own /tmp, then runs until /shared/stop-<name> appears and exits `exit_code`."""
-    script = f"echo run >> /tmp/runs; until [ -f /shared/stop-{name} ]; do sleep 0.2; done; exit {exit_code}"
+    """Counts its runs in its own /tmp, runs until /shared/stop-<name> appears, says so and exits `exit_code`."""
+    wait = f"until [ -f /shared/stop-{name} ]; do sleep 0.2; done"
+    script = f"echo run >> /tmp/runs; {wait}; echo bye-{name}; exit {exit_code}"
     return {
         "name": name,
         "image": server.image("busybox"),
@@ -81,4 +83,11 @@ def test_containers_survive_daemon_restarts(server: Server) -> None:
         events = api.get(f"/v1/apps/{app}/machines/{machine_id}/events").json()
         exits = [event["request"]["exit_event"] for event in events if event["type"] == "exit"]
         assert exits and exits[0]["exit_code"] == 1, events  # not every container exited 0
+        # what the adopted containers printed after the restarts still reached the logs, through their pipes
+        wait_logs(
+            api,
+            app,
+            machine_id,
+            lambda lines: lines.count("[worker] bye-worker") == 2 and lines.count("[keeper] bye-keeper") == 1,
+        )
         delete_app(api, app)

@@ -9,7 +9,8 @@ Its output reaches the machine's log through a pipe the daemon reads, each line 
 Each container's progress is recorded in the machine's directory on the host (the machine cannot write there),
 with the pid and kernel start time of its runc process. A restarted daemon re-adopts the containers from those
 records (`adopt`): a runc process still alive with the same start time is watched again through a pidfd (the
-status of its exit is then unknown, a failure to the restart policy), one that is gone ends as such an exit. When
+status of its exit is then unknown, a failure to the restart policy), one that is gone ends as such an exit.
+The runc process also holds the read end of the container's output pipe, so the relay resumes from it. When
 every container has ended for good, the machine is told to end (`on_ended`), as Fly's Pilot ends it.
 """
 
@@ -20,6 +21,7 @@ import contextlib
 import logging
 import os
 import signal as signals
+import stat
 import subprocess
 import time
 from collections.abc import Callable
@@ -68,7 +70,7 @@ class _Track:
     healthy: bool | None = None
     updated_at: str = ""
     pid_file: str = ""
-    runc: tuple[int, int | None] = (0, None)  # pid and start time of the runc process running it
+    runc: tuple[int, int | None, int] = (0, None, -1)  # pid, start time, output pipe of the runc running it
     started: asyncio.Event = field(default_factory=asyncio.Event)
     became_healthy: asyncio.Event = field(default_factory=asyncio.Event)
     first_exit: asyncio.Event = field(default_factory=asyncio.Event)
@@ -203,8 +205,8 @@ class Pod:
     async def _rejoin(self, track: _Track, runc: object) -> int | None:
         """Watch the runc process the last daemon left running the container until it ends (status unknown:
         it is not this daemon's child); None at once when it is gone, or its pid is another process's now."""
-        pid, start_time = runc if isinstance(runc, list) and len(runc) == 2 else (0, None)
-        if type(pid) is not int or pid <= 0 or start_time is None:
+        pid, start_time, held = runc if isinstance(runc, list) and len(runc) == 3 else (0, None, -1)
+        if type(pid) is not int or pid <= 0 or start_time is None or type(held) is not int:
             return None
         try:
             pidfd = os.pidfd_open(pid)
@@ -213,10 +215,16 @@ class Pod:
         try:
             if process_start_time(pid) != start_time:  # checked once the pidfd holds the pid: no reuse after
                 return None
-            track.pid_file, track.runc = str(self._paths.dir / f"container-{track.spec.name}.pid"), (pid, start_time)
+            track.pid_file = str(self._paths.dir / f"container-{track.spec.name}.pid")
+            track.runc = (pid, start_time, held)
             track.set(ContainerState.RUNNING)
             track.started.set()
+            output = _reopen_output(pid, held)
+            relay = None if output is None else asyncio.ensure_future(_relay(output, self._paths, track.spec.name))
             await self._watching(track, _ended(pidfd))
+            if relay is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(relay, 2.0)
             return None
         finally:
             asyncio.get_running_loop().remove_reader(pidfd)  # before the close: the number may be reused at once
@@ -256,13 +264,13 @@ class Pod:
         read_fd, write_fd = os.pipe()
         try:
             process = containers.container_process(spec)
-            proc = await self._runc.exec_attached(self._machine_id, process, Path(track.pid_file), write_fd)
+            proc = await self._runc.exec_attached(self._machine_id, process, Path(track.pid_file), write_fd, read_fd)
         except BaseException:
             os.close(read_fd)
             raise
         finally:
             os.close(write_fd)
-        track.runc = (proc.pid, process_start_time(proc.pid))  # our child: its pid is not reused before we reap it
+        track.runc = (proc.pid, process_start_time(proc.pid), read_fd)  # our child: its pid is not reused yet
         track.set(ContainerState.RUNNING)
         track.started.set()
         relay = asyncio.ensure_future(_relay(read_fd, self._paths, spec.name))
@@ -386,6 +394,19 @@ def _recorded(record: Path) -> JSON:
     except (OSError, ValueError):
         return {}
     return found if isinstance(found, dict) else {}
+
+
+def _reopen_output(runc_pid: int, held: int) -> int | None:
+    """The read end of a container's output pipe, which its runc process holds open for the next daemon (the
+    machine cannot reach that host process); None when it is not a pipe there."""
+    try:
+        fd = os.open(f"/proc/{runc_pid}/fd/{held}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
 
 
 def _ended(pidfd: int) -> asyncio.Future[None]:

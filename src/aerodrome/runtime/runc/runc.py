@@ -65,14 +65,16 @@ class Runc:
         return int(paths.pid_file.read_text())
 
     async def exec_attached(
-        self, machine_id: str, process: dict[str, Any], pid_file: Path, output: int
+        self, machine_id: str, process: dict[str, Any], pid_file: Path, output: int, hold: int | None = None
     ) -> subprocess.Popen[bytes]:
         """`runc exec` of `process` in the machine, attached: the runc process ends with the process, and with
-        its exit status; its stdout and stderr go to `output`. A container of a machine runs this way."""
+        its exit status; its stdout and stderr go to `output`. A container of a machine runs this way. `hold`,
+        a descriptor the runc process keeps open under the same number (not passed on to the process)."""
         argv = self._argv("exec", "--pid-file", str(pid_file))
         with _Piped(json.dumps(process).encode()) as piped:
             argv += ["--process", f"/proc/self/fd/{piped.read_fd}", machine_id]
-            proc = await spawn(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output, pass_fds=(piped.read_fd,))
+            kept = (piped.read_fd,) if hold is None else (piped.read_fd, hold)
+            proc = await spawn(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output, pass_fds=kept)
             await piped.sent()
         return proc
 
