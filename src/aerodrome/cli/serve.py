@@ -31,9 +31,9 @@ from aerodrome.control import ControlPlane, LogSettings, RetentionSettings, Secr
 from aerodrome.core import FailedPreconditionError, HostAgent, InvalidArgumentError, UnavailableError
 from aerodrome.dashboard import Dashboard
 from aerodrome.inside import HealthChecker
-from aerodrome.proxy import Edge, EdgeSettings, native
+from aerodrome.proxy import Edge, EdgeSettings, edge_certificates, native
 from aerodrome.proxy.control_directory import ControlDirectory
-from aerodrome.proxy.dedicated import DedicatedAddresses
+from aerodrome.proxy.dedicated import AddressBook, DedicatedAddresses
 from aerodrome.runtime import (
     EmbeddedAccess,
     EmbeddedRegistry,
@@ -142,6 +142,15 @@ async def serve(options: ServeOptions) -> None:
     # bound first, so that with port 0 the registry's token realm and the clients' addresses name the port taken
     api_socket = bind_listener(options.api, 4280, "API")
     options = replace(options, api=bound_address(api_socket))
+    try:  # bound before the parts are made: the control plane's certificate checks take the edge's HTTPS address
+        edge_sockets = (
+            bind_listener(options.edge_http, 8080, "edge's HTTP listener"),
+            bind_listener(options.edge_https, 8443, "edge's HTTPS listener"),
+        )
+    except HostCheckError:
+        api_socket.close()
+        raise
+    options = replace(options, edge_http=bound_address(edge_sockets[0]), edge_https=bound_address(edge_sockets[1]))
     tokens = RegistryTokens(layout.registry)
     registry = EmbeddedRegistry(layout.registry, options.registry, auth=registry_auth(options, tokens))
     await registry.start()  # before the image store and the gate name it: with port 0 its port is known then
@@ -166,6 +175,9 @@ async def serve(options: ServeOptions) -> None:
     watcher = asyncio.create_task(registry.supervise(), name="registry supervisor")
     # the machines' resolver, /.fly/api and busy-detection read this host's runtime: only with the in-process agent
     local_runtime = agent.runtime if isinstance(agent, LocalAgent) else None
+    # each part is made whole by its constructor, in dependency order; they then talk through the store and feeds
+    settings = edge_settings(options, layout)
+    edge_tls = edge_certificates(settings)
     plane = ControlPlane(
         store,
         agents,
@@ -181,28 +193,24 @@ async def serve(options: ServeOptions) -> None:
             ipv6_pool=options.dedicated_ipv6_pool,
             retention=options.retention,
             logs=options.logs,
+            edge_https=(settings.https_host, settings.https_port),
         ),
         registry_signer=tokens,
+        edge=edge_tls,
     )
+    addresses = AddressBook()
     directory = ControlDirectory(
         store,
         plane.machines,
         domain=options.domain,
+        dedicated=addresses.app_for,
+        hostnames=plane.certificates.app_for,
         checks=plane.checks,
         static_reader=images.read_file,
         usage_reader=machine_activity if local_runtime is not None else None,
     )
-    edge = Edge(directory, edge_settings(options, layout))
-    dedicated = DedicatedAddresses(edge, directory.service_ports, pool_v6=plane.settings.ipv6_pool)
-    directory.dedicated = dedicated.app_for
-    directory.hostnames = plane.certificates.app_for
-    plane.certificates.attach_edge(
-        edge.certificates.hostname_authority, lambda: (edge.settings.https_host, edge.https_port)
-    )
-    plane.certificates.subscribe(
-        installed=lambda cert: edge.add_certificate(cert.hostname, cert.fullchain, cert.private_key),
-        removed=lambda cert: edge.certificates.remove_certificate(cert.hostname),
-    )
+    edge = Edge(directory, settings, certificates=edge_tls, listeners=edge_sockets)
+    dedicated = DedicatedAddresses(edge, directory.service_ports, pool_v6=plane.settings.ipv6_pool, book=addresses)
     plane.ips.subscribe(allocated=dedicated.bind, released=dedicated.release)
     plane.feed.subscribe(edge.fleet.machine_changed)
     metric_sources: list[MetricSource] = [OrgMetrics(store, edge, plane.hosts)]
@@ -266,6 +274,8 @@ async def serve(options: ServeOptions) -> None:
     finally:
         clear_ports(layout.root)
         api_socket.close()
+        for each_socket in edge_sockets:  # the edge's servers closed them, unless it never started
+            each_socket.close()
         if dashboard is not None:
             await dashboard.close()
         await dedicated.close()
