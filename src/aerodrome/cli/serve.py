@@ -50,6 +50,9 @@ from aerodrome.store import SqlStore, sqlite_url
 log = logging.getLogger("aerodrome")
 MCP_IMAGE = "flyio/mcp:latest"  # the quick start's image: built on this host, never pulled from Docker Hub
 MCP_IMAGE_HINT = "build it once with `sudo aerodrome images build-mcp` (the README's quick start, step 1)"
+# the control plane's and the edge's own defaults, written once there: serve's options start from them
+_PLANE = Settings()
+_EDGE = EdgeSettings(data_dir=Path())
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,22 +61,22 @@ class ServeOptions:
     database: str | None = None  # a PostgreSQL URL; None: the one the data directory names, else its SQLite file
     api: str = "127.0.0.1:4280"
     registry: str = "127.0.0.1:5000"
-    default_region: str = "iad"
+    default_region: str = _PLANE.default_region
     regions: frozenset[str] | None = None
-    rate_limits: bool = True
-    volume_unit_bytes: int = 1024**3
-    volume_check_interval: float = 30.0
+    rate_limits: bool = _PLANE.rate_limits
+    volume_unit_bytes: int = _PLANE.volume_unit_bytes
+    volume_check_interval: float = _PLANE.volume_check_interval
     mirrors: dict[str, str] = field(default_factory=dict)
     allow_registries: tuple[str, ...] = ()  # registries image references may name, besides the embedded one
-    edge_http: str = "127.0.0.1:8080"
-    edge_https: str = "127.0.0.1:8443"
-    domain: str = "localhost"
-    autostop_idle: float = 300.0
-    autostop_interval: float = 30.0
+    edge_http: str = hostport(_EDGE.http_host, _EDGE.http_port)
+    edge_https: str = hostport(_EDGE.https_host, _EDGE.https_port)
+    domain: str = _PLANE.app_domain
+    autostop_idle: float = _EDGE.autostop_idle
+    autostop_interval: float = _EDGE.autostop_interval
     machine_ipv4_pool: str = "172.30.0.0/16"
     org_prefix_len: int = 20
-    dedicated_ipv4_pool: str = "127.0.1.0/24"
-    dedicated_ipv6_pool: str = "fdae:ad::/48"
+    dedicated_ipv4_pool: str = _PLANE.ipv4_pool
+    dedicated_ipv6_pool: str = _PLANE.ipv6_pool
     image_gc_interval: float = 3600.0
     disk_reserve_bytes: int = 1024**3
     compat_32bit: bool = False
