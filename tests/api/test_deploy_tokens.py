@@ -100,6 +100,19 @@ def test_flyctl_tokens_create_deploy_makes_a_token_of_the_app(
         assert "may act on app" in refused["errors"][0]["message"]
 
 
+@pytest.mark.parametrize("profile", ["readonly", "machine_exec", ""])
+def test_a_profile_aerodrome_cannot_narrow_to_is_refused(api: httpx.Client, profile: object) -> None:
+    """A token never grants more than its profile names: a profile with no meaning here makes no token at all."""
+    org_id = api.post("/graphql", json={"query": 'query { organization(slug: "personal") { id } }'}).json()
+    org = org_id["data"]["organization"]["id"]
+    variables = {"name": "narrow", "organizationId": org, "profile": profile, "profileParams": {}, "expiry": ""}
+    before = len(api.get("/v1/tokens").json()["tokens"])
+    reply = api.post("/graphql", json={"query": CREATE_LIMITED, "variables": variables}).json()
+    assert reply["data"] is None or reply["data"].get("createLimitedAccessToken") is None
+    assert "is not available here" in reply["errors"][0]["message"]
+    assert len(api.get("/v1/tokens").json()["tokens"]) == before
+
+
 @pytest.mark.parametrize("expiry", ["forever", "-1h", "175201h", 0])
 def test_a_bad_expiry_is_refused_clearly(api: httpx.Client, app_name: str, expiry: object) -> None:
     reply = api.post(f"/v1/apps/{app_name}/deploy_token", json={"expiry": expiry})

@@ -100,7 +100,7 @@ def _variables(world: World, name: str) -> dict[str, Any]:
         "flyctl_create_limited_access_token": {
             "name": "deploy",
             "organizationId": world.org_id,
-            "profile": "org",
+            "profile": "deploy_organization",  # `fly tokens create org`
             "profileParams": None,
             "expiry": "",
         },

@@ -134,11 +134,18 @@ async def release_egress_ip_address(_: None, info: Info, input: JSON) -> JSON:
     raise NotFoundError(f"egress IP address {input.get('ip') or ''} not found")
 
 
+TOKEN_PROFILES = ("deploy", "deploy_organization")
+
+
 async def create_limited_access_token(_: None, info: Info, input: JSON) -> JSON:
-    """`fly tokens create deploy` asks for profile `deploy` with `{"app_id": …}`: a token of that app only; any
-    other profile makes a token of the organisation."""
+    """`fly tokens create deploy` asks for profile `deploy` with `{"app_id": …}`: a token of that app only;
+    `deploy_organization` (`fly tokens create org`, and the base flyctl narrows itself for `readonly`) a token of
+    the organisation. Any other profile is refused: a token must never grant more than its profile names."""
     context = info.context
     _check_org(info, input.get("organizationId"))
+    profile = input.get("profile")
+    if profile not in TOKEN_PROFILES:
+        raise UnprocessableError(f"token profile {profile!r} is not available here: use deploy or deploy_organization")
     params = input.get("profileParams") or {}
     app_id = params.get("app_id") if isinstance(params, dict) else None
     lifetime = token_lifetime(input.get("expiry"))
