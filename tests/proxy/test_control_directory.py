@@ -73,9 +73,10 @@ def test_app_names_from_hosts(world: World) -> None:
 
 
 def test_custom_hostnames_and_dedicated_addresses_win(world: World) -> None:
-    directory = world.directory
-    directory.hostnames = {"www.example.com": "shop"}.get
-    directory.dedicated = {"10.9.0.1": "db"}.get
+    hostnames, dedicated = {"www.example.com": "shop"}.get, {"10.9.0.1": "db"}.get
+    directory = ControlDirectory(
+        world.store, world.plane.machines, domain="apps.test.", dedicated=dedicated, hostnames=hostnames
+    )
     assert directory.app_name_for("www.example.com:443", "127.0.0.1") == "shop"
     assert directory.app_name_for("web.apps.test", "10.9.0.1") == "db"  # the address decides, whatever the host
     assert directory.app_name_for(None, "10.9.0.1") == "db"

@@ -31,9 +31,9 @@ from aerodrome.control import ControlPlane, LogSettings, RetentionSettings, Secr
 from aerodrome.core import FailedPreconditionError, HostAgent, InvalidArgumentError, UnavailableError
 from aerodrome.dashboard import Dashboard
 from aerodrome.inside import HealthChecker
-from aerodrome.proxy import Edge, EdgeSettings, native
+from aerodrome.proxy import Edge, EdgeSettings, edge_certificates, native
 from aerodrome.proxy.control_directory import ControlDirectory
-from aerodrome.proxy.dedicated import DedicatedAddresses
+from aerodrome.proxy.dedicated import AddressBook, DedicatedAddresses
 from aerodrome.runtime import (
     EmbeddedAccess,
     EmbeddedRegistry,
@@ -50,6 +50,9 @@ from aerodrome.store import SqlStore, sqlite_url
 log = logging.getLogger("aerodrome")
 MCP_IMAGE = "flyio/mcp:latest"  # the quick start's image: built on this host, never pulled from Docker Hub
 MCP_IMAGE_HINT = "build it once with `sudo aerodrome images build-mcp` (the README's quick start, step 1)"
+# the control plane's and the edge's own defaults, written once there: serve's options start from them
+_PLANE = Settings()
+_EDGE = EdgeSettings(data_dir=Path())
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,22 +61,22 @@ class ServeOptions:
     database: str | None = None  # a PostgreSQL URL; None: the one the data directory names, else its SQLite file
     api: str = "127.0.0.1:4280"
     registry: str = "127.0.0.1:5000"
-    default_region: str = "iad"
+    default_region: str = _PLANE.default_region
     regions: frozenset[str] | None = None
-    rate_limits: bool = True
-    volume_unit_bytes: int = 1024**3
-    volume_check_interval: float = 30.0
+    rate_limits: bool = _PLANE.rate_limits
+    volume_unit_bytes: int = _PLANE.volume_unit_bytes
+    volume_check_interval: float = _PLANE.volume_check_interval
     mirrors: dict[str, str] = field(default_factory=dict)
     allow_registries: tuple[str, ...] = ()  # registries image references may name, besides the embedded one
-    edge_http: str = "127.0.0.1:8080"
-    edge_https: str = "127.0.0.1:8443"
-    domain: str = "localhost"
-    autostop_idle: float = 300.0
-    autostop_interval: float = 30.0
+    edge_http: str = hostport(_EDGE.http_host, _EDGE.http_port)
+    edge_https: str = hostport(_EDGE.https_host, _EDGE.https_port)
+    domain: str = _PLANE.app_domain
+    autostop_idle: float = _EDGE.autostop_idle
+    autostop_interval: float = _EDGE.autostop_interval
     machine_ipv4_pool: str = "172.30.0.0/16"
     org_prefix_len: int = 20
-    dedicated_ipv4_pool: str = "127.0.1.0/24"
-    dedicated_ipv6_pool: str = "fdae:ad::/48"
+    dedicated_ipv4_pool: str = _PLANE.ipv4_pool
+    dedicated_ipv6_pool: str = _PLANE.ipv6_pool
     image_gc_interval: float = 3600.0
     disk_reserve_bytes: int = 1024**3
     compat_32bit: bool = False
@@ -142,6 +145,15 @@ async def serve(options: ServeOptions) -> None:
     # bound first, so that with port 0 the registry's token realm and the clients' addresses name the port taken
     api_socket = bind_listener(options.api, 4280, "API")
     options = replace(options, api=bound_address(api_socket))
+    try:  # bound before the parts are made: the control plane's certificate checks take the edge's HTTPS address
+        edge_sockets = (
+            bind_listener(options.edge_http, 8080, "edge's HTTP listener"),
+            bind_listener(options.edge_https, 8443, "edge's HTTPS listener"),
+        )
+    except HostCheckError:
+        api_socket.close()
+        raise
+    options = replace(options, edge_http=bound_address(edge_sockets[0]), edge_https=bound_address(edge_sockets[1]))
     tokens = RegistryTokens(layout.registry)
     registry = EmbeddedRegistry(layout.registry, options.registry, auth=registry_auth(options, tokens))
     await registry.start()  # before the image store and the gate name it: with port 0 its port is known then
@@ -166,6 +178,9 @@ async def serve(options: ServeOptions) -> None:
     watcher = asyncio.create_task(registry.supervise(), name="registry supervisor")
     # the machines' resolver, /.fly/api and busy-detection read this host's runtime: only with the in-process agent
     local_runtime = agent.runtime if isinstance(agent, LocalAgent) else None
+    # each part is made whole by its constructor, in dependency order; they then talk through the store and feeds
+    settings = edge_settings(options, layout)
+    edge_tls = edge_certificates(settings)
     plane = ControlPlane(
         store,
         agents,
@@ -181,28 +196,24 @@ async def serve(options: ServeOptions) -> None:
             ipv6_pool=options.dedicated_ipv6_pool,
             retention=options.retention,
             logs=options.logs,
+            edge_https=(settings.https_host, settings.https_port),
         ),
         registry_signer=tokens,
+        edge=edge_tls,
     )
+    addresses = AddressBook()
     directory = ControlDirectory(
         store,
         plane.machines,
         domain=options.domain,
+        dedicated=addresses.app_for,
+        hostnames=plane.certificates.app_for,
         checks=plane.checks,
         static_reader=images.read_file,
         usage_reader=machine_activity if local_runtime is not None else None,
     )
-    edge = Edge(directory, edge_settings(options, layout))
-    dedicated = DedicatedAddresses(edge, directory.service_ports, pool_v6=plane.settings.ipv6_pool)
-    directory.dedicated = dedicated.app_for
-    directory.hostnames = plane.certificates.app_for
-    plane.certificates.attach_edge(
-        edge.certificates.hostname_authority, lambda: (edge.settings.https_host, edge.https_port)
-    )
-    plane.certificates.subscribe(
-        installed=lambda cert: edge.add_certificate(cert.hostname, cert.fullchain, cert.private_key),
-        removed=lambda cert: edge.certificates.remove_certificate(cert.hostname),
-    )
+    edge = Edge(directory, settings, certificates=edge_tls, listeners=edge_sockets)
+    dedicated = DedicatedAddresses(edge, directory.service_ports, pool_v6=plane.settings.ipv6_pool, book=addresses)
     plane.ips.subscribe(allocated=dedicated.bind, released=dedicated.release)
     plane.feed.subscribe(edge.fleet.machine_changed)
     metric_sources: list[MetricSource] = [OrgMetrics(store, edge, plane.hosts)]
@@ -266,6 +277,8 @@ async def serve(options: ServeOptions) -> None:
     finally:
         clear_ports(layout.root)
         api_socket.close()
+        for each_socket in edge_sockets:  # the edge's servers closed them, unless it never started
+            each_socket.close()
         if dashboard is not None:
             await dashboard.close()
         await dedicated.close()

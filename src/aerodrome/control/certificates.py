@@ -18,7 +18,6 @@ import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from cryptography import x509
 from cryptography.fernet import Fernet
@@ -30,6 +29,7 @@ from aerodrome.core import (
     App,
     Certificate,
     Clock,
+    EdgeTLS,
     NotFoundError,
     Store,
     UnavailableError,
@@ -42,17 +42,6 @@ log = logging.getLogger("aerodrome.certificates")
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _RENEW_WITHIN = datetime.timedelta(days=30)  # CA certificates closer than this to expiry are reissued at start
 _PROBE_TIMEOUT = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class ServedCertificate:
-    """What the edge needs to serve a hostname: its app, and the chain and key in clear."""
-
-    hostname: str
-    app_name: str
-    source: str
-    fullchain: bytes
-    private_key: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,22 +64,6 @@ class CheckReport:
     @property
     def configured(self) -> bool:
         return not self.errors
-
-
-class Authority(Protocol):
-    """The certificate authority that issues `aerodrome` certificates (the edge's local CA)."""
-
-    def issue(self, hostname: str) -> tuple[bytes, bytes]:
-        """A leaf certificate and its key, PEM."""
-        ...
-
-    def pem(self) -> bytes:
-        """The CA certificate, PEM: appended to each leaf to make the chain."""
-        ...
-
-
-#: Called in the event loop; the edge's certificate store is synchronous, so subscribers are too.
-CertificateCallback = Callable[[ServedCertificate], None]
 
 
 def check_hostname(value: object, app_domain: str) -> str:
@@ -177,33 +150,29 @@ def validate_custom(hostname: str, fullchain: object, private_key: object, now: 
 
 
 class Certificates:
-    """Add, list and remove an app's hostnames; tell subscribers (the edge) what to serve for each."""
+    """Add, list and remove an app's hostnames; tell the edge what to serve for each.
 
-    def __init__(self, store: Store, clock: Clock, key: bytes, *, app_domain: str = "localhost") -> None:
+    `edge` issues `aerodrome` certificates and serves every hostname's chain; `edge_https` is where it terminates
+    TLS (for `check`). Without them (a control plane with no edge) CA certificates cannot be issued."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        key: bytes,
+        *,
+        app_domain: str = "localhost",
+        edge: EdgeTLS | None = None,
+        edge_https: tuple[str, int] | None = None,
+    ) -> None:
         self._store = store
         self._clock = clock
         self._fernet = Fernet(key)
         self._app_domain = app_domain
-        self._authority: Authority | None = None
-        self._edge_address: Callable[[], tuple[str, int]] | None = None
+        self._edge = edge
+        self._edge_https = edge_https
         self._apps: dict[str, str] = {}  # hostname → app, for the edge's routing
         self._lock = asyncio.Lock()
-        self._on_install: builtins.list[CertificateCallback] = []
-        self._on_remove: builtins.list[CertificateCallback] = []
-
-    def subscribe(
-        self, *, installed: CertificateCallback | None = None, removed: CertificateCallback | None = None
-    ) -> None:
-        """Call `installed(cert)` when a hostname is added or its certificate changes, `removed(cert)` after removal."""
-        if installed is not None:
-            self._on_install.append(installed)
-        if removed is not None:
-            self._on_remove.append(removed)
-
-    def attach_edge(self, authority: Authority, https_address: Callable[[], tuple[str, int]]) -> None:
-        """The CA that issues `aerodrome` certificates, and where the edge terminates TLS (for `check`)."""
-        self._authority = authority
-        self._edge_address = https_address
 
     def app_for(self, hostname: str) -> str | None:
         """The app a custom hostname routes to (the edge's lookup; no I/O)."""
@@ -214,7 +183,7 @@ class Certificates:
         horizon = datetime.datetime.fromtimestamp(self._clock.now(), datetime.UTC) + _RENEW_WITHIN
         for cert in await self._store.list_certificates():
             leaf = x509.load_pem_x509_certificates(cert.fullchain.encode())[0]
-            if cert.source == "aerodrome" and self._authority is not None and leaf.not_valid_after_utc < horizon:
+            if cert.source == "aerodrome" and self._edge is not None and leaf.not_valid_after_utc < horizon:
                 cert = self._issued(cert.hostname, cert.app_name, cert.created_at)
                 await self._store.put_certificate(cert)
             self._installed(cert)
@@ -339,9 +308,9 @@ class Certificates:
         return CheckReport(cert, routed, served, tuple(errors))
 
     async def _probe(self, hostname: str) -> CertificateInfo:
-        if self._edge_address is None:
+        if self._edge_https is None:
             raise UnavailableError("the edge is not running")
-        host, port = self._edge_address()
+        host, port = self._edge_https
         host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
         # Any certificate is accepted: the point is to see which one is presented, trusted or not.
         context = ssl.create_default_context()
@@ -362,14 +331,14 @@ class Certificates:
         return existing
 
     def _issued(self, hostname: str, app_name: str, created_at: str) -> Certificate:
-        if self._authority is None:
+        if self._edge is None:
             raise UnavailableError("no certificate authority: the edge is not running")
-        leaf, key = self._authority.issue(hostname)
+        leaf, key = self._edge.issue_hostname(hostname)
         return Certificate(
             hostname=hostname,
             app_name=app_name,
             source="aerodrome",
-            fullchain=(leaf + self._authority.pem()).decode(),
+            fullchain=(leaf + self._edge.hostname_ca_pem()).decode(),
             key_ciphertext=self._fernet.encrypt(key),
             acme_requested=True,
             created_at=created_at,
@@ -378,24 +347,19 @@ class Certificates:
 
     def _installed(self, cert: Certificate) -> None:
         self._apps[cert.hostname] = cert.app_name
-        served = ServedCertificate(
-            cert.hostname,
-            cert.app_name,
-            cert.source,
-            cert.fullchain.encode(),
-            self._fernet.decrypt(cert.key_ciphertext),
-        )
-        _notify(self._on_install, served)
+        if self._edge is not None:
+            chain, key = cert.fullchain.encode(), self._fernet.decrypt(cert.key_ciphertext)
+            _tell_edge(cert, lambda edge: edge.serve_hostname(cert.hostname, chain, key), self._edge)
 
     def _removed(self, cert: Certificate) -> None:
         self._apps.pop(cert.hostname, None)
-        _notify(self._on_remove, ServedCertificate(cert.hostname, cert.app_name, cert.source, b"", b""))
+        if self._edge is not None:
+            _tell_edge(cert, lambda edge: edge.withdraw_hostname(cert.hostname), self._edge)
 
 
-def _notify(callbacks: builtins.list[CertificateCallback], cert: ServedCertificate) -> None:
-    # A subscriber's failure (say, a chain the edge's TLS library refuses) must not undo the change itself.
-    for callback in callbacks:
-        try:
-            callback(cert)
-        except Exception:
-            log.exception("certificate subscriber failed for %s (%s)", cert.hostname, cert.app_name)
+def _tell_edge(cert: Certificate, change: Callable[[EdgeTLS], None], edge: EdgeTLS) -> None:
+    # The edge's failure (say, a chain its TLS library refuses) must not undo the change itself.
+    try:
+        change(edge)
+    except Exception:
+        log.exception("the edge could not take the certificate of %s (%s)", cert.hostname, cert.app_name)

@@ -35,6 +35,7 @@ from aerodrome.core import (
     App,
     CheckBoard,
     Clock,
+    EdgeTLS,
     HostAgent,
     RateLimiter,
     RegistrySigner,
@@ -65,6 +66,7 @@ class Settings:
     # what is kept of machines' output, and the logs API's bounds
     logs: LogSettings = field(default_factory=LogSettings)
     host_check_interval: float = HEALTH_INTERVAL  # seconds between health calls to each host; 0: none
+    edge_https: tuple[str, int] | None = None  # where the edge terminates TLS (certificate checks); None: no edge
 
 
 class ControlPlane:
@@ -76,7 +78,9 @@ class ControlPlane:
         settings: Settings | None = None,
         clock: Clock | None = None,
         registry_signer: RegistrySigner | None = None,
+        edge: EdgeTLS | None = None,
     ) -> None:
+        """`edge` is the edge's TLS for custom hostnames (issued and served through it); None: no edge."""
         self.settings = settings or Settings()
         self.store = store
         # the hosts' agents, by host name; their owner opens and closes them
@@ -100,7 +104,14 @@ class ControlPlane:
         self.secretkeys = SecretKeys(store, self.clock, secrets_key)
         self.builds = Builds(self.clock)
         self.oidc = OidcIssuer(self.clock, secrets_key, self.settings.oidc_issuer)
-        self.certificates = Certificates(store, self.clock, secrets_key, app_domain=self.settings.app_domain)
+        self.certificates = Certificates(
+            store,
+            self.clock,
+            secrets_key,
+            app_domain=self.settings.app_domain,
+            edge=edge,
+            edge_https=self.settings.edge_https,
+        )
         self.volumes = Volumes(store, self.hosts, self.clock, unit_bytes=self.settings.volume_unit_bytes)
         self.machines = Machines(
             store,

@@ -248,3 +248,24 @@ class VolumeBackend(Protocol):
     async def stored(self) -> tuple[list[str], list[str]]:
         """The ids of the volumes and of the snapshots whose files are on this host."""
         ...
+
+
+class EdgeTLS(Protocol):
+    """The edge's TLS for custom hostnames, as the control plane drives it: the edge implements it and the
+    control plane receives it at construction, so neither reaches into the other's objects."""
+
+    def issue_hostname(self, hostname: str) -> tuple[bytes, bytes]:
+        """A leaf certificate and its key (PEM) from the CA for custom hostnames."""
+        ...
+
+    def hostname_ca_pem(self) -> bytes:
+        """That CA's certificate (PEM): appended to each leaf to make the chain."""
+        ...
+
+    def serve_hostname(self, hostname: str, fullchain: bytes, private_key: bytes) -> None:
+        """Present this chain for the hostname's SNI from now on."""
+        ...
+
+    def withdraw_hostname(self, hostname: str) -> None:
+        """Stop presenting the hostname's chain."""
+        ...

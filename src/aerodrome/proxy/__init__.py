@@ -10,7 +10,7 @@ from aerodrome.proxy.autostop import Autostopper
 from aerodrome.proxy.balancer import Balancer, NoMachineError
 from aerodrome.proxy.context import EdgeSettings
 from aerodrome.proxy.directory import STARTABLE_STATES, AppRoute, Backend, Directory
-from aerodrome.proxy.edge import Edge
+from aerodrome.proxy.edge import Edge, edge_certificates
 from aerodrome.proxy.fleet import Fleet
 from aerodrome.proxy.statics import MAX_STATIC_BYTES, StaticFile, StaticReader, StaticRoot
 from aerodrome.proxy.tls import CertificateAuthority, CertificateStore
@@ -32,4 +32,5 @@ __all__ = [
     "StaticFile",
     "StaticReader",
     "StaticRoot",
+    "edge_certificates",
 ]

@@ -44,8 +44,8 @@ class ControlDirectory:
         self._store = store
         self._machines = machines
         self._suffix = "." + domain.strip(".")
-        self.dedicated = dedicated or (lambda _address: None)
-        self.hostnames = hostnames or (lambda _hostname: None)  # custom hostnames (certificates) → app
+        self._dedicated = dedicated or (lambda _address: None)
+        self._hostnames = hostnames or (lambda _hostname: None)  # custom hostnames (certificates) → app
         self._checks = checks or CheckBoard()  # a board nobody writes: no machine is gated then
         self._static_reader = static_reader  # None: statics are left to the machines
         self._usage_reader = usage_reader  # a machine's (CPU seconds, block I/O bytes); None: never busy
@@ -54,14 +54,14 @@ class ControlDirectory:
     def app_name_for(self, host: str | None, local_addr: str) -> str | None:
         """`myapp.localhost:8080` → `myapp`; a custom hostname → its app; a dedicated address → its app whatever
         the host."""
-        by_address = self.dedicated(local_addr)
+        by_address = self._dedicated(local_addr)
         if by_address:
             return by_address
         if not host:
             return None
         name = host.rsplit(":", 1)[0] if not host.startswith("[") else host
         name = name.lower().rstrip(".")
-        custom = self.hostnames(name)
+        custom = self._hostnames(name)
         if custom:
             return custom
         if not name.endswith(self._suffix):

@@ -26,20 +26,39 @@ HTTP_PORTS = frozenset({80, 443})
 BOUND_TYPES = ("v4", "v6", "private_v6")
 
 
+class AddressBook:
+    """Which app each bound dedicated address belongs to: written by DedicatedAddresses, read by the directory
+    (made before both, as the edge sits between them)."""
+
+    def __init__(self) -> None:
+        self.apps: dict[str, str] = {}  # canonical address → app
+
+    def app_for(self, address: str) -> str | None:
+        return self.apps.get(_canonical(address))
+
+
 class DedicatedAddresses:
-    def __init__(self, edge: Edge, service_ports: Callable[[str], Awaitable[set[int]]], *, pool_v6: str) -> None:
+    def __init__(
+        self,
+        edge: Edge,
+        service_ports: Callable[[str], Awaitable[set[int]]],
+        *,
+        pool_v6: str,
+        book: AddressBook | None = None,
+    ) -> None:
         self._edge = edge
         self._service_ports = service_ports
         self._pool_v6 = pool_v6
         self._network_v6 = ipaddress.IPv6Network(pool_v6)
-        self._apps: dict[str, str] = {}  # address → app
+        self.book = book or AddressBook()
+        self._apps = self.book.apps  # address → app
         self._route_added = False  # whether this daemon added the pool's unreachable route (and so removes it)
         self._guarded: set[str] = set()  # the pool's addresses bound or being bound: the route stays while any is
         self._route_lock = asyncio.Lock()
 
     def app_for(self, address: str) -> str | None:
         """The app a local address belongs to (the Directory's dedicated lookup)."""
-        return self._apps.get(_canonical(address))
+        return self.book.app_for(address)
 
     async def start(self, addresses: list[IPAddress]) -> None:
         for address in addresses:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from aerodrome.core import Clock, SystemClock
@@ -30,11 +30,38 @@ def _single_address(server: asyncio.Server) -> tuple[str, int] | None:
     return None if address in ("0.0.0.0", "::") else (address, port)
 
 
+def edge_certificates(settings: EdgeSettings) -> CertificateStore:
+    """The edge's TLS: its CA, the leaves it issues and the custom hostnames' chains, under its data directory."""
+    return CertificateStore(
+        settings.data_dir / "tls", domain=settings.domain, max_certificates=settings.max_certificates
+    )
+
+
+async def _serve(
+    factory: Callable[[], asyncio.Protocol], address: tuple[str, int], sock: socket.socket | None
+) -> asyncio.Server:
+    """A shared listener: on the socket given (bound already), else bound to `address` now."""
+    loop = asyncio.get_running_loop()
+    if sock is not None:
+        return await loop.create_server(factory, sock=sock, backlog=_BACKLOG)
+    return await loop.create_server(factory, *address, reuse_address=True, backlog=_BACKLOG)
+
+
 class Edge:
     """Fly's fly-proxy for one host: routes by Host, SNI or dedicated address; autostarts and autostops machines."""
 
-    def __init__(self, directory: Directory, settings: EdgeSettings, *, clock: Clock | None = None) -> None:
-        """`clock` times the fleet: idle periods (autostop), route caches, starts; tests pass one they move."""
+    def __init__(
+        self,
+        directory: Directory,
+        settings: EdgeSettings,
+        *,
+        clock: Clock | None = None,
+        certificates: CertificateStore | None = None,
+        listeners: tuple[socket.socket, socket.socket] | None = None,
+    ) -> None:
+        """`clock` times the fleet: idle periods (autostop), route caches, starts; tests pass one they move.
+        `certificates` and `listeners` (the shared HTTP and HTTPS sockets, bound) are made here unless given:
+        the server makes them first, as the control plane takes the one and the other's address."""
         self.settings = settings
         self.clock = clock or SystemClock()
         self.fleet = Fleet(
@@ -46,9 +73,8 @@ class Edge:
         self.balancer = Balancer(self.fleet, region=settings.region, queue_timeout=settings.queue_timeout)
         self.pool = UpstreamPool(connect_timeout=settings.connect_timeout, idle_timeout=settings.upstream_idle_timeout)
         self.context = EdgeContext(settings, self.fleet, self.balancer, self.pool)
-        self.certificates = CertificateStore(
-            settings.data_dir / "tls", domain=settings.domain, max_certificates=settings.max_certificates
-        )
+        self.certificates = certificates or edge_certificates(settings)
+        self._listeners = listeners
         self.autostopper = Autostopper(
             self.fleet, idle_period=settings.autostop_idle, interval=settings.autostop_interval
         )
@@ -82,19 +108,16 @@ class Edge:
         loop = asyncio.get_running_loop()
         context = self.context
         self.certificates.default_context(self.settings.domain)  # made now: a handshake without a route writes nothing
-        http = await loop.create_server(
+        http_socket, https_socket = self._listeners or (None, None)
+        http = await _serve(
             lambda: HttpConnection(context, 80, "http", context.http_local),
-            self.settings.http_host,
-            self.settings.http_port,
-            reuse_address=True,
-            backlog=_BACKLOG,
+            (self.settings.http_host, self.settings.http_port),
+            http_socket,
         )
-        https = await loop.create_server(  # TLS is terminated by the acceptor, once SNI is routed
+        https = await _serve(  # TLS is terminated by the acceptor, once SNI is routed
             lambda: Acceptor(context, self.certificates, 443, shared_tls=True),
-            self.settings.https_host,
-            self.settings.https_port,
-            reuse_address=True,
-            backlog=_BACKLOG,
+            (self.settings.https_host, self.settings.https_port),
+            https_socket,
         )
         self._shared = [http, https]
         context.http_port = http.sockets[0].getsockname()[1]

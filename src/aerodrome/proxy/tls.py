@@ -233,6 +233,19 @@ class CertificateStore:
     def remove_certificate(self, hostname: str) -> None:
         self._custom.pop(hostname.lower(), None)
 
+    # core's EdgeTLS: what the control plane's custom hostnames are issued and served with
+    def issue_hostname(self, hostname: str) -> tuple[bytes, bytes]:
+        return self.hostname_authority.issue(hostname)
+
+    def hostname_ca_pem(self) -> bytes:
+        return self.hostname_authority.pem()
+
+    def serve_hostname(self, hostname: str, fullchain: bytes, private_key: bytes) -> None:
+        self.add_certificate(hostname, fullchain, private_key)
+
+    def withdraw_hostname(self, hostname: str) -> None:
+        self.remove_certificate(hostname)
+
     def select(self, server_name: str | None, app: str | None, default_host: str) -> ssl.SSLContext:
         """The context to serve a handshake with: a custom certificate for `server_name`; a leaf for it when it
         names the app it routes to (`<app>.<domain>`), issued the first time; else `default_host`'s leaf, which
