@@ -73,4 +73,15 @@ def _own_operation(path: str) -> dict[str, Any]:
 
 def _described(responses: dict[str, Any]) -> dict[str, Any]:
     """OpenAPI requires a description on every response; the structural copy has none."""
-    return {code: {"description": code, **body} for code, body in responses.items()}
+    return {code: {"description": code, **_json_errors(body)} for code, body in responses.items()}
+
+
+def _json_errors(body: dict[str, Any]) -> dict[str, Any]:
+    """Fly's spec types a few errors (`POST /tokens/oidc`'s 400) `text/plain` with the JSON ErrorResponse schema:
+    the body is Fly's JSON error, as on every other route, and so is its type."""
+    content = body.get("content") or {}
+    plain = content.get("text/plain") or {}
+    if plain.get("schema", {}).get("$ref", "").endswith("/ErrorResponse"):
+        rest = {kind: media for kind, media in content.items() if kind != "text/plain"}
+        return {**body, "content": {**rest, "application/json": plain}}
+    return body
