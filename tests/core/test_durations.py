@@ -66,3 +66,13 @@ def test_signal_names() -> None:
     assert signal_name(15) == "SIGTERM"
     assert signal_name(int(signal.SIGKILL)) == "SIGKILL"
     assert signal_name(40) == "40"  # a real-time signal has no name of its own
+
+
+@pytest.mark.parametrize("value", [{"x" * 300_000: 1}, "SIG" + "X" * 300_000, "9" * 300_000])
+def test_a_huge_invalid_value_is_not_echoed_whole(value: object) -> None:
+    with pytest.raises(InvalidArgumentError) as refused:
+        parse_signal(value)
+    assert len(str(refused.value)) < 200 and str(refused.value).startswith("invalid signal: ")
+    with pytest.raises(InvalidArgumentError) as refused:
+        parse_duration(value, field="timeout")
+    assert len(str(refused.value)) < 200

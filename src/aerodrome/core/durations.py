@@ -7,6 +7,7 @@ import re
 import signal as _signal
 
 from aerodrome.core.errors import InvalidArgumentError
+from aerodrome.core.parsing import shown
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
@@ -22,16 +23,15 @@ def parse_duration(value: object, *, field: str = "timeout", maximum: float = MA
     naming `field`.
     """
     if isinstance(value, bool):
-        raise InvalidArgumentError(f"invalid {field}: {value!r} is not a duration")
+        raise InvalidArgumentError(f"invalid {field}: {shown(value)} is not a duration")
     if isinstance(value, int | float):
         seconds = float(value) / 1e9
     elif isinstance(value, str) and value.strip() and len(value) <= 64:
         seconds = _parse_text(value, field)
     else:
-        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
-        raise InvalidArgumentError(f"invalid {field}: {shown} is not a duration")
+        raise InvalidArgumentError(f"invalid {field}: {shown(value)} is not a duration")
     if not math.isfinite(seconds) or not 0 <= seconds <= maximum:
-        raise InvalidArgumentError(f"invalid {field}: {value!r} must be between 0s and {maximum:g}s")
+        raise InvalidArgumentError(f"invalid {field}: {shown(value)} must be between 0s and {maximum:g}s")
     return seconds
 
 
@@ -46,7 +46,7 @@ def _parse_text(value: str, field: str) -> float:
         total += float(match.group(1)) * _UNITS[match.group(2)]
         pos = match.end()
     if pos != len(text) or not text:
-        raise InvalidArgumentError(f"invalid {field}: time: invalid duration {value!r}")
+        raise InvalidArgumentError(f"invalid {field}: time: invalid duration {shown(value)}")
     return total
 
 
@@ -57,17 +57,17 @@ def parse_signal(value: object) -> int:
     elif isinstance(value, str) and value.strip():
         text = value.strip().upper()
         if text.isdigit():
-            number = int(text)
+            number = int(text) if len(text) <= 3 else 0  # a longer number is no signal (and int() caps digits)
         else:
             name = text if text.startswith("SIG") else "SIG" + text
             try:
                 number = int(_signal.Signals[name])
             except KeyError:
-                raise InvalidArgumentError(f"invalid signal: {value!r}") from None
+                raise InvalidArgumentError(f"invalid signal: {shown(value)}") from None
     else:
-        raise InvalidArgumentError(f"invalid signal: {value!r}")
+        raise InvalidArgumentError(f"invalid signal: {shown(value)}")
     if not 1 <= number < 65:
-        raise InvalidArgumentError(f"invalid signal: {value!r}")
+        raise InvalidArgumentError(f"invalid signal: {shown(value)}")
     return number
 
 

@@ -105,19 +105,19 @@ def parse_int(value: object, field: str, low: int, high: int, *, strings: bool =
             number = math.nan
     if isinstance(number, float) and math.isfinite(number):
         if not number.is_integer():
-            raise InvalidArgumentError(f"invalid {field}: {_show(value)} is not a whole number")
+            raise InvalidArgumentError(f"invalid {field}: {shown(value)} is not a whole number")
         number = int(number)
     if isinstance(number, bool) or not isinstance(number, int):
-        raise InvalidArgumentError(f"invalid {field}: {_show(value)} is not a number")
+        raise InvalidArgumentError(f"invalid {field}: {shown(value)} is not a number")
     if not low <= number <= high:
-        raise InvalidArgumentError(f"invalid {field}: {_show(number)} must be between {low} and {high}")
+        raise InvalidArgumentError(f"invalid {field}: {shown(number)} must be between {low} and {high}")
     return number
 
 
 def parse_text(value: object, field: str, max_len: int, *, required: bool = False) -> str:
     """A string of at most `max_len` characters, without NUL (no C string, argv or path can hold one)."""
     if not isinstance(value, str):
-        raise InvalidArgumentError(f"invalid {field}: {_show(value)} is not a string")
+        raise InvalidArgumentError(f"invalid {field}: {shown(value)} is not a string")
     if required and not value.strip():
         raise InvalidArgumentError(f"invalid {field}: must not be empty")
     if len(value) > max_len:
@@ -132,7 +132,7 @@ def parse_bool(value: object, field: str, default: bool) -> bool:
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise InvalidArgumentError(f"invalid {field}: {_show(value)} is not a boolean")
+        raise InvalidArgumentError(f"invalid {field}: {shown(value)} is not a boolean")
     return value
 
 
@@ -150,7 +150,7 @@ def parse_string_map(value: object, field: str, *, max_value: int = MAX_VALUE) -
     return dict(value)
 
 
-def _show(value: object) -> str:
+def shown(value: object) -> str:
     """A value for an error message, cut short: an error never echoes a megabyte back."""
     shown = repr(value)
     return shown if len(shown) <= 80 else shown[:77] + "..."
