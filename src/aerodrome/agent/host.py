@@ -41,7 +41,7 @@ async def open_local_agent(
         registries=(registry,),
         gate=RegistryGate(allowed_registries((registry,), {}), EmbeddedAccess(registry, tokens)),
     )
-    runtime = RuncRuntime(data_dir / "runtime", images, ipv4_pool=machine_ipv4_pool, egress=egress)
+    runtime = RuncRuntime(data_dir / "runtime", images, ipv4_pool=machine_ipv4_pool, egress=egress, netns_pool=0)
     try:
         await runtime.prepare_host()
         volumes = LoopVolumeBackend(data_dir / "volumes")

@@ -82,8 +82,9 @@ class LocalAgent:
         """Open the journal under `data_dir`, re-adopt the runtime's machines (exits found meanwhile go into the
         journal) and the volumes' mounts, then carry the operations a previous process left on to their end.
 
-        They end before the agent answers anyone: the control plane's recovery, which destroys what no machine
-        owns, must see the host as those operations leave it, not a prepare that makes a sandbox after it."""
+        Resumed prepares end before the agent answers anyone: the control plane's recovery, which destroys what
+        no machine owns, must see the sandboxes they make, not one made after it. The others (a stop may wait out
+        its timeout) go on in the background; a retry of their keys joins them."""
         journal = await asyncio.to_thread(Journal.open, data_dir / JOURNAL)
         agent = cls(runtime, volumes, journal, name=name, region=region)
         runtime.on_exit(agent._exited)
@@ -91,7 +92,7 @@ class LocalAgent:
         await volumes.recover()
         await agent._operations.find_pending_grows()
         await agent._runner.resume()
-        await agent._runner.drain()
+        await agent._runner.settle({"prepare"})
         return agent
 
     async def info(self) -> HostInfo:

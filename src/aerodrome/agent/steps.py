@@ -98,6 +98,7 @@ class StepRunner:
         self._inflight: dict[str, asyncio.Future[Any]] = {}  # operations under way, by key
         self._resumed: dict[str, asyncio.Task[None]] = {}  # the resumed operations of each resource, in order
         self._resuming: dict[str, str] = {}  # the kind of the resumed operation each resource is in
+        self._chain_kinds: dict[str, set[str]] = {}  # the kinds of operations each resumed chain holds
 
     async def submit(
         self, key: str, kind: str, args: JSON, *, admit: Callable[[], None] = lambda: None, wait: float | None = None
@@ -172,7 +173,13 @@ class StepRunner:
             chains.setdefault(resource, []).append((run, plan, outcome))
         for resource, runs in chains.items():
             self._resumed[resource] = loop.create_task(self._resume_chain(resource, runs))
+            self._chain_kinds[resource] = {run.kind for run, _, _ in runs}
         return found
+
+    async def settle(self, kinds: set[str]) -> None:
+        """Wait for the resumed chains that hold an operation of one of `kinds` (their outcomes are logged)."""
+        waiting = [task for resource, task in self._resumed.items() if self._chain_kinds.get(resource, set()) & kinds]
+        await asyncio.gather(*waiting, return_exceptions=True)
 
     async def _resume_chain(self, resource: str, runs: list[tuple[Unfinished, Plan, asyncio.Future[Any]]]) -> None:
         try:

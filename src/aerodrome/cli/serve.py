@@ -360,6 +360,7 @@ async def open_runtime(options: ServeOptions, layout: Layout, images: ImageStore
             uplink=options.uplink,
             reserve_bytes=options.disk_reserve_bytes,
             compat_32bit=options.compat_32bit,
+            netns_pool=0,  # off: a daemon killed while it makes a slot can leave the slot's holder behind
             services=host_services(options.dns),
         )
         await runtime.prepare_host()
