@@ -29,6 +29,7 @@ PREFIX6 = ipaddress.IPv6Network("fdaa::/16")
         ({"dst": "fdaa::1:1:0:cde0:d071", "dev": "lo"}, PREFIX6),  # a flycast address the edge bound
         ({"type": "local", "dst": "fdaa::1:1:0:cde0:d071", "dev": "lo", "table": "local"}, PREFIX6),
         ({"dst": "fd00::/64", "dev": "eth0"}, PREFIX6),
+        ({"type": "local", "dst": "fdaa:0:0:1::1", "dev": "if14852", "table": "local"}, PREFIX6),  # device gone
     ],
 )
 def test_routes_that_leave_the_machine_ranges_to_aerodrome(route: dict[str, str], prefix: Network) -> None:

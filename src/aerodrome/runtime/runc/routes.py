@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import re
 from typing import Any
 
 from aerodrome.core import FailedPreconditionError
@@ -29,6 +31,16 @@ async def _routes(family: str) -> list[Route]:
 
 def _is_own_unreachable(route: Route, prefix: Network) -> bool:
     return route.get("type") == "unreachable" and route.get("table", "main") == "main" and route["dst"] == str(prefix)
+
+
+# `ip` names a device it can no longer find by its index: the device is gone, and its routes go with it (a netns
+# being deleted destroys its veth pairs asynchronously, so their routes may still be listed for a moment).
+_GONE_DEVICE = re.compile(r"if\d+")
+
+
+def _is_vanishing(route: Route) -> bool:
+    device = str(route.get("dev", ""))
+    return _GONE_DEVICE.fullmatch(device) is not None and not os.path.lexists(f"/sys/class/net/{device}")
 
 
 def _is_machine_route(route: Route) -> bool:
@@ -52,7 +64,7 @@ def conflict(route: Route, prefix: Network) -> bool:
     network = ipaddress.ip_network(route["dst"], strict=False)
     if not _overlap(network, prefix):
         return False
-    return not (_is_own_unreachable(route, prefix) or _is_machine_route(route))
+    return not (_is_own_unreachable(route, prefix) or _is_machine_route(route) or _is_vanishing(route))
 
 
 def _overlap(a: Network, b: Network) -> bool:
