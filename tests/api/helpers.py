@@ -4,6 +4,7 @@ import time
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def create_machine(api: httpx.Client, app: str, config: dict[str, Any], **body: Any) -> dict[str, Any]:
@@ -48,3 +49,24 @@ def http_inside(api: httpx.Client, app: str, machine_id: str, port: int = 8080) 
     result = machine_exec(api, app, machine_id, "sh", "-c", script)
     assert result["exit_code"] == 0, result
     return str(result["stdout"])
+
+
+def background_passes(api: httpx.Client, task: str) -> int:
+    """How many passes of the daemon's background `task` (`logs`, `volume-autoextend`, …) have finished."""
+    response = api.get("/metrics")
+    assert response.status_code == 200, response.text
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == "aerodrome_background_passes_total" and sample.labels.get("task") == task:
+                return int(sample.value)
+    raise AssertionError(f"/metrics has no passes of {task}")
+
+
+def after_passes(api: httpx.Client, task: str, passes: int = 2, timeout: float = 60) -> None:
+    """Wait until `passes` whole passes of `task` ran after this call: the one under way when it was made may
+    have begun before, so one more is waited for. What those passes did not do, they will not do."""
+    target = background_passes(api, task) + passes + 1
+    deadline = time.monotonic() + timeout
+    while background_passes(api, task) < target:
+        assert time.monotonic() < deadline, f"fewer than {passes} passes of {task} in {timeout} s"
+        time.sleep(0.05)

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.helpers import create_machine, delete_app, wait_for
+from tests.api.helpers import after_passes, create_machine, delete_app, wait_for
 from tests.support.server import Server, running_server
 
 LOOP = "i=0; while [ $i -lt {n} ]; do echo line-$i; i=$((i+1)); done; exec sleep 1000"
@@ -160,13 +160,13 @@ def test_retention_and_a_hostile_output_file(tmp_path: Any) -> None:
             log.unlink()
             log.symlink_to(secret)
             os.link(secret, tmp_path / "second-link")
-            time.sleep(3)  # passes over the planted link
+            after_passes(api, "logs")  # passes over the planted link
             later = messages(read_all(api, "logs-hostile")[0])
             assert not any("HOST-SECRET" in line for line in later)
             assert api.get("/health").status_code == 200
             log.unlink()
             os.link(secret, log)  # a hard link to a host file: refused too
-            time.sleep(3)
+            after_passes(api, "logs")
             assert not any("HOST-SECRET" in line for line in messages(read_all(api, "logs-hostile")[0]))
             log.unlink()
             follow = {"follow": "true"}
@@ -192,7 +192,7 @@ def test_a_deleted_apps_lines_go_with_it(api: httpx.Client, image: str) -> None:
     delete_app(api, name)
     assert api.post("/v1/apps", json={"app_name": name, "org_slug": "personal"}).status_code == 201
     try:
-        time.sleep(2)  # passes after the delete store nothing of the old machine
+        after_passes(api, "logs")  # passes after the delete store nothing of the old machine
         assert read_all(api, name)[0] == []
     finally:
         delete_app(api, name)

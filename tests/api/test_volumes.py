@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.helpers import create_machine, machine_exec, wait_for
+from tests.api.helpers import after_passes, create_machine, machine_exec, wait_for
 from tests.support.server import Server, running_server
 from tests.support.skips import skip_by_host
 from tests.support.volumes import host_leftovers, online_resize_allowed
@@ -206,7 +206,7 @@ def test_autoextend_grows_the_volume_up_to_its_limit(api: httpx.Client, app_name
         action(api, app_name, mid, "start", "started")
     assert df_kib(api, app_name, mid) > 1.8 * before
     run(api, app_name, mid, "dd if=/dev/zero of=/data/b bs=1M count=10 && sync")  # 68% of 26.6 MiB usable
-    time.sleep(3)  # three passes of the monitor: the limit holds
+    after_passes(api, "volume-autoextend", 3)  # the limit holds
     assert get_volume(api, app_name, volume["id"])["size_gb"] == 2
     assert len(events_of(api, app_name, mid, "volume_extend")) == 1
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from aerodrome.api.metrics import cumulative
 from aerodrome.control import Hosts
+from aerodrome.control.periodic import Periodic
 from aerodrome.core import AerodromeError, App, HostAgent, Machine, MachineState, MachineUsage, Volume
 from aerodrome.proxy import Edge
 from aerodrome.proxy.traffic import LATENCY_BUCKETS, AppTraffic
@@ -112,6 +113,23 @@ class OrgMetrics:
             used_bytes.add_metric(labels, usage.bytes_used)
             used.add_metric(labels, 100.0 * usage.bytes_used / usage.bytes_total if usage.bytes_total else 0.0)
         return [size, used, used_bytes]
+
+
+class BackgroundMetrics:
+    """The `MetricSource` of the daemon's own repeated passes, the same for every organisation."""
+
+    def __init__(self, passes: Sequence[Periodic]) -> None:
+        self.passes = passes
+
+    async def __call__(self, org_slug: str) -> Iterable[Metric]:
+        done = CounterMetricFamily("aerodrome_background_passes", "Passes of background work finished", labels=["task"])
+        failed = CounterMetricFamily(
+            "aerodrome_background_pass_failures", "Passes of background work that failed", labels=["task"]
+        )
+        for periodic in self.passes:
+            done.add_metric([periodic.name], periodic.passes)
+            failed.add_metric([periodic.name], periodic.failures)
+        return [done, failed]
 
 
 def _machines(machines: list[Machine]) -> list[Metric]:

@@ -26,7 +26,7 @@ from aerodrome.cli.inside import (
     start_inside,
 )
 from aerodrome.cli.listeners import bind_listener, bound_address, clear_ports, hostport, report_ports
-from aerodrome.cli.metrics import OrgMetrics
+from aerodrome.cli.metrics import BackgroundMetrics, OrgMetrics
 from aerodrome.control import ControlPlane, LogSettings, RetentionSettings, Secrets, Settings
 from aerodrome.core import FailedPreconditionError, HostAgent, InvalidArgumentError, UnavailableError
 from aerodrome.dashboard import Dashboard
@@ -216,7 +216,7 @@ async def serve(options: ServeOptions) -> None:
     dedicated = DedicatedAddresses(edge, directory.service_ports, pool_v6=plane.settings.ipv6_pool, book=addresses)
     plane.ips.subscribe(allocated=dedicated.bind, released=dedicated.release)
     plane.feed.subscribe(edge.fleet.machine_changed)
-    metric_sources: list[MetricSource] = [OrgMetrics(store, edge, plane.hosts)]
+    metric_sources: list[MetricSource] = [OrgMetrics(store, edge, plane.hosts), BackgroundMetrics(plane.background())]
     dashboard = (
         Dashboard(plane, load_secrets_key(layout.root / "dashboard.key"), metric_sources) if options.dashboard else None
     )

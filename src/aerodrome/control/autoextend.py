@@ -47,13 +47,13 @@ class AutoExtend:
         self._machines = machines
         self._volumes = volumes
         self.interval = interval
-        self._periodic = Periodic("volume-autoextend", interval, self.check, log)
+        self.periodic = Periodic("volume-autoextend", interval, self.check, log)
 
     def start(self) -> None:
-        self._periodic.start()
+        self.periodic.start()
 
     async def close(self) -> None:
-        await self._periodic.close()
+        await self.periodic.close()
 
     async def check(self) -> int:
         """One pass over every started machine; returns how many volumes grew."""

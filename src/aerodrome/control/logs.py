@@ -57,7 +57,7 @@ class MachineLogs:
         self._changed: set[str] = set()  # machines whose state changed since the last pass
         self._first = True
         self._appended = asyncio.Event()
-        self._periodic = Periodic("logs", settings.interval, self.collect, log)
+        self.periodic = Periodic("logs", settings.interval, self.collect, log)
         self.streams: dict[str, int] = {}  # open follow streams by organisation
 
     def admit_stream(self, org: str) -> None:
@@ -78,10 +78,10 @@ class MachineLogs:
             self.streams.pop(org, None)
 
     def start(self) -> None:
-        self._periodic.start()
+        self.periodic.start()
 
     async def close(self) -> None:
-        await self._periodic.close()
+        await self.periodic.close()
 
     async def next_append(self, timeout: float) -> None:
         """Return after the next pass that stored lines, or after `timeout` seconds."""

@@ -21,6 +21,7 @@ from aerodrome.control.logs import LogSettings, MachineLogs
 from aerodrome.control.machine_base import host_deadline
 from aerodrome.control.machines import Machines
 from aerodrome.control.oidc import OidcIssuer
+from aerodrome.control.periodic import Periodic
 from aerodrome.control.placing import Placer
 from aerodrome.control.registry import RegistryAccess
 from aerodrome.control.releases import Releases
@@ -152,6 +153,10 @@ class ControlPlane:
             if app.destroying:
                 log.info("resuming the deletion of app %s", app.name)
                 self._take_down_later(app.name)
+
+    def background(self) -> list[Periodic]:
+        """The passes the control plane repeats on its own (auto-extend, retention, logs, schedules)."""
+        return [self.autoextend.periodic, self.retention.periodic, self.logs.periodic, self.schedules.periodic]
 
     async def resolve_image(self, app: App, reference: str) -> dict[str, Any]:
         """Fly's image_ref of the image `reference` names, pulled by this host for `app`'s organisation as its

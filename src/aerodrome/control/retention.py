@@ -38,13 +38,13 @@ class Retention:
         self._store = store
         self._clock = clock
         self.settings = settings
-        self._periodic = Periodic("retention", settings.interval, self.sweep, log)
+        self.periodic = Periodic("retention", settings.interval, self.sweep, log)
 
     def start(self) -> None:
-        self._periodic.start()
+        self.periodic.start()
 
     async def close(self) -> None:
-        await self._periodic.close()
+        await self.periodic.close()
 
     async def sweep(self) -> int:
         """One sweep, in batches until nothing is left to remove; returns how many rows went."""

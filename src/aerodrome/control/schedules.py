@@ -45,13 +45,13 @@ class Schedules:
         self._store = store
         self._machines = machines
         self._clock = clock
-        self._periodic = Periodic("schedules", interval, self.run_due, log)
+        self.periodic = Periodic("schedules", interval, self.run_due, log)
 
     def start(self) -> None:
-        self._periodic.start()
+        self.periodic.start()
 
     async def close(self) -> None:
-        await self._periodic.close()
+        await self.periodic.close()
 
     async def run_due(self) -> list[str]:
         """One pass: start every scheduled machine that is due; returns the ids started."""
