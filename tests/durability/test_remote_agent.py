@@ -4,25 +4,19 @@ leaves its machines running and the API answers 503 for them meanwhile; a new ag
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from aerodrome.agent import RemoteAgent
 from aerodrome.cli.daemon import release_pool
-from aerodrome.core import AerodromeError, HostMachine, HostState
+from aerodrome.core import HostState
 from tests.api.helpers import create_machine, http_inside, wait_for
+from tests.support.agents import HostProcess
 from tests.support.registry import free_loopback_port
 from tests.support.server import Server
 
@@ -30,7 +24,6 @@ pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runc") is None, reason="needs root and runc"),
 ]
-START_TIMEOUT = 30.0
 SERVICE = {
     "protocol": "tcp",
     "internal_port": 8080,
@@ -40,73 +33,15 @@ SERVICE = {
 }
 
 
-@dataclass
-class Agent:
-    """`aerodrome agent` in a subprocess, on the data directory it shares with the test's serve."""
-
-    data_dir: Path
-    registry: str
-    machine_pool: str
-    port: int = field(default_factory=free_loopback_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def token_file(self) -> Path:
-        return self.data_dir / "agent.token"
-
-    def start(self) -> None:
-        argv = [sys.executable, "-m", "aerodrome", "agent", "--data-dir", str(self.data_dir)]
-        argv += ["--listen", f"127.0.0.1:{self.port}", "--name", "host-a", "--registry", self.registry]
-        argv += ["--machine-ipv4-pool", self.machine_pool, "--no-egress"]
-        with open(self.data_dir.parent / "agent.log", "ab") as log:
-            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"aerodrome agent exited early:\n{self.log()}")
-            with contextlib.suppress(AerodromeError, OSError):
-                if self.token_file.exists() and asyncio.run(self._call(lambda agent: agent.info())):
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"aerodrome agent did not answer in time:\n{self.log()}")
-
-    def log(self) -> str:
-        return (self.data_dir.parent / "agent.log").read_text()[-4000:]
-
-    def status(self, machine_id: str) -> HostMachine:
-        """The machine as the agent itself holds it."""
-        return asyncio.run(self._call(lambda agent: agent.status(machine_id)))  # type: ignore[no-any-return]
-
-    async def _call(self, call: object) -> object:
-        agent = RemoteAgent(self.url, self.token_file.read_text().strip(), connect_attempts=1)
-        try:
-            return await call(agent)  # type: ignore[operator]
-        finally:
-            await agent.close()
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 @pytest.fixture
-def pair() -> Iterator[tuple[Server, Agent]]:
+def pair() -> Iterator[tuple[Server, HostProcess]]:
     """An agent, then a serve driving it; afterwards everything is destroyed through the API, both stopped, and
     the host checked clean (a side the test killed is started again first, to take down what it left)."""
     workdir = Path(tempfile.mkdtemp(prefix="aerodrome-remote-agent-"))
     # the agent is told the registry before serve starts: its port is fixed here, not left to the kernel
     server = Server(workdir, registry_port=free_loopback_port())
-    agent = Agent(server.data_dir, server.registry, server.machine_pool)
+    # the agent shares serve's data directory and address pool, as on one host
+    agent = HostProcess("host-a", server.data_dir, server.registry, server.data_dir / "registry", server.machine_pool)
     server.extra_args = ("--agent", agent.url, "--agent-token-file", str(agent.token_file))
     server.data_dir.mkdir(mode=0o700)
     machine_ids: list[str] = []
@@ -128,7 +63,7 @@ def pair() -> Iterator[tuple[Server, Agent]]:
     shutil.rmtree(workdir)
 
 
-def test_the_seed_flow_through_a_remote_agent_survives_either_side_killed(pair: tuple[Server, Agent]) -> None:
+def test_the_seed_flow_through_a_remote_agent_survives_either_side_killed(pair: tuple[Server, HostProcess]) -> None:
     server, agent = pair
     image = server.push_image("busybox")
     with server.client() as api:
