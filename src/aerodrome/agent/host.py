@@ -7,6 +7,7 @@ control plane's DATA/registry: the registry and the agent are on one host).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from aerodrome.agent.local import LocalAgent
@@ -18,6 +19,7 @@ from aerodrome.runtime import (
     RegistryTokens,
     RuncRuntime,
     allowed_registries,
+    parse_peer,
 )
 
 DEFAULT_REGISTRY = "127.0.0.1:5000"  # serve's --registry default
@@ -33,15 +35,24 @@ async def open_local_agent(
     registry_keys: Path | None = None,
     machine_ipv4_pool: str = DEFAULT_POOL,
     egress: bool = True,
+    peers: Sequence[str] = (),
 ) -> LocalAgent:
-    """The host's runtime prepared (networking, rules), then the agent, which re-adopts what ran before."""
+    """The host's runtime prepared (networking, rules), then the agent, which re-adopts what ran before.
+    `peers`: the other hosts of the private network, `ADDRESS=POOL` each (runtime/runc/peers.py)."""
     tokens = RegistryTokens(registry_keys or data_dir / "registry")
     images = ImageStore(
         data_dir / "images",
         registries=(registry,),
         gate=RegistryGate(allowed_registries((registry,), {}), EmbeddedAccess(registry, tokens)),
     )
-    runtime = RuncRuntime(data_dir / "runtime", images, ipv4_pool=machine_ipv4_pool, egress=egress, netns_pool=0)
+    runtime = RuncRuntime(
+        data_dir / "runtime",
+        images,
+        ipv4_pool=machine_ipv4_pool,
+        egress=egress,
+        netns_pool=0,
+        peers=[parse_peer(p) for p in peers],
+    )
     try:
         await runtime.prepare_host()
         volumes = LoopVolumeBackend(data_dir / "volumes")

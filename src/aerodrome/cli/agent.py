@@ -55,6 +55,13 @@ def agent(
     egress: Annotated[
         bool, typer.Option("--egress/--no-egress", help="Let machines open connections out of the host (NAT).")
     ] = True,
+    peer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--peer",
+            help="Another host of the private network: ITS_UNDERLAY_IPV6=ITS_MACHINE_POOL (repeat for each host).",
+        ),
+    ] = None,
 ) -> None:
     """Run this host's agent alone: control planes drive it with `serve --agent URL --agent-token-file FILE`."""
     host, port = parse_listen(listen)
@@ -85,6 +92,8 @@ def agent(
             "machine_ipv4_pool": machine_ipv4_pool,
             "egress": egress,
         }
+        if peer:  # only then: the tests' agent factories take no peers
+            host_settings["peers"] = check_peer_flags(peer)
         named = {"name": name or socket.gethostname(), "region": region}
         asyncio.run(run_agent(factory, root, token, listener, **named, **host_settings))
     finally:
@@ -107,6 +116,15 @@ def parse_listen(value: str) -> tuple[str, int]:
             param_hint="--listen",
         )
     return host, int(port)
+
+
+def check_peer_flags(values: list[str]) -> list[str]:
+    from aerodrome.runtime import parse_peer
+
+    try:
+        return [str(parse_peer(value)) for value in values]
+    except AerodromeError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--peer") from None
 
 
 def parse_agent_url(value: str) -> str:

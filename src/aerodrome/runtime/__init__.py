@@ -9,11 +9,13 @@ from aerodrome.runtime.runc import (
     CONTAINER_PLACEHOLDER,
     HostServices,
     MachineUsage,
+    Peer,
     RuncRuntime,
     check_user_namespaces,
     claim_subordinate_ids,
     host_leftovers,
     machine_usage,
+    parse_peer,
 )
 from aerodrome.runtime.sources import EmbeddedAccess, RegistryGate, allowed_registries
 from aerodrome.runtime.volumes import LoopVolumeBackend
@@ -26,6 +28,7 @@ __all__ = [
     "ImageStore",
     "LoopVolumeBackend",
     "MachineUsage",
+    "Peer",
     "RegistryGate",
     "RegistryTokens",
     "RuncRuntime",
@@ -36,4 +39,5 @@ __all__ = [
     "host_leftovers",
     "load_operator_credentials",
     "machine_usage",
+    "parse_peer",
 ]

@@ -35,7 +35,18 @@ from aerodrome.core import (
     fault_point,
 )
 from aerodrome.runtime.process import ToolError, map_runtime_errors
-from aerodrome.runtime.runc import bundle, containers, exits, firewall, guestfs, instance, netpool, output, procfs
+from aerodrome.runtime.runc import (
+    bundle,
+    containers,
+    exits,
+    firewall,
+    guestfs,
+    instance,
+    netpool,
+    output,
+    peers,
+    procfs,
+)
 from aerodrome.runtime.runc.cgroups import MachineCgroup
 from aerodrome.runtime.runc.egress import Egress, check_allow, check_uplink
 from aerodrome.runtime.runc.layout import (
@@ -57,6 +68,7 @@ from aerodrome.runtime.runc.network import (
     delete_network,
     org_prefix6,
 )
+from aerodrome.runtime.runc.peers import Peer, check_peers
 from aerodrome.runtime.runc.pod import Pod, exec_process
 from aerodrome.runtime.runc.runc import Runc
 from aerodrome.runtime.runc.scratch import DEFAULT_RESERVE_BYTES, ImagePool
@@ -115,6 +127,7 @@ class RuncRuntime:
         compat_32bit: bool = False,
         services: HostServices | None = None,
         netns_pool: int = netpool.DEFAULT_SIZE,
+        peers: Sequence[Peer] = (),
     ) -> None:
         """`egress`: machines may open connections out of the host, through `uplink` (default: the interface
         of the default route), masqueraded, to anything but link-local, loopback, private (RFC 1918, CGNAT, ULA),
@@ -122,11 +135,14 @@ class RuncRuntime:
         egress on or off. Machines never reach the host's own addresses nor another organisation's machines.
         Each organisation gets an `org_prefixlen` subnet of `ipv4_pool`. Bad values are InvalidArgumentErrors.
         `services`: what of the host machines do reach (its resolver, the API), at addresses on every veth.
-        `netns_pool`: prepared netns and veth pairs kept for each organisation starting machines (0: none)."""
+        `netns_pool`: prepared netns and veth pairs kept for each organisation starting machines (0: none).
+        `peers`: the other hosts of the private network across hosts (peers.py), each with a pool of its own."""
         self.layout = Layout(root)
         self.images = images
         self.ipv4_pool = ipv4_pool
         self.pool = AddressPool(self.layout.orgs, ipv4_pool, org_prefixlen, quarantine=self.layout.quarantine)
+        check_peers(ipv4_pool, peers)
+        self.peers = tuple(peers)
         self.egress = egress
         self.egress_allow = check_allow(egress_allow, ipv4_pool)
         self.uplink = check_uplink(uplink)
@@ -200,8 +216,15 @@ class RuncRuntime:
                 subnets = [self.pool.subnet_of(slot) for slot in self.pool.slots.values()]
                 orgs6 = [str(org_prefix6(org)) for org in self.pool.slots]
                 await firewall.install(self.ipv4_pool, subnets, orgs6, await self._egress())
+                await self._join_peers()
                 await firewall.open_services(self.services.addresses, self.services.ports)
         self._host_ready = True
+
+    async def _join_peers(self) -> None:
+        """Route the known organisations' machines on the other hosts there (peers.py)."""
+        if self.peers:
+            await peers.open_underlay(self.peers)
+            await peers.route_orgs(self.pool.slots, self.peers)
 
     async def _egress(self) -> Egress:
         if not self.egress and not self.egress_allow:
@@ -214,6 +237,7 @@ class RuncRuntime:
         for org in self.pool.empty_orgs():
             await self.netpool.drop(org)  # its slots carry the subnet's gateways
             await firewall.forget_org(*self.pool.release_org(org))
+            await peers.unroute_orgs([org], self.peers)
 
     def on_start(self, hook: StartHook) -> None:
         """Register a coroutine called before every start with the machine's id and where its /.fly/api socket
@@ -322,6 +346,7 @@ class RuncRuntime:
                     self._host_ready = False
                     await self._ensure_host()
                     await firewall.allow_org(allocation.subnet4, allocation.subnet6)
+                await peers.route_orgs([allocation.org], self.peers)
         return allocation
 
     def _machine(self, machine_id: str) -> _Machine:

@@ -17,6 +17,7 @@ from typing import Any
 
 from aerodrome.core import FailedPreconditionError
 from aerodrome.runtime.process import run
+from aerodrome.runtime.runc import peers
 from aerodrome.runtime.runc.network import FLYCAST_PREFIXLEN, IFACE_PREFIX, IPV6_PREFIX, flycast_prefix6
 
 Route = dict[str, Any]
@@ -64,7 +65,8 @@ def conflict(route: Route, prefix: Network) -> bool:
     network = ipaddress.ip_network(route["dst"], strict=False)
     if not _overlap(network, prefix):
         return False
-    return not (_is_own_unreachable(route, prefix) or _is_machine_route(route) or _is_vanishing(route))
+    own = _is_own_unreachable(route, prefix) or _is_machine_route(route) or peers.is_peer_route(route)
+    return not (own or _is_vanishing(route))
 
 
 def _overlap(a: Network, b: Network) -> bool:
