@@ -31,6 +31,8 @@ class HostProcess:
     machine_pool: str = field(default_factory=unrouted_pool)
     port: int = field(default_factory=free_loopback_port)
     process: subprocess.Popen[bytes] | None = None
+    argv_prefix: tuple[str, ...] = ()  # e.g. `nsenter --net=…`: the agent in a host's netns (tests/support/hosts.py)
+    extra_args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -45,9 +47,10 @@ class HostProcess:
         return self.data_dir.parent / f"{self.name}.log"
 
     def start(self) -> None:
-        argv = [sys.executable, "-m", "aerodrome", "agent", "--data-dir", str(self.data_dir), "--name", self.name]
+        argv = [*self.argv_prefix, sys.executable, "-m", "aerodrome", "agent", "--data-dir", str(self.data_dir), "--name", self.name]
         argv += ["--listen", f"127.0.0.1:{self.port}", "--registry", self.registry]
         argv += ["--registry-keys", str(self.registry_keys), "--machine-ipv4-pool", self.machine_pool, "--no-egress"]
+        argv += self.extra_args
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + START_TIMEOUT
