@@ -47,7 +47,17 @@ class HostProcess:
         return self.data_dir.parent / f"{self.name}.log"
 
     def start(self) -> None:
-        argv = [*self.argv_prefix, sys.executable, "-m", "aerodrome", "agent", "--data-dir", str(self.data_dir), "--name", self.name]
+        argv = [
+            *self.argv_prefix,
+            sys.executable,
+            "-m",
+            "aerodrome",
+            "agent",
+            "--data-dir",
+            str(self.data_dir),
+            "--name",
+            self.name,
+        ]
         argv += ["--listen", f"127.0.0.1:{self.port}", "--registry", self.registry]
         argv += ["--registry-keys", str(self.registry_keys), "--machine-ipv4-pool", self.machine_pool, "--no-egress"]
         argv += self.extra_args

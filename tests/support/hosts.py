@@ -137,7 +137,9 @@ class Cluster:
             self.forwarders.add(ROOT, self.edge.path, port)
         hosts = self.nets[:-1]
         for net, pool in zip(hosts, self.pools, strict=True):
-            agent = NetnsAgent(net.name, self.workdir / net.name, self.server.registry, self.server.data_dir / "registry")
+            agent = NetnsAgent(
+                net.name, self.workdir / net.name, self.server.registry, self.server.data_dir / "registry"
+            )
             agent.machine_pool, agent.host = pool, net
             agent.argv_prefix = ("nsenter", f"--net={net.path}")
             peers = [(other, p) for other, p in zip(hosts, self.pools, strict=True) if other is not net]

@@ -55,9 +55,7 @@ class Forwarders:
 
     def _pool(self, netns_path: str) -> concurrent.futures.ThreadPoolExecutor:
         if netns_path not in self._pools:
-            self._pools[netns_path] = concurrent.futures.ThreadPoolExecutor(
-                1, initializer=join, initargs=(netns_path,)
-            )
+            self._pools[netns_path] = concurrent.futures.ThreadPoolExecutor(1, initializer=join, initargs=(netns_path,))
         return self._pools[netns_path]
 
     def _socket_in(self, netns_path: str) -> socket.socket:
@@ -79,7 +77,9 @@ class Forwarders:
 
         return await asyncio.start_server(forward, sock=listener)
 
-    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: tuple[str, int]) -> None:
+    async def _forward(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: tuple[str, int]
+    ) -> None:
         loop = asyncio.get_running_loop()
         upstream = await loop.run_in_executor(self._pool(target[0]), socket.socket, socket.AF_INET, socket.SOCK_STREAM)
         upstream.setblocking(False)
