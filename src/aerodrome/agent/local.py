@@ -14,6 +14,7 @@ its result under its key, where the control plane's retry of that key finds it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -96,7 +97,8 @@ class LocalAgent:
         return agent
 
     async def info(self) -> HostInfo:
-        return host_info(self._name, self._region, self.runtime.layout.root)  # the data directory's filesystem
+        info = host_info(self._name, self._region, self.runtime.layout.root)  # the data directory's filesystem
+        return dataclasses.replace(info, private_network=bool(self.runtime.peers))
 
     # exits, as events
 

@@ -127,6 +127,11 @@ class Hosts:
         entry = self.entry(host)
         return entry is not None and entry.reachable
 
+    def on_private_network(self, host: str) -> bool:
+        """Whether `host`'s machines are reached at their 6PN address (HostInfo.private_network)."""
+        entry = self.entry(host)
+        return entry is not None and entry.info is not None and entry.info.private_network
+
     def host_status(self, host: str) -> str:
         """Fly's `host_status` of a machine or volume on `host`."""
         return "ok" if self.reachable(host) else "unreachable"

@@ -156,6 +156,9 @@ class HostInfo:
     cpus: int = 0
     memory_mb: int = 0
     disk_bytes: int = 0  # the filesystem volumes are made on
+    #: The host is on the private network across hosts (`aerodrome agent --peer`): its machines are reached at
+    #: their 6PN (IPv6) address, as their IPv4 addresses are private to the host.
+    private_network: bool = False
 
 
 class HostAgent(Protocol):

@@ -97,7 +97,7 @@ class ControlDirectory:
                     Backend(
                         machine_id=machine.id,
                         state=machine.state,
-                        address=machine.private_ipv4 or machine.private_ip,
+                        address=self._address_of(machine),
                         service=service,
                         region=machine.region,
                         gated=gated,
@@ -106,6 +106,13 @@ class ControlDirectory:
         if not backends:
             return None
         return AppRoute(app=app_name, edge_port=edge_port, backends=tuple(backends), statics=statics)
+
+    def _address_of(self, machine: Machine) -> str:
+        """The machine's IPv4 address on its host, or its 6PN address when its host is across the private network
+        (IPv4 private addresses are host-local)."""
+        if self._machines.hosts.on_private_network(machine.host):
+            return machine.private_ip or machine.private_ipv4
+        return machine.private_ipv4 or machine.private_ip
 
     async def static_file(self, route: AppRoute, target: bytes) -> StaticFile | None:
         found = match(route.statics, target)
