@@ -27,6 +27,7 @@ from tests.support.registry import free_loopback_port
 from tests.support.server import Server
 
 NETNS_DIR = Path("/run/netns")
+REGIONS = ("ams", "cdg", "ord", "sin")  # one per host, so that a test places a machine by asking its host's region
 
 
 def ip(*args: str) -> None:
@@ -137,13 +138,14 @@ class Cluster:
             self.forwarders.add(ROOT, self.edge.path, port)
         hosts = self.nets[:-1]
         for net, pool in zip(hosts, self.pools, strict=True):
+            keys = self.server.data_dir / "registry"
             agent = NetnsAgent(
-                net.name, self.workdir / net.name, self.server.registry, self.server.data_dir / "registry"
+                net.name, self.workdir / net.name, self.server.registry, keys, machine_pool=pool, host=net
             )
-            agent.machine_pool, agent.host = pool, net
             agent.argv_prefix = ("nsenter", f"--net={net.path}")
             peers = [(other, p) for other, p in zip(hosts, self.pools, strict=True) if other is not net]
             agent.extra_args = tuple(arg for other, p in peers for arg in ("--peer", f"{other.underlay6}={p}"))
+            agent.extra_args += ("--peer", self.edge.underlay6, "--region", REGIONS[len(self.agents)])
             self.forwarders.add(ROOT, net.path, agent.port)  # the test's own calls
             self.forwarders.add(self.edge.path, net.path, agent.port)  # serve's
             self.forwarders.add(net.path, self.edge.path, self.server.registry_port)  # the agent's pulls
@@ -166,12 +168,16 @@ class Cluster:
         """What the agents left in their namespaces and data directories."""
         return [line for agent in self.agents for line in _agent_leftovers(agent, machine_ids)]
 
-    def close(self) -> None:
-        """Stop serve and the agents (by their pids), the forwarders; delete every netns (their links go with them)."""
+    def stop(self) -> None:
+        """Stop serve and the agents, by their pids (each removes its rules and routes once it has no machine)."""
         if self.server is not None:
             self.server.stop()
         for agent in self.agents:
             agent.stop()
+
+    def close(self) -> None:
+        """`stop`, the forwarders too; then delete every netns (their links, routes and rules go with them)."""
+        self.stop()
         self.forwarders.close()
         for net in self.nets:
             subprocess.run(["ip", "netns", "del", net.netns], capture_output=True, timeout=30)

@@ -59,7 +59,8 @@ def agent(
         list[str] | None,
         typer.Option(
             "--peer",
-            help="Another host of the private network: ITS_UNDERLAY_IPV6=ITS_MACHINE_POOL (repeat for each host).",
+            help="Another host of the private network: UNDERLAY_IPV6=ITS_MACHINE_POOL, or UNDERLAY_IPV6 alone "
+            "for a control plane's host without machines (repeat for each).",
         ),
     ] = None,
 ) -> None:

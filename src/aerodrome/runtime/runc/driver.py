@@ -264,6 +264,7 @@ class RuncRuntime:
             async with self._orgs:
                 with map_runtime_errors("remove host networking"):
                     await self._release_empty_orgs()
+                    await peers.close_underlay(self.peers)
                     await firewall.uninstall(self.ipv4_pool)
             self._host_ready = False
         with contextlib.suppress(OSError):  # left while any machine still has its mount points there

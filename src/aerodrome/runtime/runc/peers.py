@@ -23,7 +23,7 @@ from pathlib import Path
 
 from aerodrome.core import InvalidArgumentError
 from aerodrome.runtime.process import run
-from aerodrome.runtime.runc.network import IPV6_PER_INTERFACE, IPV6_PREFIX, org_prefix6
+from aerodrome.runtime.runc.network import CHAIN, IPV6_PER_INTERFACE, IPV6_PREFIX, org_prefix6
 
 PROTO = 173  # rt_protos number tagging the routes to peers' machines
 IPV4_BITS = 32
@@ -31,31 +31,33 @@ IPV4_BITS = 32
 
 @dataclass(frozen=True, slots=True)
 class Peer:
-    """Another host: its underlay IPv6 address (the next hop) and its machine IPv4 pool."""
+    """Another host: its underlay IPv6 address (the next hop) and its machine IPv4 pool ("" for a host that runs
+    no machines, such as a control plane's: its edge reaches machines here, as this host's own edge does)."""
 
     address: str
-    pool4: str
+    pool4: str = ""
 
     def __str__(self) -> str:
-        return f"{self.address}={self.pool4}"
+        return f"{self.address}={self.pool4}" if self.pool4 else self.address
 
 
 def parse_peer(value: str) -> Peer:
-    """`ADDRESS=POOL`: the peer's underlay IPv6 address and its `--machine-ipv4-pool`."""
+    """`ADDRESS=POOL`: the peer's underlay IPv6 address and its `--machine-ipv4-pool`; `ADDRESS` alone for a host
+    without machines."""
     address, sep, pool = value.partition("=")
     try:
         next_hop = ipaddress.IPv6Address(address)
-        pool4 = ipaddress.IPv4Network(pool)
+        pool4 = str(ipaddress.IPv4Network(pool)) if sep else ""
     except ValueError:
-        raise InvalidArgumentError(f"{value!r}: use IPV6_ADDRESS=IPV4_POOL, e.g. fd00::2=172.31.0.0/16") from None
-    if not sep or next_hop in IPV6_PREFIX:
+        raise InvalidArgumentError(f"{value!r}: use IPV6_ADDRESS[=IPV4_POOL], e.g. fd00::2=172.31.0.0/16") from None
+    if next_hop in IPV6_PREFIX:
         raise InvalidArgumentError(f"{value!r}: the peer's underlay address must be outside {IPV6_PREFIX}")
-    return Peer(str(next_hop), str(pool4))
+    return Peer(str(next_hop), pool4)
 
 
 def check_peers(own_pool4: str, peers: Sequence[Peer]) -> None:
     """Every host's pool apart from every other's: machines' IPv6 addresses are unique only then."""
-    pools = [ipaddress.IPv4Network(own_pool4), *(ipaddress.IPv4Network(p.pool4) for p in peers)]
+    pools = [ipaddress.IPv4Network(own_pool4), *(ipaddress.IPv4Network(p.pool4) for p in peers if p.pool4)]
     for i, pool in enumerate(pools):
         for other in pools[i + 1 :]:
             if pool.overlaps(other):
@@ -75,7 +77,10 @@ def machines_prefix6(org: int, pool4: str) -> str:
 def route_lines(orgs: Iterable[int], peers: Sequence[Peer], verb: str) -> list[str]:
     """`ip -6 -batch` lines that add (`replace`) or remove (`del`) the routes to the peers' machines of `orgs`."""
     return [
-        f"route {verb} {machines_prefix6(org, p.pool4)} via {p.address} proto {PROTO}" for org in orgs for p in peers
+        f"route {verb} {machines_prefix6(org, p.pool4)} via {p.address} proto {PROTO}"
+        for org in orgs
+        for p in peers
+        if p.pool4
     ]
 
 
@@ -114,21 +119,40 @@ def _forward(device: str, value: str) -> None:
         Path(f"/proc/sys/net/ipv6/conf/{device}/force_forwarding").write_text(value)
 
 
+def _peer_rules(peers: Sequence[Peer]) -> list[str]:
+    """AERODROME's openings for the peers themselves (their edges): to every machine here, and the replies."""
+    rules = []
+    for peer in peers:
+        rules += [
+            f"-s {peer.address}/128 -j ACCEPT",
+            f"-d {peer.address}/128 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        ]
+    return rules
+
+
+async def _insert_once(table: str, chain: str, rule: str) -> None:
+    if (await run(["ip6tables", "-t", table, "-C", chain, *rule.split()], timeout=10, check=False)).returncode:
+        await run(["ip6tables", "-t", table, "-I", chain, "1", *rule.split()], timeout=10)
+
+
 async def open_underlay(peers: Sequence[Peer]) -> None:
-    """Forward IPv6 that comes in from the peers (per interface) and drop what claims a source it could not
-    have come from there (one of this host's machines, another peer's)."""
+    """Forward IPv6 that comes in from the peers (per interface), drop what claims a source it could not have
+    come from there (one of this host's machines, another peer's), and let the peers' edges reach machines."""
     for device in await underlay_devices(peers):
         _forward(device, "1")
-        rule = _guard(device).split()
-        if (await run(["ip6tables", "-t", "raw", "-C", "PREROUTING", *rule], timeout=10, check=False)).returncode:
-            await run(["ip6tables", "-t", "raw", "-I", "PREROUTING", "1", *rule], timeout=10)
+        await _insert_once("raw", "PREROUTING", _guard(device))
+    for rule in _peer_rules(peers):
+        await _insert_once("filter", CHAIN, rule)
 
 
 async def close_underlay(peers: Sequence[Peer]) -> None:
-    """Take `open_underlay`'s forwarding and rule away again."""
+    """Take `open_underlay`'s forwarding and rules away again."""
+    lines = [("raw", "PREROUTING", _guard(device)) for device in await underlay_devices(peers)]
+    lines += [("filter", CHAIN, rule) for rule in _peer_rules(peers)]
     for device in await underlay_devices(peers):
         _forward(device, "0")
-        await run(["ip6tables", "-t", "raw", "-D", "PREROUTING", *_guard(device).split()], timeout=10, check=False)
+    for table, chain, rule in lines:
+        await run(["ip6tables", "-t", table, "-D", chain, *rule.split()], timeout=10, check=False)
 
 
 def is_peer_route(route: dict[str, object]) -> bool:
