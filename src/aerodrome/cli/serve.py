@@ -15,6 +15,7 @@ import uvicorn
 from aerodrome.agent import LocalAgent, RemoteAgent
 from aerodrome.api import ApiLimits, build_app, guarded_protocol
 from aerodrome.api.metrics import MetricSource
+from aerodrome.cli.cluster import control_plane_tls
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
 from aerodrome.cli.inside import (
     Inside,
@@ -87,7 +88,8 @@ class ServeOptions:
     edge_timeouts: dict[str, float] = field(default_factory=dict)  # EDGE_TIMEOUTS name → seconds
     api_limits: ApiLimits = field(default_factory=ApiLimits)
     edge_limits: dict[str, int] = field(default_factory=dict)  # EDGE_LIMITS name → count or bytes
-    agents: tuple[tuple[str, Path], ...] = ()  # remote host agents: (URL, token file); () runs one in-process
+    agents: tuple[tuple[str, Path | None], ...] = ()  # remote agents: (URL, token file or None over TLS); () local
+    cluster_ca: Path | None = None  # the cluster CA's file, for https:// agents
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     logs: LogSettings = field(default_factory=LogSettings)
     dashboard: bool = True  # the web dashboard at /dashboard/ on the API's listener
@@ -326,7 +328,11 @@ async def open_host_agents(options: ServeOptions, layout: Layout, images: ImageS
     in-process one over this host's runtime, which re-adopts the machines a previous run left and records the
     exits they made meanwhile."""
     if options.agents:
-        return [RemoteAgent(url, read_agent_token(token_file)) for url, token_file in options.agents]
+        tls = control_plane_tls(options.cluster_ca) if options.cluster_ca is not None else None
+        return [
+            RemoteAgent(url, read_agent_token(token_file)) if token_file is not None else RemoteAgent(url, tls=tls)
+            for url, token_file in options.agents
+        ]
     runtime = await open_runtime(options, layout, images)
     try:
         return [
