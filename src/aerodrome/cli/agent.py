@@ -19,13 +19,16 @@ import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from aerodrome.cli.config import data_dir, missing_requirements
 from aerodrome.cli.tokens import DataDir
 from aerodrome.core import AerodromeError
+
+if TYPE_CHECKING:
+    from aerodrome.cli.register import Registration
 
 # For the command's own tests only: "module:function" builds the agent instead of the in-process one (which
 # needs root and the host's tools), with open_local_agent's signature.
@@ -45,6 +48,17 @@ def agent(
         Path | None,
         typer.Option("--cluster-ca", help="The cluster CA's file (made if missing): answer over mutual TLS."),
     ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option("--database", help="postgresql://… the control planes share: register this host there (TLS)."),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="HOST:PORT control planes reach this agent at (--database; default --listen)."),
+    ] = None,
+    heartbeat_interval: Annotated[
+        float, typer.Option("--heartbeat-interval", min=0.1, help="Seconds between heartbeats (--database).")
+    ] = 2.0,
     name: Annotated[str, typer.Option("--name", help="The host's name, as control planes list it.")] = "",
     region: Annotated[str, typer.Option("--region", help="The region this host is in.")] = "iad",
     registry: Annotated[
@@ -62,7 +76,7 @@ def agent(
     ] = True,
 ) -> None:
     """Run this host's agent alone: control planes drive it with `serve --agent URL --agent-token-file FILE`."""
-    host, port = parse_listen(listen, tls=cluster_ca is not None)
+    host, port = parse_listen(listen, tls=cluster_ca is not None or database is not None)
     # the runtime's and the server's warnings (an exit not torn down, a machine not re-adopted) go to stderr
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = data_dir(data_dir_)
@@ -73,14 +87,21 @@ def agent(
     token_path = root / TOKEN_FILE
     name = name or socket.gethostname()
     try:
-        token = ensure_token(token_path) if cluster_ca is None else None
+        plain = cluster_ca is None and database is None
+        token = ensure_token(token_path) if plain else None
         tls = agent_tls(cluster_ca, name, host) if cluster_ca is not None else None
         listener = bind(host, port)
     except (OSError, AerodromeError) as exc:
         typer.echo(f"aerodrome: {exc}", err=True)
         raise typer.Exit(2) from None
     shown = f"[{host}]" if ":" in host else host
-    scheme, credential = ("https", f"cluster CA: {cluster_ca}") if tls is not None else ("http", f"token: {token_path}")
+    registration = None
+    if database is not None:
+        from aerodrome.cli.register import Registration
+
+        reached = address or f"{shown}:{listener.getsockname()[1]}"
+        registration = Registration(database, root, reached, interval=heartbeat_interval)
+    scheme, credential = ("http", f"token: {token_path}") if plain else ("https", "mutual TLS")
     typer.echo(
         f"aerodrome agent {name} answers on {scheme}://{shown}:{listener.getsockname()[1]} ({credential})", err=True
     )
@@ -92,7 +113,8 @@ def agent(
             "egress": egress,
         }
         named = {"name": name, "region": region}
-        asyncio.run(run_agent(factory, root, token, listener, tls=tls, **named, **host_settings))
+        run = run_agent(factory, root, token, listener, tls=tls, registration=registration, **named, **host_settings)
+        asyncio.run(run)
     finally:
         listener.close()
 
@@ -183,6 +205,7 @@ async def run_agent(
     name: str,
     region: str,
     tls: ssl.SSLContext | None = None,
+    registration: Registration | None = None,
     **host: Any,
 ) -> None:
     from aerodrome.agent import agent_server
@@ -191,10 +214,14 @@ async def run_agent(
     opened = factory(root, name=name, region=region, **host)
     host_agent = await opened if inspect.isawaitable(opened) else opened
     try:
+        if registration is not None:
+            tls = await registration.start(host_agent)
         # uvicorn raises the signal that stopped it again once shut down: ignored, so the agent is closed and
         # the command exits 0 (as serve does)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: None)
         await agent_server(host_agent, token, tls=tls).serve(sockets=[listener])
     finally:
+        if registration is not None:
+            await registration.close()
         await host_agent.close()  # machines keep running, re-adopted at the next start

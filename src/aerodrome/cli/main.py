@@ -237,6 +237,16 @@ def serve(
         Path | None,
         typer.Option("--cluster-ca", help="The cluster CA's file (the agents'): reach https:// agents by mutual TLS."),
     ] = None,
+    no_local_agent: Annotated[
+        bool,
+        typer.Option("--no-local-agent", help="Drive the hosts registered in --database; no agent in this process."),
+    ] = False,
+    heartbeat_interval: Annotated[
+        float, typer.Option("--heartbeat-interval", min=0.1, help="Registered agents' heartbeat period (2 s).")
+    ] = 2.0,
+    heartbeat_misses: Annotated[
+        int, typer.Option("--heartbeat-misses", min=1, help="Periods without a heartbeat: host unreachable (3).")
+    ] = 3,
 ) -> None:
     """Run the API, the machines runtime and the embedded registry in the foreground."""
     from aerodrome.cli.serve import ServeOptions
@@ -250,6 +260,11 @@ def serve(
     agents = parse_agents(agent_url or [], agent_token_file or [], cluster_ca)
     if database is not None:
         check_database(database)
+    if no_local_agent and (database is None or agents):
+        raise typer.BadParameter(
+            "--no-local-agent drives the hosts registered in --database URL (and takes no --agent)",
+            param_hint="--no-local-agent",
+        )
     problem = missing_requirements()
     if problem:
         typer.echo(f"aerodrome: {problem}", err=True)
@@ -296,6 +311,9 @@ def serve(
         edge_limits=edge_limits,
         agents=agents,
         cluster_ca=cluster_ca,
+        no_local_agent=no_local_agent,
+        heartbeat_interval=heartbeat_interval,
+        heartbeat_misses=heartbeat_misses,
         retention=RetentionSettings(
             events_per_machine=events_per_machine,
             event_max_age=event_max_age,
