@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,10 +17,13 @@ from aerodrome.core import HostAgent
 
 
 @asynccontextmanager
-async def serving(agent: HostAgent, token: str, limits: AgentLimits | None = None) -> AsyncIterator[str]:
-    """`agent` served by `aerodrome agent`'s server on a free loopback port, for the block; yields its URL."""
-    async with running(agent_server(agent, token, limits=limits)) as url:
-        yield url
+async def serving(
+    agent: HostAgent, token: str | None, limits: AgentLimits | None = None, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[str]:
+    """`agent` served by `aerodrome agent`'s server on a free loopback port, for the block; yields its URL
+    (https:// with `tls`, the agent's mutual TLS context)."""
+    async with running(agent_server(agent, token, limits=limits, tls=tls)) as url:
+        yield url if tls is None else url.replace("http://", "https://", 1)
 
 
 @asynccontextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -33,10 +34,14 @@ class HostProcess:
     process: subprocess.Popen[bytes] | None = None
     argv_prefix: tuple[str, ...] = ()  # e.g. `nsenter --net=…`: the agent in a host's netns (tests/support/hosts.py)
     extra_args: tuple[str, ...] = ()
+    # `--database URL`: the host registers itself and answers over mutual TLS (with `tls`, a control plane's)
+    database: str | None = None
+    heartbeat_interval: float = 2.0
+    tls: ssl.SSLContext | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.database else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def token_file(self) -> Path:
@@ -46,29 +51,28 @@ class HostProcess:
     def log_path(self) -> Path:
         return self.data_dir.parent / f"{self.name}.log"
 
-    def start(self) -> None:
-        argv = [
-            *self.argv_prefix,
-            sys.executable,
-            "-m",
-            "aerodrome",
-            "agent",
-            "--data-dir",
-            str(self.data_dir),
-            "--name",
-            self.name,
-        ]
-        argv += ["--listen", f"127.0.0.1:{self.port}", "--registry", self.registry]
+    def start(self, *, wait: bool = True) -> None:
+        """Start the agent; with `wait`, until it answers (a registering one: once a replica signed it)."""
+        argv = [*self.argv_prefix, sys.executable, "-m", "aerodrome", "agent", "--data-dir", str(self.data_dir)]
+        argv += ["--name", self.name, "--listen", f"127.0.0.1:{self.port}", "--registry", self.registry]
         argv += ["--registry-keys", str(self.registry_keys), "--machine-ipv4-pool", self.machine_pool, "--no-egress"]
+        if self.database:
+            argv += ["--database", self.database, "--heartbeat-interval", str(self.heartbeat_interval)]
         argv += self.extra_args
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"agent {self.name} exited early:\n{self.log_path.read_text()[-4000:]}")
             with contextlib.suppress(AerodromeError, OSError):
-                if self.token_file.exists() and asyncio.run(self._call(lambda agent: agent.info())):
+                credential = self.tls is not None if self.database else self.token_file.exists()
+                if credential and asyncio.run(self._call(lambda agent: agent.info())):
                     return
             time.sleep(0.05)
         raise RuntimeError(f"agent {self.name} did not answer in time:\n{self.log_path.read_text()[-4000:]}")
@@ -77,7 +81,10 @@ class HostProcess:
         return asyncio.run(self._call(lambda agent: agent.status(machine_id)))  # type: ignore[no-any-return]
 
     async def _call(self, call: object) -> object:
-        agent = RemoteAgent(self.url, self.token_file.read_text().strip(), connect_attempts=1)
+        if self.database:
+            agent = RemoteAgent(self.url, tls=self.tls, server_name=self.name, connect_attempts=1)
+        else:
+            agent = RemoteAgent(self.url, self.token_file.read_text().strip(), connect_attempts=1)
         try:
             return await call(agent)  # type: ignore[operator]
         finally:

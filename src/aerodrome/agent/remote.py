@@ -9,6 +9,7 @@ unknown, and the caller re-sends it with the same key. An agent that cannot be r
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -44,13 +45,17 @@ GRACE = 1.0  # how much longer than a call's deadline the client waits for the a
 
 
 class RemoteAgent:
-    """A `HostAgent` over the network: `url` is the agent's (http://HOST:PORT), `token` its DIR/agent.token."""
+    """A `HostAgent` over the network: `url` is the agent's (http://HOST:PORT with `token`, its DIR/agent.token;
+    or https://HOST:PORT with `tls`, the control plane's mutual TLS context). Over TLS the agent's certificate
+    must name `server_name` (the host's name), or the URL's host when None."""
 
     def __init__(
         self,
         url: str,
-        token: str,
+        token: str | None = None,
         *,
+        tls: ssl.SSLContext | None = None,
+        server_name: str | None = None,
         timeout: float = 10.0,
         connect_attempts: int = 3,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -58,9 +63,14 @@ class RemoteAgent:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.connect_attempts = max(1, connect_attempts)
+        headers = {wire.PROTOCOL_HEADER: wire.PROTOCOL}
+        if token is not None:
+            headers["authorization"] = f"Bearer {token}"
+        self._extensions = {"sni_hostname": server_name} if tls is not None and server_name else None
         self._client = httpx.AsyncClient(
             base_url=self.url,
-            headers={"authorization": f"Bearer {token}", wire.PROTOCOL_HEADER: wire.PROTOCOL},
+            headers=headers,
+            verify=tls if tls is not None else True,
             timeout=timeout,
             # the agent keeps an idle connection 30 s: letting it go sooner never reuses one being closed
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=15.0),
@@ -86,9 +96,18 @@ class RemoteAgent:
             seconds = deadline.remaining() + GRACE if deadline is not None else self.timeout + wait
             try:
                 response = await self._client.request(
-                    method, path, content=content, params=params, headers=headers, timeout=seconds
+                    method,
+                    path,
+                    content=content,
+                    params=params,
+                    headers=headers,
+                    timeout=seconds,
+                    extensions=self._extensions,
                 )
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                refusal = _tls_refusal(exc)
+                if refusal is not None:  # a certificate refused: no retry mends it
+                    raise HostUnreachableError(f"TLS with the agent at {self.url} failed: {refusal}") from None
                 out_of_time = deadline is not None and deadline.remaining() <= 0
                 if attempt + 1 == attempts or out_of_time:
                     raise HostUnreachableError(
@@ -266,3 +285,17 @@ class RemoteAgent:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _tls_refusal(exc: Exception) -> str | None:
+    """What TLS refused in a failed connect (a certificate, either side's), or None when it was not TLS."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+            return (
+                "the agent ended the handshake: it takes no certificate this side offers (none, or not its CA's client)"
+            )
+        if isinstance(cause, ssl.SSLError):
+            return f"{cause.reason or type(cause).__name__}: {cause}"
+        cause = cause.__cause__ or cause.__context__
+    return None

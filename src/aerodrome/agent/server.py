@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import secrets
+import ssl
 import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -121,16 +122,18 @@ class Call:
             raise WaitTimeoutError("the request's deadline passed while the agent worked on it") from None
 
 
-def build_agent_app(agent: HostAgent, token: str, limits: AgentLimits | None = None) -> Starlette:
-    """The agent's HTTP API, for uvicorn; `token` is the bearer credential every request must carry."""
+def build_agent_app(agent: HostAgent, token: str | None, limits: AgentLimits | None = None) -> Starlette:
+    """The agent's HTTP API, for uvicorn; `token` is the bearer credential every request must carry (None over
+    mutual TLS, where the client's certificate is the credential, checked in the handshake)."""
     limits = limits or AgentLimits()
-    expected = f"Bearer {token}".encode()
+    expected = f"Bearer {token}".encode() if token is not None else None
 
     def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:
             try:
                 check_head(request, limits.head_bytes)
-                authenticate(request, expected)
+                if expected is not None:
+                    authenticate(request, expected)
                 check_protocol(request.headers.get(PROTOCOL_HEADER), "control plane")
                 body = await read_body(request, limits.body_bytes)
                 reply = await handler(Call(agent, request, body, limits))
@@ -218,10 +221,16 @@ def _read_token(path: Path) -> str:
 
 
 def agent_server(
-    agent: HostAgent, token: str, host: str = "127.0.0.1", port: int = 0, limits: AgentLimits | None = None
+    agent: HostAgent,
+    token: str | None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    limits: AgentLimits | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> uvicorn.Server:
     """A uvicorn server of `agent` on host:port (its `serve()` runs it until signalled, or `should_exit`).
-    uvicorn's h11 protocol, for the bound it sets on a request head's size."""
+    uvicorn's h11 protocol, for the bound it sets on a request head's size. With `tls` (the agent's mutual TLS
+    context) it answers HTTPS only, and `token` may be None."""
     limits = limits or AgentLimits()
     config = uvicorn.Config(
         build_agent_app(agent, token, limits),
@@ -235,4 +244,7 @@ def agent_server(
         access_log=False,
         log_level="warning",
     )
+    if tls is not None:
+        config.load()
+        config.ssl = tls  # a context made in memory, where uvicorn's own options take files
     return uvicorn.Server(config)

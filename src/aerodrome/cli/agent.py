@@ -1,9 +1,9 @@
 """`aerodrome agent`: one host's agent alone, serving the host agent protocol to control planes.
 
 It owns the host's machines, volumes and images (the in-process agent `serve` runs inside itself) and answers
-on HOST:PORT with the bearer token of DIR/agent.token, made on first start. The listener is plain HTTP, so it
-must be a loopback address: the token would cross any other network in clear (mutual TLS comes with agents on
-other hosts).
+on HOST:PORT. Either plain HTTP with the bearer token of DIR/agent.token, made on first start, which must then
+be a loopback address (the token would cross any other network in clear); or mutual TLS with a certificate of
+the cluster CA (`--cluster-ca FILE`), on any address.
 """
 
 from __future__ import annotations
@@ -16,15 +16,19 @@ import logging
 import os
 import signal
 import socket
+import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from aerodrome.cli.config import data_dir, missing_requirements
 from aerodrome.cli.tokens import DataDir
 from aerodrome.core import AerodromeError
+
+if TYPE_CHECKING:
+    from aerodrome.cli.register import Registration
 
 # For the command's own tests only: "module:function" builds the agent instead of the in-process one (which
 # needs root and the host's tools), with open_local_agent's signature.
@@ -38,8 +42,23 @@ AgentFactory = Callable[..., Any]
 def agent(
     data_dir_: DataDir = None,
     listen: Annotated[
-        str, typer.Option("--listen", help="HOST:PORT the agent answers on; a loopback address (plain HTTP).")
+        str, typer.Option("--listen", help="HOST:PORT the agent answers on; a loopback one without TLS.")
     ] = DEFAULT_LISTEN,
+    cluster_ca: Annotated[
+        Path | None,
+        typer.Option("--cluster-ca", help="The cluster CA's file (made if missing): answer over mutual TLS."),
+    ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option("--database", help="postgresql://… the control planes share: register this host there (TLS)."),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="HOST:PORT control planes reach this agent at (--database; default --listen)."),
+    ] = None,
+    heartbeat_interval: Annotated[
+        float, typer.Option("--heartbeat-interval", min=0.1, help="Seconds between heartbeats (--database).")
+    ] = 2.0,
     name: Annotated[str, typer.Option("--name", help="The host's name, as control planes list it.")] = "",
     region: Annotated[str, typer.Option("--region", help="The region this host is in.")] = "iad",
     registry: Annotated[
@@ -65,7 +84,7 @@ def agent(
     ] = None,
 ) -> None:
     """Run this host's agent alone: control planes drive it with `serve --agent URL --agent-token-file FILE`."""
-    host, port = parse_listen(listen)
+    host, port = parse_listen(listen, tls=cluster_ca is not None or database is not None)
     # the runtime's and the server's warnings (an exit not torn down, a machine not re-adopted) go to stderr
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = data_dir(data_dir_)
@@ -74,17 +93,25 @@ def agent(
 
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     token_path = root / TOKEN_FILE
+    name = name or socket.gethostname()
     try:
-        token = ensure_token(token_path)
+        plain = cluster_ca is None and database is None
+        token = ensure_token(token_path) if plain else None
+        tls = agent_tls(cluster_ca, name, host) if cluster_ca is not None else None
         listener = bind(host, port)
     except (OSError, AerodromeError) as exc:
         typer.echo(f"aerodrome: {exc}", err=True)
         raise typer.Exit(2) from None
     shown = f"[{host}]" if ":" in host else host
+    registration = None
+    if database is not None:
+        from aerodrome.cli.register import Registration
+
+        reached = address or f"{shown}:{listener.getsockname()[1]}"
+        registration = Registration(database, root, reached, interval=heartbeat_interval)
+    scheme, credential = ("http", f"token: {token_path}") if plain else ("https", "mutual TLS")
     typer.echo(
-        f"aerodrome agent {name or socket.gethostname()} answers on http://{shown}:{listener.getsockname()[1]}"
-        f" (token: {token_path})",
-        err=True,
+        f"aerodrome agent {name} answers on {scheme}://{shown}:{listener.getsockname()[1]} ({credential})", err=True
     )
     try:
         host_settings: dict[str, Any] = {
@@ -95,13 +122,22 @@ def agent(
         }
         if peer:  # only then: the tests' agent factories take no peers
             host_settings["peers"] = check_peer_flags(peer)
-        named = {"name": name or socket.gethostname(), "region": region}
-        asyncio.run(run_agent(factory, root, token, listener, **named, **host_settings))
+        named = {"name": name, "region": region}
+        run = run_agent(factory, root, token, listener, tls=tls, registration=registration, **named, **host_settings)
+        asyncio.run(run)
     finally:
         listener.close()
 
 
-def parse_listen(value: str) -> tuple[str, int]:
+def agent_tls(ca_file: Path, name: str, host: str) -> ssl.SSLContext:
+    """The agent's mutual TLS: a certificate for its name and listen address, issued by the cluster CA's file."""
+    from aerodrome.agent import Identity, read_ca_file
+
+    addresses = () if host in ("0.0.0.0", "::") else (host,)
+    return Identity.agent(read_ca_file(ca_file, create=True), name, addresses).server_context()
+
+
+def parse_listen(value: str, *, tls: bool = False) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -110,10 +146,10 @@ def parse_listen(value: str) -> tuple[str, int]:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
-    if not loopback:
+    if not loopback and not tls:
         raise typer.BadParameter(
-            f"{value!r} is not a loopback address: the agent speaks plain HTTP with a bearer token, which must not "
-            "cross a network (agents on other hosts need mutual TLS, not built yet)",
+            f"{value!r} is not a loopback address: without --cluster-ca the agent speaks plain HTTP with a bearer "
+            "token, which must not cross a network (give --cluster-ca FILE for mutual TLS)",
             param_hint="--listen",
         )
     return host, int(port)
@@ -129,11 +165,14 @@ def check_peer_flags(values: list[str]) -> list[str]:
 
 
 def parse_agent_url(value: str) -> str:
-    """`serve --agent`'s URL: http://HOST:PORT of an agent, without a path."""
+    """`serve --agent`'s URL: http://HOST:PORT (token) or https://HOST:PORT (mutual TLS) of an agent, no path."""
     scheme, sep, rest = value.partition("://")
     host, _, port = rest.rstrip("/").rpartition(":")
-    if scheme != "http" or not sep or not host or not port.isdigit() or "/" in rest.rstrip("/"):
-        raise typer.BadParameter(f"{value!r}: use http://HOST:PORT, e.g. http://{DEFAULT_LISTEN}", param_hint="--agent")
+    if scheme not in ("http", "https") or not sep or not host or not port.isdigit() or "/" in rest.rstrip("/"):
+        raise typer.BadParameter(
+            f"{value!r}: use http://HOST:PORT (https:// for mutual TLS), e.g. http://{DEFAULT_LISTEN}",
+            param_hint="--agent",
+        )
     return value.rstrip("/")
 
 
@@ -177,7 +216,16 @@ def agent_factory(root: Path) -> AgentFactory:
 
 
 async def run_agent(
-    factory: AgentFactory, root: Path, token: str, listener: socket.socket, *, name: str, region: str, **host: Any
+    factory: AgentFactory,
+    root: Path,
+    token: str | None,
+    listener: socket.socket,
+    *,
+    name: str,
+    region: str,
+    tls: ssl.SSLContext | None = None,
+    registration: Registration | None = None,
+    **host: Any,
 ) -> None:
     from aerodrome.agent import agent_server
 
@@ -185,10 +233,14 @@ async def run_agent(
     opened = factory(root, name=name, region=region, **host)
     host_agent = await opened if inspect.isawaitable(opened) else opened
     try:
+        if registration is not None:
+            tls = await registration.start(host_agent)
         # uvicorn raises the signal that stopped it again once shut down: ignored, so the agent is closed and
         # the command exits 0 (as serve does)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: None)
-        await agent_server(host_agent, token).serve(sockets=[listener])
+        await agent_server(host_agent, token, tls=tls).serve(sockets=[listener])
     finally:
+        if registration is not None:
+            await registration.close()
         await host_agent.close()  # machines keep running, re-adopted at the next start

@@ -231,8 +231,22 @@ def serve(
     ] = None,
     agent_token_file: Annotated[
         list[Path] | None,
-        typer.Option("--agent-token-file", help="That agent's DIR/agent.token (one per --agent, in order)."),
+        typer.Option("--agent-token-file", help="An http:// agent's DIR/agent.token (one per such --agent, in order)."),
     ] = None,
+    cluster_ca: Annotated[
+        Path | None,
+        typer.Option("--cluster-ca", help="The cluster CA's file (the agents'): reach https:// agents by mutual TLS."),
+    ] = None,
+    no_local_agent: Annotated[
+        bool,
+        typer.Option("--no-local-agent", help="Drive the hosts registered in --database; no agent in this process."),
+    ] = False,
+    heartbeat_interval: Annotated[
+        float, typer.Option("--heartbeat-interval", min=0.1, help="Registered agents' heartbeat period (2 s).")
+    ] = 2.0,
+    heartbeat_misses: Annotated[
+        int, typer.Option("--heartbeat-misses", min=1, help="Periods without a heartbeat: host unreachable (3).")
+    ] = 3,
 ) -> None:
     """Run the API, the machines runtime and the embedded registry in the foreground."""
     from aerodrome.cli.serve import ServeOptions
@@ -243,9 +257,14 @@ def serve(
     check_dedicated_pools(dedicated_ipv4_pool, dedicated_ipv6_pool)
     api_limits = parse_api_limits(api_limit or [])
     edge_limits = parse_edge_limits(edge_limit or [])
-    agents = parse_agents(agent_url or [], agent_token_file or [])
+    agents = parse_agents(agent_url or [], agent_token_file or [], cluster_ca)
     if database is not None:
         check_database(database)
+    if no_local_agent and (database is None or agents):
+        raise typer.BadParameter(
+            "--no-local-agent drives the hosts registered in --database URL (and takes no --agent)",
+            param_hint="--no-local-agent",
+        )
     problem = missing_requirements()
     if problem:
         typer.echo(f"aerodrome: {problem}", err=True)
@@ -291,6 +310,10 @@ def serve(
         api_limits=api_limits,
         edge_limits=edge_limits,
         agents=agents,
+        cluster_ca=cluster_ca,
+        no_local_agent=no_local_agent,
+        heartbeat_interval=heartbeat_interval,
+        heartbeat_misses=heartbeat_misses,
         retention=RetentionSettings(
             events_per_machine=events_per_machine,
             event_max_age=event_max_age,
@@ -321,13 +344,24 @@ def check_database(url: str) -> None:
         raise typer.BadParameter(str(exc), param_hint="--database") from None
 
 
-def parse_agents(urls: list[str], token_files: list[Path]) -> tuple[tuple[str, Path], ...]:
-    """Each --agent URL with its --agent-token-file, paired in the order given."""
+def parse_agents(
+    urls: list[str], token_files: list[Path], cluster_ca: Path | None = None
+) -> tuple[tuple[str, Path | None], ...]:
+    """Each http:// --agent URL with its --agent-token-file, paired in the order given; https:// ones take none
+    (mutual TLS with --cluster-ca)."""
     from aerodrome.cli.agent import parse_agent_url
 
-    if len(urls) != len(token_files):
-        raise typer.BadParameter("give one --agent-token-file for each --agent", param_hint="--agent-token-file")
-    agents = tuple((parse_agent_url(url), path) for url, path in zip(urls, token_files, strict=True))
+    parsed = [parse_agent_url(url) for url in urls]
+    plain = [url for url in parsed if url.startswith("http://")]
+    if len(plain) != len(token_files):
+        raise typer.BadParameter(
+            "give one --agent-token-file for each --agent of http:// (https:// takes none)",
+            param_hint="--agent-token-file",
+        )
+    if len(plain) < len(parsed) and cluster_ca is None:
+        raise typer.BadParameter("an https:// --agent needs --cluster-ca FILE", param_hint="--cluster-ca")
+    files = iter(token_files)
+    agents = tuple((url, next(files) if url.startswith("http://") else None) for url in parsed)
     seen = [url for url, _ in agents]
     if len(set(seen)) != len(seen):
         raise typer.BadParameter("give each --agent once: one URL is one host", param_hint="--agent")

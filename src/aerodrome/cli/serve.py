@@ -15,6 +15,7 @@ import uvicorn
 from aerodrome.agent import LocalAgent, RemoteAgent
 from aerodrome.api import ApiLimits, build_app, guarded_protocol
 from aerodrome.api.metrics import MetricSource
+from aerodrome.cli.cluster import Registrations, control_plane_tls, open_registrations
 from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
 from aerodrome.cli.inside import (
     Inside,
@@ -87,7 +88,11 @@ class ServeOptions:
     edge_timeouts: dict[str, float] = field(default_factory=dict)  # EDGE_TIMEOUTS name → seconds
     api_limits: ApiLimits = field(default_factory=ApiLimits)
     edge_limits: dict[str, int] = field(default_factory=dict)  # EDGE_LIMITS name → count or bytes
-    agents: tuple[tuple[str, Path], ...] = ()  # remote host agents: (URL, token file); () runs one in-process
+    agents: tuple[tuple[str, Path | None], ...] = ()  # remote agents: (URL, token file or None over TLS); () local
+    cluster_ca: Path | None = None  # the cluster CA's file, for https:// agents
+    no_local_agent: bool = False  # drive the hosts registered in the database (--database), no agent in-process
+    heartbeat_interval: float = 2.0  # the registered agents' heartbeat period
+    heartbeat_misses: int = 3  # periods without a heartbeat after which a registered host is unreachable
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     logs: LogSettings = field(default_factory=LogSettings)
     dashboard: bool = True  # the web dashboard at /dashboard/ on the API's listener
@@ -168,9 +173,17 @@ async def serve(options: ServeOptions) -> None:
             EmbeddedAccess(options.registry, tokens, registry.problem),
         ),
     )
+    registrations: Registrations | None = None
     try:
-        agents = await open_host_agents(options, layout, images)
+        if options.no_local_agent:
+            secrets_key = load_secrets_key(layout.secrets_key)
+            registrations = await open_registrations(store.host_table(), secrets_key, options.heartbeat_interval)
+            agents = await registrations.wait_for_hosts()
+        else:
+            agents = await open_host_agents(options, layout, images)
     except BaseException:
+        if registrations is not None:
+            await registrations.close()
         await registry.stop()
         await store.close()
         raise
@@ -197,9 +210,11 @@ async def serve(options: ServeOptions) -> None:
             retention=options.retention,
             logs=options.logs,
             edge_https=(settings.https_host, settings.https_port),
+            heartbeat_stale_after=options.heartbeat_interval * options.heartbeat_misses,
         ),
         registry_signer=tokens,
         edge=edge_tls,
+        heartbeats=registrations.heartbeats if registrations is not None else None,
     )
     addresses = AddressBook()
     directory = ControlDirectory(
@@ -233,6 +248,8 @@ async def serve(options: ServeOptions) -> None:
         if options.dns and local_runtime is not None:
             inside = await start_inside(store, plane, local_runtime, api_app, egress=options.egress)
         await plane.start()
+        if registrations is not None:
+            registrations.start(plane.hosts.add)
         if inside is not None and local_runtime is not None:
             await adopt_running(inside, store, local_runtime)
         checker = await start_health_checks(store, plane, edge)
@@ -288,6 +305,8 @@ async def serve(options: ServeOptions) -> None:
             await checker.close()
         await edge.close()
         await plane.close()
+        if registrations is not None:
+            await registrations.close()
         for each in agents:
             await each.close()
         watcher.cancel()
@@ -326,7 +345,11 @@ async def open_host_agents(options: ServeOptions, layout: Layout, images: ImageS
     in-process one over this host's runtime, which re-adopts the machines a previous run left and records the
     exits they made meanwhile."""
     if options.agents:
-        return [RemoteAgent(url, read_agent_token(token_file)) for url, token_file in options.agents]
+        tls = control_plane_tls(options.cluster_ca) if options.cluster_ca is not None else None
+        return [
+            RemoteAgent(url, read_agent_token(token_file)) if token_file is not None else RemoteAgent(url, tls=tls)
+            for url, token_file in options.agents
+        ]
     runtime = await open_runtime(options, layout, images)
     try:
         return [

@@ -72,6 +72,12 @@ class Hosts:
         self._volume_hosts: dict[str, str] = {}
         self._snapshot_hosts: dict[str, str] = {}  # snapshots found on a host that the database does not know
 
+    def add(self, agent: HostAgent) -> HostEntry:
+        """A host that joined while the control plane runs: unreachable until `HostWatch` reaches and adopts it."""
+        entry = HostEntry(agent, len(self.entries), reachable=False)
+        self.entries.append(entry)
+        return entry
+
     async def open(self) -> None:
         for entry in self.entries:
             try:

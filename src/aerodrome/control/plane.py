@@ -14,7 +14,7 @@ from aerodrome.control.autoextend import AutoExtend
 from aerodrome.control.builds import Builds
 from aerodrome.control.certificates import Certificates
 from aerodrome.control.events import ChangeFeed
-from aerodrome.control.host_watch import HEALTH_INTERVAL, HostWatch
+from aerodrome.control.host_watch import HEALTH_INTERVAL, Heartbeats, HostWatch
 from aerodrome.control.hosts import Hosts
 from aerodrome.control.ips import IPs
 from aerodrome.control.logs import LogSettings, MachineLogs
@@ -67,6 +67,8 @@ class Settings:
     # what is kept of machines' output, and the logs API's bounds
     logs: LogSettings = field(default_factory=LogSettings)
     host_check_interval: float = HEALTH_INTERVAL  # seconds between health calls to each host; 0: none
+    # a registered host whose heartbeat is this many seconds old is unreachable (with `heartbeats`)
+    heartbeat_stale_after: float = 3 * HEALTH_INTERVAL
     edge_https: tuple[str, int] | None = None  # where the edge terminates TLS (certificate checks); None: no edge
 
 
@@ -80,8 +82,10 @@ class ControlPlane:
         clock: Clock | None = None,
         registry_signer: RegistrySigner | None = None,
         edge: EdgeTLS | None = None,
+        heartbeats: Heartbeats | None = None,
     ) -> None:
-        """`edge` is the edge's TLS for custom hostnames (issued and served through it); None: no edge."""
+        """`edge` is the edge's TLS for custom hostnames (issued and served through it); None: no edge.
+        `heartbeats` reads the registered hosts' heartbeats (the hosts table); None: health calls alone."""
         self.settings = settings or Settings()
         self.store = store
         # the hosts' agents, by host name; their owner opens and closes them
@@ -130,7 +134,15 @@ class ControlPlane:
         self.retention = Retention(store, self.clock, self.settings.retention, log_max_age=self.settings.logs.max_age)
         self.logs = MachineLogs(store, self.hosts, self.clock, self.settings.logs)
         self.feed.subscribe(self.logs.machine_changed)
-        self.host_watch = HostWatch(store, self.hosts, self.machines, interval=self.settings.host_check_interval)
+        self.host_watch = HostWatch(
+            store,
+            self.hosts,
+            self.machines,
+            interval=self.settings.host_check_interval,
+            heartbeats=heartbeats,
+            stale_after=self.settings.heartbeat_stale_after,
+            clock=self.clock,
+        )
         self.schedules = Schedules(store, self.machines, self.clock, interval=self.settings.schedule_interval)
         self.standbys = Standbys(store, self.machines, self.feed)
         self.limiter = RateLimiter(self.clock, enabled=self.settings.rate_limits)

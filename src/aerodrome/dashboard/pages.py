@@ -66,7 +66,13 @@ async def machine_rows(view: View, app: App) -> str:
             await view.dashboard.samples.fresh(view.caller.org_slug, machine.id)
     usage = {m.id: _usage(view, m.id) for m in machines}
     return TEMPLATES.get_template("machine_rows.html").render(
-        root="/dashboard", app=app, machines=machines, events=events, usage=usage, when=when
+        root="/dashboard",
+        app=app,
+        machines=machines,
+        events=events,
+        usage=usage,
+        when=when,
+        host_status=view.plane.hosts.host_status,
     )
 
 
@@ -120,6 +126,7 @@ async def machine_page(view: View) -> Response:
         checks=machine.config.get("checks") or {},
         graphs=_graphs(view, machine),
         when=when,
+        host_status=view.plane.hosts.host_status(machine.host),
     )
 
 

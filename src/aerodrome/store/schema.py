@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -161,6 +162,32 @@ agent_cursors = Table(
     metadata,
     Column("agent", String(128), primary_key=True),
     Column("cursor", BigInteger, nullable=False),
+)
+
+# The hosts that registered themselves (`aerodrome agent --database`): where each answers, what it has, when it
+# last said it is alive (its wall clock, seconds), its certificate request and the certificate a replica signed.
+hosts = Table(
+    "hosts",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("address", String(300), nullable=False),  # https://HOST:PORT
+    Column("region", String(32), nullable=False),
+    Column("cpus", Integer, nullable=False),
+    Column("memory_mb", BigInteger, nullable=False),
+    Column("disk_bytes", BigInteger, nullable=False),
+    Column("protocol", Integer, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("csr_pem", Text, nullable=False),
+    Column("certificate_pem", Text, nullable=True),
+)
+
+# The cluster CA (one row): its certificate, and its key (Fernet-encrypted with serve's secrets key).
+cluster_ca = Table(
+    "cluster_ca",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("certificate_pem", Text, nullable=False),
+    Column("key", Text, nullable=False),
 )
 
 volumes = Table(

@@ -45,6 +45,7 @@ from aerodrome.store.database import (
     migrate_on,
     sqlite_url,
 )
+from aerodrome.store.hosts import HostTable
 from aerodrome.store.runner import Runner, SyncRunner
 
 
@@ -280,6 +281,10 @@ class SqlStore:
 
     async def set_agent_cursor(self, agent: str, cursor: int) -> None:
         await self._runner.write(agents.set_agent_cursor, agent, cursor)
+
+    def host_table(self) -> HostTable:
+        """The hosts that registered themselves, and the cluster CA (not the core's port: the CLI's wiring)."""
+        return HostTable(self._runner)
 
     # logs
     async def output_cursor(self, machine_id: str) -> OutputCursor:

@@ -49,7 +49,8 @@ def machine_node(context: Context, machine: Machine, app: App) -> JSON:
         "createdAt": machine.created_at,
         "app": app_field,
         "ips": {"nodes": ips},
-        "host": {"id": context.plane.settings.default_region},  # one host answers for every region
+        "host": {"id": context.plane.settings.default_region},
+        "hostStatus": context.plane.hosts.host_status(machine.host),  # as the REST API's host_status
         "egressIpAddresses": {"nodes": []},
     }
 
