@@ -98,7 +98,8 @@ class LocalAgent:
 
     async def info(self) -> HostInfo:
         info = host_info(self._name, self._region, self.runtime.layout.root)  # the data directory's filesystem
-        return dataclasses.replace(info, private_network=bool(self.runtime.peers))
+        peers = bool(self.runtime.peers)
+        return dataclasses.replace(info, private_network=peers, machine_pool=self.runtime.ipv4_pool)
 
     # exits, as events
 

@@ -11,6 +11,7 @@ machines are re-adopted. Calls are always tried, whatever the mark: a host that 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -92,9 +93,24 @@ class Hosts:
         holder = self._by_name.get(info.name)
         if holder is not None and holder is not entry:
             raise FailedPreconditionError(f"two agents say they are host {info.name}: give each its own --name")
+        self._check_pool(entry, info)
         entry.info = info
         self._by_name[info.name] = entry
         return info
+
+    def _check_pool(self, entry: HostEntry, info: HostInfo) -> None:
+        """Each host's machine pool apart from every other's: machines' 6PN addresses are unique only then."""
+        if not info.machine_pool:
+            return
+        pool = ipaddress.IPv4Network(info.machine_pool)
+        for other in self.entries:
+            theirs = other.info.machine_pool if other is not entry and other.info is not None else ""
+            if theirs and pool.overlaps(ipaddress.IPv4Network(theirs)):
+                raise FailedPreconditionError(
+                    f"hosts {other.name} and {info.name} have overlapping machine pools ({theirs}, "
+                    f"{info.machine_pool}): give each host a --machine-ipv4-pool of its own, or their machines "
+                    "would share IPv6 addresses"
+                )
 
     def set_reachable(self, entry: HostEntry, reachable: bool) -> None:
         if entry.reachable == reachable:

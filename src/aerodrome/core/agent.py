@@ -159,6 +159,8 @@ class HostInfo:
     #: The host is on the private network across hosts (`aerodrome agent --peer`): its machines are reached at
     #: their 6PN (IPv6) address, as their IPv4 addresses are private to the host.
     private_network: bool = False
+    #: Its machine IPv4 pool: a machine's 6PN address holds its IPv4 address, so hosts' pools must not overlap.
+    machine_pool: str = ""
 
 
 class HostAgent(Protocol):
