@@ -2,13 +2,13 @@
 another ("edge"), joined by a bridge in a "fabric" netns the test makes. Nothing of it is in the host's own
 network namespace: its routes and rules stay as they were, whatever the test does.
 
-Each host's netns has `underlay0` on the bridge (10.X.6.N/24 and fd6e:X::N/64, X from its first machine pool, so
-side-by-side runs differ), its agent runs under `nsenter --net` (only the network namespace changes: runc, the
-agent's own `ip netns add`, cgroups and mounts see the host's, and the machines' netns are named in the host's
-/run/netns as usual; `ip netns exec` would also give the agent a mount namespace of its own, where the netns
-it names and the sysfs it reads are not the host's), and each is told the others as `--peer`. Listeners stay
-loopback: forwarders (tests/support/netns.py) carry serve's calls to each agent's 127.0.0.1, the agents'
-pulls to serve's registry, and the test's requests to serve's API and edge.
+Each host's netns has `underlay0` on the bridge (10.6.6.N/24 and fd6e:6::N/64: inside the namespaces, so
+side-by-side runs never meet), its machine pool is 172.(16+i).0.0/16, its agent runs under `nsenter --net`
+(only the network namespace changes: runc, the agent's own `ip netns add`, cgroups and mounts see the host's,
+and the machines' netns are named in the host's /run/netns as usual; `ip netns exec` would also give the agent
+a mount namespace of its own, where the netns it names and the sysfs it reads are not the host's), and each is
+told the others as `--peer`. Listeners stay loopback: forwarders (tests/support/netns.py) carry serve's calls
+to each agent's 127.0.0.1, the agents' pulls to serve's registry, and the test's requests to serve's API and edge.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aerodrome.cli.pools import release_pool, unrouted_pool
 from tests.support.agents import HostProcess
 from tests.support.netns import ROOT, Forwarders, call_in
 from tests.support.registry import free_loopback_port
@@ -100,9 +99,10 @@ class Cluster:
 
     def build(self, names: list[str]) -> None:
         """The netns, the bridge, the underlay addresses; then the agents and serve, started."""
-        for _ in names:
-            self.pools.append(unrouted_pool())
-        octet = int(self.pools[0].split(".")[1])
+        # every address is inside the test's namespaces: the pools need only differ from each other, not from the
+        # host's routes or other runs' (which the host-wide unrouted_pool reservations are for)
+        self.pools = [f"172.{16 + n}.0.0/16" for n in range(len(names))]
+        octet = 6
         ip("netns", "add", self.fabric)
         self._run_in_fabric("link", "add", "br0", "type", "bridge")
         self._run_in_fabric("link", "set", "br0", "up")
@@ -182,8 +182,6 @@ class Cluster:
         for net in self.nets:
             subprocess.run(["ip", "netns", "del", net.netns], capture_output=True, timeout=30)
         subprocess.run(["ip", "netns", "del", self.fabric], capture_output=True, timeout=30)
-        for pool in self.pools:
-            release_pool(pool)
 
 
 def _run(coroutine: object) -> object:
