@@ -165,8 +165,14 @@ class Cluster:
             call_in(self.edge.path, lambda: _run(route_orgs(orgs, hosts)))
 
     def leftovers(self, machine_ids: list[str]) -> list[str]:
-        """What the agents left in their namespaces and data directories."""
-        return [line for agent in self.agents for line in _agent_leftovers(agent, machine_ids)]
+        """What the agents left in their namespaces and data directories, the private network's routes and
+        underlay rules included."""
+        found = [line for agent in self.agents for line in _agent_leftovers(agent, machine_ids)]
+        for net in self.nets[:-1]:
+            routes = net.sh("ip -6 route show proto 173").stdout.splitlines()
+            rules = [r for r in net.sh("ip6tables-save").stdout.splitlines() if "underlay0" in r or "fd6e:" in r]
+            found += [f"{net.name}: {line}" for line in routes + rules]
+        return found
 
     def stop(self) -> None:
         """Stop serve and the agents, by their pids (each removes its rules and routes once it has no machine)."""
