@@ -121,7 +121,7 @@ def agent(
             "egress": egress,
         }
         if peer:  # only then: the tests' agent factories take no peers
-            host_settings["peers"] = check_peer_flags(peer)
+            host_settings["peers"] = check_peer_flags(peer, machine_ipv4_pool)
         named = {"name": name, "region": region}
         run = run_agent(factory, root, token, listener, tls=tls, registration=registration, **named, **host_settings)
         asyncio.run(run)
@@ -155,12 +155,15 @@ def parse_listen(value: str, *, tls: bool = False) -> tuple[str, int]:
     return host, int(port)
 
 
-def check_peer_flags(values: list[str]) -> list[str]:
-    from aerodrome.runtime import parse_peer
+def check_peer_flags(values: list[str], pool4: str) -> list[str]:
+    """`--peer`s that parse, with pools apart from each other's and from this host's."""
+    from aerodrome.runtime import check_peers, parse_peer
 
     try:
-        return [str(parse_peer(value)) for value in values]
-    except AerodromeError as exc:
+        peers = [parse_peer(value) for value in values]
+        check_peers(pool4, peers)
+        return [str(peer) for peer in peers]
+    except (AerodromeError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--peer") from None
 
 

@@ -6,7 +6,7 @@ from aerodrome.core import MachineUsage
 from aerodrome.runtime.runc.containers import PLACEHOLDER as CONTAINER_PLACEHOLDER
 from aerodrome.runtime.runc.driver import HostServices, RuncRuntime
 from aerodrome.runtime.runc.leftovers import host_leftovers
-from aerodrome.runtime.runc.peers import Peer, parse_peer
+from aerodrome.runtime.runc.peers import Peer, check_peers, parse_peer
 from aerodrome.runtime.runc.source import ImageSource
 from aerodrome.runtime.runc.usage import machine_usage
 from aerodrome.runtime.runc.userns import check_support as check_user_namespaces
@@ -19,6 +19,7 @@ __all__ = [
     "MachineUsage",
     "Peer",
     "RuncRuntime",
+    "check_peers",
     "check_user_namespaces",
     "claim_subordinate_ids",
     "host_leftovers",
