@@ -151,24 +151,18 @@ class Cluster:
             self.forwarders.add(net.path, self.edge.path, self.server.registry_port)  # the agent's pulls
             self.agents.append(agent)
             self.server.extra_args += ("--agent", agent.url, "--agent-token-file", str(agent.token_file))
+        # serve routes each organisation's machines to their host itself (`serve --peer`)
+        for net, pool in zip(hosts, self.pools, strict=True):
+            self.server.extra_args += ("--peer", f"{net.underlay6}={pool}")
         for agent in self.agents:
             agent.start()
-        self.route_edge(orgs=())
         self.server.start()
-
-    def route_edge(self, orgs: tuple[int, ...]) -> None:
-        """The edge's routes to each host's machines of `orgs` (serve's netns runs no agent to add them)."""
-        from aerodrome.runtime.runc.peers import Peer, route_orgs
-
-        hosts = [Peer(net.underlay6, pool) for net, pool in zip(self.nets[:-1], self.pools, strict=True)]
-        if orgs:
-            call_in(self.edge.path, lambda: _run(route_orgs(orgs, hosts)))
 
     def leftovers(self, machine_ids: list[str]) -> list[str]:
         """What the agents left in their namespaces and data directories, the private network's routes and
         underlay rules included."""
         found = [line for agent in self.agents for line in _agent_leftovers(agent, machine_ids)]
-        for net in self.nets[:-1]:
+        for net in self.nets:  # serve's routes in the edge's too
             routes = net.sh("ip -6 route show proto 173").stdout.splitlines()
             rules = [r for r in net.sh("ip6tables-save").stdout.splitlines() if "underlay0" in r or "fd6e:" in r]
             found += [f"{net.name}: {line}" for line in routes + rules]
@@ -188,12 +182,6 @@ class Cluster:
         for net in self.nets:
             subprocess.run(["ip", "netns", "del", net.netns], capture_output=True, timeout=30)
         subprocess.run(["ip", "netns", "del", self.fabric], capture_output=True, timeout=30)
-
-
-def _run(coroutine: object) -> object:
-    import asyncio
-
-    return asyncio.run(coroutine)  # type: ignore[arg-type]
 
 
 def _agent_leftovers(agent: NetnsAgent, machine_ids: list[str]) -> list[str]:

@@ -247,6 +247,12 @@ def serve(
     heartbeat_misses: Annotated[
         int, typer.Option("--heartbeat-misses", min=1, help="Periods without a heartbeat: host unreachable (3).")
     ] = 3,
+    peer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--peer", help="A host of the private network, UNDERLAY_IPV6=ITS_MACHINE_POOL: the edge routes there."
+        ),
+    ] = None,
 ) -> None:
     """Run the API, the machines runtime and the embedded registry in the foreground."""
     from aerodrome.cli.serve import ServeOptions
@@ -314,6 +320,7 @@ def serve(
         no_local_agent=no_local_agent,
         heartbeat_interval=heartbeat_interval,
         heartbeat_misses=heartbeat_misses,
+        peers=tuple(check_serve_peers(peer or [])),
         retention=RetentionSettings(
             events_per_machine=events_per_machine,
             event_max_age=event_max_age,
@@ -342,6 +349,12 @@ def check_database(url: str) -> None:
         check_database_url(url)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--database") from None
+
+
+def check_serve_peers(values: list[str]) -> list[str]:
+    from aerodrome.cli.agent import check_peer_flags
+
+    return check_peer_flags(values, "0.0.0.0/32") if values else []
 
 
 def parse_agents(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -93,9 +94,32 @@ class ServeOptions:
     no_local_agent: bool = False  # drive the hosts registered in the database (--database), no agent in-process
     heartbeat_interval: float = 2.0  # the registered agents' heartbeat period
     heartbeat_misses: int = 3  # periods without a heartbeat after which a registered host is unreachable
+    peers: tuple[str, ...] = ()  # hosts of the private network (UNDERLAY_IPV6=POOL) the edge routes machines to
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     logs: LogSettings = field(default_factory=LogSettings)
     dashboard: bool = True  # the web dashboard at /dashboard/ on the API's listener
+
+
+PEER_ROUTES_INTERVAL = 2.0  # seconds between looks for organisations made since
+
+
+async def route_to_peers(store: SqlStore, values: tuple[str, ...]) -> None:
+    """Route every organisation's machines on each peer host there, for the edge (an organisation made later
+    within PEER_ROUTES_INTERVAL); the routes go when serve stops."""
+    from aerodrome.core import AerodromeError
+    from aerodrome.runtime import parse_peer, route_orgs, unroute_orgs
+
+    peers = [parse_peer(value) for value in values]
+    routed: set[int] = set()
+    try:
+        while True:
+            with contextlib.suppress(AerodromeError, OSError):  # the database or `ip` out for a moment: next time
+                orgs = {org.internal_numeric_id for org in await store.list_orgs()}
+                await route_orgs(sorted(orgs - routed), peers)
+                routed |= orgs
+            await asyncio.sleep(PEER_ROUTES_INTERVAL)
+    finally:
+        await unroute_orgs(sorted(routed), peers)
 
 
 def load_secrets_key(path: Path) -> bytes:
@@ -284,6 +308,7 @@ async def serve(options: ServeOptions) -> None:
             collect_unused_images(store, images, options.image_gc_interval, local_runtime is not None)
         )
         streams = asyncio.create_task(end_streams_at_exit(server, dashboard)) if dashboard else None
+        router = asyncio.create_task(route_to_peers(store, options.peers)) if options.peers else None
         try:
             keep_running_after_signals()
             await server.serve(sockets=api_sockets(api_socket, inside))
@@ -291,6 +316,9 @@ async def serve(options: ServeOptions) -> None:
             collector.cancel()
             if streams is not None:
                 streams.cancel()
+            if router is not None:
+                router.cancel()
+                await asyncio.gather(router, return_exceptions=True)  # its routes removed
     finally:
         clear_ports(layout.root)
         api_socket.close()

@@ -17,6 +17,8 @@ from aerodrome.runtime.runc import (
     host_leftovers,
     machine_usage,
     parse_peer,
+    route_orgs,
+    unroute_orgs,
 )
 from aerodrome.runtime.sources import EmbeddedAccess, RegistryGate, allowed_registries
 from aerodrome.runtime.volumes import LoopVolumeBackend
@@ -42,4 +44,6 @@ __all__ = [
     "load_operator_credentials",
     "machine_usage",
     "parse_peer",
+    "route_orgs",
+    "unroute_orgs",
 ]

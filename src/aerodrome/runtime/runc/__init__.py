@@ -6,7 +6,7 @@ from aerodrome.core import MachineUsage
 from aerodrome.runtime.runc.containers import PLACEHOLDER as CONTAINER_PLACEHOLDER
 from aerodrome.runtime.runc.driver import HostServices, RuncRuntime
 from aerodrome.runtime.runc.leftovers import host_leftovers
-from aerodrome.runtime.runc.peers import Peer, check_peers, parse_peer
+from aerodrome.runtime.runc.peers import Peer, check_peers, parse_peer, route_orgs, unroute_orgs
 from aerodrome.runtime.runc.source import ImageSource
 from aerodrome.runtime.runc.usage import machine_usage
 from aerodrome.runtime.runc.userns import check_support as check_user_namespaces
@@ -25,4 +25,6 @@ __all__ = [
     "host_leftovers",
     "machine_usage",
     "parse_peer",
+    "route_orgs",
+    "unroute_orgs",
 ]
