@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from aerodrome.agent import Identity
@@ -64,6 +65,12 @@ def logged(server: Server, line: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"serve never logged {line!r}:\n{server.log_tail()}")
+
+
+def graphql_host_status(api: httpx.Client, machine_id: str) -> tuple[str, str]:
+    query = f'{{ machine(machineId: "{machine_id}") {{ state hostStatus }} }}'
+    machine = api.post("/graphql", json={"query": query}).json()["data"]["machine"]
+    return machine["state"], machine["hostStatus"]
 
 
 @pytest.fixture
@@ -144,6 +151,8 @@ def test_registered_hosts_join_are_driven_over_tls_and_survive_one_agent_killed(
         refused = api.post(f"/v1/apps/reg/machines/{on_a}/stop")
         assert refused.status_code == 503 and "unreachable" in refused.json()["error"], refused.text
         assert api.get(f"/v1/apps/reg/machines/{on_b}").json()["host_status"] == "ok"
+        assert graphql_host_status(api, on_a) == ("started", "unreachable")
+        assert graphql_host_status(api, on_b) == ("started", "ok")
         assert api.post(f"/v1/apps/reg/machines/{on_b}/stop").status_code == 200
         wait_for(api, "reg", on_b, "stopped")
 

@@ -2,8 +2,11 @@
 
 One keep-alive pool per agent. A call that could not connect is sent again, the same body with the same
 idempotency key, while it has attempts and deadline left; only calls with a key are, since only they are safe
-to repeat by contract. A connection that fails after the request went out is not retried here: its outcome is
-unknown, and the caller re-sends it with the same key. An agent that cannot be reached is `UnavailableError`.
+to repeat by contract. A keyed call whose connection broke after the request went out (the agent died under it)
+is sent again, the same key and body, once the agent answers again, for up to `resend_for` seconds within its
+deadline: a restarted agent resumes the operation and answers the key with its real result. Past that window its
+outcome is unknown (`UnavailableError`), and the caller may send it again with the same key. An agent that
+cannot be reached is `UnavailableError` (`HostUnreachableError`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from aerodrome.core import (
 
 R = TypeVar("R", bound=BaseModel)
 GRACE = 1.0  # how much longer than a call's deadline the client waits for the agent's own answer to it
+RESEND_FOR = 10.0  # seconds a keyed call cut off mid-call is sent again while the agent comes back
+RESEND_PAUSE = 0.05, 0.5  # the first and the longest pause between those sends
 
 
 class RemoteAgent:
@@ -58,11 +63,13 @@ class RemoteAgent:
         server_name: str | None = None,
         timeout: float = 10.0,
         connect_attempts: int = 3,
+        resend_for: float = RESEND_FOR,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.connect_attempts = max(1, connect_attempts)
+        self.resend_for = resend_for
         headers = {wire.PROTOCOL_HEADER: wire.PROTOCOL}
         if token is not None:
             headers["authorization"] = f"Bearer {token}"
@@ -95,19 +102,8 @@ class RemoteAgent:
         for attempt in range(attempts):
             seconds = deadline.remaining() + GRACE if deadline is not None else self.timeout + wait
             try:
-                response = await self._client.request(
-                    method,
-                    path,
-                    content=content,
-                    params=params,
-                    headers=headers,
-                    timeout=seconds,
-                    extensions=self._extensions,
-                )
+                response = await self._request(method, path, content, params, headers, seconds)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                refusal = _tls_refusal(exc)
-                if refusal is not None:  # a certificate refused: no retry mends it
-                    raise HostUnreachableError(f"TLS with the agent at {self.url} failed: {refusal}") from None
                 out_of_time = deadline is not None and deadline.remaining() <= 0
                 if attempt + 1 == attempts or out_of_time:
                     raise HostUnreachableError(
@@ -118,12 +114,72 @@ class RemoteAgent:
             except httpx.TimeoutException:
                 raise WaitTimeoutError(f"the agent at {self.url} did not answer {method} {path} in time") from None
             except httpx.TransportError as exc:
-                raise UnavailableError(
-                    f"the connection to the agent at {self.url} failed during {method} {path} ({exc!r}): "
-                    "its outcome is unknown; send it again with the same key"
-                ) from None
+                if keyed and deadline is not None and self.resend_for > 0:
+                    return await self._resend(method, path, reply, content, params, headers, deadline, exc)
+                raise self._unknown(method, path, exc) from None
             return self._reply(response, reply)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        content: bytes | None,
+        params: dict[str, Any] | None,
+        headers: dict[str, str] | None,
+        seconds: float,
+    ) -> httpx.Response:
+        try:
+            return await self._client.request(
+                method,
+                path,
+                content=content,
+                params=params,
+                headers=headers,
+                timeout=seconds,
+                extensions=self._extensions,
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            refusal = _tls_refusal(exc)
+            if refusal is not None:  # a certificate refused: no retry mends it
+                raise HostUnreachableError(f"TLS with the agent at {self.url} failed: {refusal}") from None
+            raise
+
+    async def _resend(
+        self,
+        method: str,
+        path: str,
+        reply: type[R],
+        content: bytes | None,
+        params: dict[str, Any] | None,
+        headers: dict[str, str] | None,
+        deadline: Deadline,
+        broken: httpx.TransportError,
+    ) -> R:
+        """The keyed call again, the same key and body, until the agent answers it (it died under the first)."""
+        window = Deadline.after(min(self.resend_for, max(0.0, deadline.remaining())))
+        pause, longest = RESEND_PAUSE
+        while window.remaining() > 0:
+            await asyncio.sleep(min(pause, window.remaining()))
+            pause = min(pause * 2, longest)
+            try:
+                response = await self._request(method, path, content, params, headers, deadline.remaining() + GRACE)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # not back yet
+                broken = exc
+                continue
+            except httpx.TimeoutException:
+                raise WaitTimeoutError(f"the agent at {self.url} did not answer {method} {path} in time") from None
+            except httpx.TransportError as exc:  # cut off again
+                broken = exc
+                continue
+            return self._reply(response, reply)
+        raise self._unknown(method, path, broken)
+
+    def _unknown(self, method: str, path: str, exc: httpx.TransportError) -> UnavailableError:
+        return UnavailableError(
+            f"the connection to the agent at {self.url} failed during {method} {path} ({exc!r}): "
+            "its outcome is unknown; send it again with the same key"
+        )
 
     def _reply(self, response: httpx.Response, reply: type[R]) -> R:
         spoken = response.headers.get(wire.PROTOCOL_HEADER)

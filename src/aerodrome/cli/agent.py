@@ -54,7 +54,10 @@ def agent(
     ] = None,
     address: Annotated[
         str | None,
-        typer.Option("--address", help="HOST:PORT control planes reach this agent at (--database; default --listen)."),
+        typer.Option(
+            "--address",
+            help="HOST:PORT control planes reach this agent at (default --listen), named in its certificate.",
+        ),
     ] = None,
     heartbeat_interval: Annotated[
         float, typer.Option("--heartbeat-interval", min=0.1, help="Seconds between heartbeats (--database).")
@@ -97,7 +100,7 @@ def agent(
     try:
         plain = cluster_ca is None and database is None
         token = ensure_token(token_path) if plain else None
-        tls = agent_tls(cluster_ca, name, host) if cluster_ca is not None else None
+        tls = agent_tls(cluster_ca, name, host, address) if cluster_ca is not None else None
         listener = bind(host, port)
     except (OSError, AerodromeError) as exc:
         typer.echo(f"aerodrome: {exc}", err=True)
@@ -129,11 +132,15 @@ def agent(
         listener.close()
 
 
-def agent_tls(ca_file: Path, name: str, host: str) -> ssl.SSLContext:
-    """The agent's mutual TLS: a certificate for its name and listen address, issued by the cluster CA's file."""
+def agent_tls(ca_file: Path, name: str, host: str, address: str | None = None) -> ssl.SSLContext:
+    """The agent's mutual TLS: a certificate for its name, its listen address and `--address`, issued by the
+    cluster CA's file."""
     from aerodrome.agent import Identity, read_ca_file
 
-    addresses = () if host in ("0.0.0.0", "::") else (host,)
+    hosts = [host] if host not in ("0.0.0.0", "::") else []
+    if address:
+        hosts.append(address.rpartition(":")[0].strip("[]"))
+    addresses = tuple(dict.fromkeys(h for h in hosts if h))
     return Identity.agent(read_ca_file(ca_file, create=True), name, addresses).server_context()
 
 

@@ -47,6 +47,7 @@ class HostWatch:
         self._heartbeats = heartbeats
         self.stale_after = stale_after
         self._clock = clock or SystemClock()
+        self._told: set[int] = set()  # hosts never reached whose failure was logged
         self._events: dict[int, HostEvents] = {}  # by the entry's index
         self._task: asyncio.Task[None] | None = None
 
@@ -108,7 +109,8 @@ class HostWatch:
         try:
             await self._hosts.identify(entry)
         except AerodromeError as exc:
-            if entry.reachable:
+            if entry.reachable or entry.index not in self._told:  # a host never reached yet: said once
+                self._told.add(entry.index)
                 log.warning("host %s is unreachable: %s", entry.name, exc.message)
             self._hosts.set_reachable(entry, False)
             return
