@@ -22,6 +22,7 @@ from aerodrome.runtime import (
 
 DEFAULT_REGISTRY = "127.0.0.1:5000"  # serve's --registry default
 DEFAULT_POOL = "172.30.0.0/16"  # serve's --machine-ipv4-pool default
+DEFAULT_NETNS_POOL = 2  # serve's --netns-pool default
 
 
 async def open_local_agent(
@@ -33,6 +34,7 @@ async def open_local_agent(
     registry_keys: Path | None = None,
     machine_ipv4_pool: str = DEFAULT_POOL,
     egress: bool = True,
+    netns_pool: int = DEFAULT_NETNS_POOL,
 ) -> LocalAgent:
     """The host's runtime prepared (networking, rules), then the agent, which re-adopts what ran before."""
     tokens = RegistryTokens(registry_keys or data_dir / "registry")
@@ -41,7 +43,9 @@ async def open_local_agent(
         registries=(registry,),
         gate=RegistryGate(allowed_registries((registry,), {}), EmbeddedAccess(registry, tokens)),
     )
-    runtime = RuncRuntime(data_dir / "runtime", images, ipv4_pool=machine_ipv4_pool, egress=egress, netns_pool=0)
+    runtime = RuncRuntime(
+        data_dir / "runtime", images, ipv4_pool=machine_ipv4_pool, egress=egress, netns_pool=netns_pool
+    )
     try:
         await runtime.prepare_host()
         volumes = LoopVolumeBackend(data_dir / "volumes")

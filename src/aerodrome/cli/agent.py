@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aerodrome.cli.config import data_dir, missing_requirements
+from aerodrome.cli.config import MAX_NETNS_POOL, NETNS_POOL, data_dir, missing_requirements
 from aerodrome.cli.tokens import DataDir
 from aerodrome.core import AerodromeError
 
@@ -55,6 +55,15 @@ def agent(
     egress: Annotated[
         bool, typer.Option("--egress/--no-egress", help="Let machines open connections out of the host (NAT).")
     ] = True,
+    netns_pool: Annotated[
+        int,
+        typer.Option(
+            "--netns-pool",
+            min=0,
+            max=MAX_NETNS_POOL,
+            help="Prepared network namespaces kept per organisation starting machines (0: none).",
+        ),
+    ] = NETNS_POOL,
 ) -> None:
     """Run this host's agent alone: control planes drive it with `serve --agent URL --agent-token-file FILE`."""
     host, port = parse_listen(listen)
@@ -84,6 +93,7 @@ def agent(
             "registry_keys": registry_keys or root / "registry",
             "machine_ipv4_pool": machine_ipv4_pool,
             "egress": egress,
+            "netns_pool": netns_pool,
         }
         named = {"name": name or socket.gethostname(), "region": region}
         asyncio.run(run_agent(factory, root, token, listener, **named, **host_settings))

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_DATA_DIR = "/var/lib/aerodrome"
+# Prepared network slots (netns and veth pairs) kept for each organisation starting machines, and their bound.
+NETNS_POOL = 2
+MAX_NETNS_POOL = 16
 REQUIRED_TOOLS = ("runc", "catatonit", "skopeo", "umoci", "docker-registry", "losetup", "mkfs.ext4", "ip", "nsenter")
 
 # `serve --edge-timeout NAME=SECONDS`: each name and the edge setting it sets.

@@ -15,7 +15,7 @@ import uvicorn
 from aerodrome.agent import LocalAgent, RemoteAgent
 from aerodrome.api import ApiLimits, build_app, guarded_protocol
 from aerodrome.api.metrics import MetricSource
-from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
+from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, NETNS_POOL, HostCheckError, Layout, split_hostport
 from aerodrome.cli.inside import (
     Inside,
     adopt_running,
@@ -80,6 +80,7 @@ class ServeOptions:
     image_gc_interval: float = 3600.0
     disk_reserve_bytes: int = 1024**3
     compat_32bit: bool = False
+    netns_pool: int = NETNS_POOL  # prepared network slots per organisation starting machines (0: none)
     egress: bool = True
     dns: bool = True  # the machines' resolver at fdaa::3, `_api.internal:4280` and /.fly/api
     egress_allow: tuple[str, ...] = ()  # IPv4 networks machines reach despite egress's denied ranges
@@ -360,7 +361,7 @@ async def open_runtime(options: ServeOptions, layout: Layout, images: ImageStore
             uplink=options.uplink,
             reserve_bytes=options.disk_reserve_bytes,
             compat_32bit=options.compat_32bit,
-            netns_pool=0,  # off: a daemon killed while it makes a slot can leave the slot's holder behind
+            netns_pool=options.netns_pool,
             services=host_services(options.dns),
         )
         await runtime.prepare_host()

@@ -31,6 +31,7 @@ FAULT_STEPS: dict[str, str] = {
     "machine.create.recorded": "the machine is in the database, `created`, not yet answered",
     "machine.start.starting": "the database says `starting`, nothing runs",
     "runtime.start.rootfs_mounted": "the machine's scratch and overlay rootfs are mounted",
+    "runtime.netpool.holder_cloned": "a network slot's holder runs, its record is not written",
     "runtime.start.netns_created": "the machine's network namespace exists",
     "runtime.start.runc_created": "the runc container exists, held back before its program",
     "runtime.start.released": "the machine's program runs with its network",

@@ -15,6 +15,7 @@ from pathlib import Path
 from aerodrome.runtime.process import run
 from aerodrome.runtime.runc.cgroups import MachineCgroup
 from aerodrome.runtime.runc.layout import mounts_dir
+from aerodrome.runtime.runc.netpool import pool_leftovers
 from aerodrome.runtime.runc.network import host_iface_name, netns_name
 
 _IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?\b")
@@ -27,7 +28,8 @@ async def host_leftovers(
     *,
     pool4: str | None = None,
 ) -> list[str]:
-    """Containers, mounts, cgroups, directories, netns and veths that remain of `machine_ids`. With `pool4` (once
+    """Containers, mounts, cgroups, directories, netns and veths that remain of `machine_ids`, and the network
+    slots of the runtime's pool (which go at its shutdown). With `pool4` (once
     no machine should be left at all): also every container, mount and loop device under `data_dir`, and the
     firewall rules and routes that name the IPv4 `pool4` or these machines' veths."""
     ids = sorted(set(machine_ids))
@@ -39,6 +41,7 @@ async def host_leftovers(
             if directory.exists():
                 found.append(f"directory {directory}")
     found += await _network(ids)
+    found += pool_leftovers(runtime_root / "netpool")
     if pool4 is not None:
         found += await _loop_devices(_real(data_dir))
         found += await _rules_and_routes(pool4, ids)
