@@ -75,7 +75,7 @@ def test_a_daemon_killed_as_it_clones_a_slots_holder_leaves_no_holder_behind() -
     with running_server() as server:
         _start_one(server, "pool-cut")
         server.stop()
-        server.start(fault="runtime.netpool.holder_cloned")  # dies in the first refill, before the record
+        server.start(fault="runtime.start.pool_holder_cloned")  # dies in the first refill, before the record
         with server.client() as api, contextlib.suppress(httpx.HTTPError):
             create_machine(api, "pool-cut", {"image": server.push_image("busybox")})
         assert server.wait_killed() is not None

@@ -28,10 +28,10 @@ async def host_leftovers(
     *,
     pool4: str | None = None,
 ) -> list[str]:
-    """Containers, mounts, cgroups, directories, netns and veths that remain of `machine_ids`, and the network
-    slots of the runtime's pool (which go at its shutdown). With `pool4` (once
-    no machine should be left at all): also every container, mount and loop device under `data_dir`, and the
-    firewall rules and routes that name the IPv4 `pool4` or these machines' veths."""
+    """Containers, mounts, cgroups, directories, netns and veths that remain of `machine_ids`. With `pool4` (once
+    no machine should be left at all): also every container, mount and loop device under `data_dir`, the network
+    slot pool's live holders and netns, and the firewall rules and routes that name the IPv4 `pool4` or these
+    machines' veths."""
     ids = sorted(set(machine_ids))
     found = await _containers(runtime_root, ids, everything=pool4 is not None)
     found += _mounts(data_dir, mounts_dir(runtime_root), ids, everything=pool4 is not None)
@@ -41,8 +41,8 @@ async def host_leftovers(
             if directory.exists():
                 found.append(f"directory {directory}")
     found += await _network(ids)
-    found += pool_leftovers(runtime_root / "netpool")
     if pool4 is not None:
+        found += pool_leftovers(runtime_root / "netpool")
         found += await _loop_devices(_real(data_dir))
         found += await _rules_and_routes(pool4, ids)
     return found

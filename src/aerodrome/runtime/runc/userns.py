@@ -236,7 +236,7 @@ def new_namespaces(ids: IdRange | None, record: Path | None = None, *, die_with_
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     namespaces = Namespaces(pid, -1, stack, record)
     if die_with_daemon:
-        fault_point("runtime.netpool.holder_cloned")
+        fault_point("runtime.start.pool_holder_cloned")
     try:
         if record is not None:
             _write_holder(record, pid)
