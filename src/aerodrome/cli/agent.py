@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aerodrome.cli.config import MAX_NETNS_POOL, NETNS_POOL, data_dir, missing_requirements
+from aerodrome.cli.config import MAX_NETNS_POOL, NETNS_POOL, data_dir, missing_requirements, raise_fd_limit
 from aerodrome.cli.tokens import DataDir
 from aerodrome.core import AerodromeError
 
@@ -173,6 +173,7 @@ async def run_agent(
     from aerodrome.agent import agent_server
 
     os.umask(0o077)  # nothing the agent writes is for other users of the host
+    raise_fd_limit()
     opened = factory(root, name=name, region=region, **host)
     host_agent = await opened if inspect.isawaitable(opened) else opened
     try:

@@ -15,7 +15,15 @@ import uvicorn
 from aerodrome.agent import LocalAgent, RemoteAgent
 from aerodrome.api import ApiLimits, build_app, guarded_protocol
 from aerodrome.api.metrics import MetricSource
-from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, NETNS_POOL, HostCheckError, Layout, split_hostport
+from aerodrome.cli.config import (
+    EDGE_LIMITS,
+    EDGE_TIMEOUTS,
+    NETNS_POOL,
+    HostCheckError,
+    Layout,
+    raise_fd_limit,
+    split_hostport,
+)
 from aerodrome.cli.inside import (
     Inside,
     adopt_running,
@@ -140,6 +148,7 @@ async def open_store(layout: Layout, database: str | None = None) -> SqlStore:
 
 async def serve(options: ServeOptions) -> None:
     os.umask(0o077)  # nothing the daemon writes is for other users of the host
+    raise_fd_limit()
     layout = Layout(options.data_dir)
     store = await open_store(layout, options.database)
     clear_ports(layout.root)
