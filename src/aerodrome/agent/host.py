@@ -24,6 +24,7 @@ from aerodrome.runtime import (
 
 DEFAULT_REGISTRY = "127.0.0.1:5000"  # serve's --registry default
 DEFAULT_POOL = "172.30.0.0/16"  # serve's --machine-ipv4-pool default
+DEFAULT_NETNS_POOL = 2  # serve's --netns-pool default
 
 
 async def open_local_agent(
@@ -36,6 +37,7 @@ async def open_local_agent(
     machine_ipv4_pool: str = DEFAULT_POOL,
     egress: bool = True,
     peers: Sequence[str] = (),
+    netns_pool: int = DEFAULT_NETNS_POOL,
 ) -> LocalAgent:
     """The host's runtime prepared (networking, rules), then the agent, which re-adopts what ran before.
     `peers`: the other hosts of the private network, `ADDRESS=POOL` each (runtime/runc/peers.py)."""
@@ -50,7 +52,7 @@ async def open_local_agent(
         images,
         ipv4_pool=machine_ipv4_pool,
         egress=egress,
-        netns_pool=0,
+        netns_pool=netns_pool,
         peers=[parse_peer(p) for p in peers],
     )
     try:

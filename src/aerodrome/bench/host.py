@@ -49,11 +49,20 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_counts(pid: int) -> dict[str, int]:
+    """A process's open file descriptors and threads: what grows in the daemon with its machines."""
+    threads = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Threads:"))
+    return {"fds": len(os.listdir(f"/proc/{pid}/fd")), "threads": int(threads.split()[1])}
+
+
 def host_counts() -> dict[str, int]:
-    """Processes, and network interfaces and namespaces, on the host: what each running machine adds."""
+    """Processes, network interfaces and namespaces, and mounts on the host: what each running machine adds."""
     netns = Path("/run/netns")
+    with open("/proc/self/mountinfo") as table:
+        mounts = sum(1 for _ in table)
     return {
         "processes": sum(1 for entry in Path("/proc").iterdir() if entry.name.isdigit()),
         "interfaces": len(os.listdir("/sys/class/net")),
         "netns": len(os.listdir(netns)) if netns.is_dir() else 0,
+        "mounts": mounts,
     }

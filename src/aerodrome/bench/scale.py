@@ -12,7 +12,7 @@ import httpx
 
 from aerodrome.bench import api as api_bench
 from aerodrome.bench.figures import Figure, Goal, Target
-from aerodrome.bench.host import available_mib, host_counts, process_cpu_seconds, process_rss_mib
+from aerodrome.bench.host import available_mib, host_counts, process_counts, process_cpu_seconds, process_rss_mib
 from aerodrome.bench.probe import Server, delete_app, elapsed_ms, wait_answer
 
 APP = "bench-scale"
@@ -30,8 +30,10 @@ def _launch(api: httpx.Client, image: str) -> float:
 
 
 def ramp(server: Server, api: httpx.Client, image: str, steps: tuple[int, ...]) -> dict[str, list[float]]:
-    curves: dict[str, list[float]] = {k: [] for k in ("running", "create_ms", "get_ms", "rss_mib", "cpu_ms")}
-    extra: dict[str, list[float]] = {k: [] for k in ("host_mib", "processes", "interfaces")}
+    curves: dict[str, list[float]] = {
+        k: [] for k in ("running", "create_ms", "get_ms", "rss_mib", "cpu_ms", "daemon_fds", "daemon_threads")
+    }
+    extra: dict[str, list[float]] = {k: [] for k in ("host_mib", "processes", "interfaces", "netns", "mounts")}
     before, memory_before = host_counts(), available_mib()
     running, cpu_before = 0, process_cpu_seconds(server.pid)
     probe = api.post(f"/v1/apps/{APP}/machines", json={"config": {"image": image}, "skip_launch": True}).json()
@@ -46,10 +48,13 @@ def ramp(server: Server, api: httpx.Client, image: str, steps: tuple[int, ...]) 
         gets = api_bench.time_gets(api, f"/v1/apps/{APP}/machines/{probe['id']}", 50)
         curves["get_ms"].append(statistics.median(gets))
         curves["rss_mib"].append(process_rss_mib(server.pid))
+        daemon = process_counts(server.pid)
+        curves["daemon_fds"].append(daemon["fds"])
+        curves["daemon_threads"].append(daemon["threads"])
         counts = host_counts()
         extra["host_mib"].append((memory_before - available_mib()) / step)
-        extra["processes"].append((counts["processes"] - before["processes"]) / step)
-        extra["interfaces"].append((counts["interfaces"] - before["interfaces"]) / step)
+        for name in ("processes", "interfaces", "netns", "mounts"):
+            extra[name].append((counts[name] - before[name]) / step)
         running, cpu_before = step, cpu_after
     curves.update({f"per_machine_{k}": v for k, v in extra.items()})
     return curves

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from aerodrome.cli.config import data_dir, missing_requirements
+from aerodrome.cli.config import MAX_NETNS_POOL, NETNS_POOL, data_dir, missing_requirements, raise_fd_limit
 from aerodrome.cli.tokens import DataDir
 from aerodrome.core import AerodromeError
 
@@ -85,6 +85,15 @@ def agent(
             "for a control plane's host without machines (repeat for each).",
         ),
     ] = None,
+    netns_pool: Annotated[
+        int,
+        typer.Option(
+            "--netns-pool",
+            min=0,
+            max=MAX_NETNS_POOL,
+            help="Prepared network namespaces kept per organisation starting machines (0: none).",
+        ),
+    ] = NETNS_POOL,
 ) -> None:
     """Run this host's agent alone: control planes drive it with `serve --agent URL --agent-token-file FILE`."""
     host, port = parse_listen(listen, tls=cluster_ca is not None or database is not None)
@@ -122,6 +131,7 @@ def agent(
             "registry_keys": registry_keys or root / "registry",
             "machine_ipv4_pool": machine_ipv4_pool,
             "egress": egress,
+            "netns_pool": netns_pool,
         }
         if peer:  # only then: the tests' agent factories take no peers
             host_settings["peers"] = check_peer_flags(peer, machine_ipv4_pool)
@@ -240,6 +250,7 @@ async def run_agent(
     from aerodrome.agent import agent_server
 
     os.umask(0o077)  # nothing the agent writes is for other users of the host
+    raise_fd_limit()
     opened = factory(root, name=name, region=region, **host)
     host_agent = await opened if inspect.isawaitable(opened) else opened
     try:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_DATA_DIR = "/var/lib/aerodrome"
+# Prepared network slots (netns and veth pairs) kept for each organisation starting machines, and their bound.
+NETNS_POOL = 2
+MAX_NETNS_POOL = 16
 REQUIRED_TOOLS = ("runc", "catatonit", "skopeo", "umoci", "docker-registry", "losetup", "mkfs.ext4", "ip", "nsenter")
 
 # `serve --edge-timeout NAME=SECONDS`: each name and the edge setting it sets.
@@ -95,3 +99,15 @@ def split_hostport(value: str, default_port: int) -> tuple[str, int]:
     if not host:
         return value, default_port
     return host.strip("[]"), int(port)
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft limit on open files to the hard one, and return it: the daemon holds a descriptor for each
+    running machine (its exit watcher's pidfd) besides each connection, so a soft limit of 1024 (systemd's
+    default) would refuse starts and connections near a thousand running machines."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted
+    return soft

@@ -15,7 +15,15 @@ from aerodrome.cli.agent import agent
 from aerodrome.cli.apps import app as apps_app
 from aerodrome.cli.bench import bench
 from aerodrome.cli.certs import app as certs_app
-from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, data_dir, missing_requirements
+from aerodrome.cli.config import (
+    EDGE_LIMITS,
+    EDGE_TIMEOUTS,
+    MAX_NETNS_POOL,
+    NETNS_POOL,
+    HostCheckError,
+    data_dir,
+    missing_requirements,
+)
 from aerodrome.cli.doctor import doctor
 from aerodrome.cli.ips import app as ips_app
 from aerodrome.cli.login import login, logout
@@ -172,6 +180,15 @@ def serve(
             "--disk-reserve-mb", min=0, help="MiB of the data filesystem kept free: no machine starts below it."
         ),
     ] = 1024,
+    netns_pool: Annotated[
+        int,
+        typer.Option(
+            "--netns-pool",
+            min=0,
+            max=MAX_NETNS_POOL,
+            help="Prepared network namespaces kept per organisation starting machines (0: none).",
+        ),
+    ] = NETNS_POOL,
     allow_32bit: Annotated[
         bool,
         typer.Option("--allow-32bit", help="Let machines run 32-bit x86 programs (a wider seccomp filter)."),
@@ -310,6 +327,7 @@ def serve(
         image_gc_interval=image_gc_interval,
         disk_reserve_bytes=disk_reserve_mb * 1024 * 1024,
         compat_32bit=allow_32bit,
+        netns_pool=netns_pool,
         mirrors=mirrors,
         allow_registries=tuple(allow_registry or ()),
         edge_timeouts=edge_timeouts,

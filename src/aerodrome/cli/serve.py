@@ -17,7 +17,15 @@ from aerodrome.agent import LocalAgent, RemoteAgent
 from aerodrome.api import ApiLimits, build_app, guarded_protocol
 from aerodrome.api.metrics import MetricSource
 from aerodrome.cli.cluster import Registrations, control_plane_tls, open_registrations
-from aerodrome.cli.config import EDGE_LIMITS, EDGE_TIMEOUTS, HostCheckError, Layout, split_hostport
+from aerodrome.cli.config import (
+    EDGE_LIMITS,
+    EDGE_TIMEOUTS,
+    NETNS_POOL,
+    HostCheckError,
+    Layout,
+    raise_fd_limit,
+    split_hostport,
+)
 from aerodrome.cli.inside import (
     Inside,
     adopt_running,
@@ -82,6 +90,7 @@ class ServeOptions:
     image_gc_interval: float = 3600.0
     disk_reserve_bytes: int = 1024**3
     compat_32bit: bool = False
+    netns_pool: int = NETNS_POOL  # prepared network slots per organisation starting machines (0: none)
     egress: bool = True
     dns: bool = True  # the machines' resolver at fdaa::3, `_api.internal:4280` and /.fly/api
     egress_allow: tuple[str, ...] = ()  # IPv4 networks machines reach despite egress's denied ranges
@@ -168,6 +177,7 @@ async def open_store(layout: Layout, database: str | None = None) -> SqlStore:
 
 async def serve(options: ServeOptions) -> None:
     os.umask(0o077)  # nothing the daemon writes is for other users of the host
+    raise_fd_limit()
     layout = Layout(options.data_dir)
     store = await open_store(layout, options.database)
     clear_ports(layout.root)
@@ -411,7 +421,7 @@ async def open_runtime(options: ServeOptions, layout: Layout, images: ImageStore
             uplink=options.uplink,
             reserve_bytes=options.disk_reserve_bytes,
             compat_32bit=options.compat_32bit,
-            netns_pool=0,  # off: a daemon killed while it makes a slot can leave the slot's holder behind
+            netns_pool=options.netns_pool,
             services=host_services(options.dns),
         )
         await runtime.prepare_host()

@@ -34,6 +34,7 @@ FAULT_STEPS: dict[str, str] = {
     "runtime.start.netns_created": "the machine's network namespace exists",
     "runtime.start.runc_created": "the runc container exists, held back before its program",
     "runtime.start.released": "the machine's program runs with its network",
+    "runtime.start.pool_holder_cloned": "the holder of a slot made for the pool after the start runs, unrecorded",
     "machine.start.runtime_started": "the machine runs; the database still says `starting`",
     "machine.start.recorded": "the database says `started`",
     "machine.stop.stopping": "the database says `stopping`, the machine still runs",

@@ -15,6 +15,7 @@ from pathlib import Path
 from aerodrome.runtime.process import run
 from aerodrome.runtime.runc.cgroups import MachineCgroup
 from aerodrome.runtime.runc.layout import mounts_dir
+from aerodrome.runtime.runc.netpool import pool_leftovers
 from aerodrome.runtime.runc.network import host_iface_name, netns_name
 
 _IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?\b")
@@ -28,8 +29,9 @@ async def host_leftovers(
     pool4: str | None = None,
 ) -> list[str]:
     """Containers, mounts, cgroups, directories, netns and veths that remain of `machine_ids`. With `pool4` (once
-    no machine should be left at all): also every container, mount and loop device under `data_dir`, and the
-    firewall rules and routes that name the IPv4 `pool4` or these machines' veths."""
+    no machine should be left at all): also every container, mount and loop device under `data_dir`, the network
+    slot pool's live holders and netns, and the firewall rules and routes that name the IPv4 `pool4` or these
+    machines' veths."""
     ids = sorted(set(machine_ids))
     found = await _containers(runtime_root, ids, everything=pool4 is not None)
     found += _mounts(data_dir, mounts_dir(runtime_root), ids, everything=pool4 is not None)
@@ -40,6 +42,7 @@ async def host_leftovers(
                 found.append(f"directory {directory}")
     found += await _network(ids)
     if pool4 is not None:
+        found += pool_leftovers(runtime_root / "netpool")
         found += await _loop_devices(_real(data_dir))
         found += await _rules_and_routes(pool4, ids)
     return found

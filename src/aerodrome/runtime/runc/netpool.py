@@ -111,16 +111,13 @@ class Slot:
 
     def remove(self) -> None:
         """End the holder and drop the pool's name: the kernel then removes the netns and both veth ends."""
-        if self.namespaces.pid > 0 and not self._holder_lives():
+        if self.namespaces.pid > 0 and not self.holder_lives():
             self.namespaces.pid = 0  # ended already (by `clear_dead` of another runtime on this directory)
         self.namespaces.close()
         _unname(self.netns_path)
 
-    def _holder_lives(self) -> bool:
-        try:
-            return userns.start_time(self.namespaces.pid) == self.started
-        except OSError:
-            return False
+    def holder_lives(self) -> bool:
+        return userns.holder_lives(self.namespaces.pid, self.started)
 
 
 class NetPool:
@@ -133,7 +130,7 @@ class NetPool:
         self.services = services
         self.size = size
         self.orgs = orgs
-        self.prefix = f"{POOL_NETNS}{hashlib.sha256(str(directory).encode()).hexdigest()[:8]}-"
+        self.prefix = pool_prefix(directory)
         self._ready: collections.OrderedDict[OrgNet, list[Slot]] = collections.OrderedDict()
         self._refills: dict[OrgNet, asyncio.Task[None]] = {}
         self._closed = False
@@ -150,7 +147,12 @@ class NetPool:
             slots = self._ready[net] = []
             self._evict()
         self._ready.move_to_end(net)
-        return slots.pop() if slots else None
+        while slots:
+            slot = slots.pop()
+            if slot.holder_lives():
+                return slot
+            slot.remove()  # its holder died with the thread that made it
+        return None
 
     def refill(self, allocation: Allocation) -> None:
         """Bring the pool of the machine's organisation back to `size`, in the background."""
@@ -197,7 +199,7 @@ class NetPool:
     async def _make(self, net: OrgNet) -> Slot:
         token = secrets.token_hex(6)[:11]  # interface names hold 15 bytes
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        namespaces = userns.new_namespaces(None, self.directory / token)
+        namespaces = userns.new_namespaces(None, self.directory / token, die_with_daemon=True)
         slot = Slot(
             net, f"{self.prefix}{token}", f"{IFACE_PREFIX}p{token}", namespaces, userns.start_time(namespaces.pid)
         )
@@ -232,6 +234,21 @@ class NetPool:
             for name in os.listdir(NETNS_DIR):
                 if name.startswith(self.prefix):
                     _unname(f"{NETNS_DIR}/{name}")
+
+
+def pool_prefix(directory: Path) -> str:
+    """The names of the netns of the pool whose holders are recorded in `directory`."""
+    return f"{POOL_NETNS}{hashlib.sha256(str(directory).encode()).hexdigest()[:8]}-"
+
+
+def pool_leftovers(directory: Path) -> list[str]:
+    """The holders recorded in `directory` that still live, and the netns names of that pool."""
+    found = []
+    if directory.is_dir():
+        found += [f"pool holder {record}" for record in directory.iterdir() if userns.recorded_holder_lives(record)]
+    with contextlib.suppress(FileNotFoundError):
+        found += [f"netns {name}" for name in os.listdir(NETNS_DIR) if name.startswith(pool_prefix(directory))]
+    return found
 
 
 def _remove_all(slots: list[Slot]) -> None:

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from aerodrome.core import CapacityError
+from aerodrome.core import CapacityError, fault_point
 
 IDS_PER_MACHINE = 65_536
 RANGE_START = 1 << 31  # far above any login user's ids, below the 32-bit limit
@@ -117,7 +117,7 @@ _STACK_SIZE = 16 * 1024
 # What the holder runs, on x86_64: close_range(3, ~0, 0), then pause() forever. A clone without CLONE_FILES
 # holds copies of all the daemon's descriptors; a holder left paused by a daemon that died mid-start would keep
 # the API's and the edge's sockets open (their clients hang instead of seeing the daemon gone) until the next
-# daemon ends it. Python cannot run in a clone that shares its memory, so these are its 28 bytes of machine code.
+# daemon ends it. Python cannot run in a clone that shares its memory, so this is machine code.
 _HOLDER_X86_64 = bytes.fromhex(
     "bf03000000"  # mov edi, 3
     "beffffffff"  # mov esi, 0xffffffff
@@ -128,19 +128,51 @@ _HOLDER_X86_64 = bytes.fromhex(
     "0f05"  # syscall
     "ebf7"  # jmp back to the pause
 )
+# A pool slot's holder first asks the kernel to SIGKILL it when the daemon dies (prctl(PR_SET_PDEATHSIG)), then
+# exits if the daemon died before that (its parent is no longer the pid the daemon wrote after the code): a
+# daemon killed between the clone and the holder's record cannot leave a holder no record names.
+_DIE_WITH_PARENT_X86_64 = bytes.fromhex(
+    "bf01000000"  # mov edi, 1 (PR_SET_PDEATHSIG)
+    "be09000000"  # mov esi, 9 (SIGKILL)
+    "b89d000000"  # mov eax, 157 (prctl)
+    "0f05"  # syscall
+    "b86e000000"  # mov eax, 110 (getppid)
+    "0f05"  # syscall
+    "3b0528000000"  # cmp eax, [rip + 40]: the daemon's pid, below
+    "751c"  # jne to the exit, 28 bytes on
+)
+_EXIT_X86_64 = bytes.fromhex(
+    "31ff"  # xor edi, edi
+    "b83c000000"  # mov eax, 60 (exit)
+    "0f05"  # syscall
+    "90"  # nop: the daemon's pid follows, at offset 70
+)
+_PARENT_OFFSET = len(_DIE_WITH_PARENT_X86_64) + len(_HOLDER_X86_64) + len(_EXIT_X86_64)
 
 
-def _holder_entry() -> tuple[int, object]:
-    """The holder's entry point, and what keeps its memory mapped: the code above where the CPU runs it, else
-    libc's pause() (the descriptors then stay open in a stale holder)."""
+@dataclass(frozen=True, slots=True)
+class _HolderCode:
+    plain: int  # entry of a machine's holder
+    dies_with_parent: int  # entry of a pool slot's holder; 0 where there is no such code (not x86_64)
+    page: mmap.mmap | None = None  # what keeps the code mapped
+
+    def set_parent(self, pid: int) -> None:
+        if self.page is not None:
+            self.page[_PARENT_OFFSET : _PARENT_OFFSET + 4] = pid.to_bytes(4, "little")
+
+
+def _holder_entry() -> _HolderCode:
+    """The holders' entry points, and what keeps their memory mapped: the code above where the CPU runs it,
+    else libc's pause() (the descriptors then stay open in a stale holder, and none dies with the daemon)."""
     if platform.machine() != "x86_64":
-        return ctypes.cast(_libc.pause, ctypes.c_void_p).value or 0, None
+        return _HolderCode(ctypes.cast(_libc.pause, ctypes.c_void_p).value or 0, 0)
     code = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
-    code.write(_HOLDER_X86_64)
-    return ctypes.addressof(ctypes.c_char.from_buffer(code)), code
+    code.write(_DIE_WITH_PARENT_X86_64 + _HOLDER_X86_64 + _EXIT_X86_64)
+    start = ctypes.addressof(ctypes.c_char.from_buffer(code))
+    return _HolderCode(start + len(_DIE_WITH_PARENT_X86_64), start, code)
 
 
-_holder, _holder_code = _holder_entry()
+_holder = _holder_entry()
 
 
 @dataclass(slots=True)
@@ -181,25 +213,30 @@ class Namespaces:
             self.record.unlink(missing_ok=True)
 
 
-def new_namespaces(ids: IdRange | None, record: Path | None = None) -> Namespaces:
+def new_namespaces(ids: IdRange | None, record: Path | None = None, *, die_with_daemon: bool = False) -> Namespaces:
     """Make a user namespace mapped to `ids` and a network namespace inside it; without `ids` the user namespace
     stays unmapped (and owns nothing of the host) until `map_ids` maps it.
 
     The holder blocks every signal but SIGKILL, so a daemon that dies before killing it leaves it paused: its
-    pid and start time go to `record` at once, and `kill_stale_holder(record)` ends it by that id later.
+    pid and start time go to `record` at once, and `kill_stale_holder(record)` ends it by that id later. With
+    `die_with_daemon` (where the holder's code allows it) the kernel kills it when the daemon's thread ends.
     """
+    entry = _holder.dies_with_parent if die_with_daemon and _holder.dies_with_parent else _holder.plain
+    _holder.set_parent(os.getpid())
     stack = ctypes.create_string_buffer(_STACK_SIZE)
     top = ctypes.addressof(stack) + _STACK_SIZE - 64
     # The holder shares the daemon's memory: with every signal blocked it can only ever be SIGKILLed, so no
     # handler of the daemon's ever runs on its stack.
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     try:
-        pid = _libc.clone(_holder, top, CLONE_NEWUSER | CLONE_NEWNET | CLONE_VM | signal.SIGCHLD, None)
+        pid = _libc.clone(entry, top, CLONE_NEWUSER | CLONE_NEWNET | CLONE_VM | signal.SIGCHLD, None)
         if pid <= 0:
             raise _errno_error("clone a user namespace")
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     namespaces = Namespaces(pid, -1, stack, record)
+    if die_with_daemon:
+        fault_point("runtime.start.pool_holder_cloned")
     try:
         if record is not None:
             _write_holder(record, pid)
@@ -230,6 +267,26 @@ def _write_holder(record: Path, pid: int) -> None:
 def start_time(pid: int) -> str:
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[19]
+
+
+def recorded_holder_lives(record: Path) -> bool:
+    """Whether the holder `record` names is still that process."""
+    try:
+        pid_text, start = record.read_text().split()
+        return holder_lives(int(pid_text), start)
+    except (OSError, ValueError):
+        return False
+
+
+def holder_lives(pid: int, started: str) -> bool:
+    """Whether `pid` is still the holder that started at `started`, and not dead (a zombie its new parent has
+    not reaped yet, once the daemon that made it died)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[19] == started and fields[0] not in ("Z", "X")
 
 
 def kill_stale_holder(record: Path) -> None:
