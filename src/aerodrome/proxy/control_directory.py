@@ -25,6 +25,11 @@ from aerodrome.proxy.statics import MAX_STATIC_BYTES, StaticFile, StaticReader, 
 #: Machines the edge never routes to.
 _GONE = (MachineState.DESTROYED, MachineState.DESTROYING, MachineState.LAUNCH_FAILED)
 _Parsed = tuple[tuple[ServiceSpec, ...], bool, tuple[StaticSpec, ...]]  # services, readiness-gated, statics
+#: What a start that lost the claim waits for (the edge's own start timeout bounds the whole), and how often
+#: it tries again when the machine came to rest stopped instead.
+_AT_REST = ("started", "stopped", "suspended", "failed", "destroyed")
+_START_WAIT = 300.0
+_START_ATTEMPTS = 3
 _SPECS_KEPT = 4096  # parsed service lists remembered; past this the oldest half is forgotten
 
 
@@ -119,13 +124,22 @@ class ControlDirectory:
         return self._checks.ready(machine_id)
 
     async def start_machine(self, app: str, machine_id: str) -> None:
+        """Start the machine once, whichever replica's edge asks first: the start's compare-and-set on the row
+        is the claim. The loser (412, or a machine already starting) waits for it to settle, and starts it itself
+        only if it came to rest stopped (the winner's start failed, or the conflict was another change)."""
         record = await self._app(app)
-        try:
-            await self._machines.start(record, machine_id, None, source="flyd")
-        except FailedPreconditionError:
-            machine = await self._machines.find(record, machine_id)
-            if machine.state is not MachineState.STARTED:
-                raise
+        for attempt in range(_START_ATTEMPTS):
+            try:
+                await self._machines.start(record, machine_id, None, source="flyd")
+                return
+            except FailedPreconditionError:
+                machine, _ = await self._machines.wait(
+                    record, machine_id, _AT_REST, version=None, from_event_id=None, timeout=_START_WAIT
+                )
+                if machine.state is MachineState.STARTED:
+                    return
+                if attempt == _START_ATTEMPTS - 1:
+                    raise
 
     async def stop_machine(self, app: str, machine_id: str, suspend: bool) -> None:
         record = await self._app(app)
