@@ -43,7 +43,7 @@ class RateLimiter:
             return
         limit = self._limits.get(action, self._limits["default"])
         if self._shared is not None:
-            wait = await self._shared.take(f"{action}\0{identifier}", limit.rate, limit.burst)
+            wait = await self._shared.take(f"{action}/{identifier}", limit.rate, limit.burst)
         else:
             wait = self._take(limit, action, identifier)
         if wait is not None:
