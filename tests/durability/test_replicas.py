@@ -54,7 +54,9 @@ def replicas(postgres_server: PostgresServer) -> Iterator[tuple[Server, Server]]
     pool = unrouted_pool()
     workdir = Path(tempfile.mkdtemp(prefix="aerodrome-replicas-"))
     first = LimitedServer(workdir / "a", machine_pool=pool, registry_port=free_loopback_port(), database=database)
-    second = LimitedServer(workdir / "b", database=database)
+    # B runs no machine itself (the agent does): it shares A's pool, and so its dedicated ranges, as the database
+    # hands each address out once
+    second = LimitedServer(workdir / "b", machine_pool=pool, database=database)
     first.data_dir.mkdir(mode=0o700, parents=True)
     second.workdir.mkdir()
     host = HostProcess("host-a", workdir / "host", first.registry, first.data_dir / "registry", machine_pool=pool)
@@ -74,10 +76,9 @@ def replicas(postgres_server: PostgresServer) -> Iterator[tuple[Server, Server]]
         second.stop()
         first.stop()
         host.stop()
-    found = host.leftovers(machine_ids)
-    release_pool(pool)
-    release_pool(second.machine_pool)
-    postgres_server.drop_database(database)
+        found = host.leftovers(machine_ids)
+        release_pool(pool)
+        postgres_server.drop_database(database)
     assert found == [], "the test left on the host:\n  " + "\n  ".join(found)
     shutil.rmtree(workdir)
 
@@ -176,3 +177,31 @@ def test_a_replica_killed_loses_nothing_and_the_other_serves_everything(replicas
             assert stopped.status_code == 200, stopped.text
             assert waited.result().status_code == 200
         assert two.delete(f"{base}/lease", headers={"fly-machine-lease-nonce": nonce}).status_code == 200
+
+
+def test_after_a_restart_of_postgresql_the_feed_carries_changes_again(
+    replicas: tuple[Server, Server], postgres_server: PostgresServer
+) -> None:
+    first, second = replicas
+    image = first.push_image("busybox")
+    with first.client() as one, second.client() as two:
+        assert one.post("/v1/apps", json={"app_name": "again", "org_slug": "personal"}).status_code == 201
+        mid = create_machine(one, "again", {"image": image, "init": {"exec": ["sleep", "3600"]}}, skip_launch=True)
+        base = f"/v1/apps/again/machines/{mid['id']}"
+        postgres_server.stop()
+        postgres_server.start()
+        for api in (one, two):
+            reachable_by = time.monotonic() + 30
+            while api.get(base).status_code != 200:
+                assert time.monotonic() < reachable_by, "a replica did not reconnect to PostgreSQL"
+                time.sleep(0.2)
+        answers: list[httpx.Response] = []
+        waiting = threading.Thread(
+            target=lambda: answers.append(two.get(f"{base}/wait", params={"state": "started", "timeout": 60}))
+        )
+        waiting.start()
+        time.sleep(1.0)  # B's wait is under way
+        assert one.post(f"{base}/start").status_code == 200
+        waiting.join(SEEN_WITHIN)
+        assert not waiting.is_alive(), "B's wait did not see A's start after PostgreSQL restarted"
+        assert answers[0].status_code == 200, answers[0].text
