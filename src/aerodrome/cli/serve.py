@@ -213,7 +213,7 @@ async def serve(options: ServeOptions) -> None:
     addresses = AddressBook()
     directory = ControlDirectory(
         store,
-        plane.machines,
+        plane.edge_power,
         domain=options.domain,
         dedicated=addresses.app_for,
         hostnames=plane.certificates.app_for,

@@ -13,6 +13,7 @@ from aerodrome.control.auth import Tokens
 from aerodrome.control.autoextend import AutoExtend
 from aerodrome.control.builds import Builds
 from aerodrome.control.certificates import Certificates
+from aerodrome.control.edge_power import EdgePower
 from aerodrome.control.events import ChangeFeed
 from aerodrome.control.followers import AppFollower
 from aerodrome.control.host_watch import HEALTH_INTERVAL, HostWatch
@@ -144,6 +145,7 @@ class ControlPlane:
         self.host_watch = HostWatch(store, self.hosts, self.machines, interval=self.settings.host_check_interval)
         self.schedules = Schedules(store, self.machines, self.clock, interval=self.settings.schedule_interval)
         self.standbys = Standbys(store, self.machines, self.feed)
+        self.edge_power = EdgePower(store, self.machines)  # all the edge may ask of the control plane
         self.limiter = RateLimiter(self.clock, enabled=self.settings.rate_limits, shared=buckets)
         self._take_downs: dict[str, asyncio.Task[None]] = {}  # apps being deleted, by name
         self.ips.subscribe(allocated=self._ips_changed, released=self._ips_changed)

@@ -142,6 +142,7 @@ from aerodrome.core.replication import (
     Change,
     ChangeRelay,
     ChangeSink,
+    MachinePower,
     SharedBuckets,
 )
 from aerodrome.core.restarts import restart_backoff, should_restart
@@ -225,6 +226,7 @@ __all__ = [
     "LogLine",
     "Machine",
     "MachineEvent",
+    "MachinePower",
     "MachineSpec",
     "MachineState",
     "MachineUsage",

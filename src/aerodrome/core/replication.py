@@ -1,4 +1,5 @@
-"""What several control-plane replicas share through the database: a feed of changes, and rate-limit buckets.
+"""What several control-plane replicas share through the database (a feed of changes, rate-limit buckets), and
+the narrow port through which an edge acts on machines.
 
 One process on SQLite has neither (the change feed stays in memory, the buckets too); on PostgreSQL the store
 provides both, and the control plane and the edge read them rather than each other's objects.
@@ -9,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+from aerodrome.core.config import MachineSpec
+from aerodrome.core.models import Machine
 
 #: What a change names: a machine (`key` its id), or one of an app's sets the edge serves (`key` the app).
 MACHINE, HOSTNAMES, IPS = "machine", "hostnames", "ips"
@@ -43,3 +47,18 @@ class SharedBuckets(Protocol):
 
     async def take(self, key: str, rate: float, burst: int) -> float | None:
         """Take one token from `key`'s bucket: None when taken, else the seconds until the next one."""
+
+
+class MachinePower(Protocol):
+    """What the edge asks of the control plane, and nothing more: whether a host is in reach, a machine's parsed
+    spec, and the starts and stops it makes on its own account (autostart, autostop)."""
+
+    def reachable(self, host: str) -> bool: ...
+
+    def spec_of(self, machine: Machine) -> MachineSpec: ...
+
+    async def start(self, app: str, machine_id: str) -> None:
+        """Start a stopped or created machine, or resume a suspended one; return once it runs (started by this
+        replica or by another). Raises an `AerodromeError` when it cannot start."""
+
+    async def stop(self, app: str, machine_id: str, suspend: bool) -> None: ...

@@ -1,5 +1,5 @@
-"""The `Directory` of a running server: the control plane answers which machines serve a hostname or address,
-and starts or stops them for the edge."""
+"""The `Directory` of a running server: the store answers which machines serve a hostname or address, and the
+control plane's narrow `MachinePower` port starts and stops them for the edge."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from aerodrome.control import Machines, is_standby
+from aerodrome.control import is_standby
 from aerodrome.core import (
-    App,
     CheckBoard,
-    FailedPreconditionError,
     Machine,
+    MachinePower,
     MachineState,
-    NotFoundError,
     ServiceSpec,
     StaticSpec,
     Store,
@@ -25,11 +23,6 @@ from aerodrome.proxy.statics import MAX_STATIC_BYTES, StaticFile, StaticReader, 
 #: Machines the edge never routes to.
 _GONE = (MachineState.DESTROYED, MachineState.DESTROYING, MachineState.LAUNCH_FAILED)
 _Parsed = tuple[tuple[ServiceSpec, ...], bool, tuple[StaticSpec, ...]]  # services, readiness-gated, statics
-#: What a start that lost the claim waits for (the edge's own start timeout bounds the whole), and how often
-#: it tries again when the machine came to rest stopped instead.
-_AT_REST = ("started", "stopped", "suspended", "failed", "destroyed")
-_START_WAIT = 300.0
-_START_ATTEMPTS = 3
 _SPECS_KEPT = 4096  # parsed service lists remembered; past this the oldest half is forgotten
 
 
@@ -37,7 +30,7 @@ class ControlDirectory:
     def __init__(
         self,
         store: Store,
-        machines: Machines,
+        power: MachinePower,
         *,
         domain: str,
         dedicated: Callable[[str], str | None] | None = None,
@@ -47,7 +40,7 @@ class ControlDirectory:
         usage_reader: Callable[[str], tuple[float, int] | None] | None = None,
     ) -> None:
         self._store = store
-        self._machines = machines
+        self._power = power  # the control plane, as far as the edge may act on it
         self._suffix = "." + domain.strip(".")
         self._dedicated = dedicated or (lambda _address: None)
         self._hostnames = hostnames or (lambda _hostname: None)  # custom hostnames (certificates) → app
@@ -88,7 +81,7 @@ class ControlDirectory:
         backends = []
         statics: tuple[StaticRoot, ...] = ()
         for machine in machines:
-            if machine.state in _GONE or machine.cordoned or not self._machines.hosts.reachable(machine.host):
+            if machine.state in _GONE or machine.cordoned or not self._power.reachable(machine.host):
                 continue  # a machine whose host is out of reach is routed around
             if is_standby(machine.config):
                 continue  # a standby waits for the machine it stands by for
@@ -124,29 +117,10 @@ class ControlDirectory:
         return self._checks.ready(machine_id)
 
     async def start_machine(self, app: str, machine_id: str) -> None:
-        """Start the machine once, whichever replica's edge asks first: the start's compare-and-set on the row
-        is the claim. The loser (412, or a machine already starting) waits for it to settle, and starts it itself
-        only if it came to rest stopped (the winner's start failed, or the conflict was another change)."""
-        record = await self._app(app)
-        for attempt in range(_START_ATTEMPTS):
-            try:
-                await self._machines.start(record, machine_id, None, source="flyd")
-                return
-            except FailedPreconditionError:
-                machine, _ = await self._machines.wait(
-                    record, machine_id, _AT_REST, version=None, from_event_id=None, timeout=_START_WAIT
-                )
-                if machine.state is MachineState.STARTED:
-                    return
-                if attempt == _START_ATTEMPTS - 1:
-                    raise
+        await self._power.start(app, machine_id)
 
     async def stop_machine(self, app: str, machine_id: str, suspend: bool) -> None:
-        record = await self._app(app)
-        if suspend:
-            await self._machines.suspend(record, machine_id, None, source="flyd")
-        else:
-            await self._machines.stop(record, machine_id, None, source="flyd")
+        await self._power.stop(app, machine_id, suspend)
 
     async def usage(self, machine_ids: Sequence[str]) -> dict[str, tuple[float, int]]:
         reader = self._usage_reader
@@ -197,15 +171,9 @@ class ControlDirectory:
             if len(self._specs) >= _SPECS_KEPT:
                 for stale in list(self._specs)[: _SPECS_KEPT // 2]:  # insertion order: the oldest first
                     del self._specs[stale]
-            spec = self._machines.spec_of(machine)
+            spec = self._power.spec_of(machine)
             parsed = self._specs[key] = (spec.services, any(c.readiness for c in spec.checks), spec.statics)
         return parsed
-
-    async def _app(self, name: str) -> App:
-        app = await self._store.get_app(name)
-        if app is None or app.destroying:
-            raise NotFoundError(f"app {name!r} not found")
-        return app
 
 
 def _service_for(services: Sequence[ServiceSpec], edge_port: int) -> ServiceSpec | None:
