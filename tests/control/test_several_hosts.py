@@ -143,7 +143,7 @@ async def test_a_host_out_of_reach_is_unreachable_its_neighbour_unaffected_and_i
     on_a, on_b = await cluster.create(**config), await cluster.create(**config)
     if await cluster.host_of(on_a) != "host-a":
         on_a, on_b = on_b, on_a
-    directory = ControlDirectory(plane.store, plane.machines, domain="localhost")
+    directory = ControlDirectory(plane.store, plane.edge_power, domain="localhost")
     route = await directory.route("several.localhost", "127.0.0.1", 80)
     assert route is not None and {b.machine_id for b in route.backends} == {on_a, on_b}
 

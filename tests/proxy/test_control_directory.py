@@ -59,7 +59,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     await store.ensure_org("personal", "Personal")
     plane = ControlPlane(store, FakeAgent(), Fernet.generate_key())  # nothing here reaches a host
     try:
-        yield World(store, plane, ControlDirectory(store, plane.machines, domain="apps.test."))
+        yield World(store, plane, ControlDirectory(store, plane.edge_power, domain="apps.test."))
     finally:
         await store.close()
 
@@ -75,7 +75,7 @@ def test_app_names_from_hosts(world: World) -> None:
 def test_custom_hostnames_and_dedicated_addresses_win(world: World) -> None:
     hostnames, dedicated = {"www.example.com": "shop"}.get, {"10.9.0.1": "db"}.get
     directory = ControlDirectory(
-        world.store, world.plane.machines, domain="apps.test.", dedicated=dedicated, hostnames=hostnames
+        world.store, world.plane.edge_power, domain="apps.test.", dedicated=dedicated, hostnames=hostnames
     )
     assert directory.app_name_for("www.example.com:443", "127.0.0.1") == "shop"
     assert directory.app_name_for("web.apps.test", "10.9.0.1") == "db"  # the address decides, whatever the host

@@ -60,8 +60,8 @@ class Call:
     def nonce(self) -> str | None:
         return self.request.headers.get(NONCE_HEADER)
 
-    def limit(self, action: str, identifier: str) -> None:
-        self.plane.limiter.check(action, identifier)
+    async def limit(self, action: str, identifier: str) -> None:
+        await self.plane.limiter.check(action, identifier)
 
     async def body(self, *, required: bool = True) -> dict[str, Any]:
         raw = await self.request.body()

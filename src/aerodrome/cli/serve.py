@@ -38,7 +38,14 @@ from aerodrome.cli.inside import (
 from aerodrome.cli.listeners import bind_listener, bound_address, clear_ports, hostport, report_ports
 from aerodrome.cli.metrics import BackgroundMetrics, OrgMetrics
 from aerodrome.control import ControlPlane, LogSettings, RetentionSettings, Secrets, Settings
-from aerodrome.core import FailedPreconditionError, HostAgent, InvalidArgumentError, UnavailableError
+from aerodrome.core import (
+    HOSTNAMES,
+    IPS,
+    FailedPreconditionError,
+    HostAgent,
+    InvalidArgumentError,
+    UnavailableError,
+)
 from aerodrome.dashboard import Dashboard
 from aerodrome.inside import HealthChecker
 from aerodrome.proxy import Edge, EdgeSettings, edge_certificates, native
@@ -249,11 +256,13 @@ async def serve(options: ServeOptions) -> None:
         registry_signer=tokens,
         edge=edge_tls,
         heartbeats=registrations.heartbeats if registrations is not None else None,
+        relay=store.change_relay(),
+        buckets=store.shared_buckets(),
     )
     addresses = AddressBook()
     directory = ControlDirectory(
         store,
-        plane.machines,
+        plane.edge_power,
         domain=options.domain,
         dedicated=addresses.app_for,
         hostnames=plane.certificates.app_for,
@@ -265,6 +274,8 @@ async def serve(options: ServeOptions) -> None:
     dedicated = DedicatedAddresses(edge, directory.service_ports, pool_v6=plane.settings.ipv6_pool, book=addresses)
     plane.ips.subscribe(allocated=dedicated.bind, released=dedicated.release)
     plane.feed.subscribe(edge.fleet.machine_changed)
+    plane.feed.subscribe_reset(edge.fleet.forget_all)
+    follow_other_replicas(plane, edge, dedicated)
     metric_sources: list[MetricSource] = [OrgMetrics(store, edge, plane.hosts), BackgroundMetrics(plane.background())]
     dashboard = (
         Dashboard(plane, load_secrets_key(layout.root / "dashboard.key"), metric_sources) if options.dashboard else None
@@ -351,6 +362,21 @@ async def serve(options: ServeOptions) -> None:
         await registry.stop()
         await store.close()
         log.info("stopped; machines keep running and are adopted at the next start")
+
+
+def follow_other_replicas(plane: ControlPlane, edge: Edge, dedicated: DedicatedAddresses) -> None:
+    """The edge serves the hostnames and binds the dedicated addresses another replica changed."""
+
+    async def hostnames(app: str | None) -> None:
+        await plane.certificates.refresh(app)
+        edge.fleet.forget_all() if app is None else edge.fleet.forget_routes(app)
+
+    async def addresses(app: str | None) -> None:
+        await dedicated.sync(app, await plane.ips.dedicated(("v4", "v6", "private_v6")))
+        edge.fleet.forget_all() if app is None else edge.fleet.forget_routes(app)
+
+    plane.followers.follow(HOSTNAMES, hostnames)
+    plane.followers.follow(IPS, addresses)
 
 
 async def end_streams_at_exit(server: uvicorn.Server, dashboard: Dashboard) -> None:

@@ -164,8 +164,10 @@ class Certificates:
         app_domain: str = "localhost",
         edge: EdgeTLS | None = None,
         edge_https: tuple[str, int] | None = None,
+        changed: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
+        self._changed = changed or (lambda _app: None)  # told the app after each change: the other replicas
         self._clock = clock
         self._fernet = Fernet(key)
         self._app_domain = app_domain
@@ -186,7 +188,19 @@ class Certificates:
             if cert.source == "aerodrome" and self._edge is not None and leaf.not_valid_after_utc < horizon:
                 cert = self._issued(cert.hostname, cert.app_name, cert.created_at)
                 await self._store.put_certificate(cert)
-            self._installed(cert)
+            self._installed(cert, announce=False)
+
+    async def refresh(self, app_name: str | None = None) -> None:
+        """Serve what the store holds for the app (None: every app): another replica changed its hostnames."""
+        stored = {c.hostname: c for c in await self._store.list_certificates(app_name)}
+        served = [h for h, owner in self._apps.items() if app_name is None or owner == app_name]
+        for hostname in served:
+            if hostname not in stored:
+                self._apps.pop(hostname, None)
+                if self._edge is not None:
+                    self._edge.withdraw_hostname(hostname)
+        for cert in stored.values():
+            self._installed(cert, announce=False)
 
     async def list(
         self, app: App, *, filter_: str = "", cursor: str = "", limit: int = 25
@@ -345,16 +359,19 @@ class Certificates:
             updated_at=rfc3339(self._clock.now()),
         )
 
-    def _installed(self, cert: Certificate) -> None:
+    def _installed(self, cert: Certificate, *, announce: bool = True) -> None:
         self._apps[cert.hostname] = cert.app_name
         if self._edge is not None:
             chain, key = cert.fullchain.encode(), self._fernet.decrypt(cert.key_ciphertext)
             _tell_edge(cert, lambda edge: edge.serve_hostname(cert.hostname, chain, key), self._edge)
+        if announce:
+            self._changed(cert.app_name)
 
     def _removed(self, cert: Certificate) -> None:
         self._apps.pop(cert.hostname, None)
         if self._edge is not None:
             _tell_edge(cert, lambda edge: edge.withdraw_hostname(cert.hostname), self._edge)
+        self._changed(cert.app_name)
 
 
 def _tell_edge(cert: Certificate, change: Callable[[EdgeTLS], None], edge: EdgeTLS) -> None:

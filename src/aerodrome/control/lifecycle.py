@@ -196,6 +196,7 @@ class Lifecycle(MachineBase):
             raise InvalidArgumentError(f"invalid state(s) to wait for: {', '.join(sorted(unknown))}")
         deadline = self.clock.monotonic() + timeout
         while True:
+            change = self.feed.watch(mid)  # before the read: a change landing during it still wakes this wait
             machine = await self.find(app, mid, include_deleted=True)
             matched = await self._wait_matches(machine, states, version, from_event_id)
             if matched is not None:
@@ -205,7 +206,7 @@ class Lifecycle(MachineBase):
                 raise WaitTimeoutError(
                     f"timeout waiting for machine {mid} to be {' or '.join(states)} (it is {machine.state.value})"
                 )
-            await self.feed.next_change(mid, remaining)
+            await self.feed.until(change, remaining)
 
     async def _wait_matches(
         self, machine: Machine, states: Collection[str], version: str | None, from_event_id: str | None

@@ -13,7 +13,9 @@ from aerodrome.control.auth import Tokens
 from aerodrome.control.autoextend import AutoExtend
 from aerodrome.control.builds import Builds
 from aerodrome.control.certificates import Certificates
+from aerodrome.control.edge_power import EdgePower
 from aerodrome.control.events import ChangeFeed
+from aerodrome.control.followers import AppFollower
 from aerodrome.control.host_watch import HEALTH_INTERVAL, Heartbeats, HostWatch
 from aerodrome.control.hosts import Hosts
 from aerodrome.control.ips import IPs
@@ -33,13 +35,18 @@ from aerodrome.control.standbys import Standbys
 from aerodrome.control.volumes import GIB, Volumes
 from aerodrome.core import (
     APP_DESTROYING,
+    HOSTNAMES,
+    IPS,
     App,
+    ChangeRelay,
     CheckBoard,
     Clock,
     EdgeTLS,
     HostAgent,
+    IPAddress,
     RateLimiter,
     RegistrySigner,
+    SharedBuckets,
     Store,
     SystemClock,
     fault_point,
@@ -83,13 +90,17 @@ class ControlPlane:
         registry_signer: RegistrySigner | None = None,
         edge: EdgeTLS | None = None,
         heartbeats: Heartbeats | None = None,
+        relay: ChangeRelay | None = None,
+        buckets: SharedBuckets | None = None,
     ) -> None:
         """`edge` is the edge's TLS for custom hostnames (issued and served through it); None: no edge.
-        `heartbeats` reads the registered hosts' heartbeats (the hosts table); None: health calls alone."""
+        `heartbeats` reads the registered hosts' heartbeats (the hosts table); None: health calls alone. `relay`
+        and `buckets` are what replicas of one database share (the change feed, the rate limits); None: this
+        process alone."""
         self.settings = settings or Settings()
         self.store = store
         # the hosts' agents, by host name; their owner opens and closes them
-        self.feed = ChangeFeed()
+        self.feed = ChangeFeed(relay)
         self.hosts = Hosts(store, list(agents) if isinstance(agents, Sequence) else [agents], self.feed)
         self.agent: HostAgent = self.hosts  # routes each call to its machine's or volume's host
         self.clock = clock or SystemClock()
@@ -116,6 +127,7 @@ class ControlPlane:
             app_domain=self.settings.app_domain,
             edge=edge,
             edge_https=self.settings.edge_https,
+            changed=lambda app_name: self.feed.publish_app(HOSTNAMES, app_name),
         )
         self.volumes = Volumes(store, self.hosts, self.clock, unit_bytes=self.settings.volume_unit_bytes)
         self.machines = Machines(
@@ -145,13 +157,22 @@ class ControlPlane:
         )
         self.schedules = Schedules(store, self.machines, self.clock, interval=self.settings.schedule_interval)
         self.standbys = Standbys(store, self.machines, self.feed)
-        self.limiter = RateLimiter(self.clock, enabled=self.settings.rate_limits)
+        self.edge_power = EdgePower(store, self.machines)  # all the edge may ask of the control plane
+        self.limiter = RateLimiter(self.clock, enabled=self.settings.rate_limits, shared=buckets)
         self._take_downs: dict[str, asyncio.Task[None]] = {}  # apps being deleted, by name
+        self.ips.subscribe(allocated=self._ips_changed, released=self._ips_changed)
+        self.followers = AppFollower(self.feed)  # other replicas' changes to what this one's edge serves
+        self.followers.follow(HOSTNAMES, self.certificates.refresh)
+
+    async def _ips_changed(self, ip: IPAddress) -> None:
+        self.feed.publish_app(IPS, ip.app_name)
 
     async def start(self) -> None:
         """Adopt what a previous run left: record the exits the host saw meanwhile, reconcile every machine with
         the host, then follow the host's events."""
         await self.store.ensure_org("personal", "Personal")
+        await self.feed.start()  # listening before anything is read: a change made meanwhile is not missed
+        self.followers.start()
         await self.hosts.open()
         await self.host_watch.adopt_all()
         self.host_watch.start()
@@ -240,3 +261,5 @@ class ControlPlane:
         await self.schedules.close()
         await self.standbys.close()
         await self.machines.close()
+        await self.followers.close()
+        await self.feed.close()

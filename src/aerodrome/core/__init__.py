@@ -134,6 +134,17 @@ from aerodrome.core.registry import (
     granted_actions,
     namespace_of,
 )
+from aerodrome.core.replication import (
+    CHANGE_KINDS,
+    HOSTNAMES,
+    IPS,
+    MACHINE,
+    Change,
+    ChangeRelay,
+    ChangeSink,
+    MachinePower,
+    SharedBuckets,
+)
 from aerodrome.core.restarts import restart_backoff, should_restart
 from aerodrome.core.states import Action, MachineState, check_action
 from aerodrome.core.statics import StaticSpec, parse_statics
@@ -144,6 +155,7 @@ __all__ = [
     "ALL_ACTIONS",
     "APP_DESTROYING",
     "APP_PROVIDER",
+    "CHANGE_KINDS",
     "CHECK_CRITICAL",
     "CHECK_PASSING",
     "CHECK_WARNING",
@@ -152,8 +164,11 @@ __all__ = [
     "EXEC_TIMEOUT_MAX",
     "FAULT_ENV",
     "FAULT_STEPS",
+    "HOSTNAMES",
     "HOST_STEPS",
     "IMAGE_SIZE_KEY",
+    "IPS",
+    "MACHINE",
     "MAX_DESCRIPTION",
     "MAX_DURATION",
     "MAX_ITEMS",
@@ -171,6 +186,9 @@ __all__ = [
     "App",
     "CapacityError",
     "Certificate",
+    "Change",
+    "ChangeRelay",
+    "ChangeSink",
     "CheckBoard",
     "CheckResult",
     "CheckSpec",
@@ -208,6 +226,7 @@ __all__ = [
     "LogLine",
     "Machine",
     "MachineEvent",
+    "MachinePower",
     "MachineSpec",
     "MachineState",
     "MachineUsage",
@@ -236,6 +255,7 @@ __all__ = [
     "Secret",
     "SecretKey",
     "ServiceSpec",
+    "SharedBuckets",
     "SnapshotInfo",
     "StaticSpec",
     "Store",

@@ -23,7 +23,7 @@ async def create_app(view: View) -> Response:
 
 async def delete_app(view: View) -> Response:
     app = await view.app()
-    view.plane.limiter.check("delete_app", view.caller.org_slug)
+    await view.plane.limiter.check("delete_app", view.caller.org_slug)
     await view.plane.delete_app(app)
     return view.back("/apps", "ok", f"app {app.name} is being deleted")
 
@@ -33,7 +33,7 @@ async def lifecycle(view: View) -> Response:
     mid, what = view.request.path_params["machine_id"], view.request.path_params["action"]
     if what not in LIFECYCLE:
         raise InvalidArgumentError(f"unknown action {what!r}")
-    view.plane.limiter.check(what, mid)
+    await view.plane.limiter.check(what, mid)
     machines = view.plane.machines
     if what == "start":
         await machines.start(app, mid, None)
@@ -52,7 +52,7 @@ async def destroy(view: View) -> Response:
     form = await view.form()
     if form.get("confirm") != mid:
         raise InvalidArgumentError(f"type the machine's id ({mid}) to destroy it")
-    view.plane.limiter.check("destroy", mid)
+    await view.plane.limiter.check("destroy", mid)
     await view.plane.machines.destroy(app, mid, force=form.get("force") == "on", nonce_=None)
     return view.back(f"/apps/{app.name}", "ok", f"machine {mid} destroyed")
 
@@ -60,7 +60,7 @@ async def destroy(view: View) -> Response:
 async def exec_(view: View) -> Response:
     app = await view.app()
     mid = view.request.path_params["machine_id"]
-    view.plane.limiter.check("exec", mid)
+    await view.plane.limiter.check("exec", mid)
     command, stdin, timeout = _exec_request({"command": ["sh", "-c", (await view.form()).get("command", "")]})
     result = await view.plane.machines.exec(app, mid, command, stdin, float(timeout))
     stdout = result.stdout.decode(errors="replace")
@@ -77,7 +77,7 @@ async def exec_(view: View) -> Response:
 async def create_machine(view: View) -> Response:
     app = await view.app()
     form = MachineForm.of(await view.form())
-    view.plane.limiter.check("create", app.name)
+    await view.plane.limiter.check("create", app.name)
     org = await view.plane.store.get_org(view.caller.org_slug)
     assert org is not None  # a token exists only for an existing organisation
     try:

@@ -1,5 +1,5 @@
-"""The `Directory` of a running server: the control plane answers which machines serve a hostname or address,
-and starts or stops them for the edge."""
+"""The `Directory` of a running server: the store answers which machines serve a hostname or address, and the
+control plane's narrow `MachinePower` port starts and stops them for the edge."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from aerodrome.control import Machines, is_standby
+from aerodrome.control import is_standby
 from aerodrome.core import (
-    App,
     CheckBoard,
-    FailedPreconditionError,
     Machine,
+    MachinePower,
     MachineState,
-    NotFoundError,
     ServiceSpec,
     StaticSpec,
     Store,
@@ -32,7 +30,7 @@ class ControlDirectory:
     def __init__(
         self,
         store: Store,
-        machines: Machines,
+        power: MachinePower,
         *,
         domain: str,
         dedicated: Callable[[str], str | None] | None = None,
@@ -42,7 +40,7 @@ class ControlDirectory:
         usage_reader: Callable[[str], tuple[float, int] | None] | None = None,
     ) -> None:
         self._store = store
-        self._machines = machines
+        self._power = power  # the control plane, as far as the edge may act on it
         self._suffix = "." + domain.strip(".")
         self._dedicated = dedicated or (lambda _address: None)
         self._hostnames = hostnames or (lambda _hostname: None)  # custom hostnames (certificates) → app
@@ -83,7 +81,7 @@ class ControlDirectory:
         backends = []
         statics: tuple[StaticRoot, ...] = ()
         for machine in machines:
-            if machine.state in _GONE or machine.cordoned or not self._machines.hosts.reachable(machine.host):
+            if machine.state in _GONE or machine.cordoned or not self._power.reachable(machine.host):
                 continue  # a machine whose host is out of reach is routed around
             if is_standby(machine.config):
                 continue  # a standby waits for the machine it stands by for
@@ -126,20 +124,10 @@ class ControlDirectory:
         return self._checks.ready(machine_id)
 
     async def start_machine(self, app: str, machine_id: str) -> None:
-        record = await self._app(app)
-        try:
-            await self._machines.start(record, machine_id, None, source="flyd")
-        except FailedPreconditionError:
-            machine = await self._machines.find(record, machine_id)
-            if machine.state is not MachineState.STARTED:
-                raise
+        await self._power.start(app, machine_id)
 
     async def stop_machine(self, app: str, machine_id: str, suspend: bool) -> None:
-        record = await self._app(app)
-        if suspend:
-            await self._machines.suspend(record, machine_id, None, source="flyd")
-        else:
-            await self._machines.stop(record, machine_id, None, source="flyd")
+        await self._power.stop(app, machine_id, suspend)
 
     async def usage(self, machine_ids: Sequence[str]) -> dict[str, tuple[float, int]]:
         reader = self._usage_reader
@@ -190,15 +178,9 @@ class ControlDirectory:
             if len(self._specs) >= _SPECS_KEPT:
                 for stale in list(self._specs)[: _SPECS_KEPT // 2]:  # insertion order: the oldest first
                     del self._specs[stale]
-            spec = self._machines.spec_of(machine)
+            spec = self._power.spec_of(machine)
             parsed = self._specs[key] = (spec.services, any(c.readiness for c in spec.checks), spec.statics)
         return parsed
-
-    async def _app(self, name: str) -> App:
-        app = await self._store.get_app(name)
-        if app is None or app.destroying:
-            raise NotFoundError(f"app {name!r} not found")
-        return app
 
 
 def _service_for(services: Sequence[ServiceSpec], edge_port: int) -> ServiceSpec | None:

@@ -84,7 +84,22 @@ class DedicatedAddresses:
         self._apps[address] = ip.app_name
 
     async def release(self, ip: IPAddress) -> None:
-        address = _canonical(ip.address)
+        await self._unbind(_canonical(ip.address))
+
+    async def sync(self, app: str | None, ips: list[IPAddress]) -> None:
+        """Bind what `ips` (the store's dedicated addresses) hold for the app (None: every app), release what
+        they no longer hold: another replica allocated or released them."""
+        wanted = {
+            _canonical(ip.address): ip for ip in ips if ip.type in BOUND_TYPES and (app is None or ip.app_name == app)
+        }
+        for address, owner in list(self._apps.items()):
+            if (app is None or owner == app) and address not in wanted:
+                await self._unbind(address)
+        for address, ip in wanted.items():
+            if address not in self._apps:
+                await self.bind(ip)
+
+    async def _unbind(self, address: str) -> None:
         if self._apps.pop(address, None) is None:
             return
         await self._edge.release_address(address)

@@ -110,6 +110,11 @@ class Fleet:
         self._overrides.pop(machine_id, None)
         self.forget_routes(app)
 
+    def forget_all(self) -> None:
+        """Changes may have been missed (the change feed was cut off): every route is asked again."""
+        self._overrides.clear()
+        self._routes = {}
+
     def ready(self, backend: Backend) -> bool:
         """Whether the machine may take new traffic as far as its readiness checks go."""
         return not backend.gated or self.directory.ready(backend.machine_id)

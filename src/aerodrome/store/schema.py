@@ -292,3 +292,14 @@ secret_keys = Table(
     Column("key_ciphertext", LargeBinary, nullable=False),
     Column("created_at", String(40), nullable=False),
 )
+
+# Rate-limit buckets shared by the replicas of a PostgreSQL database (store/buckets.py); SQLite's one process
+# keeps them in memory and leaves this table empty.
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("refreshed_at", Float, nullable=False),
+    Column("granted", Boolean, nullable=False),
+)

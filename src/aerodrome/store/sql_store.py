@@ -33,7 +33,9 @@ from aerodrome.core import (
 )
 from aerodrome.store import agents, app_resources, certificates, logs, machines, orgs, releases, retention, volumes
 from aerodrome.store.async_runner import AsyncRunner, is_unavailable, unavailable
+from aerodrome.store.buckets import RowBuckets
 from aerodrome.store.cache import ALL, RecordCache
+from aerodrome.store.changes import PgChangeRelay
 from aerodrome.store.database import (
     SQLITE_WRITER,
     check_database_url,
@@ -61,6 +63,7 @@ class SqlStore:
         # Exact only with this process as the database's one writer, which an embedded SQLite file guarantees;
         # several replicas write a PostgreSQL database, and a change one made would not reach the others' memory.
         self._cache = RecordCache(enabled=sqlite)
+        self._shared_url = None if sqlite else engine.url.render_as_string(hide_password=False)
 
     @classmethod
     async def open(cls, url: str) -> SqlStore:
@@ -97,6 +100,13 @@ class SqlStore:
 
     async def close(self) -> None:
         await self._runner.close()
+
+    # what the replicas of one PostgreSQL database share; None on SQLite, whose one process keeps them in memory
+    def change_relay(self) -> PgChangeRelay | None:
+        return None if self._shared_url is None else PgChangeRelay(self._shared_url)
+
+    def shared_buckets(self) -> RowBuckets | None:
+        return None if self._shared_url is None else RowBuckets(self._runner)
 
     # organisations and tokens
     async def ensure_org(self, slug: str, name: str) -> Organization:

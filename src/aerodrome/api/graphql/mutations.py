@@ -38,7 +38,7 @@ async def create_app(_: None, info: Info, input: JSON) -> JSON:
 
 async def delete_app(_: None, info: Info, appId: str) -> JSON:
     app = await _app(info, appId)
-    info.context.plane.limiter.check("delete_app", info.context.caller.org_slug)
+    await info.context.plane.limiter.check("delete_app", info.context.caller.org_slug)
     await info.context.plane.delete_app(app)
     return {"organization": organization_node(info.context.org)}
 

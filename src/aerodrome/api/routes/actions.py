@@ -37,7 +37,7 @@ def _stop_timeout(value: object) -> float | None:
 async def start(request: Request) -> Response:
     call = await Call.of(request)
     app = await call.app()
-    call.limit("start", call.machine_id)
+    await call.limit("start", call.machine_id)
     previous = await call.plane.machines.start(app, call.machine_id, call.nonce)
     return JSONResponse({"previous_state": previous.value, "migrated": False, "new_host": ""})
 
@@ -45,7 +45,7 @@ async def start(request: Request) -> Response:
 async def stop(request: Request) -> Response:
     call = await Call.of(request)
     app = await call.app()
-    call.limit("stop", call.machine_id)
+    await call.limit("stop", call.machine_id)
     body = await call.body(required=False)
     signal = parse_signal(body["signal"]) if body.get("signal") else None
     timeout = _stop_timeout(body.get("timeout"))
@@ -56,7 +56,7 @@ async def stop(request: Request) -> Response:
 async def suspend(request: Request) -> Response:
     call = await Call.of(request)
     app = await call.app()
-    call.limit("suspend", call.machine_id)
+    await call.limit("suspend", call.machine_id)
     await call.plane.machines.suspend(app, call.machine_id, call.nonce)
     return JSONResponse({"ok": True})
 
@@ -64,7 +64,7 @@ async def suspend(request: Request) -> Response:
 async def restart(request: Request) -> Response:
     call = await Call.of(request)
     app = await call.app()
-    call.limit("restart", call.machine_id)
+    await call.limit("restart", call.machine_id)
     query = request.query_params
     signal = parse_signal(query["signal"]) if query.get("signal") else None
     if call.query_bool("force_stop"):  # fly-go's `force_stop=true`: no grace before the restart
@@ -77,7 +77,7 @@ async def restart(request: Request) -> Response:
 async def signal(request: Request) -> Response:
     call = await Call.of(request)
     app = await call.app()
-    call.limit("signal", call.machine_id)
+    await call.limit("signal", call.machine_id)
     body = await call.body()
     await call.plane.machines.signal(app, call.machine_id, parse_signal(body.get("signal")))
     return JSONResponse({"ok": True})
@@ -146,7 +146,7 @@ def _exec_request(body: dict[str, object]) -> tuple[list[str], bytes | None, int
 async def exec_(request: Request) -> Response:
     call = await Call.of(request)
     app = await call.app()
-    call.limit("exec", call.machine_id)
+    await call.limit("exec", call.machine_id)
     body = await call.body()
     command, stdin, timeout = _exec_request(body)
     container = parse_text(body.get("container") or "", "container", MAX_VALUE)
@@ -200,7 +200,7 @@ async def memory(request: Request) -> Response:
     call = await Call.of(request)
     app = await call.app()
     if request.method == "PUT":
-        call.limit("memory", call.machine_id)
+        await call.limit("memory", call.machine_id)
         body = await call.body()
         limit_mb, available_mb = await call.plane.machines.set_memory(
             app, call.machine_id, body.get("limit_mb"), call.nonce
@@ -213,7 +213,7 @@ async def memory(request: Request) -> Response:
 async def reclaim_memory(request: Request) -> Response:
     call = await Call.of(request)
     app = await call.app()
-    call.limit("memory", call.machine_id)
+    await call.limit("memory", call.machine_id)
     body = await call.body()
     actual = await call.plane.machines.reclaim_memory(app, call.machine_id, body.get("amount_mb"))
     return JSONResponse({"actual_mb": actual})

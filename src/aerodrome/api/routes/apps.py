@@ -53,7 +53,7 @@ async def delete_app(request: Request) -> Response:
     and GET answers 404 when the last of it is gone."""
     call = await Call.of(request)
     app = await call.app(destroying=True)
-    call.limit("delete_app", call.caller.org_slug)
+    await call.limit("delete_app", call.caller.org_slug)
     await call.plane.delete_app(app)
     return Response(status_code=202)
 

@@ -41,7 +41,7 @@ def _host_status(call: Call, machine: Machine) -> str:
 async def create_machine(request: Request) -> Response:
     call = await Call.of(request)
     app = await call.app()
-    call.limit("create", app.name)
+    await call.limit("create", app.name)
     org = await call.org()
     machine = await call.plane.machines.create(app, org.internal_numeric_id, await call.body())
     await call.plane.releases.machine_changed(app, machine.config)
@@ -86,7 +86,7 @@ async def _listed_containers(call: Call, machines: list[Machine]) -> dict[str, t
 async def get_machine(request: Request) -> Response:
     call = await Call.of(request)
     app = await call.app()
-    call.limit("get", call.machine_id)
+    await call.limit("get", call.machine_id)
     machine = await call.plane.machines.find(app, call.machine_id, include_deleted=True)
     events = await call.plane.store.list_events(machine.id, limit=10)
     containers = await _containers(call, machine)
@@ -111,7 +111,7 @@ async def _containers(call: Call, machine: Machine) -> tuple[ContainerStatus, ..
 async def update_machine(request: Request) -> Response:
     call = await Call.of(request)
     app = await call.app()
-    call.limit("update", call.machine_id)
+    await call.limit("update", call.machine_id)
     org = await call.org()
     machine = await call.plane.machines.update(
         app, org.internal_numeric_id, call.machine_id, await call.body(), call.nonce
@@ -124,7 +124,7 @@ async def update_machine(request: Request) -> Response:
 async def delete_machine(request: Request) -> Response:
     call = await Call.of(request)
     app = await call.app()
-    call.limit("destroy", call.machine_id)
+    await call.limit("destroy", call.machine_id)
     force = call.query_bool("force") or call.query_bool("kill")
     await call.plane.machines.destroy(app, call.machine_id, force=force, nonce_=call.nonce)
     return JSONResponse({"ok": True})
