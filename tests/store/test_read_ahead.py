@@ -1,4 +1,4 @@
-"""A machine's GET reads its app, the machine and its events in one round trip: the same answers as three reads."""
+"""PostgreSQL's fewer round trips and decodes: a machine's GET in one read, listings that decode only changed rows."""
 
 from __future__ import annotations
 
@@ -59,3 +59,19 @@ async def test_another_request_never_sees_this_ones_read_ahead(app_store: SqlSto
         changed.set()
 
     await asyncio.gather(reader(), writer())
+
+
+async def test_listings_decode_only_changed_rows_and_stay_exact(app_store: SqlStore) -> None:
+    first = [make_machine(f"m{i}", created_at=f"2024-05-01T10:00:0{i}Z") for i in range(4)]
+    for machine in first:
+        await app_store.add_machine(machine, make_event(machine.id))
+    listed = await app_store.list_machines("app1")
+    assert listed == first
+    saved = await app_store.save_machine(dataclasses.replace(first[1], state=MachineState.STARTED))
+    again = await app_store.list_machines("app1")
+    assert again == [first[0], saved, first[2], first[3]]
+    assert again[0] is listed[0]  # an unchanged machine is the same record, whose JSON the API reuses
+    destroyed = await app_store.save_machine(dataclasses.replace(first[2], state=MachineState.DESTROYED))
+    assert await app_store.list_machines("app1") == [first[0], saved, first[3]]
+    assert await app_store.list_machines("app1", include_deleted=True) == [first[0], saved, destroyed, first[3]]
+    assert await app_store.list_machines("app1", states=[MachineState.STARTED]) == [saved]

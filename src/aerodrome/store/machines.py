@@ -109,6 +109,27 @@ def list_machine_ids(
     return list(conn.execute(_in_app(query, app_name)).scalars())
 
 
+def list_machine_versions(
+    conn: Connection,
+    app_name: str,
+    *,
+    include_deleted: bool,
+    region: str | None,
+    states: Sequence[MachineState],
+) -> list[tuple[str, int]]:
+    """`list_machine_ids` with each row's `row_version`, which every change of a row raises."""
+    query = _filtered(
+        select(machines.c.id, machines.c.row_version), include_deleted=include_deleted, region=region, states=states
+    )
+    return [(machine_id, version) for machine_id, version in conn.execute(_in_app(query, app_name))]
+
+
+def machines_by_ids(conn: Connection, ids: Sequence[str]) -> list[Machine]:
+    """The machines of `ids` still there, in no particular order."""
+    rows = conn.execute(select(machines).where(machines.c.id.in_(ids)))
+    return [mapping.machine_from_row(row) for row in rows]
+
+
 def _in_app(query: Select[Any], app_name: str) -> Select[Any]:
     return query.where(machines.c.app_name == app_name).order_by(machines.c.created_at, machines.c.id)
 

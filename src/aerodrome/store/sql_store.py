@@ -46,6 +46,7 @@ from aerodrome.store.database import (
     migrate_on,
     sqlite_url,
 )
+from aerodrome.store.listing import VersionedListing
 from aerodrome.store.read_ahead import ReadAhead, machine_view
 from aerodrome.store.runner import P, Runner, SyncRunner, T, Work
 
@@ -63,6 +64,7 @@ class SqlStore:
         # several replicas write a PostgreSQL database, and a change one made would not reach the others' memory.
         self._cache = RecordCache(enabled=sqlite)
         self._ahead = ReadAhead()
+        self._versioned = VersionedListing(self._runner)
         if not sqlite:
             self._runner = _DroppingReadAhead(self._runner, self._ahead)
 
@@ -205,6 +207,10 @@ class SqlStore:
             cached = self._cache.machines_in(ids)
             if cached is not None:
                 return cached
+        else:
+            return await self._versioned.listing(
+                app_name, include_deleted=include_deleted, region=region, states=states
+            )
         listed = await self._runner.read(
             machines.list_machines, app_name, include_deleted=include_deleted, region=region, states=states
         )
