@@ -70,3 +70,12 @@ def after_passes(api: httpx.Client, task: str, passes: int = 2, timeout: float =
     while background_passes(api, task) < target:
         assert time.monotonic() < deadline, f"fewer than {passes} passes of {task} in {timeout} s"
         time.sleep(0.05)
+
+
+def failures(report: str, limit: int = 16000) -> str:
+    """A schemathesis report cut to what a failure needs: its failures section from the start (the first failure
+    is the one to read), and the summary at the end."""
+    start = report.find("FAILURES")
+    if start < 0 or len(report) - start <= limit:
+        return report[-limit:]
+    return report[start : start + limit - 2000] + "\n…\n" + report[-2000:]

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.helpers import create_machine
+from tests.api.helpers import create_machine, failures
 from tests.support.server import Server
 
 
@@ -55,4 +55,4 @@ def test_generated_requests_never_fail_the_server(server: Server, api: httpx.Cli
         "--no-color",
     ]
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
+    assert result.returncode == 0, failures(result.stdout) + result.stderr[-2000:]

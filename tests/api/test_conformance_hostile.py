@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.helpers import create_machine
+from tests.api.helpers import create_machine, failures
 from tests.api.schemathesis_hostile_hooks import hostile_variants
 from tests.support.server import Server
 
@@ -54,7 +54,7 @@ def schemathesis(server: Server, api: httpx.Client, app: str, image: str, hooks:
     argv += ["--report", "har", "--report-dir", str(report)]
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
     (report / "stdout.txt").write_text(result.stdout)
-    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
+    assert result.returncode == 0, failures(result.stdout) + result.stderr[-2000:]
     log = server.log_path.read_text()
     assert "RecursionError" not in log and "unexpected error" not in log, log[-4000:]
 

@@ -12,7 +12,14 @@ from tests.api.helpers import create_machine, machine_exec, wait_for
 from tests.support.server import Server
 
 # exits 42 on SIGINT, so a graceful stop is told from a kill (137)
-TRAP_INT = ["/bin/sh", "-c", "trap 'exit 42' INT; while true; do sleep 0.1; done"]
+# the mark (on the tmpfs a start makes anew) says the trap is set: a SIGINT before it would be ignored by the
+# machine's PID 1 and end in a kill
+TRAP_INT = ["/bin/sh", "-c", "trap 'exit 42' INT; touch /dev/shm/trapped; while true; do sleep 0.1; done"]
+
+
+def _wait_trapped(api: httpx.Client, app: str, machine_id: str) -> None:
+    script = "for i in $(seq 300); do test -e /dev/shm/trapped && exit 0; sleep 0.05; done; exit 1"
+    assert machine_exec(api, app, machine_id, "sh", "-c", script)["exit_code"] == 0, "the trap was never set"
 
 
 def _exits(api: httpx.Client, app: str, machine_id: str) -> list[dict[str, Any]]:
@@ -23,6 +30,7 @@ def _exits(api: httpx.Client, app: str, machine_id: str) -> list[dict[str, Any]]
 def test_fly_go_stop_body_means_the_default_grace(api: httpx.Client, app_name: str, image: str) -> None:
     machine = create_machine(api, app_name, {"image": image, "init": {"exec": TRAP_INT}, "restart": {"policy": "no"}})
     wait_for(api, app_name, machine["id"], "started")
+    _wait_trapped(api, app_name, machine["id"])
     # flaps.Stop always marshals its Duration, so an unset timeout is "0s"
     stopped = api.post(
         f"/v1/apps/{app_name}/machines/{machine['id']}/stop", json={"id": machine["id"], "timeout": "0s"}
@@ -30,13 +38,13 @@ def test_fly_go_stop_body_means_the_default_grace(api: httpx.Client, app_name: s
     assert stopped.status_code == 200, stopped.text
     wait_for(api, app_name, machine["id"], "stopped")
     exit_event = _exits(api, app_name, machine["id"])[0]
-    assert exit_event["exit_code"] != 137 and exit_event.get("signal") != 9, exit_event  # SIGINT, not a kill
+    assert exit_event["exit_code"] == 42, exit_event  # SIGINT, trapped: not a kill
 
 
 def test_restart_force_stop_kills(api: httpx.Client, app_name: str, image: str) -> None:
     volume = api.post(f"/v1/apps/{app_name}/volumes", json={"name": "marks", "region": "iad", "size_gb": 1}).json()
     # a graceful stop leaves a mark on the volume; a kill leaves none
-    trap = "trap 'echo graceful >> /data/marks; exit 0' INT; while true; do sleep 0.1; done"
+    trap = "trap 'echo graceful >> /data/marks; exit 0' INT; touch /dev/shm/trapped; while true; do sleep 0.1; done"
     config = {
         "image": image,
         "init": {"exec": ["/bin/sh", "-c", trap]},
@@ -46,7 +54,7 @@ def test_restart_force_stop_kills(api: httpx.Client, app_name: str, image: str) 
     path = f"/v1/apps/{app_name}/machines/{machine['id']}"
     for params in ({"timeout": "10s"}, {"force_stop": "true", "timeout": "10s"}):
         wait_for(api, app_name, machine["id"], "started")
-        machine_exec(api, app_name, machine["id"], "sleep", "0.3")  # the trap is set once the shell loops
+        _wait_trapped(api, app_name, machine["id"])
         assert api.post(f"{path}/restart", params=params).status_code == 200
     wait_for(api, app_name, machine["id"], "started")
     assert machine_exec(api, app_name, machine["id"], "cat", "/data/marks")["stdout"].split() == ["graceful"]
