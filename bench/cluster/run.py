@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -79,6 +80,7 @@ def main() -> None:
     print(f"PostgreSQL GET p50 / SQLite's: {ratio:5.2f}x (target <= {GET_RATIO_TARGET:g}x)")
     print(f"PostgreSQL creates: {pg['creates_per_s'] / CREATES_TARGET:5.2f}x target (>= {CREATES_TARGET:g}/s)")
     print(f"PostgreSQL list: {pg['list_ms'] / LIST_TARGET_MS:5.2f}x target (<= {LIST_TARGET_MS:g} ms)")
+    print("host load average (1, 5, 15 min): {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))  # the figures' context
 
 
 if __name__ == "__main__":

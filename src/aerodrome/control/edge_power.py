@@ -26,6 +26,9 @@ class EdgePower:
     def reachable(self, host: str) -> bool:
         return self._machines.hosts.reachable(host)
 
+    def on_private_network(self, host: str) -> bool:
+        return self._machines.hosts.on_private_network(host)
+
     def spec_of(self, machine: Machine) -> MachineSpec:
         return self._machines.spec_of(machine)
 

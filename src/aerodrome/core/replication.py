@@ -55,6 +55,9 @@ class MachinePower(Protocol):
 
     def reachable(self, host: str) -> bool: ...
 
+    def on_private_network(self, host: str) -> bool:
+        """Whether the host's machines are dialled at their 6PN address (IPv4 private addresses are host-local)."""
+
     def spec_of(self, machine: Machine) -> MachineSpec: ...
 
     async def start(self, app: str, machine_id: str) -> None:

@@ -6,6 +6,7 @@ Lookups return None when absent (the caller words the 404); writes that must be 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from aerodrome.core.logs import LogLine, OutputCursor
@@ -75,6 +76,11 @@ class Store(Protocol):
         ...
 
     async def get_machine(self, machine_id: str, app_name: str | None = None) -> Machine | None: ...
+    def reading_machine(self, app_name: str, machine_id: str, events: int) -> AbstractAsyncContextManager[None]:
+        """Within it, `get_app(app_name)`, `get_machine(machine_id)` and `list_events(machine_id, events)` may be
+        answered, once each, from one read made on entry (a write drops what is left)."""
+        ...
+
     async def list_machines(
         self,
         app_name: str,

@@ -108,7 +108,7 @@ class ControlDirectory:
     def _address_of(self, machine: Machine) -> str:
         """The machine's IPv4 address on its host, or its 6PN address when its host is across the private network
         (IPv4 private addresses are host-local)."""
-        if self._machines.hosts.on_private_network(machine.host):
+        if self._power.on_private_network(machine.host):
             return machine.private_ip or machine.private_ipv4
         return machine.private_ipv4 or machine.private_ip
 

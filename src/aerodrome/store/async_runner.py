@@ -70,6 +70,17 @@ class AsyncRunner:
                 raise
         raise AssertionError("unreachable")
 
+    async def write_one(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """One statement in autocommit: one round trip, no BEGIN and COMMIT. Never run again (see `write`)."""
+        try:
+            async with self._engine.connect() as conn:
+                writer = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                return await writer.run_sync(lambda c: work(c, *args, **kwargs))
+        except Exception as error:
+            if is_unavailable(error):
+                raise unavailable(error) from error
+            raise
+
     async def close(self) -> None:
         await self._engine.dispose()
 

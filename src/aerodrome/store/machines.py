@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, bindparam, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Insert, Select, Table, bindparam, insert, select, update
 
 from aerodrome.core import (
     FailedPreconditionError,
@@ -19,7 +19,7 @@ from aerodrome.core import (
     event_log_line,
 )
 from aerodrome.store import logs, mapping
-from aerodrome.store.schema import apps, machine_events, machine_versions, machines
+from aerodrome.store.schema import apps, machine_events, machine_logs, machine_versions, machines
 
 _DESTROYED = MachineState.DESTROYED.value
 
@@ -57,6 +57,42 @@ def add_machine(conn: Connection, machine: Machine, event: MachineEvent) -> None
     conn.execute(_INSERT_MACHINE, mapping.machine_to_row(machine))
     conn.execute(_INSERT_VERSION, mapping.version_to_row(machine))
     _add_event(conn, machine, event)
+
+
+def _inserting(table: Table, prefix: str, row: dict[str, Any]) -> Insert:
+    return insert(table).values({name: bindparam(f"{prefix}{name}", type_=table.c[name].type) for name in row})
+
+
+def _prefixed(prefix: str, row: dict[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}{name}": value for name, value in row.items()}
+
+
+_AT_ONCE: dict[bool, Insert] = {}
+
+
+def add_machine_at_once(conn: Connection, machine: Machine, event: MachineEvent) -> None:
+    """`add_machine` as one statement (inserts chained as CTEs), atomic by itself: on PostgreSQL it commits in
+    one round trip, without a transaction of several statements around it."""
+    rows = {
+        "m_": mapping.machine_to_row(machine),
+        "v_": mapping.version_to_row(machine),
+        "e_": mapping.event_to_row(event),
+    }
+    line = event_log_line(machine, event)
+    if line is not None:
+        rows["l_"] = logs.line_row(line)
+    statement = _AT_ONCE.get(line is not None)
+    if statement is None:
+        tables = {"m_": machines, "v_": machine_versions, "e_": machine_events, "l_": machine_logs}
+        inserts = [_inserting(tables[prefix], prefix, row) for prefix, row in rows.items()]
+        statement = inserts[-1]
+        for number, chained in enumerate(inserts[:-1]):
+            statement = statement.add_cte(chained.cte(f"chained_{number}"))
+        _AT_ONCE[line is not None] = statement
+    values: dict[str, Any] = {}
+    for prefix, row in rows.items():
+        values.update(_prefixed(prefix, row))
+    conn.execute(statement, values)
 
 
 def add_event(conn: Connection, machine: Machine, event: MachineEvent) -> None:
@@ -107,6 +143,27 @@ def list_machine_ids(
     """The ids `list_machines` would return, in its order: a listing of machines already in memory."""
     query = _filtered(select(machines.c.id), include_deleted=include_deleted, region=region, states=states)
     return list(conn.execute(_in_app(query, app_name)).scalars())
+
+
+def list_machine_versions(
+    conn: Connection,
+    app_name: str,
+    *,
+    include_deleted: bool,
+    region: str | None,
+    states: Sequence[MachineState],
+) -> list[tuple[str, int]]:
+    """`list_machine_ids` with each row's `row_version`, which every change of a row raises."""
+    query = _filtered(
+        select(machines.c.id, machines.c.row_version), include_deleted=include_deleted, region=region, states=states
+    )
+    return [(machine_id, version) for machine_id, version in conn.execute(_in_app(query, app_name))]
+
+
+def machines_by_ids(conn: Connection, ids: Sequence[str]) -> list[Machine]:
+    """The machines of `ids` still there, in no particular order."""
+    rows = conn.execute(select(machines).where(machines.c.id.in_(ids)))
+    return [mapping.machine_from_row(row) for row in rows]
 
 
 def _in_app(query: Select[Any], app_name: str) -> Select[Any]:

@@ -23,6 +23,10 @@ Work = Callable[Concatenate[Connection, P], T]
 class Runner(Protocol):
     async def read(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T: ...
     async def write(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T: ...
+    async def write_one(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """A write of one statement, atomic by itself, which needs no transaction around it."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -77,6 +81,9 @@ class SyncRunner:
                 raise InsufficientStorageError("writing to the database") from exc
             raise
         return result
+
+    async def write_one(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self.write(work, *args, **kwargs)  # group commit: one fsync for the writes queued with it
 
     def _commit_next(self, loop: asyncio.AbstractEventLoop) -> None:
         batch, self._queued = self._queued, []

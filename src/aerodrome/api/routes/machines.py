@@ -24,6 +24,7 @@ from aerodrome.core import (
 
 _RENDERED = render.RenderedMachines()  # listings of thousands of machines reuse each one's JSON
 _LISTABLE = {"created", "started", "stopped", "suspended", "failed", "destroyed"}
+GET_EVENTS = 10  # the newest events a machine's GET shows
 
 
 def _states(call: Call) -> list[MachineState]:
@@ -85,10 +86,11 @@ async def _listed_containers(call: Call, machines: list[Machine]) -> dict[str, t
 
 async def get_machine(request: Request) -> Response:
     call = await Call.of(request)
-    app = await call.app()
-    await call.limit("get", call.machine_id)
-    machine = await call.plane.machines.find(app, call.machine_id, include_deleted=True)
-    events = await call.plane.store.list_events(machine.id, limit=10)
+    async with call.plane.store.reading_machine(request.path_params["app_name"], call.machine_id, GET_EVENTS):
+        app = await call.app()
+        await call.limit("get", call.machine_id)
+        machine = await call.plane.machines.find(app, call.machine_id, include_deleted=True)
+        events = await call.plane.store.list_events(machine.id, limit=GET_EVENTS)
     containers = await _containers(call, machine)
     checks = call.plane.checks.results(machine.id)
     host_status = _host_status(call, machine)
