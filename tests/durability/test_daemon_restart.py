@@ -154,7 +154,8 @@ def test_sigkill_during_starts_then_recovery_agrees_with_the_host() -> None:
 
 
 def _clones_of(server: Server, pid: int) -> list[int]:
-    """Processes still running the killed daemon's command line (its clones share it), by pid."""
+    """Processes still running the killed daemon's command line (its clones share it), by pid; the new daemon's
+    own clones (its network slots' holders, its children) are not the killed one's."""
     import os
 
     own = server.process.pid if server.process else 0
@@ -167,6 +168,15 @@ def _clones_of(server: Server, pid: int) -> list[int]:
                 cmdline = f.read()
         except OSError:
             continue
-        if cmdline.split(b"\0")[1:4] == [b"-m", b"aerodrome", b"serve"] and str(server.data_dir).encode() in cmdline:
+        serving = cmdline.split(b"\0")[1:4] == [b"-m", b"aerodrome", b"serve"]
+        if serving and str(server.data_dir).encode() in cmdline and _parent_of(int(entry)) != own:
             found.append(int(entry))
     return found
+
+
+def _parent_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0

@@ -46,9 +46,11 @@ async def recover(machines: Machines, store: Store, only: HostEntry | None = Non
         live = [m for m in live if hosts.reachable(m.host)]
     for machine in live:
         lock = machines.lock_for(machine.id)
-        await lock.acquire()  # uncontended: nothing else runs before start() returns
+        # Uncontended at start (nothing else runs before start() returns); a host that answers again is
+        # re-adopted while the API serves, so the host's state is read again once the lock is held.
+        await lock.acquire()
         host = held.get(machine.id) or HostMachine(machine.id, HostState.ABSENT)
-        machines.spawn(_reconcile(machines, store, machine, host, lock))
+        machines.spawn(_reconcile(machines, store, machine, host, lock, fresh=only is not None))
 
 
 async def _release_orphaned_volumes(machines: Machines, store: Store, live: set[str]) -> None:
@@ -60,8 +62,12 @@ async def _release_orphaned_volumes(machines: Machines, store: Store, live: set[
                 await machines.volumes.release(volume.id)
 
 
-async def _reconcile(machines: Machines, store: Store, machine: Machine, host: HostMachine, lock: asyncio.Lock) -> None:
+async def _reconcile(
+    machines: Machines, store: Store, machine: Machine, host: HostMachine, lock: asyncio.Lock, *, fresh: bool
+) -> None:
     try:
+        if fresh:
+            host = await machines.agent.status(machine.id)
         await _reconcile_locked(machines, store, machine, host)
     except Exception:
         log.exception("could not reconcile machine %s", machine.id)
@@ -71,8 +77,8 @@ async def _reconcile(machines: Machines, store: Store, machine: Machine, host: H
 
 async def _reconcile_locked(machines: Machines, store: Store, machine: Machine, host: HostMachine) -> None:
     current = await store.get_machine(machine.id)
-    if current is None:
-        return
+    if current is None or current.deleted or current.state is S.DESTROYED:
+        return  # destroyed meanwhile (a request held the lock first): nothing of it is to be made again
     host = await _settled(machines, host)
     if current.state is S.DESTROYING:
         await machines.agent.destroy(current.id, key=new_key(), deadline=host_deadline())
