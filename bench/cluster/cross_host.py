@@ -28,16 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import httpx
 from tests.support.hosts import REGIONS, Cluster, new_cluster
 from tests.support.netns import call_in
+from tests.support.services import SELF_NAMING, http_service
 
 HOP_TARGET_MS = 0.2
-SELF_NAMING = 'mkdir -p /tmp/www && echo "$FLY_MACHINE_ID" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www'
-SERVICE = {
-    "protocol": "tcp",
-    "internal_port": 8080,
-    "autostop": False,
-    "autostart": False,
-    "ports": [{"port": 80, "handlers": ["http"]}],
-}
+SERVICE = http_service(autostart=False)
 
 
 def get_once(address: tuple[str, int], host_header: str) -> float:

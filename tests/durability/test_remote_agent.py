@@ -19,18 +19,13 @@ from tests.api.helpers import create_machine, http_inside, wait_for
 from tests.support.agents import HostProcess
 from tests.support.registry import free_loopback_port
 from tests.support.server import Server
+from tests.support.services import http_service
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runc") is None, reason="needs root and runc"),
 ]
-SERVICE = {
-    "protocol": "tcp",
-    "internal_port": 8080,
-    "autostop": False,
-    "autostart": True,
-    "ports": [{"port": 80, "handlers": ["http"]}],
-}
+SERVICE = http_service(autostart=True)
 
 
 @pytest.fixture

@@ -23,19 +23,13 @@ from tests.support.agents import HostProcess
 from tests.support.postgres import PostgresServer
 from tests.support.registry import free_loopback_port
 from tests.support.server import Server
+from tests.support.services import SELF_NAMING, http_service
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runc") is None, reason="needs root and runc"),
 ]
-SELF_NAMING = 'mkdir -p /tmp/www && echo "$FLY_MACHINE_ID" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www'
-SERVICE = {
-    "protocol": "tcp",
-    "internal_port": 8080,
-    "autostop": False,
-    "autostart": True,
-    "ports": [{"port": 80, "handlers": ["http"]}],
-}
+SERVICE = http_service(autostart=True)
 SEEN_WITHIN = 20.0  # a deadline for what the feed brings at once; `wait`'s own timeout (60 s) is far past it
 
 

@@ -23,20 +23,13 @@ from tests.api.helpers import create_machine, http_inside, wait_for
 from tests.support.agents import HostProcess
 from tests.support.registry import free_loopback_port
 from tests.support.server import Server
+from tests.support.services import SELF_NAMING, http_service
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runc") is None, reason="needs root and runc"),
 ]
-# each machine's page names it, so what the edge answers from shows which machine served it
-SELF_NAMING = 'mkdir -p /tmp/www && echo "$FLY_MACHINE_ID" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www'
-SERVICE = {
-    "protocol": "tcp",
-    "internal_port": 8080,
-    "autostop": False,
-    "autostart": False,
-    "ports": [{"port": 80, "handlers": ["http"]}],
-}
+SERVICE = http_service(autostart=False)
 
 
 @pytest.fixture

@@ -18,21 +18,14 @@ import pytest
 from aerodrome.core import HostState
 from tests.api.helpers import create_machine, machine_exec, wait_for
 from tests.support.hosts import REGIONS, Cluster, new_cluster
+from tests.support.services import SELF_NAMING, http_service
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runc") is None, reason="needs root and runc"),
 ]
 HOSTS = ["host-a", "host-b", "host-c"]
-# each machine's page names it, so an answer shows which machine gave it
-SELF_NAMING = 'mkdir -p /tmp/www && echo "$FLY_MACHINE_ID" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www'
-SERVICE = {
-    "protocol": "tcp",
-    "internal_port": 8080,
-    "autostop": False,
-    "autostart": False,
-    "ports": [{"port": 80, "handlers": ["http"]}],
-}
+SERVICE = http_service(autostart=False)
 
 
 @pytest.fixture
